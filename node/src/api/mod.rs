@@ -1,0 +1,46 @@
+//! The local HTTP/WebSocket API that apps and the web page use: JSON over HTTP, events over a
+//! WebSocket, a bearer token on every request. See docs/api.md.
+//!
+//! - `error`: the JSON error body and HTTP status of every [`crate::Error`].
+//! - `json`: the JSON shapes of messages, acks and events.
+//! - `routes`: the handlers and the auth layer.
+
+mod error;
+mod json;
+mod routes;
+
+use std::path::Path;
+
+pub use routes::router;
+
+use crate::{keys::write_private, Node, Result};
+
+/// File name of the API token in the data dir.
+pub const TOKEN_FILE: &str = "api-token";
+
+/// The API token in `dir`, created (32 random bytes as hex, mode 0600) on first start.
+pub fn load_or_create_token(dir: &Path) -> Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::create_dir_all(dir)?;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// Serves the API for `node` on `listener` until `shutdown` completes.
+pub async fn serve(
+    node: Node,
+    token: String,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node, token))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,307 @@
+//! The API's routes and its bearer-token layer.
+
+use std::str::FromStr;
+
+use axum::{
+    extract::{
+        rejection::{JsonRejection, QueryRejection},
+        ws::{Message as WsMessage, WebSocket, WebSocketUpgrade},
+        DefaultBodyLimit, Path, Query, Request, State,
+    },
+    http::{header::AUTHORIZATION, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tim_protocol::{AccountId, Code, MessageId, Recipient, RoomId, MAX_BODY_LEN};
+use tracing::debug;
+
+use super::{error::ApiError, json};
+use crate::{Conversation, Node};
+
+/// Largest request body: a 64 KiB message body as JSON, with room for escaping.
+const MAX_REQUEST_BYTES: usize = 6 * MAX_BODY_LEN + 4096;
+/// Default and largest history page.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    /// SHA-256 of the token: comparing digests leaks nothing about the token through timing.
+    token_digest: [u8; 32],
+}
+
+/// The API router for `node`, guarded by `token`.
+pub fn router(node: Node, token: String) -> Router {
+    let state = AppState {
+        node,
+        token_digest: Sha256::digest(token.as_bytes()).into(),
+    };
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/messages", post(send))
+        .route("/v1/messages/{mid}/revoke", post(revoke))
+        .route("/v1/messages/{mid}/burn", post(burn))
+        .route("/v1/messages/{mid}/read", post(read))
+        .route("/v1/conversations/{account}/messages", get(direct_history))
+        .route("/v1/rooms/{room}/messages", get(room_history))
+        .route("/v1/rooms/{room}/join", post(join))
+        .route("/v1/rooms/{room}/leave", post(leave))
+        .route("/v1/events", get(events))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    api.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such endpoint")
+}
+
+/// Every request needs `Authorization: Bearer <token>`; the WebSocket also takes `?token=`
+/// (browsers cannot set headers there).
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let query = (req.uri().path() == "/v1/events")
+        .then(|| req.uri().query())
+        .flatten()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+        .map(str::to_owned);
+    let presented = header.or(query);
+    let ok = presented
+        .is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())) == st.token_digest);
+    if !ok {
+        return ApiError::new(
+            Code::Unauthorized,
+            "missing or wrong API token (Authorization: Bearer <token>)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn parse_mid(raw: &str) -> Result<MessageId, ApiError> {
+    MessageId::from_str(raw)
+        .map_err(|e| ApiError::new(Code::Malformed, e.to_string()).about("mid", raw))
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, ApiError> {
+    AccountId::from_str(raw)
+        .map_err(|e| ApiError::new(Code::UnknownAccount, e.to_string()).about("to", raw))
+}
+
+fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::from_str(raw)
+        .map_err(|e| ApiError::new(Code::BadParameters, e.to_string()).about("room", raw))
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Code::TooLarge
+    } else {
+        Code::Malformed
+    };
+    ApiError::new(code, rejection.body_text())
+}
+
+async fn status(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let s = st.node.status().await?;
+    Ok(Json(json!({
+        "account": s.account,
+        "peer_id": s.peer_id.to_string(),
+        "listen_addrs": s.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "peers": s.peers,
+        "rooms": s.rooms.iter().map(|r| json!({"room": r.room, "peers": r.peers})).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    to: Option<String>,
+    room: Option<String>,
+    body: String,
+    burn_after_read: Option<u32>,
+}
+
+async fn send(
+    State(st): State<AppState>,
+    body: Result<Json<SendRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(json_error)?;
+    let (to, about) = match (&req.to, &req.room) {
+        (Some(to), None) => (Recipient::Account(parse_account(to)?), ("to", to.clone())),
+        (None, Some(room)) => (Recipient::Room(parse_room(room)?), ("room", room.clone())),
+        _ => {
+            return Err(ApiError::new(
+                Code::BadParameters,
+                "give exactly one of `to` and `room`",
+            ))
+        }
+    };
+    let sent = st
+        .node
+        .send(to, req.body.into_bytes(), req.burn_after_read)
+        .await
+        .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+    Ok(Json(json!({
+        "mid": sent.mid,
+        "conversation": json::conversation(&sent.conversation),
+        "sent_at": sent.sent_at,
+    })))
+}
+
+async fn control(st: AppState, raw: String, burn: bool) -> Result<Json<Value>, ApiError> {
+    let mid = parse_mid(&raw)?;
+    let result = if burn {
+        st.node.burn(mid).await
+    } else {
+        st.node.revoke(mid).await
+    };
+    let ack = result.map_err(|e| ApiError::from(e).about("mid", raw))?;
+    let mut body = json::conversation(&ack.conversation);
+    body.insert("ok".into(), json!(true));
+    body.insert("mid".into(), json!(ack.mid));
+    body.insert("kind".into(), json!(ack.action.as_str()));
+    Ok(Json(Value::Object(body)))
+}
+
+async fn revoke(
+    State(st): State<AppState>,
+    Path(mid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(st, mid, false).await
+}
+
+async fn burn(
+    State(st): State<AppState>,
+    Path(mid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(st, mid, true).await
+}
+
+async fn read(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mid = parse_mid(&raw)?;
+    let burn_at = st
+        .node
+        .mark_read(mid)
+        .await
+        .map_err(|e| ApiError::from(e).about("mid", raw))?;
+    Ok(Json(json!({"ok": true, "mid": mid, "burn_at": burn_at})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+async fn history(
+    st: AppState,
+    conv: Conversation,
+    about: (&'static str, String),
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::new(Code::BadParameters, e.body_text()).about(about.0, about.1.clone())
+    })?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            Code::BadParameters,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        )
+        .about(about.0, about.1));
+    }
+    let before = q.before.as_deref().map(parse_mid).transpose()?;
+    let page = st
+        .node
+        .history(&conv, before, limit)
+        .await
+        .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+    Ok(Json(json!({
+        "messages": page.entries.iter().map(json::entry).collect::<Vec<_>>(),
+        "next": page.next,
+    })))
+}
+
+async fn direct_history(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let account = parse_account(&raw)?;
+    history(st, Conversation::Peer(account), ("to", raw), q).await
+}
+
+async fn room_history(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let room = parse_room(&raw)?;
+    history(st, Conversation::Room(room), ("room", raw), q).await
+}
+
+async fn join(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let room = parse_room(&raw)?;
+    st.node
+        .join(room.clone())
+        .await
+        .map_err(|e| ApiError::from(e).about("room", raw))?;
+    Ok(Json(json!({"ok": true, "room": room})))
+}
+
+async fn leave(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let room = parse_room(&raw)?;
+    st.node
+        .leave(room.clone())
+        .await
+        .map_err(|e| ApiError::from(e).about("room", raw))?;
+    Ok(Json(json!({"ok": true, "room": room})))
+}
+
+async fn events(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let events = st.node.subscribe();
+    ws.on_upgrade(move |socket| forward_events(socket, events))
+}
+
+/// Sends every node event as a JSON text frame until the client goes away.
+async fn forward_events(mut socket: WebSocket, mut events: crate::Events) {
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { break };
+                let frame = json::event(&event).to_string();
+                if socket.send(WsMessage::Text(frame.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    debug!("event socket closed");
+}

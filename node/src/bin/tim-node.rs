@@ -1,0 +1,183 @@
+//! The `tim-node` binary: runs a node with its local HTTP/WebSocket API, or prints a data dir's
+//! account id. Flags map into `tim_node::Config`; a TOML file can hold the same options.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use tim_node::{api, Config, Multiaddr, Node};
+
+#[derive(Parser)]
+#[command(
+    name = "tim-node",
+    version,
+    about = "A decentralized instant-messaging node"
+)]
+struct Cli {
+    /// Log format (filter with RUST_LOG, e.g. RUST_LOG=tim_node=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node and its local API.
+    Run(RunArgs),
+    /// Print the account id of a data dir (creating the account on first use).
+    Id {
+        /// The node's data dir.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A TOML file with any of: data_dir, listen, bootstrap, api, revoke_window_secs, sync_writes.
+    /// Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data dir (keys, database, API token). Default: ./tim-data
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen multiaddrs. Default: TCP and QUIC on every interface, OS-chosen ports.
+    #[arg(long, num_args = 1..)]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peers, each /ip4/…/tcp/…/p2p/<peer id>.
+    #[arg(long, num_args = 1..)]
+    bootstrap: Vec<Multiaddr>,
+    /// Local API address. Default: 127.0.0.1:7117 (port 0 picks a free one).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// Refuse revokes older than this many seconds (default: no limit).
+    #[arg(long)]
+    revoke_window_secs: Option<u64>,
+}
+
+/// The TOML config file.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    api: Option<SocketAddr>,
+    revoke_window_secs: Option<u64>,
+    sync_writes: bool,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Id { data_dir } => {
+            println!("{}", tim_node::account_of(&data_dir)?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("tim-data"));
+    let mut config = Config::new(&data_dir);
+    let listen = if args.listen.is_empty() {
+        file.listen
+    } else {
+        args.listen
+    };
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    config.bootstrap = if args.bootstrap.is_empty() {
+        file.bootstrap
+    } else {
+        args.bootstrap
+    };
+    config.revoke_window = args
+        .revoke_window_secs
+        .or(file.revoke_window_secs)
+        .map(Duration::from_secs);
+    config.sync_writes = file.sync_writes;
+    let api_addr = args
+        .api
+        .or(file.api)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7117)));
+
+    let token = api::load_or_create_token(&data_dir)?;
+    let (node, _events) = Node::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .with_context(|| format!("binding the API to {api_addr}"))?;
+    let status = node.status().await?;
+    println!("account  {}", status.account);
+    println!("peer_id  {}", status.peer_id);
+    for addr in &status.listen_addrs {
+        println!("listen   {addr}");
+    }
+    println!("api      http://{}", listener.local_addr()?);
+    println!("token    {}", data_dir.join(api::TOKEN_FILE).display());
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let server = tokio::spawn(api::serve(node.clone(), token, listener, shutdown_signal()));
+    server.await??;
+    tracing::info!("shutting down");
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,80 @@
+//! Node configuration: a plain struct with documented defaults; binaries map their flags into it.
+
+use std::{path::PathBuf, time::Duration};
+
+use libp2p::Multiaddr;
+
+/// How a node runs. Build with [`Config::new`] and change fields as needed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds `node.key` (libp2p identity), `account.key` (ed25519 seed) and `db/` (RocksDB).
+    /// Created on first start.
+    pub data_dir: PathBuf,
+    /// Where to listen. Default: TCP and QUIC on every interface, OS-chosen ports.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to bootstrap from, each `/ip4/…/tcp/…/p2p/<peer id>`. Default: none.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Refuse revokes more than this long after the message was sent, on the sending side and on
+    /// every verifying side. Default `None`: no limit, as tim.
+    pub revoke_window: Option<Duration>,
+    /// Lifetime of the route record this node publishes for its account. Default 1 hour.
+    pub route_ttl: Duration,
+    /// How often the route record is re-published (and the routing table refreshed). Default
+    /// 10 minutes.
+    pub route_refresh: Duration,
+    /// How long a direct request may take. Default 10 s.
+    pub request_timeout: Duration,
+    /// How long an idle connection is kept. Default 60 s.
+    pub idle_connection_timeout: Duration,
+    /// Most inbound messages being verified and stored at once; beyond it direct requests get
+    /// `5104 overloaded` and gossip is ignored. Default 256.
+    pub max_inbound_in_flight: usize,
+    /// Capacity of the event broadcast; a subscriber that falls further behind loses the oldest
+    /// events (and is told how many). Default 1024.
+    pub event_capacity: usize,
+    /// Most deliveries waiting (for a route lookup or a retry) at once. Default 10,000.
+    pub max_pending_deliveries: usize,
+    /// Attempts at delivering one direct message or control message before giving up (with a
+    /// `delivery_failed` event). Default 8, with backoff from 500 ms doubling to at most 30 s.
+    pub delivery_attempts: u32,
+    /// fsync the store's WAL on every write (see `tim_storage::Config::sync_writes`). Default
+    /// `false`.
+    pub sync_writes: bool,
+}
+
+impl Config {
+    /// Defaults, with the given data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            bootstrap: Vec::new(),
+            revoke_window: None,
+            route_ttl: Duration::from_secs(3600),
+            route_refresh: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(60),
+            max_inbound_in_flight: 256,
+            event_capacity: 1024,
+            max_pending_deliveries: 10_000,
+            delivery_attempts: 8,
+            sync_writes: false,
+        }
+    }
+
+    /// Defaults for a node on loopback only (tests, the demo): TCP on `127.0.0.1`, any port.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Config::new(data_dir);
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0"
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty())];
+        c
+    }
+}

@@ -1,0 +1,303 @@
+//! The node's shared state and its blocking operations (verify, store, tombstone): called from
+//! `spawn_blocking`, never on the swarm task.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use libp2p::PeerId;
+use tim_protocol::{
+    decode, AccountId, AccountKey, Ack, Action, Code, Control, Envelope, Message, MessageId,
+    Recipient, Verified,
+};
+use tim_storage::{PutOutcome, State, Store, TombstoneOutcome};
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+
+use crate::{
+    rules::{self, Via},
+    Conversation, Error, Event, Result,
+};
+
+/// Counters a node keeps; read with `Node::metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) revokes_applied: AtomicU64,
+    pub(crate) burns_applied: AtomicU64,
+    pub(crate) forged_rejected: AtomicU64,
+    pub(crate) invalid_rejected: AtomicU64,
+    pub(crate) delivery_failures: AtomicU64,
+}
+
+/// A snapshot of a node's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Messages received and stored.
+    pub messages_in: u64,
+    /// Messages sent by this node's account.
+    pub messages_out: u64,
+    /// Revokes applied (local and remote).
+    pub revokes_applied: u64,
+    /// Burns applied (local and remote).
+    pub burns_applied: u64,
+    /// Control messages refused because their signature or permission failed (forgeries).
+    pub forged_rejected: u64,
+    /// Other inbound items refused as invalid (malformed, bad signature, wrong path).
+    pub invalid_rejected: u64,
+    /// Deliveries given up.
+    pub delivery_failures: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Metrics {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Metrics {
+            messages_in: g(&self.messages_in),
+            messages_out: g(&self.messages_out),
+            revokes_applied: g(&self.revokes_applied),
+            burns_applied: g(&self.burns_applied),
+            forged_rejected: g(&self.forged_rejected),
+            invalid_rejected: g(&self.invalid_rejected),
+            delivery_failures: g(&self.delivery_failures),
+        }
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Milliseconds since the Unix epoch by the local clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What became of an inbound item; decides the ack and the gossip verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Stored or applied.
+    Stored,
+    /// Already had it.
+    Duplicate,
+    /// Valid but not taken (tombstoned, over policy, local failure): do not forward, do not
+    /// penalise the peer.
+    Ignored(Code),
+    /// Invalid: refuse and penalise the peer.
+    Invalid(Code),
+}
+
+impl Verdict {
+    pub(crate) fn ack(self) -> Ack {
+        match self {
+            Verdict::Stored => Ack::Stored,
+            Verdict::Duplicate => Ack::Duplicate,
+            Verdict::Ignored(code) | Verdict::Invalid(code) => Ack::Refused {
+                code: code.number(),
+            },
+        }
+    }
+}
+
+/// Where a control message must go after it was applied locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// To the other party of a direct message.
+    Account(AccountId),
+    /// To the room's topic.
+    Room(tim_protocol::RoomId),
+    /// Nowhere (a message to oneself).
+    Local,
+}
+
+/// State shared by the handle, the event loop and blocking tasks.
+pub(crate) struct Core {
+    pub(crate) key: AccountKey,
+    pub(crate) account: AccountId,
+    pub(crate) peer_id: PeerId,
+    pub(crate) store: Store,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) counters: Counters,
+    pub(crate) revoke_window: Option<Duration>,
+}
+
+impl Core {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is fine: events are informational, the store is the truth.
+        let _ = self.events.send(event);
+    }
+
+    fn conversation(&self, header: &tim_protocol::Header) -> Conversation {
+        Conversation::of(header, &self.account)
+    }
+
+    /// Signs and stores a new message from the local account (state `sent`).
+    pub(crate) fn send(
+        &self,
+        to: Recipient,
+        body: Vec<u8>,
+        burn_after_read: Option<u32>,
+    ) -> Result<Verified<Message>> {
+        let message = Message::sign(&self.key, to, body, now_ms(), burn_after_read)?;
+        self.store.put_message(&message, State::Sent)?;
+        bump(&self.counters.messages_out);
+        let h = message.head();
+        self.emit(Event::Message {
+            mid: message.id(),
+            from: h.from,
+            conversation: self.conversation(h),
+            sent_at: h.sent_at,
+            body: message.body.clone(),
+            burn_after_read: h.burn_after_read,
+        });
+        Ok(message)
+    }
+
+    /// Revokes or burns `mid` as the local account: checks the rules, signs, tombstones locally
+    /// and says where the control message must go.
+    pub(crate) fn local_control(
+        &self,
+        action: Action,
+        mid: MessageId,
+    ) -> Result<(Verified<Control>, Route)> {
+        let now = now_ms();
+        let entry = self.store.entry(&mid)?;
+        let target =
+            rules::check_local(action, &self.account, entry, mid, now, self.revoke_window)?;
+        let control = Control::sign(&self.key, action, target, now)?;
+        match self.store.apply_tombstone(&control)? {
+            TombstoneOutcome::Applied { .. } => self.tombstoned(&control),
+            TombstoneOutcome::Duplicate => return Err(Error::Tombstoned(mid)),
+        }
+        let h = &control.target.header;
+        let route = match (&h.to, action) {
+            (Recipient::Room(room), _) => Route::Room(room.clone()),
+            (Recipient::Account(to), _) if *to == h.from => Route::Local,
+            (Recipient::Account(to), Action::Revoke) => Route::Account(*to),
+            (Recipient::Account(_), Action::Burn) => Route::Account(h.from),
+        };
+        Ok((control, route))
+    }
+
+    fn tombstoned(&self, control: &Verified<Control>) {
+        let counter = match control.action {
+            Action::Revoke => &self.counters.revokes_applied,
+            Action::Burn => &self.counters.burns_applied,
+        };
+        bump(counter);
+        let conversation = self.conversation(&control.target.header);
+        self.emit(Event::tombstone(
+            control.action,
+            control.id(),
+            control.by,
+            conversation,
+        ));
+    }
+
+    /// Marks a received message read; returns its burn deadline, if it has one. Reading a message
+    /// the local account sent changes nothing.
+    pub(crate) fn mark_read(&self, mid: MessageId) -> Result<Option<u64>> {
+        let Some(stored) = self.store.message(&mid)? else {
+            return Err(match self.store.tombstone(&mid)? {
+                Some(_) => Error::Tombstoned(mid),
+                None => Error::NotFound(mid),
+            });
+        };
+        if stored.message.head().from == self.account {
+            return Ok(None);
+        }
+        let Some(record) = self.store.mark_read(&mid, now_ms())? else {
+            return Err(Error::Tombstoned(mid));
+        };
+        let h = record.message.head();
+        Ok(h.burn_after_read
+            .zip(record.read_at)
+            .map(|(secs, read_at)| read_at.saturating_add(u64::from(secs) * 1000)))
+    }
+
+    /// Marks a sent message delivered and reports it.
+    pub(crate) fn delivered(&self, mid: MessageId, to: AccountId) {
+        match self.store.set_state(&mid, State::Delivered) {
+            Ok(true) => self.emit(Event::Delivered { mid, to }),
+            Ok(false) => debug!(%mid, "delivered message is no longer stored"),
+            Err(e) => warn!(%mid, error = %e, "could not record delivery"),
+        }
+    }
+
+    /// Decodes, verifies, stores or applies an inbound frame that arrived `via` a path.
+    pub(crate) fn inbound(&self, bytes: &[u8], via: &Via) -> Verdict {
+        match self.try_inbound(bytes, via) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                let code = e.code();
+                match e {
+                    Error::Storage(tim_storage::Error::Tombstoned(mid)) => {
+                        debug!(%mid, "refused a copy of a tombstoned message");
+                        Verdict::Ignored(code)
+                    }
+                    Error::Storage(e) => {
+                        warn!(error = %e, "storage failed on inbound item");
+                        Verdict::Ignored(code)
+                    }
+                    Error::Expired(_) => Verdict::Ignored(code),
+                    other => {
+                        bump(&self.counters.invalid_rejected);
+                        debug!(error = %other, ?via, "rejected invalid inbound item");
+                        Verdict::Invalid(code)
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_inbound(&self, bytes: &[u8], via: &Via) -> Result<Verdict> {
+        let envelope: Envelope = decode(bytes)?;
+        rules::check_destination(rules::header_of(&envelope), &self.account, via)?;
+        match envelope {
+            Envelope::Message(message) => {
+                let message = message.verify()?;
+                match self.store.put_message(&message, State::Received)? {
+                    PutOutcome::Duplicate => Ok(Verdict::Duplicate),
+                    PutOutcome::Stored => {
+                        bump(&self.counters.messages_in);
+                        let h = message.head();
+                        self.emit(Event::Message {
+                            mid: message.id(),
+                            from: h.from,
+                            conversation: self.conversation(h),
+                            sent_at: h.sent_at,
+                            body: message.body.clone(),
+                            burn_after_read: h.burn_after_read,
+                        });
+                        Ok(Verdict::Stored)
+                    }
+                }
+            }
+            Envelope::Control(control) => {
+                let control = match control.verify() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if matches!(e.code(), Code::InvalidSignature | Code::PermissionDenied) {
+                            bump(&self.counters.forged_rejected);
+                            warn!(error = %e, ?via, "refused a forged control message");
+                        }
+                        return Err(e.into());
+                    }
+                };
+                rules::check_inbound_control(&control, &self.account, via, self.revoke_window)?;
+                match self.store.apply_tombstone(&control)? {
+                    TombstoneOutcome::Duplicate => Ok(Verdict::Duplicate),
+                    TombstoneOutcome::Applied { .. } => {
+                        self.tombstoned(&control);
+                        Ok(Verdict::Stored)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! What a node reports to the app: [`Event`]s, and the local view of a conversation.
+
+use libp2p::PeerId;
+use tim_protocol::{AccountId, Action, Code, Header, MessageId, Recipient, RoomId};
+
+/// A conversation from the local account's point of view: the other account, or a room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// The direct conversation with this account.
+    Peer(AccountId),
+    /// A room.
+    Room(RoomId),
+}
+
+impl Conversation {
+    /// The conversation `header` belongs to, seen from `local`.
+    pub fn of(header: &Header, local: &AccountId) -> Self {
+        match &header.to {
+            Recipient::Room(room) => Conversation::Room(room.clone()),
+            Recipient::Account(to) if header.from == *local => Conversation::Peer(*to),
+            Recipient::Account(_) => Conversation::Peer(header.from),
+        }
+    }
+
+    /// The store's name for this conversation.
+    pub fn to_storage(&self, local: &AccountId) -> tim_storage::Conversation {
+        match self {
+            Conversation::Peer(peer) => tim_storage::Conversation::direct(*local, *peer),
+            Conversation::Room(room) => tim_storage::Conversation::Room(room.clone()),
+        }
+    }
+}
+
+/// Something that happened on the node. Subscribers get every event from the moment they
+/// subscribe; one that falls more than `Config::event_capacity` behind loses the oldest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A message was stored: received from a peer, or sent by this account (so other clients of
+    /// the same account see it too).
+    Message {
+        /// Message id.
+        mid: MessageId,
+        /// Sender.
+        from: AccountId,
+        /// Where it belongs, seen from the local account.
+        conversation: Conversation,
+        /// Send time by the sender's clock, ms since the epoch.
+        sent_at: u64,
+        /// The body.
+        body: Vec<u8>,
+        /// Seconds after reading at which the receiver burns it.
+        burn_after_read: Option<u32>,
+    },
+    /// A message was revoked by its sender (here or on another node).
+    Revoked {
+        /// The revoked message.
+        mid: MessageId,
+        /// Who revoked it (its sender).
+        by: AccountId,
+        /// Where it was.
+        conversation: Conversation,
+    },
+    /// A direct message was burned by its recipient (here or on another node).
+    Burned {
+        /// The burned message.
+        mid: MessageId,
+        /// Who burned it (its recipient).
+        by: AccountId,
+        /// Where it was.
+        conversation: Conversation,
+    },
+    /// The recipient's node acknowledged a direct message.
+    Delivered {
+        /// The message.
+        mid: MessageId,
+        /// The recipient.
+        to: AccountId,
+    },
+    /// A direct message or control message could not be delivered.
+    DeliveryFailed {
+        /// The message (or, for a control message, its target).
+        mid: MessageId,
+        /// The recipient.
+        to: AccountId,
+        /// What failed: the recipient's refusal code, or `5105 unreachable`.
+        code: Code,
+    },
+    /// A peer connected (first connection).
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer disconnected (last connection closed).
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+impl Event {
+    /// The event for a tombstone applied by `action`.
+    pub(crate) fn tombstone(
+        action: Action,
+        mid: MessageId,
+        by: AccountId,
+        conversation: Conversation,
+    ) -> Event {
+        match action {
+            Action::Revoke => Event::Revoked {
+                mid,
+                by,
+                conversation,
+            },
+            Action::Burn => Event::Burned {
+                mid,
+                by,
+                conversation,
+            },
+        }
+    }
+}

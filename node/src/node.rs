@@ -1,0 +1,348 @@
+//! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
+//! loop; the cheap, cloneable [`Node`] sends it commands and runs store work on blocking threads.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+};
+
+use libp2p::{Multiaddr, PeerId};
+use tim_protocol::{
+    encode, AccountId, Action, Envelope, MessageId, Recipient, RoomId, MAX_BODY_LEN,
+};
+use tim_storage::{Entry, Page};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::warn;
+
+use crate::{
+    core::{Core, Counters},
+    event_loop::{self, Command, Delivery, DeliveryKind},
+    keys, Config, Conversation, Error, Event, Metrics, Result,
+};
+
+/// Capacity of the command channel from handles to the event loop.
+const COMMAND_CAPACITY: usize = 256;
+
+/// Returned by [`Node::send`] as soon as the message is signed and stored locally (state `sent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The new message's id.
+    pub mid: MessageId,
+    /// Where it was sent.
+    pub conversation: Conversation,
+    /// Its send time, ms since the epoch.
+    pub sent_at: u64,
+}
+
+/// The acknowledgement of a revoke or burn: names the message, the action and the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlAck {
+    /// The revoked or burned message.
+    pub mid: MessageId,
+    /// Revoke or burn.
+    pub action: Action,
+    /// Where the message was.
+    pub conversation: Conversation,
+}
+
+/// A joined room and how many connected peers are subscribed to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStatus {
+    /// The room.
+    pub room: RoomId,
+    /// Connected peers subscribed to its topic.
+    pub peers: usize,
+}
+
+/// A snapshot of the node's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The local account.
+    pub account: AccountId,
+    /// The node's libp2p peer id.
+    pub peer_id: PeerId,
+    /// Full listen addresses, each ending in `/p2p/<peer id>`, ready for another node's bootstrap.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Joined rooms.
+    pub rooms: Vec<RoomStatus>,
+}
+
+/// A stream of [`Event`]s. A subscriber that falls behind by more than the configured capacity
+/// skips the oldest events (logged with their count).
+pub struct Events(broadcast::Receiver<Event>);
+
+impl Events {
+    /// The next event; `None` once the node is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.0.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    warn!(
+                        skipped,
+                        "event subscriber fell behind; oldest events skipped"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// A handle to a running node. Cheap to clone; the node stops on [`Node::shutdown`] or when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub struct Node {
+    cmd_tx: mpsc::Sender<Command>,
+    core: Arc<Core>,
+    rooms: Arc<Mutex<BTreeSet<RoomId>>>,
+}
+
+impl Node {
+    /// Starts a node: opens (or creates) the data dir, listens, bootstraps, and spawns its event
+    /// loop on the current tokio runtime. Returns once it is listening.
+    pub async fn start(config: Config) -> Result<(Node, Events)> {
+        let dir = config.data_dir.clone();
+        let sync_writes = config.sync_writes;
+        let (node_key, account_key, store, rooms, burns) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let (node_key, account_key) = keys::load_or_create(&dir)?;
+                let store_config = tim_storage::Config {
+                    sync_writes,
+                    ..tim_storage::Config::default()
+                };
+                let store = tim_storage::Store::open(dir.join("db"), store_config)?;
+                let rooms = store.rooms()?;
+                let burns = store.burn_deadlines()?;
+                Ok((node_key, account_key, store, rooms, burns))
+            })
+            .await??;
+        let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
+        let core = Arc::new(Core {
+            account: account_key.account_id(),
+            key: account_key,
+            peer_id: node_key.public().to_peer_id(),
+            store,
+            events,
+            counters: Counters::default(),
+            revoke_window: config.revoke_window,
+        });
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let event_loop =
+            event_loop::EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns)
+                .await?;
+        tokio::spawn(event_loop.run());
+        let node = Node {
+            cmd_tx,
+            core,
+            rooms: Arc::new(Mutex::new(rooms.into_iter().collect())),
+        };
+        Ok((node, Events(events_rx)))
+    }
+
+    /// The local account.
+    pub fn account(&self) -> AccountId {
+        self.core.account
+    }
+
+    /// The node's libp2p peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.core.peer_id
+    }
+
+    /// A new subscription to this node's events, from now on.
+    pub fn subscribe(&self) -> Events {
+        Events(self.core.events.subscribe())
+    }
+
+    /// The node's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.core.counters.snapshot()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || f(&core)).await?
+    }
+
+    fn is_member(&self, room: &RoomId) -> bool {
+        self.rooms.lock().map(|r| r.contains(room)).unwrap_or(false)
+    }
+
+    /// Sends a message to an account (direct) or a room. Returns once it is signed and stored
+    /// locally; delivery is reported later by an [`Event::Delivered`] (direct messages).
+    /// `burn_after_read` (direct only) makes the receiver burn it that many seconds after reading.
+    pub async fn send(
+        &self,
+        to: Recipient,
+        body: Vec<u8>,
+        burn_after_read: Option<u32>,
+    ) -> Result<Sent> {
+        if body.len() > MAX_BODY_LEN {
+            return Err(tim_protocol::Error::TooLarge {
+                what: "body",
+                len: body.len(),
+                max: MAX_BODY_LEN,
+            }
+            .into());
+        }
+        if let Recipient::Room(room) = &to {
+            if !self.is_member(room) {
+                return Err(Error::BadParameters(format!(
+                    "join room {room} before sending to it"
+                )));
+            }
+        }
+        let message = self
+            .blocking(move |core| core.send(to, body, burn_after_read))
+            .await?;
+        let h = message.head().clone();
+        let mid = message.id();
+        let frame = encode(&Envelope::Message(message.into_inner()))?;
+        let command = match &h.to {
+            Recipient::Account(to) => {
+                Command::Deliver(Delivery::new(*to, mid, frame, DeliveryKind::Message))
+            }
+            Recipient::Room(room) => Command::Publish {
+                room: room.clone(),
+                mid,
+                frame,
+            },
+        };
+        self.cmd_tx.send(command).await?;
+        Ok(Sent {
+            mid,
+            conversation: Conversation::of(&h, &self.core.account),
+            sent_at: h.sent_at,
+        })
+    }
+
+    /// Revokes a message the local account sent, for everyone: tombstones it here and sends the
+    /// signed revoke to the recipient or the room. Anyone else's message: `4105`.
+    pub async fn revoke(&self, mid: MessageId) -> Result<ControlAck> {
+        self.control(Action::Revoke, mid).await
+    }
+
+    /// Burns a direct message the local account received: tombstones it here and sends the signed
+    /// burn to the sender. A room message: `4104`; a message we sent: `4105`.
+    pub async fn burn(&self, mid: MessageId) -> Result<ControlAck> {
+        self.control(Action::Burn, mid).await
+    }
+
+    async fn control(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
+        let (control, route) = self
+            .blocking(move |core| core.local_control(action, mid))
+            .await?;
+        let conversation = Conversation::of(&control.target.header, &self.core.account);
+        self.cmd_tx
+            .send(event_loop::control_command(control, route)?)
+            .await?;
+        Ok(ControlAck {
+            mid,
+            action,
+            conversation,
+        })
+    }
+
+    /// Forwards an already encoded envelope frame (a message or control message signed by
+    /// anyone) to an account's node or a room, as is. Receivers verify it like any other; use it
+    /// to relay a peer's control message. Nothing is stored or checked locally.
+    pub async fn relay(&self, to: Recipient, frame: Vec<u8>) -> Result<()> {
+        let envelope: Envelope = tim_protocol::decode(&frame)?;
+        let mid = match &envelope {
+            Envelope::Message(m) => m.id(),
+            Envelope::Control(c) => c.target.id(),
+        };
+        let command = match to {
+            Recipient::Account(to) => {
+                Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Control))
+            }
+            Recipient::Room(room) => Command::Publish { room, mid, frame },
+        };
+        Ok(self.cmd_tx.send(command).await?)
+    }
+
+    /// Marks a received message read. If it carries `burn_after_read`, the node burns it that many
+    /// seconds later (the timer survives a restart); returns that deadline (ms since the epoch).
+    pub async fn mark_read(&self, mid: MessageId) -> Result<Option<u64>> {
+        let deadline = self.blocking(move |core| core.mark_read(mid)).await?;
+        if let Some(deadline) = deadline {
+            self.cmd_tx
+                .send(Command::ScheduleBurn { mid, deadline })
+                .await?;
+        }
+        Ok(deadline)
+    }
+
+    /// A page of a conversation's history, newest first; revoked and burned messages appear as
+    /// markers. `limit` is 1 to 500.
+    pub async fn history(
+        &self,
+        conversation: &Conversation,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Page> {
+        let conv = conversation.to_storage(&self.core.account);
+        self.blocking(move |core| Ok(core.store.history(&conv, before.as_ref(), limit)?))
+            .await
+    }
+
+    /// The message or tombstone with this id, as stored here.
+    pub async fn entry(&self, mid: MessageId) -> Result<Option<Entry>> {
+        self.blocking(move |core| Ok(core.store.entry(&mid)?)).await
+    }
+
+    /// Joins a room: subscribes to its topic; remembered across restarts.
+    pub async fn join(&self, room: RoomId) -> Result<()> {
+        let r = room.clone();
+        self.blocking(move |core| Ok(core.store.set_room(&r, true)?))
+            .await?;
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.insert(room.clone());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.cmd_tx.send(Command::Join { room, reply }).await?;
+        rx.await?
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: RoomId) -> Result<()> {
+        let r = room.clone();
+        self.blocking(move |core| Ok(core.store.set_room(&r, false)?))
+            .await?;
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.remove(&room);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.cmd_tx.send(Command::Leave { room, reply }).await?;
+        rx.await?
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd_tx.send(Command::Status { reply }).await?;
+        Ok(rx.await?)
+    }
+
+    /// Finds the peer that serves `account`, through the DHT (or the route cache). Fails with
+    /// `5105 unreachable` if no valid route record is found.
+    pub async fn lookup(&self, account: AccountId) -> Result<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd_tx.send(Command::Lookup { account, reply }).await?;
+        rx.await?
+    }
+
+    /// Stops the node: closes connections and waits for in-flight store work. The store closes
+    /// when the last handle is dropped.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd_tx.send(Command::Shutdown { reply }).await?;
+        Ok(rx.await?)
+    }
+}

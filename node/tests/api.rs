@@ -1,0 +1,452 @@
+//! Real `tim-node` processes driven only through the HTTP API and the WebSocket: DHT routing,
+//! revoke, burn, burn after reading, permission errors, a room, and bad requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `tim-node run` process; killed on drop.
+struct Proc {
+    child: Child,
+    api: String,
+    token: String,
+    account: String,
+    listen: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, bootstrap: Option<&str>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tim-node"));
+    cmd.args(["run", "--data-dir"]).arg(dir);
+    cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut api, mut account, mut listen) = (None, None, None);
+    while api.is_none() {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("tim-node printed its addresses");
+        let (key, value) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
+        let value = value.trim().to_string();
+        match key {
+            "account" => account = Some(value),
+            "listen" => listen = listen.or(Some(value)),
+            "api" => api = Some(value),
+            _ => {}
+        }
+    }
+    let token = std::fs::read_to_string(dir.join("api-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Proc {
+        child,
+        api: api.unwrap(),
+        token,
+        account: account.unwrap(),
+        listen: listen.unwrap(),
+    }
+}
+
+struct Api<'a> {
+    p: &'a Proc,
+    http: reqwest::Client,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.p.api))
+            .bearer_auth(&self.p.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(p: &Proc) -> Ws {
+    let url = format!(
+        "{}/v1/events?token={}",
+        p.api.replace("http://", "ws://"),
+        p.token
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Waits for an event frame matching `pred`.
+async fn expect(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended waiting for {what}: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn is(v: &Value, kind: &str, mid: &str) -> bool {
+    v["type"] == kind && v["mid"] == mid
+}
+
+fn assert_error(got: (u16, Value), status: u16, code: u64, name: &str) -> Value {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert_eq!(got.1["error"]["name"], name, "{}", got.1);
+    assert!(got.1["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    got.1["error"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_through_the_api() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = spawn(dirs[0].path(), None);
+    let b = spawn(dirs[1].path(), Some(&a.listen));
+    let c = spawn(dirs[2].path(), Some(&a.listen));
+    let http = reqwest::Client::new();
+    let (api_a, api_b, api_c) = (
+        Api {
+            p: &a,
+            http: http.clone(),
+        },
+        Api {
+            p: &b,
+            http: http.clone(),
+        },
+        Api {
+            p: &c,
+            http: http.clone(),
+        },
+    );
+    let (mut ws_a, mut ws_b, mut ws_c) = (ws(&a).await, ws(&b).await, ws(&c).await);
+
+    // `tim-node id` prints the same account.
+    let out = Command::new(env!("CARGO_BIN_EXE_tim-node"))
+        .args(["id", "--data-dir"])
+        .arg(dirs[1].path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), b.account);
+
+    let (s, status) = api_b.get("/v1/status").await;
+    assert_eq!(s, 200);
+    assert_eq!(status["account"], b.account.as_str());
+    assert!(status["listen_addrs"][0]
+        .as_str()
+        .unwrap()
+        .contains("/p2p/"));
+
+    // 1:1 from C to B, found through the DHT (B and C only know A).
+    let (s, sent) = api_c
+        .post(
+            "/v1/messages",
+            json!({"to": b.account, "body": "hello bob"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{sent}");
+    let mid = sent["mid"].as_str().unwrap().to_string();
+    assert_eq!(sent["conversation"]["to"], b.account.as_str());
+    let got = expect(&mut ws_b, "message at B", |v| is(v, "message", &mid)).await;
+    assert_eq!(
+        (got["from"].as_str(), got["body"].as_str()),
+        (Some(c.account.as_str()), Some("hello bob"))
+    );
+    expect(&mut ws_c, "delivered at C", |v| is(v, "delivered", &mid)).await;
+
+    // Permission errors name the mid and change nothing.
+    let e = assert_error(
+        api_b
+            .post(&format!("/v1/messages/{mid}/revoke"), json!({}))
+            .await,
+        403,
+        4105,
+        "permission_denied",
+    );
+    assert_eq!(e["mid"], mid.as_str());
+    assert_error(
+        api_c
+            .post(&format!("/v1/messages/{mid}/burn"), json!({}))
+            .await,
+        403,
+        4105,
+        "permission_denied",
+    );
+    let unknown = "ab".repeat(32);
+    assert_error(
+        api_c
+            .post(&format!("/v1/messages/{unknown}/revoke"), json!({}))
+            .await,
+        404,
+        4109,
+        "not_found",
+    );
+    assert_error(
+        api_c.post("/v1/messages/not-a-mid/revoke", json!({})).await,
+        400,
+        4113,
+        "malformed",
+    );
+    let (_, h) = api_b
+        .get(&format!("/v1/conversations/{}/messages", c.account))
+        .await;
+    assert_eq!(h["messages"][0]["state"], "received");
+    assert_eq!(h["messages"][0]["body"], "hello bob");
+
+    // Revoke by the sender, seen on both WebSockets and in both histories.
+    let (s, ack) = api_c
+        .post(&format!("/v1/messages/{mid}/revoke"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{ack}");
+    assert_eq!(
+        ack,
+        json!({"ok": true, "mid": mid, "kind": "revoke", "to": b.account})
+    );
+    let ev = expect(&mut ws_b, "revoked at B", |v| is(v, "revoked", &mid)).await;
+    assert_eq!(ev["by"], c.account.as_str());
+    expect(&mut ws_c, "revoked at C", |v| is(v, "revoked", &mid)).await;
+    for (api, peer) in [(&api_b, &c.account), (&api_c, &b.account)] {
+        let (_, h) = api
+            .get(&format!("/v1/conversations/{peer}/messages?limit=10"))
+            .await;
+        assert_eq!(h["messages"][0]["state"], "revoked");
+        assert!(h["messages"][0].get("body").is_none(), "{h}");
+    }
+
+    // Burn by the receiver.
+    let (_, sent) = api_c
+        .post("/v1/messages", json!({"to": b.account, "body": "burn me"}))
+        .await;
+    let mid2 = sent["mid"].as_str().unwrap().to_string();
+    expect(&mut ws_b, "message 2 at B", |v| is(v, "message", &mid2)).await;
+    let (s, ack) = api_b
+        .post(&format!("/v1/messages/{mid2}/burn"), json!({}))
+        .await;
+    assert_eq!(
+        (s, ack["kind"].as_str(), ack["to"].as_str()),
+        (200, Some("burn"), Some(c.account.as_str()))
+    );
+    expect(&mut ws_c, "burned at C", |v| {
+        is(v, "burned", &mid2) && v["by"] == b.account.as_str()
+    })
+    .await;
+
+    // Burn after reading: 1 second after B marks it read.
+    let (_, sent) = api_c
+        .post(
+            "/v1/messages",
+            json!({"to": b.account, "body": "ephemeral", "burn_after_read": 1}),
+        )
+        .await;
+    let mid3 = sent["mid"].as_str().unwrap().to_string();
+    let ev = expect(&mut ws_b, "message 3 at B", |v| is(v, "message", &mid3)).await;
+    assert_eq!(ev["burn_after_read"], 1);
+    let (s, r) = api_b
+        .post(&format!("/v1/messages/{mid3}/read"), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    assert!(r["burn_at"].as_u64().is_some());
+    expect(&mut ws_b, "burned 3 at B", |v| is(v, "burned", &mid3)).await;
+    expect(&mut ws_c, "burned 3 at C", |v| is(v, "burned", &mid3)).await;
+
+    // A room of three with a revoke; burning a room message is 4104.
+    for api in [&api_a, &api_b, &api_c] {
+        let (s, j) = api.post("/v1/rooms/lobby/join", json!({})).await;
+        assert_eq!((s, j["room"].as_str()), (200, Some("lobby")));
+    }
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, st) = api_a.get("/v1/status").await;
+            if st["rooms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["room"] == "lobby" && r["peers"].as_u64() >= Some(2))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("room peers");
+    let (s, sent) = api_c
+        .post("/v1/messages", json!({"room": "lobby", "body": "hi room"}))
+        .await;
+    assert_eq!(s, 200, "{sent}");
+    let rmid = sent["mid"].as_str().unwrap().to_string();
+    for w in [&mut ws_a, &mut ws_b] {
+        let ev = expect(w, "room message", |v| is(v, "message", &rmid)).await;
+        assert_eq!(ev["room"], "lobby");
+    }
+    let e = assert_error(
+        api_b
+            .post(&format!("/v1/messages/{rmid}/burn"), json!({}))
+            .await,
+        400,
+        4104,
+        "bad_parameters",
+    );
+    assert_eq!(e["mid"], rmid.as_str());
+    let (s, ack) = api_c
+        .post(&format!("/v1/messages/{rmid}/revoke"), json!({}))
+        .await;
+    assert_eq!((s, ack["room"].as_str()), (200, Some("lobby")));
+    for w in [&mut ws_a, &mut ws_b] {
+        expect(w, "room revoke", |v| is(v, "revoked", &rmid)).await;
+    }
+    let (_, h) = api_a.get("/v1/rooms/lobby/messages").await;
+    assert_eq!(h["messages"][0]["state"], "revoked");
+
+    // Bad requests get a clear error and change nothing.
+    let (_, before) = api_c
+        .get(&format!("/v1/conversations/{}/messages", b.account))
+        .await;
+    let raw = http
+        .post(format!("{}/v1/messages", c.api))
+        .bearer_auth(&c.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let body: Value = raw.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 4113);
+    let big = "x".repeat(70 * 1024);
+    let e = assert_error(
+        api_c
+            .post("/v1/messages", json!({"to": b.account, "body": big}))
+            .await,
+        413,
+        4114,
+        "too_large",
+    );
+    assert_eq!(e["to"], b.account.as_str());
+    let e = assert_error(
+        api_c
+            .post("/v1/messages", json!({"to": "bob", "body": "hi"}))
+            .await,
+        400,
+        4106,
+        "unknown_account",
+    );
+    assert_eq!(e["to"], "bob");
+    assert_error(
+        api_c.post("/v1/messages", json!({"body": "nowhere"})).await,
+        400,
+        4104,
+        "bad_parameters",
+    );
+    assert_error(
+        api_c
+            .get(&format!("/v1/conversations/{}/messages?limit=0", b.account))
+            .await,
+        400,
+        4104,
+        "bad_parameters",
+    );
+    let (_, after) = api_c
+        .get(&format!("/v1/conversations/{}/messages", b.account))
+        .await;
+    assert_eq!(before, after);
+
+    // No token, a wrong token, a WebSocket without token: 401.
+    let resp = http
+        .get(format!("{}/v1/status", c.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 4401);
+    let resp = http
+        .get(format!("{}/v1/status", c.api))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let url = format!("{}/v1/events", c.api.replace("http://", "ws://"));
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+
+    let _ = ws_a.close(None).await;
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = spawn(dir.path(), None);
+    let pid = p.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut p = p;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,631 @@
+//! Multi-node tests on 127.0.0.1 with temp dirs: DHT routing, direct and room messaging, revoke
+//! and burn end to end, every permission case, forgeries, out-of-order control messages, burn
+//! after reading, and restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{future::Future, path::Path, time::Duration};
+
+use tim_node::{
+    protocol::{
+        encode, AccountKey, Action, Code, Control, Envelope, Message, MessageId, Recipient, RoomId,
+    },
+    storage::Entry,
+    Config, Conversation, Event, Events, Multiaddr, Node,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Writes a known account key into a data dir, so the test can sign as that account.
+fn with_account(dir: &Path, seed: u8) -> AccountKey {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = AccountKey::from_secret_bytes(&[seed; 32]);
+    std::fs::write(dir.join("account.key"), hex(&key.secret_bytes())).unwrap();
+    key
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn start(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Events) {
+    let mut config = Config::loopback(dir);
+    config.bootstrap = bootstrap;
+    Node::start(config).await.unwrap()
+}
+
+async fn addr(node: &Node) -> Multiaddr {
+    node.status().await.unwrap().listen_addrs[0].clone()
+}
+
+/// Waits for the first event matching `pred`, skipping others.
+async fn expect_event(
+    events: &mut Events,
+    what: &str,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `check` until it returns `Some`, or fails after the timeout.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn entry(node: &Node, mid: MessageId) -> Option<Entry> {
+    node.entry(mid).await.unwrap()
+}
+
+fn is_tombstone(e: &Option<Entry>, action: Action) -> bool {
+    matches!(e, Some(Entry::Tombstone(t)) if t.action() == action)
+}
+
+/// Three nodes, B and C bootstrapped only from A; waits until C can route to B through the DHT.
+struct Trio {
+    _dirs: Vec<tempfile::TempDir>,
+    a: (Node, Events),
+    b: (Node, Events),
+    c: (Node, Events),
+}
+
+async fn trio() -> Trio {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let boot = addr(&a.0).await;
+    let b = start(dirs[1].path(), vec![boot.clone()]).await;
+    let c = start(dirs[2].path(), vec![boot]).await;
+    let (bn, cn) = (b.0.clone(), c.0.clone());
+    for (from, to) in [(&cn, &bn), (&bn, &cn)] {
+        let target = to.account();
+        eventually("a route through the DHT", || async move {
+            from.lookup(target).await.ok()
+        })
+        .await;
+    }
+    Trio {
+        _dirs: dirs,
+        a,
+        b,
+        c,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
+    let Trio {
+        a,
+        b: (b, mut b_ev),
+        c: (c, mut c_ev),
+        ..
+    } = trio().await;
+    assert_eq!(c.lookup(b.account()).await.unwrap(), b.peer_id());
+    // Only A was given to B and C.
+    assert!(a.0.status().await.unwrap().peers >= 2);
+
+    let sent = c
+        .send(Recipient::Account(b.account()), b"hello bob".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(sent.conversation, Conversation::Peer(b.account()));
+    let got = expect_event(
+        &mut b_ev,
+        "message at B",
+        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    match got {
+        Event::Message {
+            from,
+            body,
+            conversation,
+            ..
+        } => {
+            assert_eq!(from, c.account());
+            assert_eq!(body, b"hello bob");
+            assert_eq!(conversation, Conversation::Peer(c.account()));
+        }
+        other => panic!("{other:?}"),
+    }
+    expect_event(
+        &mut c_ev,
+        "delivered at C",
+        |e| matches!(e, Event::Delivered { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    let stored = c.entry(sent.mid).await.unwrap();
+    assert!(
+        matches!(stored, Some(Entry::Message(m)) if m.state == tim_node::storage::State::Delivered)
+    );
+    // Both histories show it.
+    for (node, peer) in [(&b, c.account()), (&c, b.account())] {
+        let page = node
+            .history(&Conversation::Peer(peer), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.entries.iter().map(Entry::id).collect::<Vec<_>>(),
+            vec![sent.mid]
+        );
+    }
+
+    let ack = c.revoke(sent.mid).await.unwrap();
+    assert_eq!(
+        (ack.mid, ack.action, ack.conversation.clone()),
+        (sent.mid, Action::Revoke, Conversation::Peer(b.account()))
+    );
+    expect_event(
+        &mut c_ev,
+        "revoked at C",
+        |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    let ev = expect_event(
+        &mut b_ev,
+        "revoked at B",
+        |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    assert!(matches!(ev, Event::Revoked { by, .. } if by == c.account()));
+    for node in [&b, &c] {
+        assert!(is_tombstone(&entry(node, sent.mid).await, Action::Revoke));
+    }
+    // Revoking twice: already tombstoned.
+    assert_eq!(
+        c.revoke(sent.mid).await.unwrap_err().code(),
+        Code::Tombstoned
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burn_is_seen_by_both_and_permissions_hold() {
+    let Trio {
+        b: (b, mut b_ev),
+        c: (c, mut c_ev),
+        ..
+    } = trio().await;
+    let sent = c
+        .send(Recipient::Account(b.account()), b"burn me".to_vec(), None)
+        .await
+        .unwrap();
+    expect_event(
+        &mut b_ev,
+        "message at B",
+        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+
+    // Permission cases: the receiver revokes, the sender burns, an unknown id.
+    assert_eq!(
+        b.revoke(sent.mid).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        c.burn(sent.mid).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let unknown = MessageId::from_bytes([7; 32]);
+    assert_eq!(b.burn(unknown).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(c.revoke(unknown).await.unwrap_err().code(), Code::NotFound);
+    // Nothing changed on either side.
+    for node in [&b, &c] {
+        assert!(matches!(
+            entry(node, sent.mid).await,
+            Some(Entry::Message(_))
+        ));
+    }
+
+    let ack = b.burn(sent.mid).await.unwrap();
+    assert_eq!(ack.action, Action::Burn);
+    assert_eq!(ack.conversation, Conversation::Peer(c.account()));
+    expect_event(
+        &mut b_ev,
+        "burned at B",
+        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    expect_event(
+        &mut c_ev,
+        "burned at C",
+        |e| matches!(e, Event::Burned { mid, by, .. } if *mid == sent.mid && *by == b.account()),
+    )
+    .await;
+    for node in [&b, &c] {
+        assert!(is_tombstone(&entry(node, sent.mid).await, Action::Burn));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_of_three_message_and_revoke_reach_all_and_room_burn_is_refused() {
+    let Trio {
+        a: (a, mut a_ev),
+        b: (b, mut b_ev),
+        c: (c, mut c_ev),
+        ..
+    } = trio().await;
+    let room = RoomId::new("general").unwrap();
+    for n in [&a, &b, &c] {
+        n.join(room.clone()).await.unwrap();
+    }
+    // Not a member: refused.
+    let other = RoomId::new("elsewhere").unwrap();
+    assert_eq!(
+        a.send(Recipient::Room(other), b"x".to_vec(), None)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::BadParameters
+    );
+    // Wait until A (the hub) sees both others in the room.
+    let hub = a.clone();
+    let r = room.clone();
+    eventually("room peers", || {
+        let (hub, r) = (hub.clone(), r.clone());
+        async move {
+            let s = hub.status().await.ok()?;
+            s.rooms
+                .iter()
+                .any(|x| x.room == r && x.peers >= 2)
+                .then_some(())
+        }
+    })
+    .await;
+
+    let sent = c
+        .send(Recipient::Room(room.clone()), b"hi all".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(sent.conversation, Conversation::Room(room.clone()));
+    for ev in [&mut a_ev, &mut b_ev] {
+        let e = expect_event(
+            ev,
+            "room message",
+            |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+        )
+        .await;
+        assert!(
+            matches!(e, Event::Message { conversation: Conversation::Room(ref r), .. } if *r == room)
+        );
+    }
+    // Rooms have no burn: 4104, even for a member who received it.
+    assert_eq!(
+        b.burn(sent.mid).await.unwrap_err().code(),
+        Code::BadParameters
+    );
+    assert_eq!(
+        a.revoke(sent.mid).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    c.revoke(sent.mid).await.unwrap();
+    for ev in [&mut a_ev, &mut b_ev, &mut c_ev] {
+        expect_event(
+            ev,
+            "room revoke",
+            |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
+        )
+        .await;
+    }
+    for n in [&a, &b, &c] {
+        assert!(is_tombstone(&entry(n, sent.mid).await, Action::Revoke));
+        let page = n
+            .history(&Conversation::Room(room.clone()), None, 10)
+            .await
+            .unwrap();
+        assert!(matches!(&page.entries[..], [Entry::Tombstone(_)]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_revoke_changes_nothing_and_early_revoke_wins() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let alice_key = with_account(dirs[0].path(), 11);
+    let (alice, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let boot = addr(&alice).await;
+    let (bob, mut b_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
+    let (mallory, _m_ev) = start(dirs[2].path(), vec![boot]).await;
+    let (m2, b2) = (mallory.clone(), bob.account());
+    eventually("mallory routes to bob", || {
+        let m2 = m2.clone();
+        async move { m2.lookup(b2).await.ok() }
+    })
+    .await;
+
+    // A real message from alice to bob.
+    let sent = alice
+        .send(Recipient::Account(bob.account()), b"keep me".to_vec(), None)
+        .await
+        .unwrap();
+    expect_event(
+        &mut b_ev,
+        "message at bob",
+        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    let header = match entry(&bob, sent.mid).await {
+        Some(Entry::Message(m)) => m.message.header,
+        other => panic!("{other:?}"),
+    };
+
+    // Mallory revokes alice's message with her own key (valid signature, wrong signer) and
+    // again claiming to be alice (bad signature); both relayed to bob and to alice.
+    let mallory_key = AccountKey::generate();
+    let wrong_signer = Control {
+        action: Action::Revoke,
+        target: header.clone(),
+        by: mallory_key.account_id(),
+        at: 1,
+        signature: [0; 64],
+    };
+    let mut claims_alice = wrong_signer.clone();
+    claims_alice.by = alice.account();
+    claims_alice.signature = [1; 64];
+    for forged in [wrong_signer, claims_alice] {
+        let frame = encode(&Envelope::Control(forged)).unwrap();
+        mallory
+            .relay(Recipient::Account(bob.account()), frame.clone())
+            .await
+            .unwrap();
+        mallory
+            .relay(Recipient::Account(alice.account()), frame)
+            .await
+            .unwrap();
+    }
+    let bob2 = bob.clone();
+    eventually("bob counts the forgeries", || {
+        let bob2 = bob2.clone();
+        async move { (bob2.metrics().forged_rejected >= 2).then_some(()) }
+    })
+    .await;
+    assert!(
+        matches!(entry(&bob, sent.mid).await, Some(Entry::Message(_))),
+        "forged revoke applied at bob"
+    );
+    assert!(
+        matches!(entry(&alice, sent.mid).await, Some(Entry::Message(_))),
+        "forged revoke applied at alice"
+    );
+
+    // A revoke that reaches bob before its message: bob tombstones the id, then refuses the
+    // message and never shows it.
+    let early = Message::sign(
+        &alice_key,
+        Recipient::Account(bob.account()),
+        b"never shown".to_vec(),
+        5,
+        None,
+    )
+    .unwrap();
+    let revoke = Control::sign(&alice_key, Action::Revoke, early.header.clone(), 6).unwrap();
+    let early_mid = early.id();
+    mallory
+        .relay(
+            Recipient::Account(bob.account()),
+            encode(&Envelope::Control(revoke.into_inner())).unwrap(),
+        )
+        .await
+        .unwrap();
+    expect_event(
+        &mut b_ev,
+        "early revoke at bob",
+        |e| matches!(e, Event::Revoked { mid, .. } if *mid == early_mid),
+    )
+    .await;
+    mallory
+        .relay(
+            Recipient::Account(bob.account()),
+            encode(&Envelope::Message(early.into_inner())).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Then a normal message, to know the late copy was processed before it.
+    let marker = alice
+        .send(Recipient::Account(bob.account()), b"after".to_vec(), None)
+        .await
+        .unwrap();
+    loop {
+        let e = expect_event(&mut b_ev, "the marker message", |e| {
+            matches!(e, Event::Message { .. })
+        })
+        .await;
+        match e {
+            Event::Message { mid, .. } if mid == early_mid => panic!("a revoked message was shown"),
+            Event::Message { mid, .. } if mid == marker.mid => break,
+            _ => {}
+        }
+    }
+    assert!(is_tombstone(&entry(&bob, early_mid).await, Action::Revoke));
+    // Alice's own events never showed a forged revoke.
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), a_ev.next()).await {
+        assert!(!matches!(e, Event::Revoked { mid, .. } if mid == sent.mid));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burn_after_reading_burns_on_both_sides() {
+    let Trio {
+        b: (b, mut b_ev),
+        c: (c, mut c_ev),
+        ..
+    } = trio().await;
+    let sent = c
+        .send(
+            Recipient::Account(b.account()),
+            b"self-destructs".to_vec(),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let e = expect_event(
+        &mut b_ev,
+        "message at B",
+        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    assert!(matches!(
+        e,
+        Event::Message {
+            burn_after_read: Some(1),
+            ..
+        }
+    ));
+    // Unread: nothing happens by itself.
+    assert!(matches!(entry(&b, sent.mid).await, Some(Entry::Message(_))));
+    let deadline = b.mark_read(sent.mid).await.unwrap();
+    assert!(deadline.is_some());
+    expect_event(
+        &mut b_ev,
+        "burned at B",
+        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    expect_event(
+        &mut c_ev,
+        "burned at C",
+        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    for n in [&b, &c] {
+        assert!(is_tombstone(&entry(n, sent.mid).await, Action::Burn));
+    }
+}
+
+/// The burn-after-read timer is persisted: a node restarted after the read burns on time, checked
+/// with tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn burn_timer_survives_restart_with_paused_time() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let bob_key = with_account(dir.path(), 21);
+    let alice_key = AccountKey::from_secret_bytes(&[22; 32]);
+    let m = Message::sign(
+        &alice_key,
+        Recipient::Account(bob_key.account_id()),
+        b"tick".to_vec(),
+        1,
+        Some(30),
+    )
+    .unwrap();
+    let mid = m.id();
+    {
+        // The read happened in an earlier life of the node: it is only in the store.
+        let store =
+            tim_node::storage::Store::open(dir.path().join("db"), Default::default()).unwrap();
+        store
+            .put_message(&m, tim_node::storage::State::Received)
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        store.mark_read(&mid, now).unwrap();
+    }
+    let (bob, mut events) = start(dir.path(), vec![]).await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(
+        matches!(entry(&bob, mid).await, Some(Entry::Message(_))),
+        "burned too early"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    expect_event(
+        &mut events,
+        "the timed burn",
+        |e| matches!(e, Event::Burned { mid: x, .. } if *x == mid),
+    )
+    .await;
+    assert!(is_tombstone(&entry(&bob, mid).await, Action::Burn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_identity_history_and_tombstones() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
+    let (a2, bacc) = (a.clone(), b.account());
+    eventually("a route to b", || {
+        let a2 = a2.clone();
+        async move { a2.lookup(bacc).await.ok() }
+    })
+    .await;
+    let kept = a
+        .send(Recipient::Account(b.account()), b"kept".to_vec(), None)
+        .await
+        .unwrap();
+    let gone = a
+        .send(Recipient::Account(b.account()), b"gone".to_vec(), None)
+        .await
+        .unwrap();
+    for m in [kept.mid, gone.mid] {
+        expect_event(
+            &mut b_ev,
+            "message at B",
+            |e| matches!(e, Event::Message { mid, .. } if *mid == m),
+        )
+        .await;
+    }
+    a.revoke(gone.mid).await.unwrap();
+    expect_event(
+        &mut b_ev,
+        "revoke at B",
+        |e| matches!(e, Event::Revoked { mid, .. } if *mid == gone.mid),
+    )
+    .await;
+    let (account, peer) = (b.account(), b.peer_id());
+    b.shutdown().await.unwrap();
+    drop(b);
+    drop(b_ev);
+
+    let dir = dirs[1].path().to_path_buf();
+    let (b, _) = eventually("B restarts", || {
+        let dir = dir.clone();
+        let boot = boot.clone();
+        async move {
+            let mut config = Config::loopback(&dir);
+            config.bootstrap = vec![boot];
+            Node::start(config).await.ok()
+        }
+    })
+    .await;
+    assert_eq!((b.account(), b.peer_id()), (account, peer));
+    let page = b
+        .history(&Conversation::Peer(a.account()), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 2);
+    assert!(matches!(&page.entries[0], Entry::Tombstone(t) if t.target() == gone.mid));
+    assert!(
+        matches!(&page.entries[1], Entry::Message(m) if m.id() == kept.mid && m.message.body == b"kept")
+    );
+}

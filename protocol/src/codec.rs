@@ -1,0 +1,157 @@
+//! Encoding: bincode 2 (fixed-width little-endian integers) behind `encode` / `decode`, a leading
+//! wire version byte, a hard size limit checked before anything is allocated, and no trailing
+//! bytes. The encoding is canonical: `encode(decode(b)?)? == b` for every `b` that decodes.
+
+use bincode::{
+    config::{Config, Configuration, Fixint, LittleEndian, NoLimit},
+    error::DecodeError,
+    Decode, Encode,
+};
+
+use crate::{Control, Error, Message, Result, SignedHeader};
+
+/// The first byte of every frame. A frame with another first byte is refused with
+/// [`Error::UnsupportedVersion`].
+pub const WIRE_VERSION: u8 = 1;
+
+/// The largest frame (version byte included) that `encode` produces and `decode` accepts.
+pub const MAX_FRAME_LEN: usize = crate::MAX_BODY_LEN + 4 * 1024;
+
+fn raw_config() -> Configuration<LittleEndian, Fixint, NoLimit> {
+    bincode::config::standard().with_fixed_int_encoding()
+}
+
+fn limited_config() -> impl Config {
+    raw_config().with_limit::<MAX_FRAME_LEN>()
+}
+
+/// The canonical bytes of `value` without version byte, as used inside signed payloads.
+#[allow(clippy::expect_used)]
+pub(crate) fn raw<T: Encode>(value: &T) -> Vec<u8> {
+    // ok: our wire types are plain data (no RefCell, paths or custom encoders) and a Vec writer
+    // never runs out of space, so bincode has no error to report here.
+    bincode::encode_to_vec(value, raw_config()).expect("plain data encodes into a Vec")
+    // ok: see above
+}
+
+/// A type that travels as a frame: it has a name for error messages.
+pub trait Wire: Encode + Decode<()> {
+    /// The type's name in errors ("message", "control", ...).
+    const NAME: &'static str;
+}
+
+impl Wire for Message {
+    const NAME: &'static str = "message";
+}
+impl Wire for Control {
+    const NAME: &'static str = "control";
+}
+impl Wire for SignedHeader {
+    const NAME: &'static str = "signed header";
+}
+impl Wire for crate::RouteRecord {
+    const NAME: &'static str = "route record";
+}
+
+/// What travels between nodes, over gossip and direct streams alike.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Envelope {
+    /// A message.
+    Message(Message),
+    /// A revoke or a burn.
+    Control(Control),
+}
+
+impl Wire for Envelope {
+    const NAME: &'static str = "envelope";
+}
+
+/// A receiving node's answer to a direct request: names what happened, so the sender can tell
+/// which request failed and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Ack {
+    /// Verified and stored (or applied, for a control message).
+    Stored,
+    /// Already had it; nothing changed.
+    Duplicate,
+    /// Refused, with the stable error code (e.g. 4118 invalid signature, 4111 tombstoned).
+    Refused {
+        /// The [`crate::Code`] number.
+        code: u16,
+    },
+}
+
+impl Wire for Ack {
+    const NAME: &'static str = "ack";
+}
+
+/// Encodes `value` as a frame: [`WIRE_VERSION`], then the bincode encoding.
+///
+/// Fails with [`Error::TooLarge`] if the frame would exceed [`MAX_FRAME_LEN`]: we never emit what
+/// a peer must refuse.
+pub fn encode<T: Wire>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    out.push(WIRE_VERSION);
+    out.extend_from_slice(&raw(value));
+    if out.len() > MAX_FRAME_LEN {
+        return Err(Error::TooLarge {
+            what: T::NAME,
+            len: out.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes a frame made by [`encode`]. Refuses, with a typed error and never a panic: frames over
+/// [`MAX_FRAME_LEN`] (before decoding anything), another wire version, unknown enum tags,
+/// truncated input, invalid values and trailing bytes.
+pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(Error::TooLarge {
+            what: T::NAME,
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let (version, rest) = match bytes.split_first() {
+        Some((v, rest)) => (*v, rest),
+        None => {
+            return Err(Error::Malformed {
+                what: T::NAME,
+                detail: "empty frame".into(),
+            })
+        }
+    };
+    if version != WIRE_VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let (value, read) = bincode::decode_from_slice::<T, _>(rest, limited_config())
+        .map_err(|e| decode_error(T::NAME, bytes.len(), e))?;
+    if read != rest.len() {
+        return Err(Error::Malformed {
+            what: T::NAME,
+            detail: format!("{} trailing bytes", rest.len() - read),
+        });
+    }
+    Ok(value)
+}
+
+fn decode_error(what: &'static str, len: usize, e: DecodeError) -> Error {
+    match e {
+        DecodeError::UnexpectedVariant { .. } => Error::UnknownKind { what },
+        DecodeError::LimitExceeded => Error::TooLarge {
+            what,
+            len,
+            max: MAX_FRAME_LEN,
+        },
+        DecodeError::UnexpectedEnd { .. } => Error::Malformed {
+            what,
+            detail: "truncated".into(),
+        },
+        other => Error::Malformed {
+            what,
+            detail: other.to_string(),
+        },
+    }
+}

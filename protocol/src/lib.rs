@@ -1,0 +1,47 @@
+//! tim's wire protocol: accounts, signed messages, revoke and burn, their encoding and the rules
+//! that decide whether they are valid. No I/O, no clock, no async: every function here takes its
+//! inputs and returns a decision, so the rules are unit-tested without a network.
+//!
+//! # Layout
+//! - [`code`]: the stable numeric error codes (and short names) every crate and the local API share.
+//! - `error`: [`Error`], this crate's one error enum.
+//! - `id`: [`AccountKey`], [`AccountId`], [`RoomId`], [`MessageId`] and their text forms.
+//! - `message`: [`Header`], [`SignedHeader`], [`Message`]: signing and verification.
+//! - `control`: [`Control`] (a revoke or a burn) and who may send which.
+//! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
+//! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
+//! - `verified`: [`Verified`], proof that a value passed verification.
+//!
+//! docs/protocol.md specifies the byte layouts and the verification rules.
+#![deny(missing_docs)]
+
+pub mod code;
+mod codec;
+mod control;
+mod error;
+mod id;
+mod message;
+mod route;
+mod verified;
+
+pub use code::Code;
+pub use codec::{decode, encode, Ack, Envelope, Wire, MAX_FRAME_LEN, WIRE_VERSION};
+pub use control::{Action, Control};
+pub use error::{Error, Result};
+pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};
+pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, PROTOCOL_VERSION};
+pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
+pub use verified::Verified;
+
+/// Domain-separation tags: every signed or hashed payload starts with exactly one of these, so a
+/// signature made for one purpose never verifies as another.
+pub mod tag {
+    /// Prefix of the bytes a sender signs for a message header.
+    pub const MESSAGE: &[u8] = b"tim/v1/message\0";
+    /// Prefix of the bytes a sender signs to revoke one of their messages.
+    pub const REVOKE: &[u8] = b"tim/v1/revoke\0";
+    /// Prefix of the bytes a recipient signs to burn a direct message.
+    pub const BURN: &[u8] = b"tim/v1/burn\0";
+    /// Prefix of the bytes an account signs to publish where it is reachable.
+    pub const ROUTE: &[u8] = b"tim/v1/route\0";
+}

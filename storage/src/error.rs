@@ -1,0 +1,50 @@
+//! The storage crate's error enum; every variant maps to a stable [`Code`].
+
+use tim_protocol::{Code, MessageId};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// RocksDB reported an error (I/O, corruption it detected, a locked directory, ...).
+    #[error("storage failure: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The message id was revoked or burned; it is never stored again.
+    #[error("message {0} was revoked or burned")]
+    Tombstoned(MessageId),
+    /// No message or tombstone with this id.
+    #[error("message {0} not found")]
+    NotFound(MessageId),
+    /// A stored value does not decode (bit rot, a foreign writer, an oversized value).
+    #[error("corrupt {what} under key {key}: {source}")]
+    Corrupt {
+        /// Which column family.
+        what: &'static str,
+        /// The key, in hex.
+        key: String,
+        /// The decode error.
+        source: tim_protocol::Error,
+    },
+    /// Encoding a value failed (e.g. over the frame limit).
+    #[error(transparent)]
+    Protocol(#[from] tim_protocol::Error),
+    /// A caller-supplied parameter is out of range.
+    #[error("bad parameters: {0}")]
+    BadParameters(&'static str),
+}
+
+impl Error {
+    /// The stable code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Rocks(_) | Error::Corrupt { .. } => Code::StorageFailure,
+            Error::Tombstoned(_) => Code::Tombstoned,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Protocol(e) => e.code(),
+            Error::BadParameters(_) => Code::BadParameters,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

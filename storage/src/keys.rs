@@ -1,0 +1,138 @@
+//! Column families and key layouts. All integers are big-endian so byte order is numeric order.
+//!
+//! | cf | key | value |
+//! |---|---|---|
+//! | `messages` | mid (32) | [`crate::StoredMessage`] record |
+//! | `history` | conversation prefix, sent_at (u64 BE), mid (32) | 1 byte: 0 message, 1 tombstone |
+//! | `tombstones` | mid (32) | [`crate::Tombstone`] record |
+//! | `outbox`, `sync`, `meta` | reserved for the outbox, sync cursors and node metadata | |
+//!
+//! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
+//! `a` and `b` (the same on both sides), `0x02 || len (u8) || room id` for a room.
+
+use tim_protocol::{AccountId, Header, MessageId, Recipient, RoomId};
+
+/// A RocksDB column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Message records by id. Bodies live only here, so destroying one touches one family.
+    Messages,
+    /// Per-conversation index for history pages.
+    History,
+    /// Tombstones by target id.
+    Tombstones,
+    /// Messages and control messages waiting for delivery (node outbox).
+    Outbox,
+    /// Room sync cursors.
+    Sync,
+    /// Node metadata (schema version, timers).
+    Meta,
+}
+
+impl Cf {
+    /// Every column family, in creation order.
+    pub const ALL: [Cf; 6] = [
+        Cf::Messages,
+        Cf::History,
+        Cf::Tombstones,
+        Cf::Outbox,
+        Cf::Sync,
+        Cf::Meta,
+    ];
+
+    /// The RocksDB name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Cf::Messages => "messages",
+            Cf::History => "history",
+            Cf::Tombstones => "tombstones",
+            Cf::Outbox => "outbox",
+            Cf::Sync => "sync",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// A conversation: the direct conversation of two accounts, or a room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conversation {
+    /// Two accounts, stored in ascending order so both sides name it the same.
+    Direct(AccountId, AccountId),
+    /// A room.
+    Room(RoomId),
+}
+
+impl Conversation {
+    /// The direct conversation between `a` and `b` (order does not matter).
+    pub fn direct(a: AccountId, b: AccountId) -> Self {
+        if a <= b {
+            Conversation::Direct(a, b)
+        } else {
+            Conversation::Direct(b, a)
+        }
+    }
+
+    /// The conversation a message header belongs to.
+    pub fn of(header: &Header) -> Self {
+        match &header.to {
+            Recipient::Account(to) => Conversation::direct(header.from, *to),
+            Recipient::Room(room) => Conversation::Room(room.clone()),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> Vec<u8> {
+        match self {
+            Conversation::Direct(a, b) => {
+                let mut k = Vec::with_capacity(65 + 40);
+                k.push(1);
+                k.extend_from_slice(a.as_bytes());
+                k.extend_from_slice(b.as_bytes());
+                k
+            }
+            Conversation::Room(room) => {
+                let r = room.as_str().as_bytes();
+                let mut k = Vec::with_capacity(2 + r.len() + 40);
+                k.push(2);
+                // Room ids are at most 64 bytes (checked by RoomId), so the length fits a byte.
+                k.push(r.len() as u8);
+                k.extend_from_slice(r);
+                k
+            }
+        }
+    }
+}
+
+/// The history key of a message: conversation prefix, send time, id.
+pub(crate) fn history_key(header: &Header, id: &MessageId) -> Vec<u8> {
+    let mut k = Conversation::of(header).prefix();
+    k.extend_from_slice(&header.sent_at.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The message id at the end of a history key.
+pub(crate) fn id_of_history_key(key: &[u8]) -> Option<MessageId> {
+    let tail: [u8; 32] = key.get(key.len().checked_sub(32)?..)?.try_into().ok()?;
+    Some(MessageId::from_bytes(tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tim_protocol::AccountKey;
+
+    #[test]
+    fn direct_conversation_is_symmetric() {
+        let a = AccountKey::generate().account_id();
+        let b = AccountKey::generate().account_id();
+        assert_eq!(Conversation::direct(a, b), Conversation::direct(b, a));
+        assert_eq!(Conversation::direct(a, b).prefix().len(), 65);
+    }
+
+    #[test]
+    fn room_prefixes_do_not_nest() {
+        let ab = Conversation::Room(RoomId::new("ab").unwrap_or_else(|_| unreachable!()));
+        let abc = Conversation::Room(RoomId::new("abc").unwrap_or_else(|_| unreachable!()));
+        assert!(!abc.prefix().starts_with(&ab.prefix()));
+    }
+}

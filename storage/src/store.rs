@@ -1,0 +1,675 @@
+//! The RocksDB store: atomic message and tombstone writes, history pages, and the shredder that
+//! physically removes destroyed bodies from disk.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    path::Path,
+    sync::{Arc, Condvar, Mutex, MutexGuard, Weak},
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use rocksdb::{
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamily, ColumnFamilyDescriptor,
+    CompactOptions, DBCompressionType, FlushOptions, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
+use tim_protocol::{decode, encode, Control, Message, MessageId, Verified, Wire};
+use tracing::{debug, warn};
+
+use crate::{
+    keys::{history_key, id_of_history_key},
+    Cf, Conversation, Entry, Error, Result, State, StoredMessage, Tombstone,
+};
+
+/// The largest history page.
+pub const MAX_PAGE: usize = 500;
+
+/// Index value: the entry is a message.
+const IDX_MESSAGE: u8 = 0;
+/// Index value: the entry is a tombstone marker.
+const IDX_TOMBSTONE: u8 = 1;
+
+/// Meta key prefix: a joined room.
+const META_ROOM: &[u8] = b"room/";
+/// Meta key prefix: a burn-after-read deadline (`deadline u64 BE || mid`).
+const META_BURN: &[u8] = b"burn/";
+
+/// Above this many pending shreds, compact the whole message family once instead of key by key.
+const SHRED_WHOLE_CF_AT: usize = 64;
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// fsync the write-ahead log on every write. Default `false`: an acknowledged write survives a
+    /// process crash (the WAL is written before the call returns) but not a power loss.
+    pub sync_writes: bool,
+    /// Target SST file size of the message family. Default 4 MiB: small, so destroying a body
+    /// rewrites little.
+    pub message_file_size: u64,
+    /// RocksDB block cache for reads, in bytes. Default 32 MiB.
+    pub block_cache_bytes: usize,
+    /// Most open files RocksDB keeps. Default 256.
+    pub max_open_files: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sync_writes: false,
+            message_file_size: 4 << 20,
+            block_cache_bytes: 32 << 20,
+            max_open_files: 256,
+        }
+    }
+}
+
+/// What `put_message` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Newly stored.
+    Stored,
+    /// Already stored; nothing changed.
+    Duplicate,
+}
+
+/// What `apply_tombstone` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TombstoneOutcome {
+    /// Newly applied. `had_body` tells whether a stored message was destroyed (otherwise the
+    /// tombstone is "pending": the message, if it ever arrives, is refused).
+    Applied {
+        /// Whether a stored message body was destroyed.
+        had_body: bool,
+    },
+    /// The id was already tombstoned; the first tombstone stands.
+    Duplicate,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, newest first.
+    pub entries: Vec<Entry>,
+    /// Pass as `before` for the next (older) page; `None` at the start of the conversation.
+    pub next: Option<MessageId>,
+}
+
+struct Shred {
+    pending: BTreeSet<MessageId>,
+    stop: bool,
+}
+
+struct Inner {
+    db: DB,
+    write_opts: WriteOptions,
+    /// Serialises check-then-write sections, so a body is never written after its tombstone.
+    write_lock: Mutex<()>,
+    /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
+    shred: Mutex<Shred>,
+    shred_cv: Condvar,
+    /// Held for a whole shred pass, so `shred_now` returns only after any pass in flight.
+    shred_pass: Mutex<()>,
+}
+
+/// A node's message store. Cheap to share behind an `Arc`; all methods take `&self` and block
+/// (call them from `spawn_blocking` or a storage thread in async code).
+pub struct Store {
+    inner: Arc<Inner>,
+    shredder: Option<JoinHandle<()>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves no half-done state behind (RocksDB batches
+    // are atomic), so a poisoned lock is safe to keep using.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(config.max_open_files);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_background_jobs(2);
+        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            match cf {
+                Cf::Messages => {
+                    o.set_compression_type(DBCompressionType::Lz4);
+                    o.set_target_file_size_base(config.message_file_size);
+                }
+                Cf::History | Cf::Tombstones => {
+                    table.set_bloom_filter(10.0, false);
+                }
+                _ => {}
+            }
+            o.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(config.sync_writes);
+        let inner = Arc::new(Inner {
+            db,
+            write_opts,
+            write_lock: Mutex::new(()),
+            shred: Mutex::new(Shred {
+                pending: BTreeSet::new(),
+                stop: false,
+            }),
+            shred_cv: Condvar::new(),
+            shred_pass: Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let shredder = std::thread::Builder::new()
+            .name("tim-shredder".into())
+            .spawn(move || shredder_loop(weak))
+            .map_err(|_| Error::BadParameters("could not start the shredder thread"))?;
+        Ok(Store {
+            inner,
+            shredder: Some(shredder),
+        })
+    }
+
+    /// Stores a verified message with its state. Idempotent: storing the same message again is a
+    /// [`PutOutcome::Duplicate`] and changes nothing. Refused with [`Error::Tombstoned`] (and
+    /// nothing written) if its id was revoked or burned.
+    pub fn put_message(&self, message: &Verified<Message>, state: State) -> Result<PutOutcome> {
+        let mut results = self.put_messages(std::slice::from_ref(&(message, state)))?;
+        results
+            .pop()
+            .unwrap_or(Err(Error::BadParameters("empty batch")))
+    }
+
+    /// Stores many verified messages in one atomic `WriteBatch`; one outcome per input, in order.
+    pub fn put_messages(
+        &self,
+        messages: &[(&Verified<Message>, State)],
+    ) -> Result<Vec<Result<PutOutcome>>> {
+        let db = &self.inner.db;
+        let (cf_msg, cf_idx, cf_tomb) = (
+            self.cf(Cf::Messages),
+            self.cf(Cf::History),
+            self.cf(Cf::Tombstones),
+        );
+        let now = now_ms();
+        let _guard = lock(&self.inner.write_lock);
+        let keys: Vec<[u8; 32]> = messages.iter().map(|(m, _)| *m.id().as_bytes()).collect();
+        let tombs = db.batched_multi_get_cf(cf_tomb, &keys, false);
+        let existing = db.batched_multi_get_cf(cf_msg, &keys, false);
+        let mut batch = WriteBatch::default();
+        let mut seen = HashSet::with_capacity(messages.len());
+        let mut out = Vec::with_capacity(messages.len());
+        for (((message, state), tomb), existing) in messages.iter().zip(tombs).zip(existing) {
+            let id = message.id();
+            if tomb?.is_some() {
+                out.push(Err(Error::Tombstoned(id)));
+                continue;
+            }
+            if existing?.is_some() || !seen.insert(id) {
+                out.push(Ok(PutOutcome::Duplicate));
+                continue;
+            }
+            let record = StoredMessage {
+                state: *state,
+                stored_at: now,
+                read_at: None,
+                message: message.get().clone(),
+            };
+            batch.put_cf(cf_msg, id.as_bytes(), encode(&record)?);
+            batch.put_cf(cf_idx, history_key(message.head(), &id), [IDX_MESSAGE]);
+            out.push(Ok(PutOutcome::Stored));
+        }
+        if !batch.is_empty() {
+            db.write_opt(batch, &self.inner.write_opts)?;
+        }
+        Ok(out)
+    }
+
+    /// Records a verified revoke or burn in one atomic batch: the tombstone, the deletion of the
+    /// body, and the history entry turned into a marker. Works when the target was never stored.
+    /// The body's bytes are then shredded from disk by the background shredder (see
+    /// [`Store::shred_now`]).
+    pub fn apply_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
+        let db = &self.inner.db;
+        let id = control.id();
+        let (cf_msg, cf_idx, cf_tomb) = (
+            self.cf(Cf::Messages),
+            self.cf(Cf::History),
+            self.cf(Cf::Tombstones),
+        );
+        let outcome = {
+            let _guard = lock(&self.inner.write_lock);
+            if db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
+                return Ok(TombstoneOutcome::Duplicate);
+            }
+            let stored: Option<StoredMessage> = self.message(&id)?;
+            let had_body = stored.is_some();
+            let tombstone = Tombstone {
+                applied_at: now_ms(),
+                control: control.get().clone(),
+            };
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
+            batch.delete_cf(cf_msg, id.as_bytes());
+            batch.put_cf(
+                cf_idx,
+                history_key(&control.target.header, &id),
+                [IDX_TOMBSTONE],
+            );
+            if let Some(key) = stored.as_ref().and_then(burn_key) {
+                batch.delete_cf(self.cf(Cf::Meta), key);
+            }
+            db.write_opt(batch, &self.inner.write_opts)?;
+            TombstoneOutcome::Applied { had_body }
+        };
+        if outcome == (TombstoneOutcome::Applied { had_body: true }) {
+            let mut shred = lock(&self.inner.shred);
+            shred.pending.insert(id);
+            self.inner.shred_cv.notify_one();
+        }
+        debug!(%id, action = control.action.as_str(), ?outcome, "tombstone applied");
+        Ok(outcome)
+    }
+
+    /// Changes the state of a stored message (e.g. `Sent` to `Delivered`). Returns `false` if the
+    /// message is not stored (never was, or tombstoned).
+    pub fn set_state(&self, id: &MessageId, state: State) -> Result<bool> {
+        self.update_message(id, |m| m.state = state)
+    }
+
+    /// Marks a stored message read at `read_at` (ms since the epoch), once; the first read time
+    /// stands. If the message carries `burn_after_read`, its burn deadline is recorded in the same
+    /// batch, so the timer survives a restart (see [`Store::burn_deadlines`]). Returns the record
+    /// as now stored, or `None` if it is not stored.
+    pub fn mark_read(&self, id: &MessageId, read_at: u64) -> Result<Option<StoredMessage>> {
+        let (cf_msg, cf_meta) = (self.cf(Cf::Messages), self.cf(Cf::Meta));
+        let _guard = lock(&self.inner.write_lock);
+        let Some(mut record) = self.message(id)? else {
+            return Ok(None);
+        };
+        if record.read_at.is_some() {
+            return Ok(Some(record));
+        }
+        record.read_at = Some(read_at);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf_msg, id.as_bytes(), encode(&record)?);
+        if let Some(key) = burn_key(&record) {
+            batch.put_cf(cf_meta, key, []);
+        }
+        self.inner.db.write_opt(batch, &self.inner.write_opts)?;
+        Ok(Some(record))
+    }
+
+    /// Every pending burn-after-read deadline (ms since the epoch) with its message id, soonest
+    /// first. An entry disappears when the message is tombstoned.
+    pub fn burn_deadlines(&self) -> Result<Vec<(u64, MessageId)>> {
+        let mut out = Vec::new();
+        for (key, _) in self.meta_scan(META_BURN)? {
+            let rest = &key[META_BURN.len()..];
+            let parsed = rest
+                .get(..8)
+                .and_then(|d| <[u8; 8]>::try_from(d).ok())
+                .zip(rest.get(8..).and_then(|m| <[u8; 32]>::try_from(m).ok()));
+            match parsed {
+                Some((deadline, mid)) => {
+                    out.push((u64::from_be_bytes(deadline), MessageId::from_bytes(mid)))
+                }
+                None => return Err(corrupt(Cf::Meta, &key, "bad burn timer key")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that this node joined (`true`) or left (`false`) a room.
+    pub fn set_room(&self, room: &tim_protocol::RoomId, joined: bool) -> Result<()> {
+        let mut key = META_ROOM.to_vec();
+        key.extend_from_slice(room.as_str().as_bytes());
+        let cf = self.cf(Cf::Meta);
+        if joined {
+            self.inner
+                .db
+                .put_cf_opt(cf, key, [], &self.inner.write_opts)?;
+        } else {
+            self.inner
+                .db
+                .delete_cf_opt(cf, key, &self.inner.write_opts)?;
+        }
+        Ok(())
+    }
+
+    /// The rooms this node has joined.
+    pub fn rooms(&self) -> Result<Vec<tim_protocol::RoomId>> {
+        self.meta_scan(META_ROOM)?
+            .into_iter()
+            .map(|(key, _)| {
+                let name = std::str::from_utf8(&key[META_ROOM.len()..]).ok();
+                name.and_then(|n| tim_protocol::RoomId::new(n).ok())
+                    .ok_or_else(|| corrupt(Cf::Meta, &key, "bad room id"))
+            })
+            .collect()
+    }
+
+    fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut read_opts = ReadOptions::default();
+        read_opts.set_iterate_lower_bound(prefix.to_vec());
+        let mut it = self
+            .inner
+            .db
+            .raw_iterator_cf_opt(self.cf(Cf::Meta), read_opts);
+        it.seek(prefix);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    fn update_message(
+        &self,
+        id: &MessageId,
+        change: impl FnOnce(&mut StoredMessage),
+    ) -> Result<bool> {
+        let cf_msg = self.cf(Cf::Messages);
+        let _guard = lock(&self.inner.write_lock);
+        let Some(mut record) = self.message(id)? else {
+            return Ok(false);
+        };
+        change(&mut record);
+        self.inner.db.put_cf_opt(
+            cf_msg,
+            id.as_bytes(),
+            encode(&record)?,
+            &self.inner.write_opts,
+        )?;
+        Ok(true)
+    }
+
+    /// The stored message with this id, if any.
+    pub fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>> {
+        self.read(Cf::Messages, id)
+    }
+
+    /// The tombstone of this id, if any.
+    pub fn tombstone(&self, id: &MessageId) -> Result<Option<Tombstone>> {
+        self.read(Cf::Tombstones, id)
+    }
+
+    /// The message or tombstone with this id, if any.
+    pub fn entry(&self, id: &MessageId) -> Result<Option<Entry>> {
+        if let Some(t) = self.tombstone(id)? {
+            return Ok(Some(Entry::Tombstone(t)));
+        }
+        Ok(self.message(id)?.map(Entry::Message))
+    }
+
+    fn read<T: Wire>(&self, cf: Cf, id: &MessageId) -> Result<Option<T>> {
+        match self.inner.db.get_pinned_cf(self.cf(cf), id.as_bytes())? {
+            Some(bytes) => decode_value(cf, id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` (at most [`MAX_PAGE`]) entries of a conversation, newest first, strictly
+    /// older than `before` if given. Revoked and burned messages appear as tombstone markers.
+    pub fn history(
+        &self,
+        conversation: &Conversation,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Page> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::BadParameters(
+                "history limit must be between 1 and 500",
+            ));
+        }
+        let prefix = conversation.prefix();
+        let start = match before {
+            Some(id) => {
+                let entry = self.entry(id)?.ok_or(Error::NotFound(*id))?;
+                if Conversation::of(entry.header()) != *conversation {
+                    return Err(Error::NotFound(*id));
+                }
+                history_key(entry.header(), id)
+            }
+            None => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&[0xff; 40]);
+                k
+            }
+        };
+        let mut read_opts = ReadOptions::default();
+        read_opts.set_iterate_lower_bound(prefix.clone());
+        let mut it = self
+            .inner
+            .db
+            .raw_iterator_cf_opt(self.cf(Cf::History), read_opts);
+        it.seek_for_prev(&start);
+        let mut found: Vec<(MessageId, u8)> = Vec::with_capacity(limit);
+        let mut more = false;
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if before.is_some() && key == start.as_slice() {
+                it.prev();
+                continue;
+            }
+            if found.len() == limit {
+                more = true;
+                break;
+            }
+            let id =
+                id_of_history_key(key).ok_or_else(|| corrupt(Cf::History, key, "short key"))?;
+            let kind = *value
+                .first()
+                .ok_or_else(|| corrupt(Cf::History, key, "empty value"))?;
+            found.push((id, kind));
+            it.prev();
+        }
+        it.status()?;
+        let (cf_msg, cf_tomb) = (self.cf(Cf::Messages), self.cf(Cf::Tombstones));
+        let lookups = found.iter().map(|(id, kind)| {
+            (
+                if *kind == IDX_TOMBSTONE {
+                    cf_tomb
+                } else {
+                    cf_msg
+                },
+                id.as_bytes().to_vec(),
+            )
+        });
+        let values = self.inner.db.multi_get_cf(lookups);
+        let mut entries = Vec::with_capacity(found.len());
+        for ((id, kind), value) in found.iter().zip(values) {
+            let Some(bytes) = value? else {
+                // A concurrent tombstone moved it between our scan and this read; skip it here,
+                // the next page load shows the marker.
+                continue;
+            };
+            entries.push(if *kind == IDX_TOMBSTONE {
+                Entry::Tombstone(decode_value(Cf::Tombstones, id.as_bytes(), &bytes)?)
+            } else {
+                Entry::Message(decode_value(Cf::Messages, id.as_bytes(), &bytes)?)
+            });
+        }
+        let next = if more {
+            found.last().map(|(id, _)| *id)
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
+    }
+
+    /// Destroys, now, every body deleted by a tombstone that the shredder has not yet removed from
+    /// disk: flushes every family (so no write-ahead log holds the body any more) and compacts
+    /// the affected keys down through the bottommost level. Returns when no file under the
+    /// database directory holds those bodies.
+    pub fn shred_now(&self) -> Result<()> {
+        self.inner.shred_pass()
+    }
+
+    /// How many destroyed bodies are waiting for the shredder.
+    pub fn pending_shreds(&self) -> usize {
+        lock(&self.inner.shred).pending.len()
+    }
+
+    /// Flushes memtables and the WAL to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush_all()
+    }
+
+    fn cf(&self, cf: Cf) -> &ColumnFamily {
+        self.inner.cf(cf)
+    }
+
+    /// Writes raw bytes under a key, bypassing every check. Only for tests of corrupt data.
+    #[doc(hidden)]
+    pub fn raw_put_for_tests(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.inner.db.put_cf(self.cf(cf), key, value)?)
+    }
+}
+
+impl Inner {
+    fn cf(&self, cf: Cf) -> &ColumnFamily {
+        match self.db.cf_handle(cf.name()) {
+            Some(handle) => handle,
+            // Every family in Cf::ALL is created by `open`, so the handle always exists.
+            None => unreachable!("column family {} is created at open", cf.name()),
+        }
+    }
+
+    fn flush_all(&self) -> Result<()> {
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        let cfs: Vec<&ColumnFamily> = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect();
+        self.db.flush_cfs_opt(&cfs, &fo)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn shred_pass(&self) -> Result<()> {
+        let _pass = lock(&self.shred_pass);
+        let ids: Vec<MessageId> = std::mem::take(&mut lock(&self.shred).pending)
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let result = self.shred(&ids);
+        if result.is_err() {
+            // Keep them for the next pass.
+            lock(&self.shred).pending.extend(ids);
+        }
+        result
+    }
+
+    fn shred(&self, ids: &[MessageId]) -> Result<()> {
+        self.flush_all()?;
+        let cf = self.cf(Cf::Messages);
+        let mut co = CompactOptions::default();
+        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        if ids.len() >= SHRED_WHOLE_CF_AT {
+            self.db
+                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
+        } else {
+            for id in ids {
+                self.db
+                    .compact_range_cf_opt(cf, Some(id.as_bytes()), Some(id.as_bytes()), &co);
+            }
+        }
+        debug!(count = ids.len(), "shredded destroyed bodies");
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        lock(&self.inner.shred).stop = true;
+        self.inner.shred_cv.notify_all();
+        if let Some(handle) = self.shredder.take() {
+            let _ = handle.join();
+        }
+        if let Err(e) = self.inner.shred_pass() {
+            warn!(error = %e, "final shred failed; bodies are deleted but may remain on disk");
+        }
+    }
+}
+
+fn shredder_loop(inner: Weak<Inner>) {
+    loop {
+        {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let mut shred = lock(&strong.shred);
+            while shred.pending.is_empty() && !shred.stop {
+                shred = match strong.shred_cv.wait_timeout(shred, Duration::from_secs(1)) {
+                    Ok((guard, _)) => guard,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            if shred.stop {
+                return;
+            }
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if let Err(e) = strong.shred_pass() {
+            warn!(error = %e, "shred pass failed; will retry");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The meta key of a read message's burn-after-read deadline, if it has one.
+fn burn_key(record: &StoredMessage) -> Option<Vec<u8>> {
+    let secs = record.message.head().burn_after_read?;
+    let deadline = record.read_at?.saturating_add(u64::from(secs) * 1000);
+    let mut key = META_BURN.to_vec();
+    key.extend_from_slice(&deadline.to_be_bytes());
+    key.extend_from_slice(record.id().as_bytes());
+    Some(key)
+}
+
+fn decode_value<T: Wire>(cf: Cf, key: &[u8], bytes: &[u8]) -> Result<T> {
+    decode(bytes).map_err(|source| Error::Corrupt {
+        what: cf.name(),
+        key: hex_key(key),
+        source,
+    })
+}
+
+fn corrupt(cf: Cf, key: &[u8], detail: &str) -> Error {
+    Error::Corrupt {
+        what: cf.name(),
+        key: hex_key(key),
+        source: tim_protocol::Error::Malformed {
+            what: "index entry",
+            detail: detail.into(),
+        },
+    }
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,560 @@
+//! Store behaviour: idempotence, tombstones (before and after the message), history paging,
+//! restart and crash durability, concurrency, corrupt data, and bodies destroyed on disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::Path, sync::Arc};
+
+use tim_protocol::{
+    AccountKey, Action, Code, Control, Message, MessageId, Recipient, RoomId, Verified,
+};
+use tim_storage::{Cf, Config, Conversation, Entry, PutOutcome, State, Store, TombstoneOutcome};
+
+fn key(seed: u8) -> AccountKey {
+    AccountKey::from_secret_bytes(&[seed; 32])
+}
+
+fn direct(from: &AccountKey, to: &AccountKey, body: &[u8], sent_at: u64) -> Verified<Message> {
+    Message::sign(
+        from,
+        Recipient::Account(to.account_id()),
+        body.to_vec(),
+        sent_at,
+        None,
+    )
+    .unwrap()
+}
+
+fn revoke(by: &AccountKey, m: &Message) -> Verified<Control> {
+    Control::sign(by, Action::Revoke, m.header.clone(), m.head().sent_at + 1).unwrap()
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, Config::default()).unwrap()
+}
+
+fn conv(a: &AccountKey, b: &AccountKey) -> Conversation {
+    Conversation::direct(a.account_id(), b.account_id())
+}
+
+fn ids(page: &tim_storage::Page) -> Vec<MessageId> {
+    page.entries.iter().map(Entry::id).collect()
+}
+
+#[test]
+fn put_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let m = direct(&a, &b, b"hi", 10);
+    assert_eq!(
+        store.put_message(&m, State::Received).unwrap(),
+        PutOutcome::Stored
+    );
+    assert_eq!(
+        store.put_message(&m, State::Received).unwrap(),
+        PutOutcome::Duplicate
+    );
+    let page = store.history(&conv(&a, &b), None, 10).unwrap();
+    assert_eq!(ids(&page), vec![m.id()]);
+    // A batch holding the same message twice and an already stored one stores each once.
+    let n = direct(&a, &b, b"again", 11);
+    let out = store
+        .put_messages(&[
+            (&n, State::Received),
+            (&n, State::Received),
+            (&m, State::Received),
+        ])
+        .unwrap();
+    let out: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        out,
+        vec![
+            PutOutcome::Stored,
+            PutOutcome::Duplicate,
+            PutOutcome::Duplicate
+        ]
+    );
+    assert_eq!(
+        store
+            .history(&conv(&a, &b), None, 10)
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn tombstone_destroys_and_refuses_later_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let m = direct(&a, &b, b"oops", 10);
+    store.put_message(&m, State::Sent).unwrap();
+    let r = revoke(&a, &m);
+    assert_eq!(
+        store.apply_tombstone(&r).unwrap(),
+        TombstoneOutcome::Applied { had_body: true }
+    );
+    assert_eq!(
+        store.apply_tombstone(&r).unwrap(),
+        TombstoneOutcome::Duplicate
+    );
+    assert!(store.message(&m.id()).unwrap().is_none());
+    let err = store.put_message(&m, State::Received).unwrap_err();
+    assert_eq!(err.code(), Code::Tombstoned);
+    let page = store.history(&conv(&a, &b), None, 10).unwrap();
+    match &page.entries[..] {
+        [Entry::Tombstone(t)] => {
+            assert_eq!(t.target(), m.id());
+            assert_eq!(t.action(), Action::Revoke);
+            assert_eq!(t.by(), a.account_id());
+        }
+        other => panic!("expected one marker, got {other:?}"),
+    }
+}
+
+#[test]
+fn tombstone_before_message_is_pending_and_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let m = direct(&a, &b, b"late", 10);
+    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 20).unwrap();
+    assert_eq!(
+        store.apply_tombstone(&burn).unwrap(),
+        TombstoneOutcome::Applied { had_body: false }
+    );
+    assert_eq!(
+        store.put_message(&m, State::Received).unwrap_err().code(),
+        Code::Tombstoned
+    );
+    let batch = store.put_messages(&[(&m, State::Received)]).unwrap();
+    assert_eq!(batch[0].as_ref().unwrap_err().code(), Code::Tombstoned);
+    assert!(store.message(&m.id()).unwrap().is_none());
+    let entry = store.entry(&m.id()).unwrap().unwrap();
+    assert!(matches!(entry, Entry::Tombstone(t) if t.action() == Action::Burn));
+}
+
+#[test]
+fn history_pages_newest_first_across_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b, c) = (key(1), key(2), key(3));
+    let msgs: Vec<_> = (0..25u64)
+        .map(|i| {
+            if i % 2 == 0 {
+                direct(&a, &b, format!("m{i}").as_bytes(), 100 + i)
+            } else {
+                direct(&b, &a, format!("m{i}").as_bytes(), 100 + i)
+            }
+        })
+        .collect();
+    for m in &msgs {
+        store.put_message(m, State::Received).unwrap();
+    }
+    // Another conversation must not leak into this one.
+    store
+        .put_message(&direct(&a, &c, b"other", 105), State::Sent)
+        .unwrap();
+    // Revoke message 12 (sent by a), burn message 13 (sent by b to a, burned by a).
+    store.apply_tombstone(&revoke(&a, &msgs[12])).unwrap();
+    let burn = Control::sign(&a, Action::Burn, msgs[13].header.clone(), 500).unwrap();
+    store.apply_tombstone(&burn).unwrap();
+
+    let mut all = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = store.history(&conv(&a, &b), before.as_ref(), 10).unwrap();
+        pages += 1;
+        all.extend(page.entries.clone());
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<MessageId> = msgs.iter().rev().map(|m| m.id()).collect();
+    assert_eq!(all.iter().map(Entry::id).collect::<Vec<_>>(), expected);
+    let markers: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Entry::Tombstone(_)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(markers, vec![24 - 13, 24 - 12]);
+    // Paging from a tombstoned id works too.
+    let after_marker = store
+        .history(&conv(&a, &b), Some(&msgs[13].id()), 2)
+        .unwrap();
+    assert_eq!(ids(&after_marker), vec![msgs[12].id(), msgs[11].id()]);
+    // Unknown cursor and bad limits are typed errors.
+    let unknown = MessageId::from_bytes([9; 32]);
+    assert_eq!(
+        store
+            .history(&conv(&a, &b), Some(&unknown), 5)
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        store.history(&conv(&a, &b), None, 0).unwrap_err().code(),
+        Code::BadParameters
+    );
+    assert_eq!(
+        store.history(&conv(&a, &b), None, 501).unwrap_err().code(),
+        Code::BadParameters
+    );
+    // A cursor from another conversation is not found in this one.
+    let other = store.history(&conv(&a, &c), None, 5).unwrap();
+    assert_eq!(
+        store
+            .history(&conv(&a, &b), Some(&other.entries[0].id()), 5)
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[test]
+fn room_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = key(1);
+    let room = RoomId::new("general").unwrap();
+    let m = Message::sign(
+        &a,
+        Recipient::Room(room.clone()),
+        b"hello room".to_vec(),
+        5,
+        None,
+    )
+    .unwrap();
+    store.put_message(&m, State::Received).unwrap();
+    let page = store.history(&Conversation::Room(room), None, 10).unwrap();
+    assert_eq!(ids(&page), vec![m.id()]);
+    assert!(store
+        .history(
+            &Conversation::Room(RoomId::new("generall").unwrap()),
+            None,
+            10
+        )
+        .unwrap()
+        .entries
+        .is_empty());
+}
+
+#[test]
+fn state_and_read_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let m = direct(&a, &b, b"hi", 10);
+    store.put_message(&m, State::Sent).unwrap();
+    assert!(store.set_state(&m.id(), State::Delivered).unwrap());
+    assert_eq!(
+        store.message(&m.id()).unwrap().unwrap().state,
+        State::Delivered
+    );
+    let read = store.mark_read(&m.id(), 77).unwrap().unwrap();
+    assert_eq!(read.read_at, Some(77));
+    // The first read time stands.
+    assert_eq!(
+        store.mark_read(&m.id(), 99).unwrap().unwrap().read_at,
+        Some(77)
+    );
+    assert!(!store
+        .set_state(&MessageId::from_bytes([1; 32]), State::Delivered)
+        .unwrap());
+}
+
+#[test]
+fn burn_deadlines_and_rooms_persist_and_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (key(1), key(2));
+    let m = Message::sign(
+        &a,
+        Recipient::Account(b.account_id()),
+        b"ephemeral".to_vec(),
+        10,
+        Some(8),
+    )
+    .unwrap();
+    let plain = direct(&a, &b, b"plain", 11);
+    let room = RoomId::new("team").unwrap();
+    {
+        let store = open(dir.path());
+        store.put_message(&m, State::Received).unwrap();
+        store.put_message(&plain, State::Received).unwrap();
+        store.mark_read(&m.id(), 1_000).unwrap();
+        store.mark_read(&plain.id(), 1_000).unwrap();
+        store.set_room(&room, true).unwrap();
+        store.set_room(&RoomId::new("gone").unwrap(), true).unwrap();
+        store
+            .set_room(&RoomId::new("gone").unwrap(), false)
+            .unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.burn_deadlines().unwrap(), vec![(9_000, m.id())]);
+    assert_eq!(store.rooms().unwrap(), vec![room]);
+    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 9_000).unwrap();
+    store.apply_tombstone(&burn).unwrap();
+    assert!(store.burn_deadlines().unwrap().is_empty());
+}
+
+#[test]
+fn restart_keeps_messages_tombstones_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (key(1), key(2));
+    let kept = direct(&a, &b, b"keep me", 10);
+    let gone = direct(&a, &b, b"revoke me", 11);
+    {
+        let store = open(dir.path());
+        store.put_message(&kept, State::Sent).unwrap();
+        store.put_message(&gone, State::Sent).unwrap();
+        store.set_state(&kept.id(), State::Delivered).unwrap();
+        store.apply_tombstone(&revoke(&a, &gone)).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.message(&kept.id()).unwrap().unwrap().state,
+        State::Delivered
+    );
+    assert!(store.tombstone(&gone.id()).unwrap().is_some());
+    assert_eq!(
+        store
+            .put_message(&gone, State::Received)
+            .unwrap_err()
+            .code(),
+        Code::Tombstoned
+    );
+    assert_eq!(
+        store
+            .history(&conv(&a, &b), None, 10)
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn concurrent_writers_never_leave_a_body_behind_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let (a, b) = (key(1), key(2));
+    let msgs: Arc<Vec<_>> = Arc::new(
+        (0..400u64)
+            .map(|i| direct(&a, &b, format!("c{i}").as_bytes(), i))
+            .collect(),
+    );
+    let revokes: Arc<Vec<_>> = Arc::new(msgs.iter().step_by(2).map(|m| revoke(&a, m)).collect());
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let (store, msgs, revokes) = (store.clone(), msgs.clone(), revokes.clone());
+        threads.push(std::thread::spawn(move || {
+            // Writers go forwards and backwards so puts and tombstones interleave.
+            if t % 2 == 0 {
+                for m in msgs.iter() {
+                    let _ = store.put_message(m, State::Received);
+                }
+            } else {
+                for r in revokes.iter().rev() {
+                    store.apply_tombstone(r).unwrap();
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        let body = store.message(&m.id()).unwrap();
+        let tomb = store.tombstone(&m.id()).unwrap();
+        if i % 2 == 0 {
+            assert!(
+                body.is_none() && tomb.is_some(),
+                "message {i} survived its revoke"
+            );
+        } else {
+            assert!(body.is_some() && tomb.is_none(), "message {i} lost");
+        }
+    }
+    let page = store.history(&conv(&a, &b), None, 500).unwrap();
+    assert_eq!(page.entries.len(), 400);
+}
+
+#[test]
+fn corrupt_and_oversized_values_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = MessageId::from_bytes([5; 32]);
+    store
+        .raw_put_for_tests(Cf::Messages, id.as_bytes(), b"\x01garbage")
+        .unwrap();
+    assert_eq!(store.message(&id).unwrap_err().code(), Code::StorageFailure);
+    let huge = vec![1u8; tim_protocol::MAX_FRAME_LEN + 10];
+    store
+        .raw_put_for_tests(Cf::Tombstones, id.as_bytes(), &huge)
+        .unwrap();
+    let err = store.tombstone(&id).unwrap_err();
+    assert_eq!(err.code(), Code::StorageFailure);
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert_eq!(store.entry(&id).unwrap_err().code(), Code::StorageFailure);
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn burned_body_is_gone_from_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let marker = b"MARKER-7f3a9c1e-burn-me-for-real";
+    // Surround the marker with enough other data that it shares files with messages that stay.
+    for i in 0..2000u64 {
+        store
+            .put_message(
+                &direct(
+                    &a,
+                    &b,
+                    format!("filler {i} {}", "x".repeat(200)).as_bytes(),
+                    i,
+                ),
+                State::Received,
+            )
+            .unwrap();
+    }
+    let m = direct(&a, &b, marker, 1000);
+    store.put_message(&m, State::Received).unwrap();
+    store.flush().unwrap();
+    for i in 2000..4000u64 {
+        store
+            .put_message(
+                &direct(
+                    &a,
+                    &b,
+                    format!("filler {i} {}", "y".repeat(200)).as_bytes(),
+                    i,
+                ),
+                State::Received,
+            )
+            .unwrap();
+    }
+    store.flush().unwrap();
+    assert!(
+        !files_containing(dir.path(), marker).is_empty(),
+        "the marker should be on disk before the burn"
+    );
+    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 9999).unwrap();
+    store.apply_tombstone(&burn).unwrap();
+    store.shred_now().unwrap();
+    assert_eq!(store.pending_shreds(), 0);
+    assert_eq!(files_containing(dir.path(), marker), Vec::<String>::new());
+    // The other messages are intact.
+    assert_eq!(
+        store
+            .history(&conv(&a, &b), None, 500)
+            .unwrap()
+            .entries
+            .len(),
+        500
+    );
+}
+
+#[test]
+fn the_shredder_runs_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let marker = b"MARKER-background-shred-42";
+    let m = direct(&a, &b, marker, 1);
+    store.put_message(&m, State::Sent).unwrap();
+    store.flush().unwrap();
+    store.apply_tombstone(&revoke(&a, &m)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !files_containing(dir.path(), marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background shredder did not destroy the body"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Child half of the crash test: writes, reports each acknowledged id on stdout, then aborts
+/// without closing the database.
+#[test]
+#[ignore = "run by crash_keeps_acknowledged_writes as a child process"]
+fn crash_child() {
+    let Ok(dir) = std::env::var("TIM_CRASH_DIR") else {
+        return;
+    };
+    let store = open(Path::new(&dir));
+    let (a, b) = (key(1), key(2));
+    for i in 0..200u64 {
+        let m = direct(&a, &b, format!("crash {i}").as_bytes(), i);
+        store.put_message(&m, State::Received).unwrap();
+        if i % 10 == 0 {
+            store.apply_tombstone(&revoke(&a, &m)).unwrap();
+        }
+        println!("ACK {}", m.id());
+    }
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn crash_keeps_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TIM_CRASH_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child must die by abort");
+    let acked: Vec<MessageId> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once("ACK ").map(|(_, id)| id))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(
+        acked.len(),
+        200,
+        "child output: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = open(dir.path());
+    for (i, id) in acked.iter().enumerate() {
+        if i % 10 == 0 {
+            assert!(store.tombstone(id).unwrap().is_some(), "tombstone {i} lost");
+            assert!(store.message(id).unwrap().is_none());
+        } else {
+            assert!(store.message(id).unwrap().is_some(), "message {i} lost");
+        }
+    }
+}

@@ -22,11 +22,7 @@ async fn main() -> anyhow::Result<()> {
     found.await?;
 
     let sent = alice
-        .send(
-            Recipient::Account(bob.account()),
-            b"hello bob".to_vec(),
-            None,
-        )
+        .send(Recipient::Account(bob.account()), b"hello bob".to_vec(), None)
         .await?;
     println!("alice sent {}", sent.mid);
     while let Some(event) = bob_events.next().await {

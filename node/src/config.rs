@@ -32,11 +32,25 @@ pub struct Config {
     /// Capacity of the event broadcast; a subscriber that falls further behind loses the oldest
     /// events (and is told how many). Default 1024.
     pub event_capacity: usize,
-    /// Most deliveries waiting (for a route lookup or a retry) at once. Default 10,000.
-    pub max_pending_deliveries: usize,
-    /// Attempts at delivering one direct message or control message before giving up (with a
-    /// `delivery_failed` event). Default 8, with backoff from 500 ms doubling to at most 30 s.
-    pub delivery_attempts: u32,
+    /// Most relayed frames (not in the outbox) waiting for delivery at once. Default 1,000.
+    pub max_pending_relays: usize,
+    /// Undelivered outbox entries older than this are dropped with a log line and a
+    /// `delivery_failed` event (code 4121). Default 30 days.
+    pub outbox_retention: Duration,
+    /// Longest wait between delivery attempts; the wait starts at 500 ms and doubles. A retry also
+    /// happens at once when the recipient becomes reachable again. Default 30 s.
+    pub retry_max: Duration,
+    /// Most undelivered outbox entries for one recipient; beyond it `send` fails with `5104`.
+    /// Default 10,000.
+    pub outbox_per_recipient: usize,
+    /// Most undelivered outbox entries in total. Default 100,000.
+    pub outbox_total: usize,
+    /// How often a node re-syncs each joined room with its connected members (it also syncs on
+    /// joining and whenever a member connects). Default 30 s.
+    pub room_sync_interval: Duration,
+    /// How many of a room's newest log entries a member serves to a peer syncing from scratch.
+    /// Default 10,000.
+    pub sync_window: usize,
     /// fsync the store's WAL on every write (see `tim_storage::Config::sync_writes`). Default
     /// `false`.
     pub sync_writes: bool,
@@ -48,9 +62,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             listen: vec![
-                "/ip4/0.0.0.0/tcp/0"
-                    .parse()
-                    .unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/tcp/0".parse().unwrap_or_else(|_| Multiaddr::empty()),
                 "/ip4/0.0.0.0/udp/0/quic-v1"
                     .parse()
                     .unwrap_or_else(|_| Multiaddr::empty()),
@@ -63,8 +75,13 @@ impl Config {
             idle_connection_timeout: Duration::from_secs(60),
             max_inbound_in_flight: 256,
             event_capacity: 1024,
-            max_pending_deliveries: 10_000,
-            delivery_attempts: 8,
+            max_pending_relays: 1_000,
+            outbox_retention: Duration::from_secs(30 * 24 * 3600),
+            retry_max: Duration::from_secs(30),
+            outbox_per_recipient: 10_000,
+            outbox_total: 100_000,
+            room_sync_interval: Duration::from_secs(30),
+            sync_window: 10_000,
             sync_writes: false,
         }
     }
@@ -72,9 +89,7 @@ impl Config {
     /// Defaults for a node on loopback only (tests, the demo): TCP on `127.0.0.1`, any port.
     pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
         let mut c = Config::new(data_dir);
-        c.listen = vec!["/ip4/127.0.0.1/tcp/0"
-            .parse()
-            .unwrap_or_else(|_| Multiaddr::empty())];
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap_or_else(|_| Multiaddr::empty())];
         c
     }
 }

@@ -2,16 +2,20 @@
 //! `spawn_blocking`, never on the swarm task.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use libp2p::PeerId;
 use tim_protocol::{
-    decode, AccountId, AccountKey, Ack, Action, Code, Control, Envelope, Message, MessageId,
-    Recipient, Verified,
+    decode, encode, AccountId, AccountKey, Ack, Action, Code, Control, Envelope, Header, Message, MessageId, Recipient,
+    RoomId, SyncPage, SyncRequest, Verified,
 };
-use tim_storage::{PutOutcome, State, Store, TombstoneOutcome};
+use tim_storage::{OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
 
@@ -30,6 +34,7 @@ pub(crate) struct Counters {
     pub(crate) forged_rejected: AtomicU64,
     pub(crate) invalid_rejected: AtomicU64,
     pub(crate) delivery_failures: AtomicU64,
+    pub(crate) sync_pages: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -49,6 +54,10 @@ pub struct Metrics {
     pub invalid_rejected: u64,
     /// Deliveries given up.
     pub delivery_failures: u64,
+    /// Undelivered entries in the outbox.
+    pub outbox_depth: u64,
+    /// Room sync pages received and applied.
+    pub sync_pages_applied: u64,
 }
 
 impl Counters {
@@ -62,6 +71,8 @@ impl Counters {
             forged_rejected: g(&self.forged_rejected),
             invalid_rejected: g(&self.invalid_rejected),
             delivery_failures: g(&self.delivery_failures),
+            outbox_depth: 0,
+            sync_pages_applied: g(&self.sync_pages),
         }
     }
 }
@@ -97,9 +108,7 @@ impl Verdict {
         match self {
             Verdict::Stored => Ack::Stored,
             Verdict::Duplicate => Ack::Duplicate,
-            Verdict::Ignored(code) | Verdict::Invalid(code) => Ack::Refused {
-                code: code.number(),
-            },
+            Verdict::Ignored(code) | Verdict::Invalid(code) => Ack::Refused { code: code.number() },
         }
     }
 }
@@ -124,7 +133,16 @@ pub(crate) struct Core {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) counters: Counters,
     pub(crate) revoke_window: Option<Duration>,
+    /// Joined rooms (persisted in the store; kept here for quick checks).
+    pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// How many newest room-log entries to serve to a peer syncing from scratch.
+    pub(crate) sync_window: usize,
 }
+
+/// Most items in one served sync page.
+const SYNC_PAGE_ITEMS: usize = 256;
+/// Most frame bytes in one served sync page (well under `MAX_SYNC_PAGE_LEN`).
+const SYNC_PAGE_BYTES: usize = 1024 * 1024;
 
 impl Core {
     pub(crate) fn emit(&self, event: Event) {
@@ -136,44 +154,54 @@ impl Core {
         Conversation::of(header, &self.account)
     }
 
-    /// Signs and stores a new message from the local account (state `sent`).
+    pub(crate) fn is_member(&self, room: &RoomId) -> bool {
+        self.rooms.lock().map(|r| r.contains(room)).unwrap_or(false)
+    }
+
+    /// Signs and stores a new message from the local account (state `sent`); a direct message is
+    /// queued in the outbox in the same write. Returns its header, id and frame.
     pub(crate) fn send(
         &self,
         to: Recipient,
         body: Vec<u8>,
         burn_after_read: Option<u32>,
-    ) -> Result<Verified<Message>> {
+    ) -> Result<(Header, MessageId, Vec<u8>)> {
         let message = Message::sign(&self.key, to, body, now_ms(), burn_after_read)?;
-        self.store.put_message(&message, State::Sent)?;
+        let frame = encode(&Envelope::Message(message.get().clone()))?;
+        let h = message.head().clone();
+        match &h.to {
+            Recipient::Account(to) if *to != self.account => {
+                let outgoing = Outgoing {
+                    to: *to,
+                    kind: OutKind::Message,
+                    frame: frame.clone(),
+                    queued_at: now_ms(),
+                };
+                self.store.put_outgoing(&message, outgoing)?
+            }
+            _ => self.store.put_message(&message, State::Sent)?,
+        };
         bump(&self.counters.messages_out);
-        let h = message.head();
         self.emit(Event::Message {
             mid: message.id(),
             from: h.from,
-            conversation: self.conversation(h),
+            conversation: self.conversation(&h),
             sent_at: h.sent_at,
             body: message.body.clone(),
             burn_after_read: h.burn_after_read,
         });
-        Ok(message)
+        Ok((h, message.id(), frame))
     }
 
     /// Revokes or burns `mid` as the local account: checks the rules, signs, tombstones locally
-    /// and says where the control message must go.
-    pub(crate) fn local_control(
-        &self,
-        action: Action,
-        mid: MessageId,
-    ) -> Result<(Verified<Control>, Route)> {
+    /// (queuing the control message in the outbox for a direct message, in the same write) and
+    /// says where the control message must go.
+    pub(crate) fn local_control(&self, action: Action, mid: MessageId) -> Result<(Verified<Control>, Route, Vec<u8>)> {
         let now = now_ms();
         let entry = self.store.entry(&mid)?;
-        let target =
-            rules::check_local(action, &self.account, entry, mid, now, self.revoke_window)?;
+        let target = rules::check_local(action, &self.account, entry, mid, now, self.revoke_window)?;
         let control = Control::sign(&self.key, action, target, now)?;
-        match self.store.apply_tombstone(&control)? {
-            TombstoneOutcome::Applied { .. } => self.tombstoned(&control),
-            TombstoneOutcome::Duplicate => return Err(Error::Tombstoned(mid)),
-        }
+        let frame = encode(&Envelope::Control(control.get().clone()))?;
         let h = &control.target.header;
         let route = match (&h.to, action) {
             (Recipient::Room(room), _) => Route::Room(room.clone()),
@@ -181,7 +209,76 @@ impl Core {
             (Recipient::Account(to), Action::Revoke) => Route::Account(*to),
             (Recipient::Account(_), Action::Burn) => Route::Account(h.from),
         };
-        Ok((control, route))
+        let outcome = match &route {
+            Route::Account(to) => {
+                let outgoing = Outgoing {
+                    to: *to,
+                    kind: OutKind::Control,
+                    frame: frame.clone(),
+                    queued_at: now,
+                };
+                self.store.apply_tombstone_outgoing(&control, outgoing)?
+            }
+            _ => self.store.apply_tombstone(&control)?,
+        };
+        match outcome {
+            TombstoneOutcome::Applied { .. } => self.tombstoned(&control),
+            TombstoneOutcome::Duplicate => return Err(Error::Tombstoned(mid)),
+        }
+        Ok((control, route, frame))
+    }
+
+    /// An outbox entry is done: acknowledged (`delivered`) or given up. A delivered message moves
+    /// to `delivered` and is reported.
+    pub(crate) fn delivery_done(&self, mid: MessageId, kind: OutKind, to: AccountId, delivered: bool) {
+        match self.store.outbox_done(&mid, kind, delivered) {
+            Ok(true) if delivered && kind == OutKind::Message => self.emit(Event::Delivered { mid, to }),
+            Ok(_) => {}
+            Err(e) => warn!(%mid, error = %e, "could not update the outbox"),
+        }
+    }
+
+    /// Serves a page of a joined room's log to a member catching up.
+    pub(crate) fn serve_sync(&self, req: &SyncRequest) -> SyncPage {
+        let empty = SyncPage {
+            frames: Vec::new(),
+            next: req.after,
+            more: false,
+        };
+        if !self.is_member(&req.room) {
+            return empty;
+        }
+        let limit = (req.limit as usize).clamp(1, SYNC_PAGE_ITEMS);
+        match self
+            .store
+            .room_log(&req.room, req.after, limit, SYNC_PAGE_BYTES, self.sync_window)
+        {
+            Ok(page) => SyncPage {
+                frames: page.frames,
+                next: page.next,
+                more: page.more,
+            },
+            Err(e) => {
+                warn!(room = %req.room, error = %e, "could not serve a sync page");
+                empty
+            }
+        }
+    }
+
+    /// Applies a sync page from `peer` exactly as if its items came by gossip, tombstones first so
+    /// a message revoked while we were away is never shown, then records the cursor.
+    pub(crate) fn apply_sync(&self, room: &RoomId, peer: &[u8], page: &SyncPage) -> Result<()> {
+        let via = Via::Room(room.clone());
+        let is_control = |f: &Vec<u8>| matches!(decode::<Envelope>(f), Ok(Envelope::Control(_)));
+        let (controls, messages): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = page.frames.iter().partition(|f| is_control(f));
+        for frame in controls.into_iter().chain(messages) {
+            if let Verdict::Invalid(code) = self.inbound(frame, &via) {
+                debug!(%room, %code, "sync item refused");
+            }
+        }
+        self.store.set_sync_cursor(room, peer, page.next)?;
+        bump(&self.counters.sync_pages);
+        Ok(())
     }
 
     fn tombstoned(&self, control: &Verified<Control>) {
@@ -191,12 +288,7 @@ impl Core {
         };
         bump(counter);
         let conversation = self.conversation(&control.target.header);
-        self.emit(Event::tombstone(
-            control.action,
-            control.id(),
-            control.by,
-            conversation,
-        ));
+        self.emit(Event::tombstone(control.action, control.id(), control.by, conversation));
     }
 
     /// Marks a received message read; returns its burn deadline, if it has one. Reading a message
@@ -218,15 +310,6 @@ impl Core {
         Ok(h.burn_after_read
             .zip(record.read_at)
             .map(|(secs, read_at)| read_at.saturating_add(u64::from(secs) * 1000)))
-    }
-
-    /// Marks a sent message delivered and reports it.
-    pub(crate) fn delivered(&self, mid: MessageId, to: AccountId) {
-        match self.store.set_state(&mid, State::Delivered) {
-            Ok(true) => self.emit(Event::Delivered { mid, to }),
-            Ok(false) => debug!(%mid, "delivered message is no longer stored"),
-            Err(e) => warn!(%mid, error = %e, "could not record delivery"),
-        }
     }
 
     /// Decodes, verifies, stores or applies an inbound frame that arrived `via` a path.

@@ -100,23 +100,10 @@ pub enum Event {
 
 impl Event {
     /// The event for a tombstone applied by `action`.
-    pub(crate) fn tombstone(
-        action: Action,
-        mid: MessageId,
-        by: AccountId,
-        conversation: Conversation,
-    ) -> Event {
+    pub(crate) fn tombstone(action: Action, mid: MessageId, by: AccountId, conversation: Conversation) -> Event {
         match action {
-            Action::Revoke => Event::Revoked {
-                mid,
-                by,
-                conversation,
-            },
-            Action::Burn => Event::Burned {
-                mid,
-                by,
-                conversation,
-            },
+            Action::Revoke => Event::Revoked { mid, by, conversation },
+            Action::Burn => Event::Burned { mid, by, conversation },
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The one task that owns the `Swarm`: driven by [`Command`]s from handles (with oneshot replies),
-//! swarm events, results of blocking store work, and timers (retries, route refresh, burns).
+//! swarm events, results of blocking store work, and timers (outbox retries, route refresh, room
+//! sync, burns).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
 
 use futures::StreamExt;
 use libp2p::{
+    allow_block_list,
     gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash},
     identify, kad,
     multiaddr::Protocol,
@@ -19,9 +21,9 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 use tim_protocol::{
-    decode, encode, AccountId, Ack, Action, Code, Control, Envelope, MessageId, RoomId,
-    RouteRecord, Verified,
+    decode, encode, AccountId, Ack, Action, Code, MessageId, RoomId, RouteRecord, SyncPage, SyncRequest,
 };
+use tim_storage::{OutKind, Outgoing};
 use tokio::{
     sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
     time::{Instant, MissedTickBehavior},
@@ -30,8 +32,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     behaviour::{
-        Behaviour, BehaviourEvent, DirectCodec, DIRECT_PROTOCOL, GOSSIP_PREFIX, IDENTIFY_PROTOCOL,
-        KAD_PROTOCOL,
+        Behaviour, BehaviourEvent, DirectCodec, SyncCodec, DIRECT_PROTOCOL, GOSSIP_PREFIX, IDENTIFY_PROTOCOL,
+        KAD_PROTOCOL, SYNC_PROTOCOL,
     },
     core::{bump, now_ms, Core, Route, Verdict},
     node::{RoomStatus, Status},
@@ -43,23 +45,16 @@ use crate::{
 const DONE_CAPACITY: usize = 1024;
 /// How often due retries are looked at.
 const RETRY_TICK: Duration = Duration::from_millis(100);
-/// First retry delay; doubles per attempt.
+/// First retry delay; doubles per attempt up to `Config::retry_max`.
 const RETRY_BASE: Duration = Duration::from_millis(500);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Most cached routes.
 const MAX_ROUTES: usize = 10_000;
+/// Most room syncs in flight.
+const MAX_SYNCS: usize = 64;
+/// Items asked for per sync page.
+const SYNC_PAGE: u32 = 256;
 /// How long listeners may take to report their addresses at start.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a delivery carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryKind {
-    /// A direct message: its ack moves it to `delivered`.
-    Message,
-    /// A revoke or burn of a direct message.
-    Control,
-}
 
 /// A frame on its way to an account's node.
 #[derive(Debug, Clone)]
@@ -67,17 +62,38 @@ pub(crate) struct Delivery {
     to: AccountId,
     mid: MessageId,
     frame: Vec<u8>,
-    kind: DeliveryKind,
+    kind: OutKind,
+    /// In the store's outbox (survives restarts); relayed frames are not.
+    persistent: bool,
+    /// Its message was revoked while this copy was in flight: never retry it.
+    cancelled: bool,
+    queued_at: u64,
     attempts: u32,
 }
 
 impl Delivery {
-    pub(crate) fn new(to: AccountId, mid: MessageId, frame: Vec<u8>, kind: DeliveryKind) -> Self {
+    pub(crate) fn new(to: AccountId, mid: MessageId, frame: Vec<u8>, kind: OutKind, persistent: bool) -> Self {
         Delivery {
             to,
             mid,
             frame,
             kind,
+            persistent,
+            cancelled: false,
+            queued_at: now_ms(),
+            attempts: 0,
+        }
+    }
+
+    fn from_outbox(mid: MessageId, out: Outgoing) -> Self {
+        Delivery {
+            to: out.to,
+            mid,
+            frame: out.frame,
+            kind: out.kind,
+            persistent: true,
+            cancelled: false,
+            queued_at: out.queued_at,
             attempts: 0,
         }
     }
@@ -93,7 +109,7 @@ pub(crate) enum Command {
         mid: MessageId,
         frame: Vec<u8>,
     },
-    /// Subscribe to a room's topic.
+    /// Subscribe to a room's topic and catch up.
     Join {
         room: RoomId,
         reply: oneshot::Sender<Result<()>>,
@@ -112,30 +128,23 @@ pub(crate) enum Command {
     Status { reply: oneshot::Sender<Status> },
     /// Burn a read message at `deadline` (ms since the epoch).
     ScheduleBurn { mid: MessageId, deadline: u64 },
+    /// Block or unblock a peer.
+    Block { peer: PeerId, blocked: bool },
+    /// Drop a queued, not yet sent copy of a message (it was revoked).
+    Cancel { mid: MessageId },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },
 }
 
-/// The command that sends an applied control message where it must go.
-pub(crate) fn control_command(control: Verified<Control>, route: Route) -> Result<Command> {
-    let mid = control.id();
-    let frame = encode(&Envelope::Control(control.into_inner()))?;
-    Ok(match route {
-        Route::Account(to) => {
-            Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Control))
-        }
-        Route::Room(room) => Command::Publish { room, mid, frame },
-        Route::Local => Command::Publish {
-            room: local_room(),
-            mid,
-            frame: Vec::new(),
-        },
-    })
-}
-
-/// Placeholder room for control messages that go nowhere (a message to oneself).
-fn local_room() -> RoomId {
-    RoomId::new("local").unwrap_or_else(|_| unreachable!("\"local\" is a valid room id"))
+/// The command that sends an applied control message where it must go; `None` when it concerns
+/// a message to oneself (applied locally, nothing to send). Send [`Command::Cancel`] first for a
+/// revoke, so an unsent queued copy of the message is never sent.
+pub(crate) fn control_command(mid: MessageId, route: Route, frame: Vec<u8>) -> Option<Command> {
+    match route {
+        Route::Account(to) => Some(Command::Deliver(Delivery::new(to, mid, frame, OutKind::Control, true))),
+        Route::Room(room) => Some(Command::Publish { room, mid, frame }),
+        Route::Local => None,
+    }
 }
 
 /// Results of blocking work, back on the loop.
@@ -154,7 +163,24 @@ enum Done {
     /// A burn-after-read timer burned a message: send the burn.
     Burned {
         mid: MessageId,
-        result: Result<(Verified<Control>, Route)>,
+        result: Result<Option<Command>>,
+    },
+    /// A sync page to serve is ready.
+    SyncServe {
+        channel: ResponseChannel<SyncPage>,
+        page: SyncPage,
+    },
+    /// The cursor to sync `room` from `peer` was read.
+    SyncCursor {
+        room: RoomId,
+        peer: PeerId,
+        after: Result<u64>,
+    },
+    /// A received sync page was applied.
+    SyncApplied {
+        room: RoomId,
+        peer: PeerId,
+        next: Result<(u64, bool)>,
     },
 }
 
@@ -175,6 +201,9 @@ pub(crate) struct EventLoop {
     inflight: Arc<Semaphore>,
     max_inflight: u32,
     routes: HashMap<AccountId, CachedRoute>,
+    /// The peer that last served each account, kept after the route goes stale, so a reconnect
+    /// of that peer retries its deliveries at once.
+    last_peer: HashMap<AccountId, PeerId>,
     /// Route lookups in flight.
     lookups: HashMap<kad::QueryId, AccountId>,
     lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
@@ -185,13 +214,20 @@ pub(crate) struct EventLoop {
     /// Deliveries waiting for their retry time.
     retries: BTreeMap<(Instant, u64), Delivery>,
     retry_seq: u64,
+    /// Relayed (non-persistent) deliveries pending.
+    relays: usize,
+    /// Room syncs in flight, and the requests carrying them.
+    syncing: HashSet<(RoomId, PeerId)>,
+    sync_requests: HashMap<OutboundRequestId, (RoomId, PeerId)>,
     /// Burn-after-read timers.
     burns: BTreeMap<(Instant, MessageId), ()>,
     route_published: bool,
     route_ttl: Duration,
     route_refresh: Duration,
-    delivery_attempts: u32,
-    max_pending: usize,
+    retry_max: Duration,
+    retention: Duration,
+    sync_interval: Duration,
+    max_relays: usize,
 }
 
 fn route_key(account: &AccountId) -> kad::RecordKey {
@@ -229,47 +265,45 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
-            let identify = identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_PROTOCOL.into(),
-                key.public(),
-            ));
+            let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
             kad_config.set_query_timeout(Duration::from_secs(30));
             kad_config.set_periodic_bootstrap_interval(Some(refresh));
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad_config,
-            );
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .protocol_id_prefix(GOSSIP_PREFIX)
                 .validation_mode(gossipsub::ValidationMode::Anonymous)
                 .validate_messages()
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20])
-                })
+                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
                 .max_transmit_size(tim_protocol::MAX_FRAME_LEN + 1024)
                 .heartbeat_interval(Duration::from_millis(500))
                 .build()?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Anonymous,
-                gossip_config,
-            )?;
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
+            let rr_config = || {
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(256)
+            };
             let direct = request_response::Behaviour::with_codec(
                 DirectCodec,
                 [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(request_timeout)
-                    .with_max_concurrent_streams(256),
+                rr_config(),
+            );
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec,
+                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                rr_config(),
             );
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
                 identify,
                 ping: ping::Behaviour::default(),
                 kad,
                 gossipsub,
                 direct,
+                sync,
             })
         })
         .map_err(|e| net(&e))?
@@ -286,6 +320,7 @@ impl EventLoop {
         cmd_rx: mpsc::Receiver<Command>,
         rooms: &[RoomId],
         burns: &[(u64, MessageId)],
+        outbox: Vec<(MessageId, Outgoing)>,
     ) -> Result<Self> {
         let mut swarm = build_swarm(key, config)?;
         let mut listeners = Vec::new();
@@ -297,21 +332,16 @@ impl EventLoop {
             );
         }
         // Wait until every listener has an address, so `status` can print them right away.
-        let mut pending: std::collections::HashSet<_> = listeners.into_iter().collect();
+        let mut pending: HashSet<_> = listeners.into_iter().collect();
         let deadline = Instant::now() + LISTEN_TIMEOUT;
         while !pending.is_empty() {
             match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-                Ok(SwarmEvent::NewListenAddr {
-                    listener_id,
-                    address,
-                }) => {
+                Ok(SwarmEvent::NewListenAddr { listener_id, address }) => {
                     info!(%address, "listening");
                     pending.remove(&listener_id);
                 }
                 Ok(SwarmEvent::ListenerError { error, .. })
-                | Ok(SwarmEvent::ListenerClosed {
-                    reason: Err(error), ..
-                }) => {
+                | Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => {
                     return Err(Error::Network(format!("listener failed: {error}")));
                 }
                 Ok(_) => {}
@@ -350,21 +380,33 @@ impl EventLoop {
             inflight: Arc::new(Semaphore::new(max_inflight as usize)),
             max_inflight,
             routes: HashMap::new(),
+            last_peer: HashMap::new(),
             lookups: HashMap::new(),
             lookup_waiters: HashMap::new(),
             waiting: HashMap::new(),
             requests: HashMap::new(),
             retries: BTreeMap::new(),
             retry_seq: 0,
+            relays: 0,
+            syncing: HashSet::new(),
+            sync_requests: HashMap::new(),
             burns: BTreeMap::new(),
             route_published: false,
             route_ttl: config.route_ttl,
             route_refresh: config.route_refresh,
-            delivery_attempts: config.delivery_attempts.max(1),
-            max_pending: config.max_pending_deliveries,
+            retry_max: config.retry_max.max(RETRY_BASE),
+            retention: config.outbox_retention,
+            sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
+            max_relays: config.max_pending_relays,
         };
         for (deadline, mid) in burns {
             this.burns.insert((instant_of(*deadline), *mid), ());
+        }
+        if !outbox.is_empty() {
+            info!(entries = outbox.len(), "resuming the outbox");
+        }
+        for (mid, out) in outbox {
+            this.schedule(Instant::now(), Delivery::from_outbox(mid, out));
         }
         this.publish_route();
         Ok(this)
@@ -373,9 +415,10 @@ impl EventLoop {
     pub(crate) async fn run(mut self) {
         let mut retry_tick = tokio::time::interval(RETRY_TICK);
         retry_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut refresh =
-            tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
+        let mut refresh = tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
+        sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         loop {
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
@@ -393,7 +436,10 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = retry_tick.tick() => self.run_retries(),
                 _ = refresh.tick() => self.publish_route(),
-                _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => self.fire_burns(),
+                _ = sync_tick.tick() => self.sync_all(),
+                _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
+                    self.fire_burns()
+                }
             }
         }
         info!("node stopping");
@@ -407,25 +453,24 @@ impl EventLoop {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Deliver(delivery) => self.deliver(delivery),
+            Command::Deliver(delivery) => {
+                if !delivery.persistent {
+                    if self.relays >= self.max_relays {
+                        self.give_up(delivery, Code::Overloaded);
+                        return;
+                    }
+                    self.relays += 1;
+                }
+                self.deliver(delivery)
+            }
             Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
             Command::Join { room, reply } => {
-                let result = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .subscribe(&topic(&room));
-                let _ = reply.send(
-                    result
-                        .map(|_| ())
-                        .map_err(|e| Error::Network(e.to_string())),
-                );
+                let result = self.swarm.behaviour_mut().gossipsub.subscribe(&topic(&room));
+                let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
+                self.sync_room(&room);
             }
             Command::Leave { room, reply } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .unsubscribe(&topic(&room));
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
                 let _ = reply.send(Ok(()));
             }
             Command::Lookup { account, reply } => {
@@ -444,7 +489,31 @@ impl EventLoop {
             Command::ScheduleBurn { mid, deadline } => {
                 self.burns.insert((instant_of(deadline), mid), ());
             }
+            Command::Block { peer, blocked } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+            }
+            Command::Cancel { mid } => self.cancel(mid),
             Command::Shutdown { .. } => {}
+        }
+    }
+
+    /// Forgets queued deliveries of message `mid` (its outbox entry went with its tombstone).
+    /// A request already in flight cannot be recalled; the revoke that follows wins there.
+    fn cancel(&mut self, mid: MessageId) {
+        let is_it = |d: &Delivery| d.mid == mid && d.kind == OutKind::Message;
+        self.retries.retain(|_, d| !is_it(d));
+        for list in self.waiting.values_mut() {
+            list.retain(|d| !is_it(d));
+        }
+        for (_, d) in self.requests.values_mut() {
+            if is_it(d) {
+                d.cancelled = true;
+            }
         }
     }
 
@@ -461,10 +530,7 @@ impl EventLoop {
             .filter_map(room_of)
             .map(|room| {
                 let hash = topic(&room).hash();
-                let peers = gossip
-                    .all_peers()
-                    .filter(|(_, topics)| topics.contains(&&hash))
-                    .count();
+                let peers = gossip.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count();
                 RoomStatus { room, peers }
             })
             .collect();
@@ -480,43 +546,108 @@ impl EventLoop {
     // ---- outbound: rooms ----
 
     fn publish(&mut self, room: &RoomId, mid: MessageId, frame: Vec<u8>) {
-        if frame.is_empty() {
-            return; // a control message about a message to oneself: applied locally, nothing to send
-        }
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic(room), frame)
-        {
+        match self.swarm.behaviour_mut().gossipsub.publish(topic(room), frame) {
             Ok(_) => debug!(%room, %mid, "published"),
             Err(gossipsub::PublishError::Duplicate) => debug!(%room, %mid, "already published"),
-            Err(e) => {
-                warn!(%room, %mid, error = %e, "publish failed; stored locally, members catch up by sync")
+            Err(e) => debug!(%room, %mid, error = %e, "not published now; members catch up by sync"),
+        }
+    }
+
+    // ---- room sync ----
+
+    /// Syncs `room` with every connected peer subscribed to it.
+    fn sync_room(&mut self, room: &RoomId) {
+        let hash = topic(room).hash();
+        let peers: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in peers {
+            self.start_sync(room.clone(), peer);
+        }
+    }
+
+    fn sync_all(&mut self) {
+        let rooms: Vec<RoomId> = self.swarm.behaviour().gossipsub.topics().filter_map(room_of).collect();
+        for room in rooms {
+            self.sync_room(&room);
+        }
+    }
+
+    fn start_sync(&mut self, room: RoomId, peer: PeerId) {
+        if self.syncing.len() >= MAX_SYNCS || !self.syncing.insert((room.clone(), peer)) {
+            return;
+        }
+        let (core, done) = (self.core.clone(), self.done_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let after = core.store.sync_cursor(&room, &peer.to_bytes()).map_err(Error::from);
+            let _ = done.blocking_send(Done::SyncCursor { room, peer, after });
+        });
+    }
+
+    fn request_page(&mut self, room: RoomId, peer: PeerId, after: u64) {
+        let request = SyncRequest {
+            room: room.clone(),
+            after,
+            limit: SYNC_PAGE,
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.sync_requests.insert(id, (room, peer));
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncPage>) {
+        match event {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let Some(permit) = self.permit() else {
+                        let page = SyncPage {
+                            frames: Vec::new(),
+                            next: request.after,
+                            more: false,
+                        };
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, page);
+                        return;
+                    };
+                    let (core, done) = (self.core.clone(), self.done_tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let page = core.serve_sync(&request);
+                        let _ = done.blocking_send(Done::SyncServe { channel, page });
+                        drop(permit);
+                    });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some((room, peer)) = self.sync_requests.remove(&request_id) else {
+                        return;
+                    };
+                    let (core, done) = (self.core.clone(), self.done_tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let next = core
+                            .apply_sync(&room, &peer.to_bytes(), &response)
+                            .map(|()| (response.next, response.more));
+                        let _ = done.blocking_send(Done::SyncApplied { room, peer, next });
+                    });
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some((room, peer)) = self.sync_requests.remove(&request_id) {
+                    debug!(%room, %peer, %error, "sync request failed");
+                    self.syncing.remove(&(room, peer));
+                }
             }
+            _ => {}
         }
     }
 
     // ---- outbound: direct ----
 
-    fn pending_count(&self) -> usize {
-        self.waiting.values().map(Vec::len).sum::<usize>()
-            + self.retries.len()
-            + self.requests.len()
-    }
-
     fn deliver(&mut self, delivery: Delivery) {
         if delivery.to == self.core.account {
             // A message to oneself is stored once, locally; it is delivered as soon as it is sent.
-            if delivery.kind == DeliveryKind::Message {
-                let core = self.core.clone();
-                let (mid, to) = (delivery.mid, delivery.to);
-                tokio::task::spawn_blocking(move || core.delivered(mid, to));
-            }
-            return;
-        }
-        if self.pending_count() >= self.max_pending {
-            self.give_up(delivery, Code::Overloaded);
+            self.finish(delivery, true);
             return;
         }
         match self.fresh_route(&delivery.to) {
@@ -538,19 +669,46 @@ impl EventLoop {
         self.requests.insert(id, (peer, delivery));
     }
 
+    fn schedule(&mut self, at: Instant, delivery: Delivery) {
+        self.retry_seq += 1;
+        self.retries.insert((at, self.retry_seq), delivery);
+    }
+
     fn retry_later(&mut self, mut delivery: Delivery) {
-        delivery.attempts += 1;
-        if delivery.attempts >= self.delivery_attempts {
-            self.give_up(delivery, Code::Unreachable);
+        if now_ms().saturating_sub(delivery.queued_at) > self.retention.as_millis() as u64 {
+            info!(mid = %delivery.mid, to = %delivery.to, "outbox entry expired undelivered; dropped");
+            self.give_up(delivery, Code::Expired);
             return;
         }
+        delivery.attempts = delivery.attempts.saturating_add(1);
         let backoff = RETRY_BASE
-            .saturating_mul(1 << (delivery.attempts - 1).min(16))
-            .min(RETRY_MAX);
-        self.retry_seq += 1;
+            .saturating_mul(1u32 << (delivery.attempts - 1).min(16))
+            .min(self.retry_max);
         debug!(mid = %delivery.mid, to = %delivery.to, attempt = delivery.attempts, ?backoff, "delivery will be retried");
-        self.retries
-            .insert((Instant::now() + backoff, self.retry_seq), delivery);
+        self.schedule(Instant::now() + backoff, delivery);
+    }
+
+    /// Retries at once every delivery waiting for `pred`'s recipients.
+    fn retry_now(&mut self, pred: impl Fn(&AccountId) -> bool) {
+        let now = Instant::now();
+        let due: Vec<_> = self.retries.keys().filter(|(at, _)| *at > now).copied().collect();
+        for key in due {
+            if self.retries.get(&key).is_some_and(|d| pred(&d.to)) {
+                if let Some(d) = self.retries.remove(&key) {
+                    self.schedule(now, d);
+                }
+            }
+        }
+    }
+
+    /// The delivery is over: acknowledged (`delivered`) or given up.
+    fn finish(&mut self, delivery: Delivery, delivered: bool) {
+        if !delivery.persistent {
+            self.relays = self.relays.saturating_sub(1);
+            return;
+        }
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.delivery_done(delivery.mid, delivery.kind, delivery.to, delivered));
     }
 
     fn give_up(&mut self, delivery: Delivery, code: Code) {
@@ -561,6 +719,7 @@ impl EventLoop {
             to: delivery.to,
             code,
         });
+        self.finish(delivery, false);
     }
 
     fn run_retries(&mut self) {
@@ -579,20 +738,14 @@ impl EventLoop {
             return;
         };
         match ack {
-            Ack::Stored | Ack::Duplicate => {
-                if delivery.kind == DeliveryKind::Message {
-                    let core = self.core.clone();
-                    tokio::task::spawn_blocking(move || core.delivered(delivery.mid, delivery.to));
-                } else {
-                    debug!(mid = %delivery.mid, to = %delivery.to, "control message delivered");
-                }
-            }
+            Ack::Stored | Ack::Duplicate => self.finish(delivery, true),
             Ack::Refused { code } if code == Code::Tombstoned.number() => {
                 debug!(mid = %delivery.mid, "recipient already has a tombstone for it");
+                self.finish(delivery, false);
             }
             Ack::Refused { code } => {
                 let code = Code::from_number(code).unwrap_or(Code::Malformed);
-                if code == Code::Overloaded {
+                if matches!(code, Code::Overloaded | Code::StorageFailure) {
                     self.retry_later(delivery);
                 } else {
                     self.give_up(delivery, code);
@@ -601,20 +754,15 @@ impl EventLoop {
         }
     }
 
-    fn on_outbound_failure(
-        &mut self,
-        request_id: OutboundRequestId,
-        error: &request_response::OutboundFailure,
-    ) {
+    fn on_outbound_failure(&mut self, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
         let Some((peer, delivery)) = self.requests.remove(&request_id) else {
             return;
         };
         debug!(%peer, mid = %delivery.mid, %error, "direct request failed");
-        if self
-            .routes
-            .get(&delivery.to)
-            .is_some_and(|r| r.peer == peer)
-        {
+        if delivery.cancelled {
+            return;
+        }
+        if self.routes.get(&delivery.to).is_some_and(|r| r.peer == peer) {
             self.routes.remove(&delivery.to);
         }
         self.retry_later(delivery);
@@ -633,11 +781,7 @@ impl EventLoop {
         if self.lookups.values().any(|a| *a == account) {
             return;
         }
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_record(route_key(&account));
+        let id = self.swarm.behaviour_mut().kad.get_record(route_key(&account));
         self.lookups.insert(id, account);
     }
 
@@ -647,16 +791,12 @@ impl EventLoop {
             .swarm
             .listeners()
             .chain(self.swarm.external_addresses())
-            .filter(|a| {
-                !a.iter()
-                    .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
-            })
+            .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
             .take(tim_protocol::MAX_ROUTE_ADDRS)
             .map(|a| a.to_vec())
             .collect();
         let expires_at = now_ms().saturating_add(self.route_ttl.as_millis() as u64);
-        let record = match RouteRecord::sign(&self.core.key, me.to_bytes(), addrs, expires_at)
-            .and_then(|r| encode(&r))
+        let record = match RouteRecord::sign(&self.core.key, me.to_bytes(), addrs, expires_at).and_then(|r| encode(&r))
         {
             Ok(value) => kad::Record {
                 key: route_key(&self.core.account),
@@ -669,30 +809,19 @@ impl EventLoop {
                 return;
             }
         };
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .put_record(record, kad::Quorum::One)
-        {
+        if let Err(e) = self.swarm.behaviour_mut().kad.put_record(record, kad::Quorum::One) {
             warn!(error = %e, "could not store route record");
         }
     }
 
     /// Verifies a route record found for `account`; returns the peer and its addresses.
-    fn check_route(
-        record: &kad::Record,
-        account: &AccountId,
-    ) -> Result<(PeerId, u64, Vec<Multiaddr>)> {
+    fn check_route(record: &kad::Record, account: &AccountId) -> Result<(PeerId, u64, Vec<Multiaddr>)> {
         let route: RouteRecord = decode(&record.value)?;
         if route.account != *account || record.key != route_key(account) {
-            return Err(Error::BadParameters(
-                "route record for another account".into(),
-            ));
+            return Err(Error::BadParameters("route record for another account".into()));
         }
         route.verify(now_ms())?;
-        let peer =
-            PeerId::from_bytes(&route.peer).map_err(|e| Error::BadParameters(e.to_string()))?;
+        let peer = PeerId::from_bytes(&route.peer).map_err(|e| Error::BadParameters(e.to_string()))?;
         let addrs = route
             .addrs
             .into_iter()
@@ -701,13 +830,7 @@ impl EventLoop {
         Ok((peer, route.expires_at, addrs))
     }
 
-    fn route_found(
-        &mut self,
-        account: AccountId,
-        peer: PeerId,
-        expires_at: u64,
-        addrs: Vec<Multiaddr>,
-    ) {
+    fn route_found(&mut self, account: AccountId, peer: PeerId, expires_at: u64, addrs: Vec<Multiaddr>) {
         for addr in addrs {
             self.swarm.add_peer_address(peer, addr);
         }
@@ -718,8 +841,11 @@ impl EventLoop {
                 self.routes.clear();
             }
         }
-        self.routes
-            .insert(account, CachedRoute { peer, expires_at });
+        if self.last_peer.len() >= MAX_ROUTES {
+            self.last_peer.clear();
+        }
+        self.routes.insert(account, CachedRoute { peer, expires_at });
+        self.last_peer.insert(account, peer);
         for waiter in self.lookup_waiters.remove(&account).unwrap_or_default() {
             let _ = waiter.send(Ok(peer));
         }
@@ -749,11 +875,7 @@ impl EventLoop {
             let ack = Ack::Refused {
                 code: Code::Overloaded.number(),
             };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .direct
-                .send_response(channel, ack);
+            let _ = self.swarm.behaviour_mut().direct.send_response(channel, ack);
             return;
         };
         let (core, done) = (self.core.clone(), self.done_tx.clone());
@@ -766,8 +888,8 @@ impl EventLoop {
 
     fn on_gossip(&mut self, id: gossipsub::MessageId, source: PeerId, message: gossipsub::Message) {
         let room = room_of(&message.topic);
-        let (Some(room), Some(permit)) = (room, self.permit()) else {
-            let acceptance = if room_of(&message.topic).is_none() {
+        let (Some(room), Some(permit)) = (room.clone(), self.permit()) else {
+            let acceptance = if room.is_none() {
                 MessageAcceptance::Reject
             } else {
                 MessageAcceptance::Ignore
@@ -781,11 +903,7 @@ impl EventLoop {
         let (core, done) = (self.core.clone(), self.done_tx.clone());
         tokio::task::spawn_blocking(move || {
             let verdict = core.inbound(&message.data, &Via::Room(room));
-            let _ = done.blocking_send(Done::Gossip {
-                id,
-                source,
-                verdict,
-            });
+            let _ = done.blocking_send(Done::Gossip { id, source, verdict });
             drop(permit);
         });
     }
@@ -793,17 +911,9 @@ impl EventLoop {
     fn on_done(&mut self, done: Done) {
         match done {
             Done::Direct { channel, verdict } => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, verdict.ack());
+                let _ = self.swarm.behaviour_mut().direct.send_response(channel, verdict.ack());
             }
-            Done::Gossip {
-                id,
-                source,
-                verdict,
-            } => {
+            Done::Gossip { id, source, verdict } => {
                 let acceptance = match verdict {
                     Verdict::Stored => MessageAcceptance::Accept,
                     Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
@@ -814,14 +924,32 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
             }
-            Done::Burned { mid, result } => {
-                match result.and_then(|(control, route)| control_command(control, route)) {
-                    Ok(Command::Deliver(delivery)) => self.deliver(delivery),
-                    Ok(Command::Publish { room, mid, frame }) => self.publish(&room, mid, frame),
-                    Ok(_) => {}
-                    Err(e) => debug!(%mid, error = %e, "burn after reading did not apply"),
-                }
+            Done::Burned { mid, result } => match result {
+                Ok(Some(command)) => self.on_command(command),
+                Ok(None) => {}
+                Err(e) => debug!(%mid, error = %e, "burn after reading did not apply"),
+            },
+            Done::SyncServe { channel, page } => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, page);
             }
+            Done::SyncCursor { room, peer, after } => match after {
+                Ok(after) => self.request_page(room, peer, after),
+                Err(e) => {
+                    warn!(%room, error = %e, "could not read the sync cursor");
+                    self.syncing.remove(&(room, peer));
+                }
+            },
+            Done::SyncApplied { room, peer, next } => match next {
+                Ok((next, true)) => self.request_page(room, peer, next),
+                Ok((_, false)) => {
+                    debug!(%room, %peer, "room synced");
+                    self.syncing.remove(&(room, peer));
+                }
+                Err(e) => {
+                    warn!(%room, %peer, error = %e, "could not apply a sync page");
+                    self.syncing.remove(&(room, peer));
+                }
+            },
         }
     }
 
@@ -834,7 +962,9 @@ impl EventLoop {
             let ((_, mid), ()) = entry.remove_entry();
             let (core, done) = (self.core.clone(), self.done_tx.clone());
             tokio::task::spawn_blocking(move || {
-                let result = core.local_control(Action::Burn, mid);
+                let result = core
+                    .local_control(Action::Burn, mid)
+                    .map(|(_, route, frame)| control_command(mid, route, frame));
                 let _ = done.blocking_send(Done::Burned { mid, result });
             });
         }
@@ -845,17 +975,21 @@ impl EventLoop {
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
             })) => self.on_gossip(message_id, propagation_source, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })) => {
+                // A member connected or joined: catch up with it.
+                let joined = self.swarm.behaviour().gossipsub.topics().any(|t| *t == topic);
+                if let (true, Some(room)) = (joined, room_of(&topic)) {
+                    self.start_sync(room, peer_id);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -869,6 +1003,16 @@ impl EventLoop {
             } => {
                 if num_established.get() == 1 {
                     self.core.emit(Event::PeerConnected { peer: peer_id });
+                    // The node of some waiting recipient is back: retry its deliveries now.
+                    let accounts: HashSet<AccountId> = self
+                        .last_peer
+                        .iter()
+                        .filter(|(_, p)| **p == peer_id)
+                        .map(|(a, _)| *a)
+                        .collect();
+                    if !accounts.is_empty() {
+                        self.retry_now(|a| accounts.contains(a));
+                    }
                 }
                 if !self.route_published {
                     self.publish_route();
@@ -892,17 +1036,12 @@ impl EventLoop {
     fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
         match event {
             request_response::Event::Message { message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => self.on_response(request_id, response),
+                request_response::Message::Request { request, channel, .. } => self.on_request(request, channel),
+                request_response::Message::Response { request_id, response } => self.on_response(request_id, response),
             },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => self.on_outbound_failure(request_id, &error),
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                self.on_outbound_failure(request_id, &error)
+            }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound direct request failed");
             }
@@ -912,9 +1051,7 @@ impl EventLoop {
 
     fn on_kad(&mut self, event: kad::Event) {
         match event {
-            kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => match result {
+            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
                 kad::QueryResult::GetRecord(result) => {
                     let Some(account) = self.lookups.get(&id).copied() else {
                         return;
@@ -923,9 +1060,7 @@ impl EventLoop {
                         match Self::check_route(&found.record, &account) {
                             Ok((peer, expires_at, addrs)) => {
                                 self.lookups.remove(&id);
-                                if let Some(mut query) =
-                                    self.swarm.behaviour_mut().kad.query_mut(&id)
-                                {
+                                if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                                     query.finish();
                                 }
                                 self.route_found(account, peer, expires_at, addrs);
@@ -970,7 +1105,8 @@ impl EventLoop {
         }
     }
 
-    /// Stores a route record another node asks us to keep, only if it verifies.
+    /// Stores a route record another node asks us to keep, only if it verifies. A fresh record
+    /// means its account is reachable: retry what waits for it.
     fn on_put_record(&mut self, source: PeerId, record: kad::Record) {
         let account = std::str::from_utf8(record.key.as_ref())
             .ok()
@@ -978,12 +1114,17 @@ impl EventLoop {
             .and_then(|a| a.parse::<AccountId>().ok());
         let checked = account
             .ok_or_else(|| Error::BadParameters("not a route key".into()))
-            .and_then(|a| Self::check_route(&record, &a));
+            .and_then(|a| Self::check_route(&record, &a).map(|route| (a, route)));
         match checked {
-            Ok(_) => {
+            Ok((account, (peer, expires_at, addrs))) => {
                 use kad::store::RecordStore;
                 if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
                     warn!(error = %e, "could not keep route record");
+                }
+                let waiting = self.retries.values().any(|d| d.to == account);
+                if waiting {
+                    self.route_found(account, peer, expires_at, addrs);
+                    self.retry_now(|a| *a == account);
                 }
             }
             Err(e) => {

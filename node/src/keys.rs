@@ -50,10 +50,7 @@ pub(crate) fn read_account_key(dir: &Path) -> Result<AccountKey> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = AccountKey::generate();
-            write_private(
-                &path,
-                format!("{}\n", hex::encode(key.secret_bytes())).as_bytes(),
-            )?;
+            write_private(&path, format!("{}\n", hex::encode(key.secret_bytes())).as_bytes())?;
             Ok(key)
         }
         Err(e) => Err(e.into()),
@@ -91,9 +88,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(ACCOUNT_KEY))?
-                .permissions()
-                .mode();
+            let mode = fs::metadata(dir.path().join(ACCOUNT_KEY))?.permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         Ok(())

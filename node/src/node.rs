@@ -1,22 +1,17 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
 //! loop; the cheap, cloneable [`Node`] sends it commands and runs store work on blocking threads.
 
-use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use libp2p::{Multiaddr, PeerId};
-use tim_protocol::{
-    encode, AccountId, Action, Envelope, MessageId, Recipient, RoomId, MAX_BODY_LEN,
-};
-use tim_storage::{Entry, Page};
+use tim_protocol::{AccountId, Action, Envelope, MessageId, Recipient, RoomId, MAX_BODY_LEN};
+use tim_storage::{Entry, OutKind, Page};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
 use crate::{
     core::{Core, Counters},
-    event_loop::{self, Command, Delivery, DeliveryKind},
+    event_loop::{self, Command, Delivery},
     keys, Config, Conversation, Error, Event, Metrics, Result,
 };
 
@@ -80,10 +75,7 @@ impl Events {
             match self.0.recv().await {
                 Ok(event) => return Some(event),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    warn!(
-                        skipped,
-                        "event subscriber fell behind; oldest events skipped"
-                    );
+                    warn!(skipped, "event subscriber fell behind; oldest events skipped");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -97,7 +89,6 @@ impl Events {
 pub struct Node {
     cmd_tx: mpsc::Sender<Command>,
     core: Arc<Core>,
-    rooms: Arc<Mutex<BTreeSet<RoomId>>>,
 }
 
 impl Node {
@@ -105,20 +96,21 @@ impl Node {
     /// loop on the current tokio runtime. Returns once it is listening.
     pub async fn start(config: Config) -> Result<(Node, Events)> {
         let dir = config.data_dir.clone();
-        let sync_writes = config.sync_writes;
-        let (node_key, account_key, store, rooms, burns) =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                let (node_key, account_key) = keys::load_or_create(&dir)?;
-                let store_config = tim_storage::Config {
-                    sync_writes,
-                    ..tim_storage::Config::default()
-                };
-                let store = tim_storage::Store::open(dir.join("db"), store_config)?;
-                let rooms = store.rooms()?;
-                let burns = store.burn_deadlines()?;
-                Ok((node_key, account_key, store, rooms, burns))
-            })
-            .await??;
+        let store_config = tim_storage::Config {
+            sync_writes: config.sync_writes,
+            outbox_per_recipient: config.outbox_per_recipient,
+            outbox_total: config.outbox_total,
+            ..tim_storage::Config::default()
+        };
+        let (node_key, account_key, store, rooms, burns, outbox) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (node_key, account_key) = keys::load_or_create(&dir)?;
+            let store = tim_storage::Store::open(dir.join("db"), store_config)?;
+            let rooms = store.rooms()?;
+            let burns = store.burn_deadlines()?;
+            let outbox = store.outbox()?;
+            Ok((node_key, account_key, store, rooms, burns, outbox))
+        })
+        .await??;
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
         let core = Arc::new(Core {
             account: account_key.account_id(),
@@ -128,17 +120,14 @@ impl Node {
             events,
             counters: Counters::default(),
             revoke_window: config.revoke_window,
+            rooms: Mutex::new(rooms.iter().cloned().collect()),
+            sync_window: config.sync_window,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop =
-            event_loop::EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns)
-                .await?;
+            event_loop::EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;
         tokio::spawn(event_loop.run());
-        let node = Node {
-            cmd_tx,
-            core,
-            rooms: Arc::new(Mutex::new(rooms.into_iter().collect())),
-        };
+        let node = Node { cmd_tx, core };
         Ok((node, Events(events_rx)))
     }
 
@@ -159,30 +148,20 @@ impl Node {
 
     /// The node's counters.
     pub fn metrics(&self) -> Metrics {
-        self.core.counters.snapshot()
+        let mut m = self.core.counters.snapshot();
+        m.outbox_depth = self.core.store.outbox_len() as u64;
+        m
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Core) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Core) -> Result<T> + Send + 'static) -> Result<T> {
         let core = self.core.clone();
         tokio::task::spawn_blocking(move || f(&core)).await?
-    }
-
-    fn is_member(&self, room: &RoomId) -> bool {
-        self.rooms.lock().map(|r| r.contains(room)).unwrap_or(false)
     }
 
     /// Sends a message to an account (direct) or a room. Returns once it is signed and stored
     /// locally; delivery is reported later by an [`Event::Delivered`] (direct messages).
     /// `burn_after_read` (direct only) makes the receiver burn it that many seconds after reading.
-    pub async fn send(
-        &self,
-        to: Recipient,
-        body: Vec<u8>,
-        burn_after_read: Option<u32>,
-    ) -> Result<Sent> {
+    pub async fn send(&self, to: Recipient, body: Vec<u8>, burn_after_read: Option<u32>) -> Result<Sent> {
         if body.len() > MAX_BODY_LEN {
             return Err(tim_protocol::Error::TooLarge {
                 what: "body",
@@ -192,22 +171,13 @@ impl Node {
             .into());
         }
         if let Recipient::Room(room) = &to {
-            if !self.is_member(room) {
-                return Err(Error::BadParameters(format!(
-                    "join room {room} before sending to it"
-                )));
+            if !self.core.is_member(room) {
+                return Err(Error::BadParameters(format!("join room {room} before sending to it")));
             }
         }
-        let message = self
-            .blocking(move |core| core.send(to, body, burn_after_read))
-            .await?;
-        let h = message.head().clone();
-        let mid = message.id();
-        let frame = encode(&Envelope::Message(message.into_inner()))?;
+        let (h, mid, frame) = self.blocking(move |core| core.send(to, body, burn_after_read)).await?;
         let command = match &h.to {
-            Recipient::Account(to) => {
-                Command::Deliver(Delivery::new(*to, mid, frame, DeliveryKind::Message))
-            }
+            Recipient::Account(to) => Command::Deliver(Delivery::new(*to, mid, frame, OutKind::Message, true)),
             Recipient::Room(room) => Command::Publish {
                 room: room.clone(),
                 mid,
@@ -235,13 +205,14 @@ impl Node {
     }
 
     async fn control(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
-        let (control, route) = self
-            .blocking(move |core| core.local_control(action, mid))
-            .await?;
+        let (control, route, frame) = self.blocking(move |core| core.local_control(action, mid)).await?;
         let conversation = Conversation::of(&control.target.header, &self.core.account);
-        self.cmd_tx
-            .send(event_loop::control_command(control, route)?)
-            .await?;
+        if action == Action::Revoke {
+            self.cmd_tx.send(Command::Cancel { mid }).await?;
+        }
+        if let Some(command) = event_loop::control_command(mid, route, frame) {
+            self.cmd_tx.send(command).await?;
+        }
         Ok(ControlAck {
             mid,
             action,
@@ -259,12 +230,21 @@ impl Node {
             Envelope::Control(c) => c.target.id(),
         };
         let command = match to {
-            Recipient::Account(to) => {
-                Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Control))
-            }
+            Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, OutKind::Control, false)),
             Recipient::Room(room) => Command::Publish { room, mid, frame },
         };
         Ok(self.cmd_tx.send(command).await?)
+    }
+
+    /// Refuses every connection with `peer` (closing current ones) until [`Node::unblock_peer`].
+    /// Not persisted.
+    pub async fn block_peer(&self, peer: PeerId) -> Result<()> {
+        Ok(self.cmd_tx.send(Command::Block { peer, blocked: true }).await?)
+    }
+
+    /// Lifts a [`Node::block_peer`].
+    pub async fn unblock_peer(&self, peer: PeerId) -> Result<()> {
+        Ok(self.cmd_tx.send(Command::Block { peer, blocked: false }).await?)
     }
 
     /// Marks a received message read. If it carries `burn_after_read`, the node burns it that many
@@ -272,21 +252,14 @@ impl Node {
     pub async fn mark_read(&self, mid: MessageId) -> Result<Option<u64>> {
         let deadline = self.blocking(move |core| core.mark_read(mid)).await?;
         if let Some(deadline) = deadline {
-            self.cmd_tx
-                .send(Command::ScheduleBurn { mid, deadline })
-                .await?;
+            self.cmd_tx.send(Command::ScheduleBurn { mid, deadline }).await?;
         }
         Ok(deadline)
     }
 
     /// A page of a conversation's history, newest first; revoked and burned messages appear as
     /// markers. `limit` is 1 to 500.
-    pub async fn history(
-        &self,
-        conversation: &Conversation,
-        before: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Page> {
+    pub async fn history(&self, conversation: &Conversation, before: Option<MessageId>, limit: usize) -> Result<Page> {
         let conv = conversation.to_storage(&self.core.account);
         self.blocking(move |core| Ok(core.store.history(&conv, before.as_ref(), limit)?))
             .await
@@ -300,9 +273,8 @@ impl Node {
     /// Joins a room: subscribes to its topic; remembered across restarts.
     pub async fn join(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
-        self.blocking(move |core| Ok(core.store.set_room(&r, true)?))
-            .await?;
-        if let Ok(mut rooms) = self.rooms.lock() {
+        self.blocking(move |core| Ok(core.store.set_room(&r, true)?)).await?;
+        if let Ok(mut rooms) = self.core.rooms.lock() {
             rooms.insert(room.clone());
         }
         let (reply, rx) = oneshot::channel();
@@ -313,9 +285,8 @@ impl Node {
     /// Leaves a room.
     pub async fn leave(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
-        self.blocking(move |core| Ok(core.store.set_room(&r, false)?))
-            .await?;
-        if let Ok(mut rooms) = self.rooms.lock() {
+        self.blocking(move |core| Ok(core.store.set_room(&r, false)?)).await?;
+        if let Ok(mut rooms) = self.core.rooms.lock() {
             rooms.remove(&room);
         }
         let (reply, rx) = oneshot::channel();

@@ -36,22 +36,14 @@ pub(crate) fn check_local(
     match action {
         Action::Revoke => {
             if h.from != *local {
-                return Err(Error::PermissionDenied(
-                    "only the sender may revoke a message",
-                ));
+                return Err(Error::PermissionDenied("only the sender may revoke a message"));
             }
             check_window(h, now, window)?;
         }
         Action::Burn => match &h.to {
-            Recipient::Room(_) => {
-                return Err(Error::BadParameters(
-                    "room messages cannot be burned".into(),
-                ))
-            }
+            Recipient::Room(_) => return Err(Error::BadParameters("room messages cannot be burned".into())),
             Recipient::Account(to) if to != local => {
-                return Err(Error::PermissionDenied(
-                    "only the recipient may burn a message",
-                ))
+                return Err(Error::PermissionDenied("only the recipient may burn a message"))
             }
             Recipient::Account(_) => {}
         },
@@ -92,9 +84,7 @@ pub(crate) fn check_inbound_control(
 pub(crate) fn check_destination(h: &Header, local: &AccountId, via: &Via) -> Result<()> {
     match (&h.to, via) {
         (Recipient::Account(to), Via::Direct) if to == local || h.from == *local => Ok(()),
-        (Recipient::Account(_), Via::Direct) => {
-            Err(Error::BadParameters("not addressed to this account".into()))
-        }
+        (Recipient::Account(_), Via::Direct) => Err(Error::BadParameters("not addressed to this account".into())),
         (Recipient::Room(room), Via::Room(topic)) if room == topic => Ok(()),
         _ => Err(Error::BadParameters("arrived on the wrong path".into())),
     }
@@ -128,15 +118,9 @@ mod tests {
     }
 
     fn direct(from: &AccountKey, to: &AccountKey, sent_at: u64) -> Message {
-        Message::sign(
-            from,
-            Recipient::Account(to.account_id()),
-            b"x".to_vec(),
-            sent_at,
-            None,
-        )
-        .map(|v| v.into_inner())
-        .unwrap_or_else(|e| panic!("{e}"))
+        Message::sign(from, Recipient::Account(to.account_id()), b"x".to_vec(), sent_at, None)
+            .map(|v| v.into_inner())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn code(r: Result<impl std::fmt::Debug>) -> Code {
@@ -154,26 +138,12 @@ mod tests {
         let mid = m.id();
         assert!(check_local(Action::Revoke, &ida, stored(m.clone()), mid, 2000, None).is_ok());
         assert_eq!(
-            code(check_local(
-                Action::Revoke,
-                &idb,
-                stored(m.clone()),
-                mid,
-                2000,
-                None
-            )),
+            code(check_local(Action::Revoke, &idb, stored(m.clone()), mid, 2000, None)),
             Code::PermissionDenied
         );
         assert!(check_local(Action::Burn, &idb, stored(m.clone()), mid, 2000, None).is_ok());
         assert_eq!(
-            code(check_local(
-                Action::Burn,
-                &ida,
-                stored(m.clone()),
-                mid,
-                2000,
-                None
-            )),
+            code(check_local(Action::Burn, &ida, stored(m.clone()), mid, 2000, None)),
             Code::PermissionDenied
         );
         assert_eq!(
@@ -191,14 +161,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let rid = room.id();
         assert_eq!(
-            code(check_local(
-                Action::Burn,
-                &idb,
-                stored(room.clone()),
-                rid,
-                2,
-                None
-            )),
+            code(check_local(Action::Burn, &idb, stored(room.clone()), rid, 2, None)),
             Code::BadParameters
         );
         assert!(check_local(Action::Revoke, &ida, stored(room), rid, 2, None).is_ok());
@@ -209,15 +172,7 @@ mod tests {
         let (a, b) = (key(1), key(2));
         let m = direct(&a, &b, 1_000);
         let w = Some(Duration::from_secs(60));
-        assert!(check_local(
-            Action::Revoke,
-            &a.account_id(),
-            stored(m.clone()),
-            m.id(),
-            61_000,
-            w
-        )
-        .is_ok());
+        assert!(check_local(Action::Revoke, &a.account_id(), stored(m.clone()), m.id(), 61_000, w).is_ok());
         assert_eq!(
             code(check_local(
                 Action::Revoke,
@@ -230,15 +185,7 @@ mod tests {
             Code::Expired
         );
         // Burns are not limited by the revoke window.
-        assert!(check_local(
-            Action::Burn,
-            &b.account_id(),
-            stored(m.clone()),
-            m.id(),
-            1_000_000,
-            w
-        )
-        .is_ok());
+        assert!(check_local(Action::Burn, &b.account_id(), stored(m.clone()), m.id(), 1_000_000, w).is_ok());
     }
 
     #[test]
@@ -253,11 +200,7 @@ mod tests {
             Code::BadParameters
         );
         assert_eq!(
-            code(check_destination(
-                m.head(),
-                &b.account_id(),
-                &Via::Room(room.clone())
-            )),
+            code(check_destination(m.head(), &b.account_id(), &Via::Room(room.clone()))),
             Code::BadParameters
         );
         let rm = Message::sign(&a, Recipient::Room(room.clone()), vec![], 1, None)
@@ -266,11 +209,7 @@ mod tests {
         assert!(check_destination(rm.head(), &c.account_id(), &Via::Room(room)).is_ok());
         let other = RoomId::new("other").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            code(check_destination(
-                rm.head(),
-                &c.account_id(),
-                &Via::Room(other)
-            )),
+            code(check_destination(rm.head(), &c.account_id(), &Via::Room(other))),
             Code::BadParameters
         );
         assert_eq!(

@@ -38,11 +38,7 @@ fn spawn(dir: &Path, bootstrap: Option<&str>) -> Proc {
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -54,9 +50,7 @@ fn spawn(dir: &Path, bootstrap: Option<&str>) -> Proc {
     });
     let (mut api, mut account, mut listen) = (None, None, None);
     while api.is_none() {
-        let line = rx
-            .recv_timeout(WAIT)
-            .expect("tim-node printed its addresses");
+        let line = rx.recv_timeout(WAIT).expect("tim-node printed its addresses");
         let (key, value) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
         let value = value.trim().to_string();
         match key {
@@ -105,15 +99,10 @@ impl Api<'_> {
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws(p: &Proc) -> Ws {
-    let url = format!(
-        "{}/v1/events?token={}",
-        p.api.replace("http://", "ws://"),
-        p.token
-    );
+    let url = format!("{}/v1/events?token={}", p.api.replace("http://", "ws://"), p.token);
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
@@ -145,9 +134,7 @@ fn assert_error(got: (u16, Value), status: u16, code: u64, name: &str) -> Value 
     assert_eq!(got.0, status, "{}", got.1);
     assert_eq!(got.1["error"]["code"], code, "{}", got.1);
     assert_eq!(got.1["error"]["name"], name, "{}", got.1);
-    assert!(got.1["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     got.1["error"].clone()
 }
 
@@ -185,17 +172,11 @@ async fn three_processes_through_the_api() {
     let (s, status) = api_b.get("/v1/status").await;
     assert_eq!(s, 200);
     assert_eq!(status["account"], b.account.as_str());
-    assert!(status["listen_addrs"][0]
-        .as_str()
-        .unwrap()
-        .contains("/p2p/"));
+    assert!(status["listen_addrs"][0].as_str().unwrap().contains("/p2p/"));
 
     // 1:1 from C to B, found through the DHT (B and C only know A).
     let (s, sent) = api_c
-        .post(
-            "/v1/messages",
-            json!({"to": b.account, "body": "hello bob"}),
-        )
+        .post("/v1/messages", json!({"to": b.account, "body": "hello bob"}))
         .await;
     assert_eq!(s, 200, "{sent}");
     let mid = sent["mid"].as_str().unwrap().to_string();
@@ -209,27 +190,21 @@ async fn three_processes_through_the_api() {
 
     // Permission errors name the mid and change nothing.
     let e = assert_error(
-        api_b
-            .post(&format!("/v1/messages/{mid}/revoke"), json!({}))
-            .await,
+        api_b.post(&format!("/v1/messages/{mid}/revoke"), json!({})).await,
         403,
         4105,
         "permission_denied",
     );
     assert_eq!(e["mid"], mid.as_str());
     assert_error(
-        api_c
-            .post(&format!("/v1/messages/{mid}/burn"), json!({}))
-            .await,
+        api_c.post(&format!("/v1/messages/{mid}/burn"), json!({})).await,
         403,
         4105,
         "permission_denied",
     );
     let unknown = "ab".repeat(32);
     assert_error(
-        api_c
-            .post(&format!("/v1/messages/{unknown}/revoke"), json!({}))
-            .await,
+        api_c.post(&format!("/v1/messages/{unknown}/revoke"), json!({})).await,
         404,
         4109,
         "not_found",
@@ -240,28 +215,19 @@ async fn three_processes_through_the_api() {
         4113,
         "malformed",
     );
-    let (_, h) = api_b
-        .get(&format!("/v1/conversations/{}/messages", c.account))
-        .await;
+    let (_, h) = api_b.get(&format!("/v1/conversations/{}/messages", c.account)).await;
     assert_eq!(h["messages"][0]["state"], "received");
     assert_eq!(h["messages"][0]["body"], "hello bob");
 
     // Revoke by the sender, seen on both WebSockets and in both histories.
-    let (s, ack) = api_c
-        .post(&format!("/v1/messages/{mid}/revoke"), json!({}))
-        .await;
+    let (s, ack) = api_c.post(&format!("/v1/messages/{mid}/revoke"), json!({})).await;
     assert_eq!(s, 200, "{ack}");
-    assert_eq!(
-        ack,
-        json!({"ok": true, "mid": mid, "kind": "revoke", "to": b.account})
-    );
+    assert_eq!(ack, json!({"ok": true, "mid": mid, "kind": "revoke", "to": b.account}));
     let ev = expect(&mut ws_b, "revoked at B", |v| is(v, "revoked", &mid)).await;
     assert_eq!(ev["by"], c.account.as_str());
     expect(&mut ws_c, "revoked at C", |v| is(v, "revoked", &mid)).await;
     for (api, peer) in [(&api_b, &c.account), (&api_c, &b.account)] {
-        let (_, h) = api
-            .get(&format!("/v1/conversations/{peer}/messages?limit=10"))
-            .await;
+        let (_, h) = api.get(&format!("/v1/conversations/{peer}/messages?limit=10")).await;
         assert_eq!(h["messages"][0]["state"], "revoked");
         assert!(h["messages"][0].get("body").is_none(), "{h}");
     }
@@ -272,9 +238,7 @@ async fn three_processes_through_the_api() {
         .await;
     let mid2 = sent["mid"].as_str().unwrap().to_string();
     expect(&mut ws_b, "message 2 at B", |v| is(v, "message", &mid2)).await;
-    let (s, ack) = api_b
-        .post(&format!("/v1/messages/{mid2}/burn"), json!({}))
-        .await;
+    let (s, ack) = api_b.post(&format!("/v1/messages/{mid2}/burn"), json!({})).await;
     assert_eq!(
         (s, ack["kind"].as_str(), ack["to"].as_str()),
         (200, Some("burn"), Some(c.account.as_str()))
@@ -294,9 +258,7 @@ async fn three_processes_through_the_api() {
     let mid3 = sent["mid"].as_str().unwrap().to_string();
     let ev = expect(&mut ws_b, "message 3 at B", |v| is(v, "message", &mid3)).await;
     assert_eq!(ev["burn_after_read"], 1);
-    let (s, r) = api_b
-        .post(&format!("/v1/messages/{mid3}/read"), json!({}))
-        .await;
+    let (s, r) = api_b.post(&format!("/v1/messages/{mid3}/read"), json!({})).await;
     assert_eq!(s, 200);
     assert!(r["burn_at"].as_u64().is_some());
     expect(&mut ws_b, "burned 3 at B", |v| is(v, "burned", &mid3)).await;
@@ -333,17 +295,13 @@ async fn three_processes_through_the_api() {
         assert_eq!(ev["room"], "lobby");
     }
     let e = assert_error(
-        api_b
-            .post(&format!("/v1/messages/{rmid}/burn"), json!({}))
-            .await,
+        api_b.post(&format!("/v1/messages/{rmid}/burn"), json!({})).await,
         400,
         4104,
         "bad_parameters",
     );
     assert_eq!(e["mid"], rmid.as_str());
-    let (s, ack) = api_c
-        .post(&format!("/v1/messages/{rmid}/revoke"), json!({}))
-        .await;
+    let (s, ack) = api_c.post(&format!("/v1/messages/{rmid}/revoke"), json!({})).await;
     assert_eq!((s, ack["room"].as_str()), (200, Some("lobby")));
     for w in [&mut ws_a, &mut ws_b] {
         expect(w, "room revoke", |v| is(v, "revoked", &rmid)).await;
@@ -352,9 +310,7 @@ async fn three_processes_through_the_api() {
     assert_eq!(h["messages"][0]["state"], "revoked");
 
     // Bad requests get a clear error and change nothing.
-    let (_, before) = api_c
-        .get(&format!("/v1/conversations/{}/messages", b.account))
-        .await;
+    let (_, before) = api_c.get(&format!("/v1/conversations/{}/messages", b.account)).await;
     let raw = http
         .post(format!("{}/v1/messages", c.api))
         .bearer_auth(&c.token)
@@ -368,18 +324,14 @@ async fn three_processes_through_the_api() {
     assert_eq!(body["error"]["code"], 4113);
     let big = "x".repeat(70 * 1024);
     let e = assert_error(
-        api_c
-            .post("/v1/messages", json!({"to": b.account, "body": big}))
-            .await,
+        api_c.post("/v1/messages", json!({"to": b.account, "body": big})).await,
         413,
         4114,
         "too_large",
     );
     assert_eq!(e["to"], b.account.as_str());
     let e = assert_error(
-        api_c
-            .post("/v1/messages", json!({"to": "bob", "body": "hi"}))
-            .await,
+        api_c.post("/v1/messages", json!({"to": "bob", "body": "hi"})).await,
         400,
         4106,
         "unknown_account",
@@ -399,17 +351,11 @@ async fn three_processes_through_the_api() {
         4104,
         "bad_parameters",
     );
-    let (_, after) = api_c
-        .get(&format!("/v1/conversations/{}/messages", b.account))
-        .await;
+    let (_, after) = api_c.get(&format!("/v1/conversations/{}/messages", b.account)).await;
     assert_eq!(before, after);
 
     // No token, a wrong token, a WebSocket without token: 401.
-    let resp = http
-        .get(format!("{}/v1/status", c.api))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(format!("{}/v1/status", c.api)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], 4401);
@@ -431,10 +377,7 @@ fn sigterm_stops_the_node_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let p = spawn(dir.path(), None);
     let pid = p.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
     let mut p = p;
     let deadline = std::time::Instant::now() + WAIT;
@@ -443,10 +386,7 @@ fn sigterm_stops_the_node_cleanly() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not stop on SIGTERM"
-        );
+        assert!(std::time::Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

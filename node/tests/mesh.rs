@@ -3,91 +3,16 @@
 //! after reading, and restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{future::Future, path::Path, time::Duration};
+mod common;
 
+use std::time::Duration;
+
+use common::*;
 use tim_node::{
-    protocol::{
-        encode, AccountKey, Action, Code, Control, Envelope, Message, MessageId, Recipient, RoomId,
-    },
+    protocol::{encode, AccountKey, Action, Code, Control, Envelope, Message, MessageId, Recipient, RoomId},
     storage::Entry,
-    Config, Conversation, Event, Events, Multiaddr, Node,
+    Config, Conversation, Event, Events, Node,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// Writes a known account key into a data dir, so the test can sign as that account.
-fn with_account(dir: &Path, seed: u8) -> AccountKey {
-    std::fs::create_dir_all(dir).unwrap();
-    let key = AccountKey::from_secret_bytes(&[seed; 32]);
-    std::fs::write(dir.join("account.key"), hex(&key.secret_bytes())).unwrap();
-    key
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn start(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Events) {
-    let mut config = Config::loopback(dir);
-    config.bootstrap = bootstrap;
-    Node::start(config).await.unwrap()
-}
-
-async fn addr(node: &Node) -> Multiaddr {
-    node.status().await.unwrap().listen_addrs[0].clone()
-}
-
-/// Waits for the first event matching `pred`, skipping others.
-async fn expect_event(
-    events: &mut Events,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> bool,
-) -> Event {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.next().await {
-                Some(e) if pred(&e) => return e,
-                Some(_) => {}
-                None => panic!("event stream ended while waiting for {what}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `check` until it returns `Some`, or fails after the timeout.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-async fn entry(node: &Node, mid: MessageId) -> Option<Entry> {
-    node.entry(mid).await.unwrap()
-}
-
-fn is_tombstone(e: &Option<Entry>, action: Action) -> bool {
-    matches!(e, Some(Entry::Tombstone(t)) if t.action() == action)
-}
 
 /// Three nodes, B and C bootstrapped only from A; waits until C can route to B through the DHT.
 struct Trio {
@@ -107,17 +32,13 @@ async fn trio() -> Trio {
     let (bn, cn) = (b.0.clone(), c.0.clone());
     for (from, to) in [(&cn, &bn), (&bn, &cn)] {
         let target = to.account();
-        eventually("a route through the DHT", || async move {
-            from.lookup(target).await.ok()
-        })
+        eventually(
+            "a route through the DHT",
+            || async move { from.lookup(target).await.ok() },
+        )
         .await;
     }
-    Trio {
-        _dirs: dirs,
-        a,
-        b,
-        c,
-    }
+    Trio { _dirs: dirs, a, b, c }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,19 +84,11 @@ async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
     )
     .await;
     let stored = c.entry(sent.mid).await.unwrap();
-    assert!(
-        matches!(stored, Some(Entry::Message(m)) if m.state == tim_node::storage::State::Delivered)
-    );
+    assert!(matches!(stored, Some(Entry::Message(m)) if m.state == tim_node::storage::State::Delivered));
     // Both histories show it.
     for (node, peer) in [(&b, c.account()), (&c, b.account())] {
-        let page = node
-            .history(&Conversation::Peer(peer), None, 10)
-            .await
-            .unwrap();
-        assert_eq!(
-            page.entries.iter().map(Entry::id).collect::<Vec<_>>(),
-            vec![sent.mid]
-        );
+        let page = node.history(&Conversation::Peer(peer), None, 10).await.unwrap();
+        assert_eq!(page.entries.iter().map(Entry::id).collect::<Vec<_>>(), vec![sent.mid]);
     }
 
     let ack = c.revoke(sent.mid).await.unwrap();
@@ -200,10 +113,7 @@ async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
         assert!(is_tombstone(&entry(node, sent.mid).await, Action::Revoke));
     }
     // Revoking twice: already tombstoned.
-    assert_eq!(
-        c.revoke(sent.mid).await.unwrap_err().code(),
-        Code::Tombstoned
-    );
+    assert_eq!(c.revoke(sent.mid).await.unwrap_err().code(), Code::Tombstoned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,23 +135,14 @@ async fn burn_is_seen_by_both_and_permissions_hold() {
     .await;
 
     // Permission cases: the receiver revokes, the sender burns, an unknown id.
-    assert_eq!(
-        b.revoke(sent.mid).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
-    assert_eq!(
-        c.burn(sent.mid).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+    assert_eq!(b.revoke(sent.mid).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(c.burn(sent.mid).await.unwrap_err().code(), Code::PermissionDenied);
     let unknown = MessageId::from_bytes([7; 32]);
     assert_eq!(b.burn(unknown).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(c.revoke(unknown).await.unwrap_err().code(), Code::NotFound);
     // Nothing changed on either side.
     for node in [&b, &c] {
-        assert!(matches!(
-            entry(node, sent.mid).await,
-            Some(Entry::Message(_))
-        ));
+        assert!(matches!(entry(node, sent.mid).await, Some(Entry::Message(_))));
     }
 
     let ack = b.burn(sent.mid).await.unwrap();
@@ -292,10 +193,7 @@ async fn room_of_three_message_and_revoke_reach_all_and_room_burn_is_refused() {
         let (hub, r) = (hub.clone(), r.clone());
         async move {
             let s = hub.status().await.ok()?;
-            s.rooms
-                .iter()
-                .any(|x| x.room == r && x.peers >= 2)
-                .then_some(())
+            s.rooms.iter().any(|x| x.room == r && x.peers >= 2).then_some(())
         }
     })
     .await;
@@ -312,19 +210,11 @@ async fn room_of_three_message_and_revoke_reach_all_and_room_burn_is_refused() {
             |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
         )
         .await;
-        assert!(
-            matches!(e, Event::Message { conversation: Conversation::Room(ref r), .. } if *r == room)
-        );
+        assert!(matches!(e, Event::Message { conversation: Conversation::Room(ref r), .. } if *r == room));
     }
     // Rooms have no burn: 4104, even for a member who received it.
-    assert_eq!(
-        b.burn(sent.mid).await.unwrap_err().code(),
-        Code::BadParameters
-    );
-    assert_eq!(
-        a.revoke(sent.mid).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+    assert_eq!(b.burn(sent.mid).await.unwrap_err().code(), Code::BadParameters);
+    assert_eq!(a.revoke(sent.mid).await.unwrap_err().code(), Code::PermissionDenied);
 
     c.revoke(sent.mid).await.unwrap();
     for ev in [&mut a_ev, &mut b_ev, &mut c_ev] {
@@ -337,10 +227,7 @@ async fn room_of_three_message_and_revoke_reach_all_and_room_burn_is_refused() {
     }
     for n in [&a, &b, &c] {
         assert!(is_tombstone(&entry(n, sent.mid).await, Action::Revoke));
-        let page = n
-            .history(&Conversation::Room(room.clone()), None, 10)
-            .await
-            .unwrap();
+        let page = n.history(&Conversation::Room(room.clone()), None, 10).await.unwrap();
         assert!(matches!(&page.entries[..], [Entry::Tombstone(_)]));
     }
 }
@@ -396,10 +283,7 @@ async fn forged_revoke_changes_nothing_and_early_revoke_wins() {
             .relay(Recipient::Account(bob.account()), frame.clone())
             .await
             .unwrap();
-        mallory
-            .relay(Recipient::Account(alice.account()), frame)
-            .await
-            .unwrap();
+        mallory.relay(Recipient::Account(alice.account()), frame).await.unwrap();
     }
     let bob2 = bob.clone();
     eventually("bob counts the forgeries", || {
@@ -454,10 +338,7 @@ async fn forged_revoke_changes_nothing_and_early_revoke_wins() {
         .await
         .unwrap();
     loop {
-        let e = expect_event(&mut b_ev, "the marker message", |e| {
-            matches!(e, Event::Message { .. })
-        })
-        .await;
+        let e = expect_event(&mut b_ev, "the marker message", |e| matches!(e, Event::Message { .. })).await;
         match e {
             Event::Message { mid, .. } if mid == early_mid => panic!("a revoked message was shown"),
             Event::Message { mid, .. } if mid == marker.mid => break,
@@ -479,11 +360,7 @@ async fn burn_after_reading_burns_on_both_sides() {
         ..
     } = trio().await;
     let sent = c
-        .send(
-            Recipient::Account(b.account()),
-            b"self-destructs".to_vec(),
-            Some(1),
-        )
+        .send(Recipient::Account(b.account()), b"self-destructs".to_vec(), Some(1))
         .await
         .unwrap();
     let e = expect_event(
@@ -539,11 +416,8 @@ async fn burn_timer_survives_restart_with_paused_time() {
     let mid = m.id();
     {
         // The read happened in an earlier life of the node: it is only in the store.
-        let store =
-            tim_node::storage::Store::open(dir.path().join("db"), Default::default()).unwrap();
-        store
-            .put_message(&m, tim_node::storage::State::Received)
-            .unwrap();
+        let store = tim_node::storage::Store::open(dir.path().join("db"), Default::default()).unwrap();
+        store.put_message(&m, tim_node::storage::State::Received).unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -619,13 +493,8 @@ async fn restart_keeps_identity_history_and_tombstones() {
     })
     .await;
     assert_eq!((b.account(), b.peer_id()), (account, peer));
-    let page = b
-        .history(&Conversation::Peer(a.account()), None, 10)
-        .await
-        .unwrap();
+    let page = b.history(&Conversation::Peer(a.account()), None, 10).await.unwrap();
     assert_eq!(page.entries.len(), 2);
     assert!(matches!(&page.entries[0], Entry::Tombstone(t) if t.target() == gone.mid));
-    assert!(
-        matches!(&page.entries[1], Entry::Message(m) if m.id() == kept.mid && m.message.body == b"kept")
-    );
+    assert!(matches!(&page.entries[1], Entry::Message(m) if m.id() == kept.mid && m.message.body == b"kept"));
 }

@@ -28,9 +28,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare_ed25519_verify", |b| {
         b.iter(|| vk.verify_strict(black_box(&payload), &sig).unwrap())
     });
-    g.bench_function("bare_ed25519_sign", |b| {
-        b.iter(|| sk.sign(black_box(&payload)))
-    });
+    g.bench_function("bare_ed25519_sign", |b| b.iter(|| sk.sign(black_box(&payload))));
 
     g.bench_function("sign_message_200b", |b| {
         b.iter(|| Message::sign(&alice, to.clone(), black_box(body.clone()), 1, None).unwrap())

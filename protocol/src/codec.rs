@@ -17,12 +17,15 @@ pub const WIRE_VERSION: u8 = 1;
 /// The largest frame (version byte included) that `encode` produces and `decode` accepts.
 pub const MAX_FRAME_LEN: usize = crate::MAX_BODY_LEN + 4 * 1024;
 
+/// The largest room-sync page frame.
+pub const MAX_SYNC_PAGE_LEN: usize = 2 * 1024 * 1024;
+
 fn raw_config() -> Configuration<LittleEndian, Fixint, NoLimit> {
     bincode::config::standard().with_fixed_int_encoding()
 }
 
-fn limited_config() -> impl Config {
-    raw_config().with_limit::<MAX_FRAME_LEN>()
+fn limited_config<const LIMIT: usize>() -> impl Config {
+    raw_config().with_limit::<LIMIT>()
 }
 
 /// The canonical bytes of `value` without version byte, as used inside signed payloads.
@@ -34,10 +37,12 @@ pub(crate) fn raw<T: Encode>(value: &T) -> Vec<u8> {
     // ok: see above
 }
 
-/// A type that travels as a frame: it has a name for error messages.
+/// A type that travels as a frame: it has a name for error messages and a size limit.
 pub trait Wire: Encode + Decode<()> {
     /// The type's name in errors ("message", "control", ...).
     const NAME: &'static str;
+    /// The largest frame of this type, version byte included.
+    const MAX_LEN: usize = MAX_FRAME_LEN;
 }
 
 impl Wire for Message {
@@ -85,6 +90,39 @@ impl Wire for Ack {
     const NAME: &'static str = "ack";
 }
 
+/// A member catching up asks a peer for a room's history after a point of that peer's log.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SyncRequest {
+    /// The room.
+    pub room: crate::RoomId,
+    /// The last sequence number of the peer's room log already synced (0: from the start of what
+    /// the peer serves).
+    pub after: u64,
+    /// Most items wanted in this page.
+    pub limit: u32,
+}
+
+impl Wire for SyncRequest {
+    const NAME: &'static str = "sync request";
+}
+
+/// A page of a room's history: encoded envelopes, each verified by the receiver exactly as if it
+/// came by gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SyncPage {
+    /// `Envelope` frames, oldest first.
+    pub frames: Vec<Vec<u8>>,
+    /// The sequence number to ask after next.
+    pub next: u64,
+    /// Whether more follows.
+    pub more: bool,
+}
+
+impl Wire for SyncPage {
+    const NAME: &'static str = "sync page";
+    const MAX_LEN: usize = MAX_SYNC_PAGE_LEN;
+}
+
 /// Encodes `value` as a frame: [`WIRE_VERSION`], then the bincode encoding.
 ///
 /// Fails with [`Error::TooLarge`] if the frame would exceed [`MAX_FRAME_LEN`]: we never emit what
@@ -93,25 +131,26 @@ pub fn encode<T: Wire>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
     out.push(WIRE_VERSION);
     out.extend_from_slice(&raw(value));
-    if out.len() > MAX_FRAME_LEN {
+    if out.len() > T::MAX_LEN {
         return Err(Error::TooLarge {
             what: T::NAME,
             len: out.len(),
-            max: MAX_FRAME_LEN,
+            max: T::MAX_LEN,
         });
     }
     Ok(out)
 }
 
 /// Decodes a frame made by [`encode`]. Refuses, with a typed error and never a panic: frames over
-/// [`MAX_FRAME_LEN`] (before decoding anything), another wire version, unknown enum tags,
-/// truncated input, invalid values and trailing bytes.
+/// the type's limit ([`MAX_FRAME_LEN`] unless the type says otherwise; checked before decoding
+/// anything), another wire version, unknown enum tags, truncated input, invalid values and
+/// trailing bytes.
 pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
-    if bytes.len() > MAX_FRAME_LEN {
+    if bytes.len() > T::MAX_LEN {
         return Err(Error::TooLarge {
             what: T::NAME,
             len: bytes.len(),
-            max: MAX_FRAME_LEN,
+            max: T::MAX_LEN,
         });
     }
     let (version, rest) = match bytes.split_first() {
@@ -126,8 +165,13 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
     if version != WIRE_VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
-    let (value, read) = bincode::decode_from_slice::<T, _>(rest, limited_config())
-        .map_err(|e| decode_error(T::NAME, bytes.len(), e))?;
+    // bincode's own limit bounds what a length prefix may make it allocate.
+    let decoded = if T::MAX_LEN <= MAX_FRAME_LEN {
+        bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_FRAME_LEN>())
+    } else {
+        bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_SYNC_PAGE_LEN>())
+    };
+    let (value, read) = decoded.map_err(|e| decode_error(T::NAME, bytes.len(), T::MAX_LEN, e))?;
     if read != rest.len() {
         return Err(Error::Malformed {
             what: T::NAME,
@@ -137,14 +181,10 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
-fn decode_error(what: &'static str, len: usize, e: DecodeError) -> Error {
+fn decode_error(what: &'static str, len: usize, max: usize, e: DecodeError) -> Error {
     match e {
         DecodeError::UnexpectedVariant { .. } => Error::UnknownKind { what },
-        DecodeError::LimitExceeded => Error::TooLarge {
-            what,
-            len,
-            max: MAX_FRAME_LEN,
-        },
+        DecodeError::LimitExceeded => Error::TooLarge { what, len, max },
         DecodeError::UnexpectedEnd { .. } => Error::Malformed {
             what,
             detail: "truncated".into(),

@@ -3,9 +3,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::{
-    codec::raw, tag, AccountId, AccountKey, Error, Kind, Recipient, Result, SignedHeader, Verified,
-};
+use crate::{codec::raw, tag, AccountId, AccountKey, Error, Kind, Recipient, Result, SignedHeader, Verified};
 
 /// What a control message does to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
@@ -55,12 +53,7 @@ pub struct Control {
 impl Control {
     /// Signs a revoke or burn of `target` by `key`'s account. Refuses what verification would
     /// refuse, so a node never sends a control message its peers must reject.
-    pub fn sign(
-        key: &AccountKey,
-        action: Action,
-        target: SignedHeader,
-        at: u64,
-    ) -> Result<Verified<Control>> {
+    pub fn sign(key: &AccountKey, action: Action, target: SignedHeader, at: u64) -> Result<Verified<Control>> {
         let by = key.account_id();
         let id = target.verify()?;
         check_rules(action, &target, &by)?;
@@ -98,17 +91,11 @@ impl Control {
 fn check_rules(action: Action, target: &SignedHeader, by: &AccountId) -> Result<()> {
     let h = &target.header;
     match action {
-        Action::Revoke if h.from != *by => Err(Error::PermissionDenied(
-            "only the sender may revoke a message",
-        )),
+        Action::Revoke if h.from != *by => Err(Error::PermissionDenied("only the sender may revoke a message")),
         Action::Revoke => Ok(()),
         Action::Burn => match &h.to {
-            Recipient::Room(_) => Err(Error::BadParameters(
-                "room messages cannot be burned".into(),
-            )),
-            Recipient::Account(to) if to != by => Err(Error::PermissionDenied(
-                "only the recipient may burn a message",
-            )),
+            Recipient::Room(_) => Err(Error::BadParameters("room messages cannot be burned".into())),
+            Recipient::Account(to) if to != by => Err(Error::PermissionDenied("only the recipient may burn a message")),
             Recipient::Account(_) => {
                 debug_assert_eq!(h.kind(), Kind::Direct);
                 Ok(())

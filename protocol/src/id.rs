@@ -16,11 +16,7 @@ use crate::{Error, Result};
 pub const MAX_ROOM_ID_LEN: usize = 64;
 
 fn parse_hex32(what: &'static str, s: &str) -> Result<[u8; 32]> {
-    if s.len() != 64
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(Error::Malformed {
             what,
             detail: "expected 64 lowercase hex digits".into(),
@@ -37,17 +33,12 @@ fn parse_hex32(what: &'static str, s: &str) -> Result<[u8; 32]> {
 macro_rules! string_serde {
     ($ty:ty, $expecting:literal) => {
         impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
         impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                d: D,
-            ) -> std::result::Result<Self, D::Error> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
                 s.parse().map_err(serde::de::Error::custom)
             }
@@ -281,10 +272,7 @@ mod tests {
         assert!(RoomId::new("general").is_ok());
         assert!(RoomId::new("team.rust_2026-x").is_ok());
         for bad in ["", "Upper", "has space", "ü", &"a".repeat(65)] {
-            assert_eq!(
-                RoomId::new(bad).map_err(|e| e.code()),
-                Err(crate::Code::BadParameters)
-            );
+            assert_eq!(RoomId::new(bad).map_err(|e| e.code()), Err(crate::Code::BadParameters));
         }
     }
 

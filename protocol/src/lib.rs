@@ -25,7 +25,9 @@ mod route;
 mod verified;
 
 pub use code::Code;
-pub use codec::{decode, encode, Ack, Envelope, Wire, MAX_FRAME_LEN, WIRE_VERSION};
+pub use codec::{
+    decode, encode, Ack, Envelope, SyncPage, SyncRequest, Wire, MAX_FRAME_LEN, MAX_SYNC_PAGE_LEN, WIRE_VERSION,
+};
 pub use control::{Action, Control};
 pub use error::{Error, Result};
 pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};

@@ -82,9 +82,7 @@ impl Header {
             });
         }
         if self.burn_after_read.is_some() && self.kind() == Kind::Room {
-            return Err(Error::BadParameters(
-                "room messages cannot burn after reading".into(),
-            ));
+            return Err(Error::BadParameters("room messages cannot burn after reading".into()));
         }
         Ok(())
     }
@@ -108,12 +106,9 @@ impl SignedHeader {
     /// Checks the header's fields and the sender's signature; returns the message id.
     pub fn verify(&self) -> Result<MessageId> {
         self.header.check_fields()?;
-        self.header.from.verify_tagged(
-            "message header",
-            tag::MESSAGE,
-            &raw(&self.header),
-            &self.signature,
-        )?;
+        self.header
+            .from
+            .verify_tagged("message header", tag::MESSAGE, &raw(&self.header), &self.signature)?;
         Ok(self.id())
     }
 }
@@ -190,9 +185,7 @@ impl Message {
     /// Verifies the header (fields and signature) and that the body matches it.
     pub fn verify(self) -> Result<Verified<Message>> {
         let h = &self.header.header;
-        if self.body.len() != h.body_len as usize
-            || <[u8; 32]>::from(Sha256::digest(&self.body)) != h.body_hash
-        {
+        if self.body.len() != h.body_len as usize || <[u8; 32]>::from(Sha256::digest(&self.body)) != h.body_hash {
             // Report an oversized claim as such before the mismatch.
             h.check_fields()?;
             return Err(Error::BodyMismatch);

@@ -30,12 +30,7 @@ const MAX_ADDR_LEN: usize = 256;
 
 impl RouteRecord {
     /// Signs a record for `key`'s account.
-    pub fn sign(
-        key: &AccountKey,
-        peer: Vec<u8>,
-        addrs: Vec<Vec<u8>>,
-        expires_at: u64,
-    ) -> Result<Self> {
+    pub fn sign(key: &AccountKey, peer: Vec<u8>, addrs: Vec<Vec<u8>>, expires_at: u64) -> Result<Self> {
         let account = key.account_id();
         check_shape(&peer, &addrs)?;
         let signature = key.sign_tagged(tag::ROUTE, &raw(&(&account, &peer, &addrs, expires_at)));
@@ -66,12 +61,9 @@ impl RouteRecord {
 
 fn check_shape(peer: &[u8], addrs: &[Vec<u8>]) -> Result<()> {
     if peer.is_empty() || peer.len() > MAX_PEER_LEN {
-        return Err(Error::BadParameters(
-            "route record peer id has a bad length".into(),
-        ));
+        return Err(Error::BadParameters("route record peer id has a bad length".into()));
     }
-    if addrs.len() > MAX_ROUTE_ADDRS || addrs.iter().any(|a| a.is_empty() || a.len() > MAX_ADDR_LEN)
-    {
+    if addrs.len() > MAX_ROUTE_ADDRS || addrs.iter().any(|a| a.is_empty() || a.len() > MAX_ADDR_LEN) {
         return Err(Error::BadParameters(
             "route record has too many or bad addresses".into(),
         ));

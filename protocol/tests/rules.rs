@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use tim_protocol::{
-    decode, encode, AccountKey, Action, Code, Control, Envelope, Message, Recipient, RoomId,
-    RouteRecord, MAX_BODY_LEN, MAX_FRAME_LEN, WIRE_VERSION,
+    decode, encode, AccountKey, Action, Code, Control, Envelope, Message, Recipient, RoomId, RouteRecord, MAX_BODY_LEN,
+    MAX_FRAME_LEN, WIRE_VERSION,
 };
 
 fn key(seed: u8) -> AccountKey {
@@ -40,12 +40,7 @@ fn room_msg(from: &AccountKey, body: &[u8]) -> Message {
 
 /// Signs a control message without the signing-side checks, as a malicious peer could:
 /// `signer`'s signature over the documented payload, claiming to be `claimed_by` (or `signer`).
-fn forge(
-    signer: &AccountKey,
-    action: Action,
-    target: &Message,
-    claimed_by: Option<&AccountKey>,
-) -> Control {
+fn forge(signer: &AccountKey, action: Action, target: &Message, claimed_by: Option<&AccountKey>) -> Control {
     let unsigned = Control {
         action,
         target: target.header.clone(),
@@ -175,11 +170,7 @@ fn message_signature_replayed_as_revoke_or_burn_is_rejected() {
     let (alice, bob) = (key(1), key(2));
     let m = direct(&alice, &bob, b"hi");
     for action in [Action::Revoke, Action::Burn] {
-        let by = if action == Action::Revoke {
-            &alice
-        } else {
-            &bob
-        };
+        let by = if action == Action::Revoke { &alice } else { &bob };
         let c = Control {
             action,
             target: m.header.clone(),
@@ -259,10 +250,7 @@ fn decode_refuses_bad_frames_with_typed_errors() {
     t.push(0);
     assert_eq!(code_of(decode::<Envelope>(&t)), Code::Malformed);
     // truncated
-    assert_eq!(
-        code_of(decode::<Envelope>(&frame[..frame.len() - 1])),
-        Code::Malformed
-    );
+    assert_eq!(code_of(decode::<Envelope>(&frame[..frame.len() - 1])), Code::Malformed);
     assert_eq!(code_of(decode::<Envelope>(&[])), Code::Malformed);
     // oversized, refused before decoding
     let huge = vec![WIRE_VERSION; MAX_FRAME_LEN + 1];
@@ -335,9 +323,7 @@ fn arb_control() -> impl Strategy<Value = Control> {
         let is_room = matches!(m.head().to, Recipient::Room(_));
         if revoke || is_room {
             // The sender may always revoke. Recover the sender's key from the seed used above.
-            let seed = (0..=255u8)
-                .find(|s| key(*s).account_id() == m.head().from)
-                .unwrap();
+            let seed = (0..=255u8).find(|s| key(*s).account_id() == m.head().from).unwrap();
             Control::sign(&key(seed), Action::Revoke, m.header, at)
                 .unwrap()
                 .into_inner()

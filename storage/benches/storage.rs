@@ -11,15 +11,9 @@ fn messages(from: &AccountKey, to: &AccountKey, n: usize, start: u64) -> Vec<Mes
     (0..n)
         .map(|i| {
             let body = format!("bench message {i} {}", "x".repeat(150)).into_bytes();
-            Message::sign(
-                from,
-                Recipient::Account(to.account_id()),
-                body,
-                start + i as u64,
-                None,
-            )
-            .unwrap()
-            .into_inner()
+            Message::sign(from, Recipient::Account(to.account_id()), body, start + i as u64, None)
+                .unwrap()
+                .into_inner()
         })
         .collect()
 }

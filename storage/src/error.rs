@@ -28,6 +28,9 @@ pub enum Error {
     /// Encoding a value failed (e.g. over the frame limit).
     #[error(transparent)]
     Protocol(#[from] tim_protocol::Error),
+    /// The outbox holds as many entries as allowed (for this recipient, or in total).
+    #[error("outbox full for {0}: too many undelivered messages")]
+    OutboxFull(tim_protocol::AccountId),
     /// A caller-supplied parameter is out of range.
     #[error("bad parameters: {0}")]
     BadParameters(&'static str),
@@ -42,6 +45,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::Protocol(e) => e.code(),
             Error::BadParameters(_) => Code::BadParameters,
+            Error::OutboxFull(_) => Code::Overloaded,
         }
     }
 }

@@ -5,7 +5,10 @@
 //! | `messages` | mid (32) | [`crate::StoredMessage`] record |
 //! | `history` | conversation prefix, sent_at (u64 BE), mid (32) | 1 byte: 0 message, 1 tombstone |
 //! | `tombstones` | mid (32) | [`crate::Tombstone`] record |
-//! | `outbox`, `sync`, `meta` | reserved for the outbox, sync cursors and node metadata | |
+//! | `outbox` | mid (32), kind (1: 0 message, 1 control) | [`crate::Outgoing`] record |
+//! | `room_log` | room prefix, seq (u64 BE) | mid (32), kind (1: 0 message, 1 tombstone) |
+//! | `sync` | room prefix, peer id bytes | last seq synced from that peer (u64 BE) |
+//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `seq` | joined rooms, burn timers, log sequence |
 //!
 //! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
 //! `a` and `b` (the same on both sides), `0x02 || len (u8) || room id` for a room.
@@ -23,7 +26,9 @@ pub enum Cf {
     Tombstones,
     /// Messages and control messages waiting for delivery (node outbox).
     Outbox,
-    /// Room sync cursors.
+    /// Per-room arrival log: what this node can serve to a member catching up.
+    RoomLog,
+    /// Room sync cursors, per room and serving peer.
     Sync,
     /// Node metadata (schema version, timers).
     Meta,
@@ -31,11 +36,12 @@ pub enum Cf {
 
 impl Cf {
     /// Every column family, in creation order.
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Messages,
         Cf::History,
         Cf::Tombstones,
         Cf::Outbox,
+        Cf::RoomLog,
         Cf::Sync,
         Cf::Meta,
     ];
@@ -47,6 +53,7 @@ impl Cf {
             Cf::History => "history",
             Cf::Tombstones => "tombstones",
             Cf::Outbox => "outbox",
+            Cf::RoomLog => "room_log",
             Cf::Sync => "sync",
             Cf::Meta => "meta",
         }
@@ -100,6 +107,21 @@ impl Conversation {
             }
         }
     }
+}
+
+/// The outbox key of an outgoing item.
+pub(crate) fn outbox_key(id: &MessageId, kind: crate::OutKind) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[..32].copy_from_slice(id.as_bytes());
+    k[32] = kind as u8;
+    k
+}
+
+/// The room-log key of sequence number `seq` in `room`.
+pub(crate) fn room_log_key(room: &RoomId, seq: u64) -> Vec<u8> {
+    let mut k = Conversation::Room(room.clone()).prefix();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 /// The history key of a message: conversation prefix, send time, id.

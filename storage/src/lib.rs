@@ -20,5 +20,5 @@ mod store;
 
 pub use error::{Error, Result};
 pub use keys::{Cf, Conversation};
-pub use record::{Entry, State, StoredMessage, Tombstone};
-pub use store::{Config, Page, PutOutcome, Store, TombstoneOutcome, MAX_PAGE};
+pub use record::{Entry, OutKind, Outgoing, State, StoredMessage, Tombstone};
+pub use store::{Config, LogPage, Page, PutOutcome, Store, TombstoneOutcome, MAX_PAGE};

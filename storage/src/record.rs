@@ -86,6 +86,33 @@ impl Wire for Tombstone {
     const NAME: &'static str = "tombstone";
 }
 
+/// What an outbox entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[repr(u8)]
+pub enum OutKind {
+    /// A direct message; its acknowledgement moves it to `delivered`.
+    Message = 0,
+    /// A revoke or burn of a direct message.
+    Control = 1,
+}
+
+/// A frame waiting in the outbox for an account's node to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Outgoing {
+    /// The recipient account.
+    pub to: AccountId,
+    /// Message or control message.
+    pub kind: OutKind,
+    /// The encoded envelope, as it is sent.
+    pub frame: Vec<u8>,
+    /// When it was queued, ms since the Unix epoch; entries older than the retention are dropped.
+    pub queued_at: u64,
+}
+
+impl Wire for Outgoing {
+    const NAME: &'static str = "outbox entry";
+}
+
 /// One entry of a history page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {

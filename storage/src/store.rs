@@ -2,24 +2,28 @@
 //! physically removes destroyed bodies from disk.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::Path,
-    sync::{Arc, Condvar, Mutex, MutexGuard, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, Weak,
+    },
     thread::JoinHandle,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use rocksdb::{
-    BlockBasedOptions, BottommostLevelCompaction, ColumnFamily, ColumnFamilyDescriptor,
-    CompactOptions, DBCompressionType, FlushOptions, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamily, ColumnFamilyDescriptor, CompactOptions,
+    DBCompressionType, FlushOptions, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
-use tim_protocol::{decode, encode, Control, Message, MessageId, Verified, Wire};
+use tim_protocol::{
+    decode, encode, AccountId, Control, Envelope, Message, MessageId, Recipient, RoomId, Verified, Wire,
+};
 use tracing::{debug, warn};
 
 use crate::{
-    keys::{history_key, id_of_history_key},
-    Cf, Conversation, Entry, Error, Result, State, StoredMessage, Tombstone,
+    keys::{history_key, id_of_history_key, outbox_key, room_log_key},
+    Cf, Conversation, Entry, Error, OutKind, Outgoing, Result, State, StoredMessage, Tombstone,
 };
 
 /// The largest history page.
@@ -29,6 +33,13 @@ pub const MAX_PAGE: usize = 500;
 const IDX_MESSAGE: u8 = 0;
 /// Index value: the entry is a tombstone marker.
 const IDX_TOMBSTONE: u8 = 1;
+
+/// Meta key: the last room-log sequence number.
+const META_SEQ: &[u8] = b"seq";
+/// Room-log value kind: a message.
+const LOG_MESSAGE: u8 = 0;
+/// Room-log value kind: a tombstone.
+const LOG_TOMBSTONE: u8 = 1;
 
 /// Meta key prefix: a joined room.
 const META_ROOM: &[u8] = b"room/";
@@ -51,6 +62,10 @@ pub struct Config {
     pub block_cache_bytes: usize,
     /// Most open files RocksDB keeps. Default 256.
     pub max_open_files: i32,
+    /// Most undelivered outbox entries for one recipient. Default 10,000.
+    pub outbox_per_recipient: usize,
+    /// Most undelivered outbox entries in total. Default 100,000.
+    pub outbox_total: usize,
 }
 
 impl Default for Config {
@@ -60,6 +75,8 @@ impl Default for Config {
             message_file_size: 4 << 20,
             block_cache_bytes: 32 << 20,
             max_open_files: 256,
+            outbox_per_recipient: 10_000,
+            outbox_total: 100_000,
         }
     }
 }
@@ -95,6 +112,39 @@ pub struct Page {
     pub next: Option<MessageId>,
 }
 
+/// A page of a room's arrival log, as served to a member catching up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogPage {
+    /// Encoded envelopes (messages, then later their tombstones if any), oldest first.
+    pub frames: Vec<Vec<u8>>,
+    /// The sequence number to ask after next time.
+    pub next: u64,
+    /// Whether more entries follow.
+    pub more: bool,
+}
+
+#[derive(Default)]
+struct OutboxCounts {
+    per: HashMap<AccountId, usize>,
+    total: usize,
+}
+
+impl OutboxCounts {
+    fn add(&mut self, to: AccountId) {
+        *self.per.entry(to).or_default() += 1;
+        self.total += 1;
+    }
+    fn remove(&mut self, to: &AccountId) {
+        if let Some(n) = self.per.get_mut(to) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per.remove(to);
+            }
+            self.total = self.total.saturating_sub(1);
+        }
+    }
+}
+
 struct Shred {
     pending: BTreeSet<MessageId>,
     stop: bool,
@@ -104,7 +154,12 @@ struct Inner {
     db: DB,
     write_opts: WriteOptions,
     /// Serialises check-then-write sections, so a body is never written after its tombstone.
-    write_lock: Mutex<()>,
+    /// Guards the outbox counts and the room-log sequence too.
+    write_lock: Mutex<OutboxCounts>,
+    /// The last room-log sequence number handed out.
+    seq: AtomicU64,
+    outbox_per_recipient: usize,
+    outbox_total: usize,
     /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
     shred: Mutex<Shred>,
     shred_cv: Condvar,
@@ -162,10 +217,27 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
+        let seq = match db.get_cf(cf_handle(&db, Cf::Meta), META_SEQ)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(Cf::Meta, META_SEQ, "bad sequence number"))?,
+            ),
+            None => 0,
+        };
+        let mut counts = OutboxCounts::default();
+        for item in db.iterator_cf(cf_handle(&db, Cf::Outbox), rocksdb::IteratorMode::Start) {
+            let (key, value) = item?;
+            let out: Outgoing = decode_value(Cf::Outbox, &key, &value)?;
+            counts.add(out.to);
+        }
         let inner = Arc::new(Inner {
             db,
             write_opts,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(counts),
+            seq: AtomicU64::new(seq),
+            outbox_per_recipient: config.outbox_per_recipient,
+            outbox_total: config.outbox_total,
             shred: Mutex::new(Shred {
                 pending: BTreeSet::new(),
                 stop: false,
@@ -188,32 +260,40 @@ impl Store {
     /// [`PutOutcome::Duplicate`] and changes nothing. Refused with [`Error::Tombstoned`] (and
     /// nothing written) if its id was revoked or burned.
     pub fn put_message(&self, message: &Verified<Message>, state: State) -> Result<PutOutcome> {
-        let mut results = self.put_messages(std::slice::from_ref(&(message, state)))?;
-        results
-            .pop()
-            .unwrap_or(Err(Error::BadParameters("empty batch")))
+        let mut results = self.write_messages(&[(message, state, None)])?;
+        results.pop().unwrap_or(Err(Error::BadParameters("empty batch")))
+    }
+
+    /// Stores a message this node sends (state `sent`) and queues `outgoing` in the outbox, in
+    /// one atomic batch. Refused with [`Error::OutboxFull`] when the outbox limits are reached.
+    pub fn put_outgoing(&self, message: &Verified<Message>, outgoing: Outgoing) -> Result<PutOutcome> {
+        let mut results = self.write_messages(&[(message, State::Sent, Some(outgoing))])?;
+        results.pop().unwrap_or(Err(Error::BadParameters("empty batch")))
     }
 
     /// Stores many verified messages in one atomic `WriteBatch`; one outcome per input, in order.
-    pub fn put_messages(
+    pub fn put_messages(&self, messages: &[(&Verified<Message>, State)]) -> Result<Vec<Result<PutOutcome>>> {
+        let items: Vec<_> = messages.iter().map(|(m, s)| (*m, *s, None)).collect();
+        self.write_messages(&items)
+    }
+
+    fn write_messages(
         &self,
-        messages: &[(&Verified<Message>, State)],
+        messages: &[(&Verified<Message>, State, Option<Outgoing>)],
     ) -> Result<Vec<Result<PutOutcome>>> {
         let db = &self.inner.db;
-        let (cf_msg, cf_idx, cf_tomb) = (
-            self.cf(Cf::Messages),
-            self.cf(Cf::History),
-            self.cf(Cf::Tombstones),
-        );
+        let (cf_msg, cf_idx, cf_tomb) = (self.cf(Cf::Messages), self.cf(Cf::History), self.cf(Cf::Tombstones));
         let now = now_ms();
-        let _guard = lock(&self.inner.write_lock);
-        let keys: Vec<[u8; 32]> = messages.iter().map(|(m, _)| *m.id().as_bytes()).collect();
+        let mut counts = lock(&self.inner.write_lock);
+        let keys: Vec<[u8; 32]> = messages.iter().map(|(m, _, _)| *m.id().as_bytes()).collect();
         let tombs = db.batched_multi_get_cf(cf_tomb, &keys, false);
         let existing = db.batched_multi_get_cf(cf_msg, &keys, false);
         let mut batch = WriteBatch::default();
         let mut seen = HashSet::with_capacity(messages.len());
         let mut out = Vec::with_capacity(messages.len());
-        for (((message, state), tomb), existing) in messages.iter().zip(tombs).zip(existing) {
+        let mut queued = Vec::new();
+        let mut seq = self.inner.seq.load(Ordering::Relaxed);
+        for (((message, state, outgoing), tomb), existing) in messages.iter().zip(tombs).zip(existing) {
             let id = message.id();
             if tomb?.is_some() {
                 out.push(Err(Error::Tombstoned(id)));
@@ -223,6 +303,15 @@ impl Store {
                 out.push(Ok(PutOutcome::Duplicate));
                 continue;
             }
+            if let Some(o) = outgoing {
+                let mine = counts.per.get(&o.to).copied().unwrap_or(0);
+                if mine >= self.inner.outbox_per_recipient || counts.total >= self.inner.outbox_total {
+                    out.push(Err(Error::OutboxFull(o.to)));
+                    continue;
+                }
+                batch.put_cf(self.cf(Cf::Outbox), outbox_key(&id, o.kind), encode(o)?);
+                queued.push(o.to);
+            }
             let record = StoredMessage {
                 state: *state,
                 stored_at: now,
@@ -231,33 +320,69 @@ impl Store {
             };
             batch.put_cf(cf_msg, id.as_bytes(), encode(&record)?);
             batch.put_cf(cf_idx, history_key(message.head(), &id), [IDX_MESSAGE]);
+            if let Recipient::Room(room) = &message.head().to {
+                seq += 1;
+                self.log_append(&mut batch, room, seq, &id, LOG_MESSAGE);
+            }
             out.push(Ok(PutOutcome::Stored));
         }
         if !batch.is_empty() {
             db.write_opt(batch, &self.inner.write_opts)?;
+            self.inner.seq.store(seq, Ordering::Relaxed);
+            for to in queued {
+                counts.add(to);
+            }
         }
         Ok(out)
     }
 
+    fn log_append(&self, batch: &mut WriteBatch, room: &RoomId, seq: u64, id: &MessageId, kind: u8) {
+        let mut value = [0u8; 33];
+        value[..32].copy_from_slice(id.as_bytes());
+        value[32] = kind;
+        batch.put_cf(self.cf(Cf::RoomLog), room_log_key(room, seq), value);
+        batch.put_cf(self.cf(Cf::Meta), META_SEQ, seq.to_be_bytes());
+    }
+
     /// Records a verified revoke or burn in one atomic batch: the tombstone, the deletion of the
-    /// body, and the history entry turned into a marker. Works when the target was never stored.
-    /// The body's bytes are then shredded from disk by the background shredder (see
-    /// [`Store::shred_now`]).
+    /// body, the history entry turned into a marker, and the removal of any queued outgoing copy
+    /// of the message (it is never sent). Works when the target was never stored. The body's
+    /// bytes are then shredded from disk by the background shredder (see [`Store::shred_now`]).
     pub fn apply_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
+        self.write_tombstone(control, None)
+    }
+
+    /// [`Store::apply_tombstone`], and queues the control message in the outbox in the same batch.
+    pub fn apply_tombstone_outgoing(
+        &self,
+        control: &Verified<Control>,
+        outgoing: Outgoing,
+    ) -> Result<TombstoneOutcome> {
+        self.write_tombstone(control, Some(outgoing))
+    }
+
+    fn write_tombstone(&self, control: &Verified<Control>, outgoing: Option<Outgoing>) -> Result<TombstoneOutcome> {
         let db = &self.inner.db;
         let id = control.id();
-        let (cf_msg, cf_idx, cf_tomb) = (
+        let (cf_msg, cf_idx, cf_tomb, cf_out) = (
             self.cf(Cf::Messages),
             self.cf(Cf::History),
             self.cf(Cf::Tombstones),
+            self.cf(Cf::Outbox),
         );
+        let mut destroyed_queued = false;
         let outcome = {
-            let _guard = lock(&self.inner.write_lock);
+            let mut counts = lock(&self.inner.write_lock);
             if db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
                 return Ok(TombstoneOutcome::Duplicate);
             }
             let stored: Option<StoredMessage> = self.message(&id)?;
             let had_body = stored.is_some();
+            let queued_key = outbox_key(&id, OutKind::Message);
+            let queued: Option<Outgoing> = match db.get_pinned_cf(cf_out, queued_key)? {
+                Some(v) => Some(decode_value(Cf::Outbox, &queued_key, &v)?),
+                None => None,
+            };
             let tombstone = Tombstone {
                 applied_at: now_ms(),
                 control: control.get().clone(),
@@ -265,24 +390,185 @@ impl Store {
             let mut batch = WriteBatch::default();
             batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
             batch.delete_cf(cf_msg, id.as_bytes());
-            batch.put_cf(
-                cf_idx,
-                history_key(&control.target.header, &id),
-                [IDX_TOMBSTONE],
-            );
+            batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
             if let Some(key) = stored.as_ref().and_then(burn_key) {
                 batch.delete_cf(self.cf(Cf::Meta), key);
             }
+            if queued.is_some() {
+                batch.delete_cf(cf_out, queued_key);
+            }
+            if let Some(o) = &outgoing {
+                batch.put_cf(cf_out, outbox_key(&id, o.kind), encode(o)?);
+            }
+            let mut seq = self.inner.seq.load(Ordering::Relaxed);
+            if let Recipient::Room(room) = &control.target.header.to {
+                seq += 1;
+                self.log_append(&mut batch, room, seq, &id, LOG_TOMBSTONE);
+            }
             db.write_opt(batch, &self.inner.write_opts)?;
+            self.inner.seq.store(seq, Ordering::Relaxed);
+            if let Some(q) = &queued {
+                counts.remove(&q.to);
+                destroyed_queued = true;
+            }
+            if let Some(o) = &outgoing {
+                counts.add(o.to);
+            }
             TombstoneOutcome::Applied { had_body }
         };
-        if outcome == (TombstoneOutcome::Applied { had_body: true }) {
+        if outcome == (TombstoneOutcome::Applied { had_body: true }) || destroyed_queued {
             let mut shred = lock(&self.inner.shred);
             shred.pending.insert(id);
             self.inner.shred_cv.notify_one();
         }
         debug!(%id, action = control.action.as_str(), ?outcome, "tombstone applied");
         Ok(outcome)
+    }
+
+    /// Every outbox entry, with the id of the message it is about.
+    pub fn outbox(&self) -> Result<Vec<(MessageId, Outgoing)>> {
+        let mut out = Vec::new();
+        for item in self
+            .inner
+            .db
+            .iterator_cf(self.cf(Cf::Outbox), rocksdb::IteratorMode::Start)
+        {
+            let (key, value) = item?;
+            let id: [u8; 32] = key
+                .get(..32)
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| corrupt(Cf::Outbox, &key, "short key"))?;
+            out.push((MessageId::from_bytes(id), decode_value(Cf::Outbox, &key, &value)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes an outbox entry. With `delivered`, a queued message also moves to
+    /// [`State::Delivered`], in the same batch. Returns whether the entry existed.
+    pub fn outbox_done(&self, id: &MessageId, kind: OutKind, delivered: bool) -> Result<bool> {
+        let db = &self.inner.db;
+        let key = outbox_key(id, kind);
+        let mut counts = lock(&self.inner.write_lock);
+        let Some(value) = db.get_pinned_cf(self.cf(Cf::Outbox), key)? else {
+            return Ok(false);
+        };
+        let entry: Outgoing = decode_value(Cf::Outbox, &key, &value)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(Cf::Outbox), key);
+        if delivered && kind == OutKind::Message {
+            if let Some(mut record) = self.message(id)? {
+                record.state = State::Delivered;
+                batch.put_cf(self.cf(Cf::Messages), id.as_bytes(), encode(&record)?);
+            }
+        }
+        db.write_opt(batch, &self.inner.write_opts)?;
+        counts.remove(&entry.to);
+        Ok(true)
+    }
+
+    /// How many entries the outbox holds.
+    pub fn outbox_len(&self) -> usize {
+        lock(&self.inner.write_lock).total
+    }
+
+    /// Up to `limit` entries (at most `max_bytes` of frames) of `room`'s arrival log after
+    /// sequence number `after`, as envelopes ready to send: a message that has since been
+    /// tombstoned is never served (its tombstone follows in the log instead). With `after == 0`
+    /// the page starts at the `window`-th newest entry, so a newcomer gets bounded history.
+    pub fn room_log(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+        window: usize,
+    ) -> Result<LogPage> {
+        let prefix = Conversation::Room(room.clone()).prefix();
+        let mut after = after;
+        if after == 0 && window > 0 {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_lower_bound(prefix.clone());
+            let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::RoomLog), ro);
+            it.seek_for_prev(room_log_key(room, u64::MAX));
+            let mut n = 0;
+            while let Some(key) = it.key() {
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                n += 1;
+                if n > window {
+                    after = seq_of(key).unwrap_or(0);
+                    break;
+                }
+                it.prev();
+            }
+            it.status()?;
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.clone());
+        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::RoomLog), ro);
+        it.seek(room_log_key(room, after.saturating_add(1)));
+        let mut page = LogPage {
+            next: after,
+            ..LogPage::default()
+        };
+        let mut bytes = 0;
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if page.frames.len() >= limit || bytes >= max_bytes {
+                page.more = true;
+                break;
+            }
+            let seq = seq_of(key).ok_or_else(|| corrupt(Cf::RoomLog, key, "short key"))?;
+            let id: [u8; 32] = value
+                .get(..32)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| corrupt(Cf::RoomLog, key, "short value"))?;
+            let id = MessageId::from_bytes(id);
+            let frame = match value.get(32) {
+                Some(&LOG_MESSAGE) => match self.message(&id)? {
+                    Some(m) => Some(encode(&Envelope::Message(m.message))?),
+                    None => None, // tombstoned since: its tombstone is served instead
+                },
+                Some(&LOG_TOMBSTONE) => match self.tombstone(&id)? {
+                    Some(t) => Some(encode(&Envelope::Control(t.control))?),
+                    None => None,
+                },
+                _ => return Err(corrupt(Cf::RoomLog, key, "bad kind")),
+            };
+            if let Some(frame) = frame {
+                bytes += frame.len();
+                page.frames.push(frame);
+            }
+            page.next = seq;
+            it.next();
+        }
+        it.status()?;
+        Ok(page)
+    }
+
+    /// The last log sequence number synced from `peer` for `room` (0 if never).
+    pub fn sync_cursor(&self, room: &RoomId, peer: &[u8]) -> Result<u64> {
+        let key = sync_key(room, peer);
+        match self.inner.db.get_pinned_cf(self.cf(Cf::Sync), &key)? {
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt(Cf::Sync, &key, "bad cursor"))?,
+            )),
+            None => Ok(0),
+        }
+    }
+
+    /// Records the last log sequence number synced from `peer` for `room`.
+    pub fn set_sync_cursor(&self, room: &RoomId, peer: &[u8], seq: u64) -> Result<()> {
+        let key = sync_key(room, peer);
+        Ok(self
+            .inner
+            .db
+            .put_cf_opt(self.cf(Cf::Sync), key, seq.to_be_bytes(), &self.inner.write_opts)?)
     }
 
     /// Changes the state of a stored message (e.g. `Sent` to `Delivered`). Returns `false` if the
@@ -325,9 +611,7 @@ impl Store {
                 .and_then(|d| <[u8; 8]>::try_from(d).ok())
                 .zip(rest.get(8..).and_then(|m| <[u8; 32]>::try_from(m).ok()));
             match parsed {
-                Some((deadline, mid)) => {
-                    out.push((u64::from_be_bytes(deadline), MessageId::from_bytes(mid)))
-                }
+                Some((deadline, mid)) => out.push((u64::from_be_bytes(deadline), MessageId::from_bytes(mid))),
                 None => return Err(corrupt(Cf::Meta, &key, "bad burn timer key")),
             }
         }
@@ -340,13 +624,9 @@ impl Store {
         key.extend_from_slice(room.as_str().as_bytes());
         let cf = self.cf(Cf::Meta);
         if joined {
-            self.inner
-                .db
-                .put_cf_opt(cf, key, [], &self.inner.write_opts)?;
+            self.inner.db.put_cf_opt(cf, key, [], &self.inner.write_opts)?;
         } else {
-            self.inner
-                .db
-                .delete_cf_opt(cf, key, &self.inner.write_opts)?;
+            self.inner.db.delete_cf_opt(cf, key, &self.inner.write_opts)?;
         }
         Ok(())
     }
@@ -366,10 +646,7 @@ impl Store {
     fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut read_opts = ReadOptions::default();
         read_opts.set_iterate_lower_bound(prefix.to_vec());
-        let mut it = self
-            .inner
-            .db
-            .raw_iterator_cf_opt(self.cf(Cf::Meta), read_opts);
+        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::Meta), read_opts);
         it.seek(prefix);
         let mut out = Vec::new();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -383,23 +660,16 @@ impl Store {
         Ok(out)
     }
 
-    fn update_message(
-        &self,
-        id: &MessageId,
-        change: impl FnOnce(&mut StoredMessage),
-    ) -> Result<bool> {
+    fn update_message(&self, id: &MessageId, change: impl FnOnce(&mut StoredMessage)) -> Result<bool> {
         let cf_msg = self.cf(Cf::Messages);
         let _guard = lock(&self.inner.write_lock);
         let Some(mut record) = self.message(id)? else {
             return Ok(false);
         };
         change(&mut record);
-        self.inner.db.put_cf_opt(
-            cf_msg,
-            id.as_bytes(),
-            encode(&record)?,
-            &self.inner.write_opts,
-        )?;
+        self.inner
+            .db
+            .put_cf_opt(cf_msg, id.as_bytes(), encode(&record)?, &self.inner.write_opts)?;
         Ok(true)
     }
 
@@ -430,16 +700,9 @@ impl Store {
 
     /// Up to `limit` (at most [`MAX_PAGE`]) entries of a conversation, newest first, strictly
     /// older than `before` if given. Revoked and burned messages appear as tombstone markers.
-    pub fn history(
-        &self,
-        conversation: &Conversation,
-        before: Option<&MessageId>,
-        limit: usize,
-    ) -> Result<Page> {
+    pub fn history(&self, conversation: &Conversation, before: Option<&MessageId>, limit: usize) -> Result<Page> {
         if limit == 0 || limit > MAX_PAGE {
-            return Err(Error::BadParameters(
-                "history limit must be between 1 and 500",
-            ));
+            return Err(Error::BadParameters("history limit must be between 1 and 500"));
         }
         let prefix = conversation.prefix();
         let start = match before {
@@ -458,10 +721,7 @@ impl Store {
         };
         let mut read_opts = ReadOptions::default();
         read_opts.set_iterate_lower_bound(prefix.clone());
-        let mut it = self
-            .inner
-            .db
-            .raw_iterator_cf_opt(self.cf(Cf::History), read_opts);
+        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::History), read_opts);
         it.seek_for_prev(&start);
         let mut found: Vec<(MessageId, u8)> = Vec::with_capacity(limit);
         let mut more = false;
@@ -477,11 +737,8 @@ impl Store {
                 more = true;
                 break;
             }
-            let id =
-                id_of_history_key(key).ok_or_else(|| corrupt(Cf::History, key, "short key"))?;
-            let kind = *value
-                .first()
-                .ok_or_else(|| corrupt(Cf::History, key, "empty value"))?;
+            let id = id_of_history_key(key).ok_or_else(|| corrupt(Cf::History, key, "short key"))?;
+            let kind = *value.first().ok_or_else(|| corrupt(Cf::History, key, "empty value"))?;
             found.push((id, kind));
             it.prev();
         }
@@ -489,11 +746,7 @@ impl Store {
         let (cf_msg, cf_tomb) = (self.cf(Cf::Messages), self.cf(Cf::Tombstones));
         let lookups = found.iter().map(|(id, kind)| {
             (
-                if *kind == IDX_TOMBSTONE {
-                    cf_tomb
-                } else {
-                    cf_msg
-                },
+                if *kind == IDX_TOMBSTONE { cf_tomb } else { cf_msg },
                 id.as_bytes().to_vec(),
             )
         });
@@ -511,11 +764,7 @@ impl Store {
                 Entry::Message(decode_value(Cf::Messages, id.as_bytes(), &bytes)?)
             });
         }
-        let next = if more {
-            found.last().map(|(id, _)| *id)
-        } else {
-            None
-        };
+        let next = if more { found.last().map(|(id, _)| *id) } else { None };
         Ok(Page { entries, next })
     }
 
@@ -548,13 +797,28 @@ impl Store {
     }
 }
 
+fn cf_handle(db: &DB, cf: Cf) -> &ColumnFamily {
+    match db.cf_handle(cf.name()) {
+        Some(handle) => handle,
+        // Every family in Cf::ALL is created by `open`, so the handle always exists.
+        None => unreachable!("column family {} is created at open", cf.name()),
+    }
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+fn sync_key(room: &RoomId, peer: &[u8]) -> Vec<u8> {
+    let mut k = Conversation::Room(room.clone()).prefix();
+    k.extend_from_slice(peer);
+    k
+}
+
 impl Inner {
     fn cf(&self, cf: Cf) -> &ColumnFamily {
-        match self.db.cf_handle(cf.name()) {
-            Some(handle) => handle,
-            // Every family in Cf::ALL is created by `open`, so the handle always exists.
-            None => unreachable!("column family {} is created at open", cf.name()),
-        }
+        cf_handle(&self.db, cf)
     }
 
     fn flush_all(&self) -> Result<()> {
@@ -568,9 +832,7 @@ impl Inner {
 
     fn shred_pass(&self) -> Result<()> {
         let _pass = lock(&self.shred_pass);
-        let ids: Vec<MessageId> = std::mem::take(&mut lock(&self.shred).pending)
-            .into_iter()
-            .collect();
+        let ids: Vec<MessageId> = std::mem::take(&mut lock(&self.shred).pending).into_iter().collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -587,13 +849,16 @@ impl Inner {
         let cf = self.cf(Cf::Messages);
         let mut co = CompactOptions::default();
         co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        let outbox = self.cf(Cf::Outbox);
         if ids.len() >= SHRED_WHOLE_CF_AT {
-            self.db
-                .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
+            self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
+            self.db.compact_range_cf_opt(outbox, None::<&[u8]>, None::<&[u8]>, &co);
         } else {
             for id in ids {
                 self.db
                     .compact_range_cf_opt(cf, Some(id.as_bytes()), Some(id.as_bytes()), &co);
+                let (lo, hi) = (outbox_key(id, OutKind::Message), outbox_key(id, OutKind::Control));
+                self.db.compact_range_cf_opt(outbox, Some(lo), Some(hi), &co);
             }
         }
         debug!(count = ids.len(), "shredded destroyed bodies");

@@ -5,23 +5,16 @@
 use std::{path::Path, sync::Arc};
 
 use tim_protocol::{
-    AccountKey, Action, Code, Control, Message, MessageId, Recipient, RoomId, Verified,
+    decode, encode, AccountKey, Action, Code, Control, Envelope, Message, MessageId, Recipient, RoomId, Verified,
 };
-use tim_storage::{Cf, Config, Conversation, Entry, PutOutcome, State, Store, TombstoneOutcome};
+use tim_storage::{Cf, Config, Conversation, Entry, OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
 
 fn key(seed: u8) -> AccountKey {
     AccountKey::from_secret_bytes(&[seed; 32])
 }
 
 fn direct(from: &AccountKey, to: &AccountKey, body: &[u8], sent_at: u64) -> Verified<Message> {
-    Message::sign(
-        from,
-        Recipient::Account(to.account_id()),
-        body.to_vec(),
-        sent_at,
-        None,
-    )
-    .unwrap()
+    Message::sign(from, Recipient::Account(to.account_id()), body.to_vec(), sent_at, None).unwrap()
 }
 
 fn revoke(by: &AccountKey, m: &Message) -> Verified<Control> {
@@ -46,42 +39,21 @@ fn put_is_idempotent() {
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
     let m = direct(&a, &b, b"hi", 10);
-    assert_eq!(
-        store.put_message(&m, State::Received).unwrap(),
-        PutOutcome::Stored
-    );
-    assert_eq!(
-        store.put_message(&m, State::Received).unwrap(),
-        PutOutcome::Duplicate
-    );
+    assert_eq!(store.put_message(&m, State::Received).unwrap(), PutOutcome::Stored);
+    assert_eq!(store.put_message(&m, State::Received).unwrap(), PutOutcome::Duplicate);
     let page = store.history(&conv(&a, &b), None, 10).unwrap();
     assert_eq!(ids(&page), vec![m.id()]);
     // A batch holding the same message twice and an already stored one stores each once.
     let n = direct(&a, &b, b"again", 11);
     let out = store
-        .put_messages(&[
-            (&n, State::Received),
-            (&n, State::Received),
-            (&m, State::Received),
-        ])
+        .put_messages(&[(&n, State::Received), (&n, State::Received), (&m, State::Received)])
         .unwrap();
     let out: Vec<_> = out.into_iter().map(Result::unwrap).collect();
     assert_eq!(
         out,
-        vec![
-            PutOutcome::Stored,
-            PutOutcome::Duplicate,
-            PutOutcome::Duplicate
-        ]
+        vec![PutOutcome::Stored, PutOutcome::Duplicate, PutOutcome::Duplicate]
     );
-    assert_eq!(
-        store
-            .history(&conv(&a, &b), None, 10)
-            .unwrap()
-            .entries
-            .len(),
-        2
-    );
+    assert_eq!(store.history(&conv(&a, &b), None, 10).unwrap().entries.len(), 2);
 }
 
 #[test]
@@ -96,10 +68,7 @@ fn tombstone_destroys_and_refuses_later_copies() {
         store.apply_tombstone(&r).unwrap(),
         TombstoneOutcome::Applied { had_body: true }
     );
-    assert_eq!(
-        store.apply_tombstone(&r).unwrap(),
-        TombstoneOutcome::Duplicate
-    );
+    assert_eq!(store.apply_tombstone(&r).unwrap(), TombstoneOutcome::Duplicate);
     assert!(store.message(&m.id()).unwrap().is_none());
     let err = store.put_message(&m, State::Received).unwrap_err();
     assert_eq!(err.code(), Code::Tombstoned);
@@ -154,9 +123,7 @@ fn history_pages_newest_first_across_tombstones() {
         store.put_message(m, State::Received).unwrap();
     }
     // Another conversation must not leak into this one.
-    store
-        .put_message(&direct(&a, &c, b"other", 105), State::Sent)
-        .unwrap();
+    store.put_message(&direct(&a, &c, b"other", 105), State::Sent).unwrap();
     // Revoke message 12 (sent by a), burn message 13 (sent by b to a, burned by a).
     store.apply_tombstone(&revoke(&a, &msgs[12])).unwrap();
     let burn = Control::sign(&a, Action::Burn, msgs[13].header.clone(), 500).unwrap();
@@ -185,17 +152,12 @@ fn history_pages_newest_first_across_tombstones() {
         .collect();
     assert_eq!(markers, vec![24 - 13, 24 - 12]);
     // Paging from a tombstoned id works too.
-    let after_marker = store
-        .history(&conv(&a, &b), Some(&msgs[13].id()), 2)
-        .unwrap();
+    let after_marker = store.history(&conv(&a, &b), Some(&msgs[13].id()), 2).unwrap();
     assert_eq!(ids(&after_marker), vec![msgs[12].id(), msgs[11].id()]);
     // Unknown cursor and bad limits are typed errors.
     let unknown = MessageId::from_bytes([9; 32]);
     assert_eq!(
-        store
-            .history(&conv(&a, &b), Some(&unknown), 5)
-            .unwrap_err()
-            .code(),
+        store.history(&conv(&a, &b), Some(&unknown), 5).unwrap_err().code(),
         Code::NotFound
     );
     assert_eq!(
@@ -223,23 +185,12 @@ fn room_history() {
     let store = open(dir.path());
     let a = key(1);
     let room = RoomId::new("general").unwrap();
-    let m = Message::sign(
-        &a,
-        Recipient::Room(room.clone()),
-        b"hello room".to_vec(),
-        5,
-        None,
-    )
-    .unwrap();
+    let m = Message::sign(&a, Recipient::Room(room.clone()), b"hello room".to_vec(), 5, None).unwrap();
     store.put_message(&m, State::Received).unwrap();
     let page = store.history(&Conversation::Room(room), None, 10).unwrap();
     assert_eq!(ids(&page), vec![m.id()]);
     assert!(store
-        .history(
-            &Conversation::Room(RoomId::new("generall").unwrap()),
-            None,
-            10
-        )
+        .history(&Conversation::Room(RoomId::new("generall").unwrap()), None, 10)
         .unwrap()
         .entries
         .is_empty());
@@ -253,17 +204,11 @@ fn state_and_read_marks() {
     let m = direct(&a, &b, b"hi", 10);
     store.put_message(&m, State::Sent).unwrap();
     assert!(store.set_state(&m.id(), State::Delivered).unwrap());
-    assert_eq!(
-        store.message(&m.id()).unwrap().unwrap().state,
-        State::Delivered
-    );
+    assert_eq!(store.message(&m.id()).unwrap().unwrap().state, State::Delivered);
     let read = store.mark_read(&m.id(), 77).unwrap().unwrap();
     assert_eq!(read.read_at, Some(77));
     // The first read time stands.
-    assert_eq!(
-        store.mark_read(&m.id(), 99).unwrap().unwrap().read_at,
-        Some(77)
-    );
+    assert_eq!(store.mark_read(&m.id(), 99).unwrap().unwrap().read_at, Some(77));
     assert!(!store
         .set_state(&MessageId::from_bytes([1; 32]), State::Delivered)
         .unwrap());
@@ -291,9 +236,7 @@ fn burn_deadlines_and_rooms_persist_and_clear() {
         store.mark_read(&plain.id(), 1_000).unwrap();
         store.set_room(&room, true).unwrap();
         store.set_room(&RoomId::new("gone").unwrap(), true).unwrap();
-        store
-            .set_room(&RoomId::new("gone").unwrap(), false)
-            .unwrap();
+        store.set_room(&RoomId::new("gone").unwrap(), false).unwrap();
     }
     let store = open(dir.path());
     assert_eq!(store.burn_deadlines().unwrap(), vec![(9_000, m.id())]);
@@ -317,26 +260,13 @@ fn restart_keeps_messages_tombstones_and_state() {
         store.apply_tombstone(&revoke(&a, &gone)).unwrap();
     }
     let store = open(dir.path());
-    assert_eq!(
-        store.message(&kept.id()).unwrap().unwrap().state,
-        State::Delivered
-    );
+    assert_eq!(store.message(&kept.id()).unwrap().unwrap().state, State::Delivered);
     assert!(store.tombstone(&gone.id()).unwrap().is_some());
     assert_eq!(
-        store
-            .put_message(&gone, State::Received)
-            .unwrap_err()
-            .code(),
+        store.put_message(&gone, State::Received).unwrap_err().code(),
         Code::Tombstoned
     );
-    assert_eq!(
-        store
-            .history(&conv(&a, &b), None, 10)
-            .unwrap()
-            .entries
-            .len(),
-        2
-    );
+    assert_eq!(store.history(&conv(&a, &b), None, 10).unwrap().entries.len(), 2);
 }
 
 #[test]
@@ -373,10 +303,7 @@ fn concurrent_writers_never_leave_a_body_behind_a_tombstone() {
         let body = store.message(&m.id()).unwrap();
         let tomb = store.tombstone(&m.id()).unwrap();
         if i % 2 == 0 {
-            assert!(
-                body.is_none() && tomb.is_some(),
-                "message {i} survived its revoke"
-            );
+            assert!(body.is_none() && tomb.is_some(), "message {i} survived its revoke");
         } else {
             assert!(body.is_some() && tomb.is_none(), "message {i} lost");
         }
@@ -395,9 +322,7 @@ fn corrupt_and_oversized_values_are_typed_errors() {
         .unwrap();
     assert_eq!(store.message(&id).unwrap_err().code(), Code::StorageFailure);
     let huge = vec![1u8; tim_protocol::MAX_FRAME_LEN + 10];
-    store
-        .raw_put_for_tests(Cf::Tombstones, id.as_bytes(), &huge)
-        .unwrap();
+    store.raw_put_for_tests(Cf::Tombstones, id.as_bytes(), &huge).unwrap();
     let err = store.tombstone(&id).unwrap_err();
     assert_eq!(err.code(), Code::StorageFailure);
     assert!(err.to_string().contains("over the limit"), "{err}");
@@ -432,12 +357,7 @@ fn burned_body_is_gone_from_every_file() {
     for i in 0..2000u64 {
         store
             .put_message(
-                &direct(
-                    &a,
-                    &b,
-                    format!("filler {i} {}", "x".repeat(200)).as_bytes(),
-                    i,
-                ),
+                &direct(&a, &b, format!("filler {i} {}", "x".repeat(200)).as_bytes(), i),
                 State::Received,
             )
             .unwrap();
@@ -448,12 +368,7 @@ fn burned_body_is_gone_from_every_file() {
     for i in 2000..4000u64 {
         store
             .put_message(
-                &direct(
-                    &a,
-                    &b,
-                    format!("filler {i} {}", "y".repeat(200)).as_bytes(),
-                    i,
-                ),
+                &direct(&a, &b, format!("filler {i} {}", "y".repeat(200)).as_bytes(), i),
                 State::Received,
             )
             .unwrap();
@@ -469,14 +384,7 @@ fn burned_body_is_gone_from_every_file() {
     assert_eq!(store.pending_shreds(), 0);
     assert_eq!(files_containing(dir.path(), marker), Vec::<String>::new());
     // The other messages are intact.
-    assert_eq!(
-        store
-            .history(&conv(&a, &b), None, 500)
-            .unwrap()
-            .entries
-            .len(),
-        500
-    );
+    assert_eq!(store.history(&conv(&a, &b), None, 500).unwrap().entries.len(), 500);
 }
 
 #[test]
@@ -526,13 +434,7 @@ fn crash_child() {
 fn crash_keeps_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("TIM_CRASH_DIR", dir.path())
         .output()
         .unwrap();
@@ -557,4 +459,144 @@ fn crash_keeps_acknowledged_writes() {
             assert!(store.message(id).unwrap().is_some(), "message {i} lost");
         }
     }
+}
+
+fn outgoing(to: &AccountKey, m: &Message, kind: OutKind) -> Outgoing {
+    Outgoing {
+        to: to.account_id(),
+        kind,
+        frame: encode(&Envelope::Message(m.clone())).unwrap(),
+        queued_at: 1,
+    }
+}
+
+#[test]
+fn outbox_is_atomic_with_the_message_bounded_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (key(1), key(2), key(3));
+    let config = || Config {
+        outbox_per_recipient: 2,
+        outbox_total: 3,
+        ..Config::default()
+    };
+    let m1 = direct(&a, &b, b"one", 1);
+    let m2 = direct(&a, &b, b"two", 2);
+    let m3 = direct(&a, &b, b"three", 3);
+    {
+        let store = Store::open(dir.path(), config()).unwrap();
+        store.put_outgoing(&m1, outgoing(&b, &m1, OutKind::Message)).unwrap();
+        store.put_outgoing(&m2, outgoing(&b, &m2, OutKind::Message)).unwrap();
+        // Full for b: refused, and nothing written.
+        let err = store
+            .put_outgoing(&m3, outgoing(&b, &m3, OutKind::Message))
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Overloaded);
+        assert!(store.message(&m3.id()).unwrap().is_none());
+        assert_eq!(store.outbox_len(), 2);
+    }
+    let store = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(store.outbox_len(), 2);
+    let ids: Vec<MessageId> = store.outbox().unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&m1.id()) && ids.contains(&m2.id()));
+    // Still full for b after the restart; another recipient fits until the total limit.
+    let m4 = direct(&a, &c, b"four", 4);
+    store.put_outgoing(&m4, outgoing(&c, &m4, OutKind::Message)).unwrap();
+    let m5 = direct(&a, &c, b"five", 5);
+    assert_eq!(
+        store
+            .put_outgoing(&m5, outgoing(&c, &m5, OutKind::Message))
+            .unwrap_err()
+            .code(),
+        Code::Overloaded
+    );
+    // Delivered: the entry goes and the message moves to `delivered`, together.
+    assert!(store.outbox_done(&m1.id(), OutKind::Message, true).unwrap());
+    assert_eq!(store.message(&m1.id()).unwrap().unwrap().state, State::Delivered);
+    assert!(!store.outbox_done(&m1.id(), OutKind::Message, true).unwrap());
+    // Revoking a queued message drops it from the outbox; the revoke is queued instead.
+    let revoke = revoke(&a, &m2);
+    store
+        .apply_tombstone_outgoing(&revoke, outgoing(&b, &m2, OutKind::Control))
+        .unwrap();
+    let left: Vec<(MessageId, OutKind)> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|(id, o)| (id, o.kind))
+        .collect();
+    assert!(left.contains(&(m2.id(), OutKind::Control)));
+    assert!(!left.contains(&(m2.id(), OutKind::Message)));
+    assert_eq!(store.outbox_len(), 2);
+}
+
+#[test]
+fn queued_body_is_shredded_from_the_outbox_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let marker = b"MARKER-outbox-7d1e-never-sent";
+    let m = direct(&a, &b, marker, 1);
+    store.put_outgoing(&m, outgoing(&b, &m, OutKind::Message)).unwrap();
+    store.flush().unwrap();
+    assert!(!files_containing(dir.path(), marker).is_empty());
+    store.apply_tombstone(&revoke(&a, &m)).unwrap();
+    store.shred_now().unwrap();
+    let hits = files_containing(dir.path(), marker);
+    assert_eq!(hits, Vec::<String>::new());
+}
+
+#[test]
+fn room_log_serves_tombstones_instead_of_revoked_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = key(1);
+    let room = RoomId::new("log").unwrap();
+    let msgs: Vec<_> = (0..5u64)
+        .map(|i| Message::sign(&a, Recipient::Room(room.clone()), format!("r{i}").into_bytes(), i, None).unwrap())
+        .collect();
+    for m in &msgs {
+        store.put_message(m, State::Received).unwrap();
+    }
+    store.apply_tombstone(&revoke(&a, &msgs[1])).unwrap();
+    // Another room's traffic does not leak in.
+    let other = Message::sign(
+        &a,
+        Recipient::Room(RoomId::new("logx").unwrap()),
+        b"x".to_vec(),
+        9,
+        None,
+    )
+    .unwrap();
+    store.put_message(&other, State::Received).unwrap();
+
+    let describe = |frames: &[Vec<u8>]| -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match decode::<Envelope>(f).unwrap() {
+                Envelope::Message(m) => String::from_utf8(m.body).unwrap(),
+                Envelope::Control(c) => format!("revoke {}", c.target.id() == msgs[1].id()),
+            })
+            .collect()
+    };
+    let all = store.room_log(&room, 0, 100, 1 << 20, 0).unwrap();
+    assert_eq!(describe(&all.frames), ["r0", "r2", "r3", "r4", "revoke true"]);
+    assert!(!all.more);
+    // Paging: limit 2, then from the cursor.
+    let p1 = store.room_log(&room, 0, 2, 1 << 20, 0).unwrap();
+    assert_eq!(describe(&p1.frames), ["r0", "r2"]);
+    assert!(p1.more);
+    let p2 = store.room_log(&room, p1.next, 100, 1 << 20, 0).unwrap();
+    assert_eq!(describe(&p2.frames), ["r3", "r4", "revoke true"]);
+    // Nothing new after the end.
+    let p3 = store.room_log(&room, p2.next, 100, 1 << 20, 0).unwrap();
+    assert!(p3.frames.is_empty() && !p3.more);
+    // A newcomer gets the newest `window` entries only.
+    let windowed = store.room_log(&room, 0, 100, 1 << 20, 2).unwrap();
+    assert_eq!(describe(&windowed.frames), ["r4", "revoke true"]);
+    // Cursors per room and peer.
+    assert_eq!(store.sync_cursor(&room, b"peer-1").unwrap(), 0);
+    store.set_sync_cursor(&room, b"peer-1", p2.next).unwrap();
+    assert_eq!(store.sync_cursor(&room, b"peer-1").unwrap(), p2.next);
+    assert_eq!(store.sync_cursor(&room, b"peer-2").unwrap(), 0);
 }

@@ -118,10 +118,7 @@ pub(crate) fn event(e: &Event) -> Value {
         Event::PeerConnected { peer } | Event::PeerDisconnected { peer } => {
             m.insert("type".into(), json!("peer"));
             m.insert("peer".into(), json!(peer.to_string()));
-            m.insert(
-                "connected".into(),
-                json!(matches!(e, Event::PeerConnected { .. })),
-            );
+            m.insert("connected".into(), json!(matches!(e, Event::PeerConnected { .. })));
         }
     }
     Value::Object(m)

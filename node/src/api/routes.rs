@@ -55,8 +55,7 @@ pub fn router(node: Node, token: String) -> Router {
         .route("/v1/events", get(events))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    api.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(state)
+    api.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)).with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -78,8 +77,7 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
         .map(str::to_owned);
     let presented = header.or(query);
-    let ok = presented
-        .is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())) == st.token_digest);
+    let ok = presented.is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())) == st.token_digest);
     if !ok {
         return ApiError::new(
             Code::Unauthorized,
@@ -91,18 +89,15 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
 }
 
 fn parse_mid(raw: &str) -> Result<MessageId, ApiError> {
-    MessageId::from_str(raw)
-        .map_err(|e| ApiError::new(Code::Malformed, e.to_string()).about("mid", raw))
+    MessageId::from_str(raw).map_err(|e| ApiError::new(Code::Malformed, e.to_string()).about("mid", raw))
 }
 
 fn parse_account(raw: &str) -> Result<AccountId, ApiError> {
-    AccountId::from_str(raw)
-        .map_err(|e| ApiError::new(Code::UnknownAccount, e.to_string()).about("to", raw))
+    AccountId::from_str(raw).map_err(|e| ApiError::new(Code::UnknownAccount, e.to_string()).about("to", raw))
 }
 
 fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
-    RoomId::from_str(raw)
-        .map_err(|e| ApiError::new(Code::BadParameters, e.to_string()).about("room", raw))
+    RoomId::from_str(raw).map_err(|e| ApiError::new(Code::BadParameters, e.to_string()).about("room", raw))
 }
 
 fn json_error(rejection: JsonRejection) -> ApiError {
@@ -176,24 +171,15 @@ async fn control(st: AppState, raw: String, burn: bool) -> Result<Json<Value>, A
     Ok(Json(Value::Object(body)))
 }
 
-async fn revoke(
-    State(st): State<AppState>,
-    Path(mid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn revoke(State(st): State<AppState>, Path(mid): Path<String>) -> Result<Json<Value>, ApiError> {
     control(st, mid, false).await
 }
 
-async fn burn(
-    State(st): State<AppState>,
-    Path(mid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn burn(State(st): State<AppState>, Path(mid): Path<String>) -> Result<Json<Value>, ApiError> {
     control(st, mid, true).await
 }
 
-async fn read(
-    State(st): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let mid = parse_mid(&raw)?;
     let burn_at = st
         .node
@@ -216,16 +202,12 @@ async fn history(
     about: (&'static str, String),
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(Code::BadParameters, e.body_text()).about(about.0, about.1.clone())
-    })?;
+    let Query(q) = q.map_err(|e| ApiError::new(Code::BadParameters, e.body_text()).about(about.0, about.1.clone()))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            Code::BadParameters,
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        )
-        .about(about.0, about.1));
+        return Err(
+            ApiError::new(Code::BadParameters, format!("limit must be 1 to {MAX_LIMIT}")).about(about.0, about.1),
+        );
     }
     let before = q.before.as_deref().map(parse_mid).transpose()?;
     let page = st
@@ -257,10 +239,7 @@ async fn room_history(
     history(st, Conversation::Room(room), ("room", raw), q).await
 }
 
-async fn join(
-    State(st): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn join(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let room = parse_room(&raw)?;
     st.node
         .join(room.clone())
@@ -269,10 +248,7 @@ async fn join(
     Ok(Json(json!({"ok": true, "room": room})))
 }
 
-async fn leave(
-    State(st): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn leave(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let room = parse_room(&raw)?;
     st.node
         .leave(room.clone())

@@ -9,11 +9,7 @@ use serde::Deserialize;
 use tim_node::{api, Config, Multiaddr, Node};
 
 #[derive(Parser)]
-#[command(
-    name = "tim-node",
-    version,
-    about = "A decentralized instant-messaging node"
-)]
+#[command(name = "tim-node", version, about = "A decentralized instant-messaging node")]
 struct Cli {
     /// Log format (filter with RUST_LOG, e.g. RUST_LOG=tim_node=debug).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -103,8 +99,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let file: FileConfig = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => FileConfig::default(),
@@ -143,15 +138,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {api_addr}"))?;
     let status = node.status().await?;
-    println!("account  {}", status.account);
-    println!("peer_id  {}", status.peer_id);
+    // The banner is for whoever started us; a closed stdout must not stop the node.
+    let mut banner = format!("account  {}\npeer_id  {}\n", status.account, status.peer_id);
     for addr in &status.listen_addrs {
-        println!("listen   {addr}");
+        banner.push_str(&format!("listen   {addr}\n"));
     }
-    println!("api      http://{}", listener.local_addr()?);
-    println!("token    {}", data_dir.join(api::TOKEN_FILE).display());
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    banner.push_str(&format!("api      http://{}\n", listener.local_addr()?));
+    banner.push_str(&format!("token    {}\n", data_dir.join(api::TOKEN_FILE).display()));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
 
     let server = tokio::spawn(api::serve(node.clone(), token, listener, shutdown_signal()));
     server.await??;

@@ -1,0 +1,116 @@
+//! Helpers shared by the multi-node tests: start nodes on loopback, wait for events and
+//! conditions with timeouts.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{future::Future, path::Path, time::Duration};
+
+use tim_node::{
+    protocol::{AccountKey, Action, MessageId},
+    storage::Entry,
+    Config, Event, Events, Multiaddr, Node,
+};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Writes a known account key into a data dir, so the test can sign as that account.
+pub fn with_account(dir: &Path, seed: u8) -> AccountKey {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = AccountKey::from_secret_bytes(&[seed; 32]);
+    std::fs::write(dir.join("account.key"), hex(&key.secret_bytes())).unwrap();
+    key
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A loopback config with fast retries and room sync, for tests.
+pub fn config(dir: &Path, bootstrap: Vec<Multiaddr>) -> Config {
+    let mut config = Config::loopback(dir);
+    config.bootstrap = bootstrap;
+    config.retry_max = Duration::from_secs(1);
+    config.room_sync_interval = Duration::from_secs(1);
+    config
+}
+
+pub async fn start(dir: &Path, bootstrap: Vec<Multiaddr>) -> (Node, Events) {
+    Node::start(config(dir, bootstrap)).await.unwrap()
+}
+
+/// Waits until `from` can route to `to` through the DHT.
+pub async fn routed(from: &Node, to: &Node) {
+    let target = to.account();
+    eventually(
+        "a route through the DHT",
+        || async move { from.lookup(target).await.ok() },
+    )
+    .await;
+}
+
+/// Stops a node and waits until its data dir can be opened again.
+pub async fn stop(node: Node, events: Events) {
+    node.shutdown().await.unwrap();
+    drop(node);
+    drop(events);
+}
+
+/// Starts a node again from its data dir (waiting for the previous instance to release it).
+pub async fn restart(config_for: impl Fn() -> Config) -> (Node, Events) {
+    eventually("the node restarts", || {
+        let config = config_for();
+        async move { Node::start(config).await.ok() }
+    })
+    .await
+}
+
+pub async fn addr(node: &Node) -> Multiaddr {
+    node.status().await.unwrap().listen_addrs[0].clone()
+}
+
+/// Waits for the first event matching `pred`, skipping others.
+pub async fn expect_event(events: &mut Events, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `check` until it returns `Some`, or fails after the timeout.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+pub async fn entry(node: &Node, mid: MessageId) -> Option<Entry> {
+    node.entry(mid).await.unwrap()
+}
+
+pub fn is_tombstone(e: &Option<Entry>, action: Action) -> bool {
+    matches!(e, Some(Entry::Tombstone(t)) if t.action() == action)
+}

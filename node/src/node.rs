@@ -146,6 +146,11 @@ impl Node {
         Events(self.core.events.subscribe())
     }
 
+    /// Bytes used by the node's database directory.
+    pub async fn disk_bytes(&self) -> Result<u64> {
+        self.blocking(|core| Ok(core.store.disk_bytes())).await
+    }
+
     /// The node's counters.
     pub fn metrics(&self) -> Metrics {
         let mut m = self.core.counters.snapshot();

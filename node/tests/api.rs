@@ -390,3 +390,106 @@ fn sigterm_stops_the_node_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn demo_script_runs_and_every_check_holds() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tim-node"))
+        .args(["demo", "--script"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 10 checks held"), "{stdout}");
+    // It cleans up after itself.
+    let dir = stdout.lines().next().and_then(|l| l.rsplit(' ').next()).unwrap();
+    assert!(!Path::new(dir).exists(), "{dir} left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_is_public_and_metrics_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = spawn(dir.path(), None);
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/", p.api)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("<title>tim</title>"));
+    let resp = http.get(format!("{}/metrics", p.api)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = http
+        .get(format!("{}/metrics", p.api))
+        .bearer_auth(&p.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    for name in [
+        "tim_peers 0",
+        "tim_messages_out_total 0",
+        "tim_forged_rejected_total 0",
+        "tim_outbox_depth 0",
+        "tim_storage_bytes ",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+}
+
+/// Runs a client command against the node in `dir`; returns (exit ok, stdout, stderr).
+fn client(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tim-node"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn client_commands_talk_to_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let _node = spawn(dir.path(), None);
+    let peer = tim_node::protocol::AccountKey::generate().account_id().to_string();
+    let (ok, out, err) = client(dir.path(), &["status", "--json"]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["peers"], 0);
+
+    let (ok, out, err) = client(dir.path(), &["send", "--to", &peer, "hello from the cli", "--json"]);
+    assert!(ok, "{err}");
+    let mid = serde_json::from_str::<Value>(&out).unwrap()["mid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, _) = client(dir.path(), &["history", "--with", &peer]);
+    assert!(ok);
+    assert!(out.contains("hello from the cli") && out.contains(&mid), "{out}");
+
+    let (ok, out, _) = client(dir.path(), &["revoke", &mid]);
+    assert!(ok && out.contains("revoked"), "{out}");
+    let (ok, out, _) = client(dir.path(), &["history", "--with", &peer, "--json"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["messages"][0]["state"],
+        "revoked"
+    );
+
+    // Failures exit non-zero with the code and the message.
+    let (ok, _, err) = client(dir.path(), &["revoke", &mid]);
+    assert!(!ok);
+    assert!(err.starts_with("error: error 4111 tombstoned"), "{err}");
+    let (ok, _, err) = client(dir.path(), &["burn", "nonsense"]);
+    assert!(!ok && err.contains("4113"), "{err}");
+    let (ok, out, _) = client(dir.path(), &["rooms", "join", "lobby"]);
+    assert!(ok && out.contains("join lobby"), "{out}");
+    let (ok, out, _) = client(dir.path(), &["status"]);
+    assert!(ok && out.contains("lobby"), "{out}");
+}

@@ -781,6 +781,25 @@ impl Store {
         lock(&self.inner.shred).pending.len()
     }
 
+    /// Bytes used by the files under the database directory.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => walk(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(self.inner.db.path())
+    }
+
     /// Flushes memtables and the WAL to disk.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush_all()

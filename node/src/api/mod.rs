@@ -17,6 +17,8 @@ use crate::{keys::write_private, Node, Result};
 
 /// File name of the API token in the data dir.
 pub const TOKEN_FILE: &str = "api-token";
+/// File name where a running node writes its API base URL, for client commands.
+pub const ADDR_FILE: &str = "api-addr";
 
 /// The API token in `dir`, created (32 random bytes as hex, mode 0600) on first start.
 pub fn load_or_create_token(dir: &Path) -> Result<String> {

@@ -8,9 +8,12 @@ use axum::{
         ws::{Message as WsMessage, WebSocket, WebSocketUpgrade},
         DefaultBodyLimit, Path, Query, Request, State,
     },
-    http::{header::AUTHORIZATION, StatusCode},
+    http::{
+        header::{AUTHORIZATION, CONTENT_TYPE},
+        StatusCode,
+    },
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
@@ -55,7 +58,90 @@ pub fn router(node: Node, token: String) -> Router {
         .route("/v1/events", get(events))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    api.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)).with_state(state)
+    Router::new()
+        .route("/", get(page))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), auth)),
+        )
+        .merge(api)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// The web page: one self-contained HTML file compiled into the binary. Served without a token;
+/// every API call it makes carries one.
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+/// Counters in Prometheus text format.
+async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let status = st.node.status().await?;
+    let m = st.node.metrics();
+    let disk = st.node.disk_bytes().await?;
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    };
+    put("tim_peers", "gauge", "Connected peers.", status.peers as u64);
+    put("tim_rooms", "gauge", "Joined rooms.", status.rooms.len() as u64);
+    put(
+        "tim_messages_in_total",
+        "counter",
+        "Messages received and stored.",
+        m.messages_in,
+    );
+    put(
+        "tim_messages_out_total",
+        "counter",
+        "Messages sent by this account.",
+        m.messages_out,
+    );
+    put(
+        "tim_revokes_applied_total",
+        "counter",
+        "Revokes applied.",
+        m.revokes_applied,
+    );
+    put("tim_burns_applied_total", "counter", "Burns applied.", m.burns_applied);
+    put(
+        "tim_forged_rejected_total",
+        "counter",
+        "Forged control messages and route records refused.",
+        m.forged_rejected,
+    );
+    put(
+        "tim_invalid_rejected_total",
+        "counter",
+        "Other invalid inbound items refused.",
+        m.invalid_rejected,
+    );
+    put(
+        "tim_delivery_failures_total",
+        "counter",
+        "Deliveries given up.",
+        m.delivery_failures,
+    );
+    put(
+        "tim_sync_pages_applied_total",
+        "counter",
+        "Room sync pages applied.",
+        m.sync_pages_applied,
+    );
+    put(
+        "tim_outbox_depth",
+        "gauge",
+        "Undelivered outbox entries.",
+        m.outbox_depth,
+    );
+    put(
+        "tim_storage_bytes",
+        "gauge",
+        "Bytes used by the database directory.",
+        disk,
+    );
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use tim_node::{api, Config, Multiaddr, Node};
 
+mod client;
+mod demo;
+
 #[derive(Parser)]
 #[command(name = "tim-node", version, about = "A decentralized instant-messaging node")]
 struct Cli {
@@ -28,6 +31,15 @@ enum LogFormat {
 enum Command {
     /// Run a node and its local API.
     Run(RunArgs),
+    /// Start three nodes (alice, bob, carol) on loopback and print their web pages; with
+    /// --script, run a narrated scenario instead and exit.
+    Demo {
+        /// Run the scenario (message, revoke, burn after reading, room) and check every step.
+        #[arg(long)]
+        script: bool,
+    },
+    #[command(flatten)]
+    Client(client::ClientCmd),
     /// Print the account id of a data dir (creating the account on first use).
     Id {
         /// The node's data dir.
@@ -71,9 +83,9 @@ struct FileConfig {
     sync_writes: bool,
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -84,15 +96,31 @@ fn init_logs(format: LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match real_main().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    let default_logs = match cli.command {
+        Command::Run(_) => "info,libp2p=warn",
+        _ => "warn",
+    };
+    init_logs(cli.log_format, default_logs);
     match cli.command {
         Command::Id { data_dir } => {
             println!("{}", tim_node::account_of(&data_dir)?);
             Ok(())
         }
         Command::Run(args) => run(args).await,
+        Command::Demo { script } => demo::run(script, shutdown_signal()).await,
+        Command::Client(cmd) => client::run(cmd, shutdown_signal()).await,
     }
 }
 
@@ -132,6 +160,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .or(file.api)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7117)));
 
+    let shutdown = shutdown_signal();
     let token = api::load_or_create_token(&data_dir)?;
     let (node, _events) = Node::start(config).await?;
     let listener = tokio::net::TcpListener::bind(api_addr)
@@ -151,31 +180,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
 
-    let server = tokio::spawn(api::serve(node.clone(), token, listener, shutdown_signal()));
+    // Client commands find the API here.
+    std::fs::write(
+        data_dir.join(api::ADDR_FILE),
+        format!("http://{}\n", listener.local_addr()?),
+    )?;
+    let server = tokio::spawn(api::serve(node.clone(), token, listener, shutdown));
     server.await??;
     tracing::info!("shutting down");
     node.shutdown().await?;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGINT and SIGTERM handlers now (so a signal right after start is not lost) and
+/// returns a future that completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {},
+                _ = wait(term) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

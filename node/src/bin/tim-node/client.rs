@@ -1,0 +1,373 @@
+//! Client commands: talk to a running node's local API (address and token from its data dir, or
+//! flags). Human-readable output by default, `--json` for scripts; failures exit non-zero with
+//! the error's code and message.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tim_node::api::{ADDR_FILE, TOKEN_FILE};
+
+/// Where the node is.
+#[derive(Args, Clone)]
+pub(crate) struct Conn {
+    /// The node's data dir (holds `api-addr` and `api-token`).
+    #[arg(long, default_value = "tim-data", global = true)]
+    data_dir: PathBuf,
+    /// API base URL (default: from the data dir).
+    #[arg(long, global = true)]
+    api: Option<String>,
+    /// API token (default: from the data dir).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// Print raw JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RoomCmd {
+    /// Join a room.
+    Join { room: String },
+    /// Leave a room.
+    Leave { room: String },
+}
+
+/// The client commands.
+#[derive(Subcommand)]
+pub(crate) enum ClientCmd {
+    /// Send a message to an account or a room.
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        /// Recipient account id.
+        #[arg(long, conflicts_with = "room", required_unless_present = "room")]
+        to: Option<String>,
+        /// Room id.
+        #[arg(long)]
+        room: Option<String>,
+        /// Burn this many seconds after the recipient reads it (direct only).
+        #[arg(long)]
+        burn_after_read: Option<u32>,
+        /// The text.
+        body: String,
+    },
+    /// Revoke a message you sent.
+    Revoke {
+        #[command(flatten)]
+        conn: Conn,
+        mid: String,
+    },
+    /// Burn a direct message you received.
+    Burn {
+        #[command(flatten)]
+        conn: Conn,
+        mid: String,
+    },
+    /// Mark a received message read (starts its burn-after-reading timer).
+    Read {
+        #[command(flatten)]
+        conn: Conn,
+        mid: String,
+    },
+    /// Show a conversation's history, newest first.
+    History {
+        #[command(flatten)]
+        conn: Conn,
+        /// The other account.
+        #[arg(long, conflicts_with = "room", required_unless_present = "room")]
+        with: Option<String>,
+        /// Or a room.
+        #[arg(long)]
+        room: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Older than this message id.
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Join or leave rooms.
+    Rooms {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: RoomCmd,
+    },
+    /// Show the node's status.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Follow the node's events until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(conn: &Conn) -> anyhow::Result<Self> {
+        let read = |file: &str| {
+            let path = conn.data_dir.join(file);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "reading {} (is the node running? or pass --api/--token)",
+                        path.display()
+                    )
+                })
+        };
+        let base = match &conn.api {
+            Some(a) => a.trim_end_matches('/').to_string(),
+            None => read(ADDR_FILE)?,
+        };
+        let token = match &conn.token {
+            Some(t) => t.clone(),
+            None => read(TOKEN_FILE)?,
+        };
+        Ok(Client {
+            base,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        let ok = resp.status().is_success();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !ok {
+            let e = &value["error"];
+            bail!(
+                "error {} {}: {}",
+                e["code"],
+                e["name"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("?")
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn line(v: &Value) -> String {
+    let who = |k: &str| {
+        v[k].as_str()
+            .map(|s| format!("{}…", &s[..s.len().min(12)]))
+            .unwrap_or_default()
+    };
+    let place = v["room"]
+        .as_str()
+        .map(|r| format!("#{r}"))
+        .unwrap_or_else(|| format!("@{}", who("to")));
+    match v["state"].as_str().or(v["type"].as_str()) {
+        Some(s @ ("revoked" | "burned")) => {
+            format!("{} {place} [{s} by {}]", v["mid"].as_str().unwrap_or(""), who("by"))
+        }
+        Some("delivered") => format!("{} delivered to {}", v["mid"].as_str().unwrap_or(""), who("to")),
+        Some("peer") => format!(
+            "peer {} {}",
+            v["peer"].as_str().unwrap_or(""),
+            if v["connected"] == true {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        ),
+        Some("delivery_failed") => format!(
+            "{} delivery failed: {} {}",
+            v["mid"].as_str().unwrap_or(""),
+            v["code"],
+            v["name"].as_str().unwrap_or("")
+        ),
+        state => format!(
+            "{} {place} {} {}: {}",
+            v["mid"].as_str().unwrap_or(""),
+            who("from"),
+            state
+                .filter(|s| *s != "message")
+                .map(|s| format!("({s})"))
+                .unwrap_or_default(),
+            v["body"].as_str().unwrap_or(""),
+        ),
+    }
+}
+
+impl ClientCmd {
+    fn conn(&self) -> &Conn {
+        match self {
+            ClientCmd::Send { conn, .. }
+            | ClientCmd::Revoke { conn, .. }
+            | ClientCmd::Burn { conn, .. }
+            | ClientCmd::Read { conn, .. }
+            | ClientCmd::History { conn, .. }
+            | ClientCmd::Rooms { conn, .. }
+            | ClientCmd::Status { conn }
+            | ClientCmd::Watch { conn } => conn,
+        }
+    }
+}
+
+pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let conn = cmd.conn().clone();
+    let client = Client::new(&conn)?;
+    let print = |v: &Value, human: String| {
+        if conn.json {
+            println!("{v}");
+        } else {
+            println!("{human}");
+        }
+    };
+    match cmd {
+        ClientCmd::Send {
+            to,
+            room,
+            burn_after_read,
+            body,
+            ..
+        } => {
+            let mut req = json!({ "body": body });
+            if let Some(to) = to {
+                req["to"] = json!(to);
+            }
+            if let Some(room) = room {
+                req["room"] = json!(room);
+            }
+            if let Some(s) = burn_after_read {
+                req["burn_after_read"] = json!(s);
+            }
+            let v = client.call(Method::POST, "/v1/messages", Some(req)).await?;
+            print(&v, format!("sent {}", v["mid"].as_str().unwrap_or("")));
+        }
+        ClientCmd::Revoke { mid, .. } => {
+            let v = client
+                .call(Method::POST, &format!("/v1/messages/{mid}/revoke"), None)
+                .await?;
+            print(&v, format!("revoked {mid}"));
+        }
+        ClientCmd::Burn { mid, .. } => {
+            let v = client
+                .call(Method::POST, &format!("/v1/messages/{mid}/burn"), None)
+                .await?;
+            print(&v, format!("burned {mid}"));
+        }
+        ClientCmd::Read { mid, .. } => {
+            let v = client
+                .call(Method::POST, &format!("/v1/messages/{mid}/read"), None)
+                .await?;
+            let note = v["burn_at"]
+                .as_u64()
+                .map(|t| format!(", burns at {t}"))
+                .unwrap_or_default();
+            print(&v, format!("read {mid}{note}"));
+        }
+        ClientCmd::History {
+            with,
+            room,
+            limit,
+            before,
+            ..
+        } => {
+            let mut path = match (with, room) {
+                (Some(a), _) => format!("/v1/conversations/{a}/messages?limit={limit}"),
+                (None, Some(r)) => format!("/v1/rooms/{r}/messages?limit={limit}"),
+                (None, None) => bail!("give --with ACCOUNT or --room ROOM"),
+            };
+            if let Some(b) = before {
+                path.push_str(&format!("&before={b}"));
+            }
+            let v = client.call(Method::GET, &path, None).await?;
+            let lines: Vec<String> = v["messages"].as_array().into_iter().flatten().map(line).collect();
+            print(
+                &v,
+                if lines.is_empty() {
+                    "(no messages)".into()
+                } else {
+                    lines.join("\n")
+                },
+            );
+        }
+        ClientCmd::Rooms { cmd, .. } => {
+            let (room, what) = match &cmd {
+                RoomCmd::Join { room } => (room, "join"),
+                RoomCmd::Leave { room } => (room, "leave"),
+            };
+            let v = client
+                .call(Method::POST, &format!("/v1/rooms/{room}/{what}"), None)
+                .await?;
+            print(&v, format!("{what} {room}: ok"));
+        }
+        ClientCmd::Status { .. } => {
+            let v = client.call(Method::GET, "/v1/status", None).await?;
+            let rooms: Vec<String> = v["rooms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| format!("{} ({} peers)", r["room"].as_str().unwrap_or(""), r["peers"]))
+                .collect();
+            let addrs: Vec<&str> = v["listen_addrs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            print(
+                &v,
+                format!(
+                    "account  {}\npeer_id  {}\npeers    {}\nrooms    {}\nlisten   {}",
+                    v["account"].as_str().unwrap_or(""),
+                    v["peer_id"].as_str().unwrap_or(""),
+                    v["peers"],
+                    if rooms.is_empty() { "-".into() } else { rooms.join(", ") },
+                    addrs.join("\n         ")
+                ),
+            );
+        }
+        ClientCmd::Watch { .. } => {
+            let url = format!(
+                "{}/v1/events?token={}",
+                client.base.replacen("http", "ws", 1),
+                client.token
+            );
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .map_err(|e| anyhow!("connecting: {e}"))?;
+            tokio::pin!(ctrl_c);
+            loop {
+                tokio::select! {
+                    _ = &mut ctrl_c => break,
+                    frame = ws.next() => match frame {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                            print(&v, line(&v));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => bail!("event stream: {e}"),
+                        None => break,
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+// End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
+// headless Chromium exchange a message, revoke it, burn one, and talk in a room.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.TIM_NODE_BIN ?? new URL("../../../target/debug/tim-node", import.meta.url).pathname;
+const SHOT = process.env.TIM_SCREENSHOT ?? new URL("../../../docs/screenshot.png", import.meta.url).pathname;
+
+function startDemo() {
+  const proc = spawn(BIN, ["demo"], { stdio: ["ignore", "pipe", "inherit"] });
+  const nodes = {};
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("demo did not start")), 60_000);
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      const m = line.match(/^\s+(alice|bob|carol)\s+(\S+)\s+account (\w+)/);
+      if (m) nodes[m[1]] = { url: m[2], account: m[3] };
+      if (Object.keys(nodes).length === 3) { clearTimeout(timer); resolve({ proc, nodes }); }
+    });
+    proc.on("exit", (code) => reject(new Error("demo exited " + code)));
+  });
+}
+
+test("send, revoke, burn and a room message across two pages", { timeout: 180_000 }, async () => {
+  const { proc, nodes } = await startDemo();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const alice = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+    const bob = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+    await alice.goto(nodes.alice.url);
+    await bob.goto(nodes.bob.url);
+    await alice.waitForSelector(`#me:has-text("${nodes.alice.account}")`);
+
+    // Alice opens a chat with bob and sends; it appears on bob's page.
+    await alice.fill("#newchat input", nodes.bob.account);
+    await alice.click("#newchat button");
+    await alice.fill("#compose input[name=body]", "hello from the browser");
+    await alice.click("#compose button");
+    await alice.waitForSelector('.msg.mine:has-text("hello from the browser")');
+    await bob.click(`#chats button[title="${nodes.alice.account}"]`, { timeout: 30_000 });
+    await bob.waitForSelector('.msg:has-text("hello from the browser")', { timeout: 30_000 });
+
+    // Alice revokes: both pages show the placeholder.
+    await alice.click('.msg.mine:has-text("hello from the browser") button:has-text("revoke")');
+    await alice.waitForSelector('.msg.gone:has-text("message revoked by me")', { timeout: 30_000 });
+    await bob.waitForSelector('.msg.gone:has-text("message revoked by")', { timeout: 30_000 });
+
+    // Bob burns a message from alice: both pages show it burned.
+    await alice.fill("#compose input[name=body]", "burn me");
+    await alice.click("#compose button");
+    await bob.click('.msg:has-text("burn me") button:has-text("burn")', { timeout: 30_000 });
+    await bob.waitForSelector('.msg.gone:has-text("message burned by me")', { timeout: 30_000 });
+    await alice.waitForSelector('.msg.gone:has-text("message burned by")', { timeout: 30_000 });
+
+    // A room message.
+    for (const page of [alice, bob]) {
+      await page.fill("#join input", "lobby");
+      await page.click("#join button");
+      await page.waitForSelector('#convname:has-text("# lobby")');
+    }
+    await alice.waitForSelector('#rooms button:has-text("lobby (")');
+    await alice.waitForFunction(() => /lobby \(([1-9])/.test(document.querySelector("#rooms").textContent), null, { timeout: 30_000 });
+    await alice.fill("#compose input[name=body]", "hi room");
+    await alice.click("#compose button");
+    await bob.waitForSelector('.msg:has-text("hi room")', { timeout: 30_000 });
+
+    // An API error is shown clearly: bob cannot revoke alice's message.
+    await bob.evaluate(() => document.querySelector('.msg:not(.mine)')?.setAttribute("data-probe", "1"));
+    const mid = await bob.getAttribute('.msg[data-probe="1"]', "data-mid");
+    await bob.evaluate(async (mid) => {
+      const token = localStorage.getItem("tim-token");
+      const r = await fetch(`/v1/messages/${mid}/revoke`, { method: "POST", headers: { Authorization: "Bearer " + token } });
+      document.querySelector("#error").textContent = (await r.json()).error.message;
+    }, mid);
+    assert.match(await bob.textContent("#error"), /permission denied/);
+    await bob.evaluate(() => { document.querySelector("#error").textContent = ""; });
+
+    // The picture for docs/: alice's chat with bob, with both placeholders.
+    await alice.click(`#chats button[title="${nodes.bob.account}"]`);
+    await alice.waitForSelector('.msg.gone:has-text("message burned by")');
+    await alice.fill("#compose input[name=body]", "see you in the lobby");
+    await alice.click("#compose button");
+    await alice.waitForSelector('.msg.mine:has-text("see you in the lobby")');
+    await alice.screenshot({ path: SHOT });
+  } finally {
+    await browser.close();
+    proc.kill("SIGINT");
+  }
+});

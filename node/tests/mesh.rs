@@ -187,16 +187,7 @@ async fn room_of_three_message_and_revoke_reach_all_and_room_burn_is_refused() {
         Code::BadParameters
     );
     // Wait until A (the hub) sees both others in the room.
-    let hub = a.clone();
-    let r = room.clone();
-    eventually("room peers", || {
-        let (hub, r) = (hub.clone(), r.clone());
-        async move {
-            let s = hub.status().await.ok()?;
-            s.rooms.iter().any(|x| x.room == r && x.peers >= 2).then_some(())
-        }
-    })
-    .await;
+    wait_room_peers(&a, &room, 2).await;
 
     let sent = c
         .send(Recipient::Room(room.clone()), b"hi all".to_vec(), None)

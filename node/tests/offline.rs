@@ -43,18 +43,48 @@ async fn room_state(node: &Node, room: &RoomId) -> BTreeMap<MessageId, String> {
         .collect()
 }
 
-/// 1. A sends to B while B is stopped; B starts; B receives it once; A sees `delivered`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
+/// A hub; A and B bootstrapped from it, A able to route to B; then B stopped.
+struct AwayPair {
+    _dirs: Vec<tempfile::TempDir>,
+    boot: Multiaddr,
+    _hub: (Node, Events),
+    a: Node,
+    a_ev: Events,
+    b_account: tim_node::protocol::AccountId,
+}
+
+async fn a_with_b_away() -> AwayPair {
     init_tracing();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (hub, _hub_ev) = start(dirs[0].path(), vec![]).await;
-    let boot = addr(&hub).await;
-    let (a, mut a_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
+    let hub = start(dirs[0].path(), vec![]).await;
+    let boot = addr(&hub.0).await;
+    let (a, a_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
     let (b, b_ev) = start(dirs[2].path(), vec![boot.clone()]).await;
     routed(&a, &b).await;
     let b_account = b.account();
     stop(b, b_ev).await;
+    AwayPair {
+        _dirs: dirs,
+        boot,
+        _hub: hub,
+        a,
+        a_ev,
+        b_account,
+    }
+}
+
+/// 1. A sends to B while B is stopped; B starts; B receives it once; A sees `delivered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
+    init_tracing();
+    let AwayPair {
+        _dirs: dirs,
+        boot,
+        _hub,
+        a,
+        mut a_ev,
+        b_account,
+    } = a_with_b_away().await;
 
     let sent = a
         .send(Recipient::Account(b_account), b"while you were away".to_vec(), None)
@@ -84,14 +114,14 @@ async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_revoked_while_recipient_was_away_is_never_shown() {
     init_tracing();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (hub, _hub_ev) = start(dirs[0].path(), vec![]).await;
-    let boot = addr(&hub).await;
-    let (a, _a_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
-    let (b, b_ev) = start(dirs[2].path(), vec![boot.clone()]).await;
-    routed(&a, &b).await;
-    let b_account = b.account();
-    stop(b, b_ev).await;
+    let AwayPair {
+        _dirs: dirs,
+        boot,
+        _hub,
+        a,
+        b_account,
+        ..
+    } = a_with_b_away().await;
 
     let sent = a
         .send(Recipient::Account(b_account), b"regret".to_vec(), None)
@@ -173,18 +203,6 @@ async fn room_member_that_was_away_sees_only_the_revoke() {
     assert!(!message_events(&mut d_ev, Duration::from_secs(2))
         .await
         .contains(&sent.mid));
-}
-
-async fn wait_room_peers(node: &Node, room: &RoomId, n: usize) {
-    let (node, room) = (node.clone(), room.clone());
-    eventually("room peers", || {
-        let (node, room) = (node.clone(), room.clone());
-        async move {
-            let s = node.status().await.ok()?;
-            s.rooms.iter().any(|r| r.room == room && r.peers >= n).then_some(())
-        }
-    })
-    .await;
 }
 
 /// 4. Two halves of a five-node mesh are cut apart by stopping the bridge; messages and a revoke

@@ -5,7 +5,7 @@
 use std::{future::Future, path::Path, time::Duration};
 
 use tim_node::{
-    protocol::{AccountKey, Action, MessageId},
+    protocol::{AccountKey, Action, MessageId, RoomId},
     storage::Entry,
     Config, Event, Events, Multiaddr, Node,
 };
@@ -113,4 +113,17 @@ pub async fn entry(node: &Node, mid: MessageId) -> Option<Entry> {
 
 pub fn is_tombstone(e: &Option<Entry>, action: Action) -> bool {
     matches!(e, Some(Entry::Tombstone(t)) if t.action() == action)
+}
+
+/// Waits until `node` sees at least `n` connected peers subscribed to `room`.
+pub async fn wait_room_peers(node: &Node, room: &RoomId, n: usize) {
+    let (node, room) = (node.clone(), room.clone());
+    eventually("room peers", || {
+        let (node, room) = (node.clone(), room.clone());
+        async move {
+            let s = node.status().await.ok()?;
+            s.rooms.iter().any(|r| r.room == room && r.peers >= n).then_some(())
+        }
+    })
+    .await;
 }

@@ -455,3 +455,42 @@ async fn duplicates_by_gossip_sync_and_retry_are_shown_once() {
         1
     );
 }
+
+/// Entries past the outbox retention are dropped with an event, and the outbox drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_entries_past_retention_are_dropped_with_an_event() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), vec![]);
+    c.outbox_retention = Duration::ZERO;
+    let (a, mut a_ev) = Node::start(c).await.unwrap();
+    let nobody = tim_node::protocol::AccountKey::generate().account_id();
+    let sent = a
+        .send(Recipient::Account(nobody), b"into the void".to_vec(), None)
+        .await
+        .unwrap();
+    let ev = expect_event(
+        &mut a_ev,
+        "the expiry",
+        |e| matches!(e, Event::DeliveryFailed { mid, .. } if *mid == sent.mid),
+    )
+    .await;
+    assert!(
+        matches!(
+            ev,
+            Event::DeliveryFailed {
+                code: tim_node::protocol::Code::Expired,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    let a2 = a.clone();
+    eventually("the outbox drains", || {
+        let a2 = a2.clone();
+        async move { (a2.metrics().outbox_depth == 0).then_some(()) }
+    })
+    .await;
+    // The message itself stays in history as sent (only its delivery was given up).
+    assert!(matches!(entry(&a, sent.mid).await, Some(Entry::Message(m)) if m.state == tim_node::storage::State::Sent));
+}

@@ -1,0 +1,463 @@
+//! Benchmark harness: tim against bare rust-libp2p on the same transport, in the same run.
+//!
+//! `cargo run --release -p tim-node --example bench -- direct [--count 500]`
+//! `cargo run --release -p tim-node --example bench -- room [--members 10] [--count 100]`
+//!
+//! Prints the machine, a table (p50 / p99 / max, throughput) and writes `bench-<scenario>.json`.
+use std::{
+    collections::HashMap,
+    io,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::{
+    gossipsub, noise,
+    request_response::{self, ProtocolSupport},
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux, Multiaddr, StreamProtocol, Swarm,
+};
+use sha2::{Digest, Sha256};
+use tim_node::{
+    protocol::{Recipient, RoomId},
+    Config, Event, Events, Node,
+};
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Row {
+    name: String,
+    samples: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Row {
+    fn new(name: &str, mut samples: Vec<Duration>, wall: Duration) -> Row {
+        samples.sort();
+        Row {
+            name: name.into(),
+            samples,
+            wall,
+        }
+    }
+    fn json(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        serde_json::json!({
+            "name": self.name, "n": self.samples.len(),
+            "p50_ms": ms(percentile(&self.samples, 0.5)), "p99_ms": ms(percentile(&self.samples, 0.99)),
+            "max_ms": ms(percentile(&self.samples, 1.0)),
+            "per_sec": self.samples.len() as f64 / self.wall.as_secs_f64(),
+        })
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<44} {:>6} {:>9} {:>9} {:>9} {:>10}",
+        "measurement", "n", "p50 ms", "p99 ms", "max ms", "per s"
+    );
+    for r in rows {
+        let j = r.json();
+        println!(
+            "{:<44} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>10.0}",
+            r.name,
+            j["n"],
+            j["p50_ms"].as_f64().unwrap_or(0.0),
+            j["p99_ms"].as_f64().unwrap_or(0.0),
+            j["max_ms"].as_f64().unwrap_or(0.0),
+            j["per_sec"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "{} cores, {cpu}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    )
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+// ---------- bare libp2p baselines ----------
+
+#[derive(Clone, Default)]
+struct EchoCodec;
+
+#[async_trait::async_trait]
+impl request_response::Codec for EchoCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut b = Vec::new();
+        io.take(1 << 20).read_to_end(&mut b).await?;
+        Ok(b)
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut b = Vec::new();
+        io.take(1 << 20).read_to_end(&mut b).await?;
+        Ok(b)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&r).await?;
+        io.close().await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&r).await?;
+        io.close().await
+    }
+}
+
+fn tcp_swarm<B: NetworkBehaviour>(behaviour: impl FnOnce() -> B) -> anyhow::Result<Swarm<B>> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| behaviour())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+async fn listen<B: NetworkBehaviour>(s: &mut Swarm<B>) -> anyhow::Result<Multiaddr> {
+    s.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = s.select_next_some().await {
+            return Ok(address.with(libp2p::multiaddr::Protocol::P2p(*s.local_peer_id())));
+        }
+    }
+}
+
+/// Round trips of a bare request-response echo over TCP + noise + yamux.
+async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Row> {
+    let rr = || {
+        request_response::Behaviour::with_codec(
+            EchoCodec,
+            [(StreamProtocol::new("/echo/1"), ProtocolSupport::Full)],
+            request_response::Config::default(),
+        )
+    };
+    let mut server = tcp_swarm(rr)?;
+    let mut client = tcp_swarm(rr)?;
+    let addr = listen(&mut server).await?;
+    let server_id = *server.local_peer_id();
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            }) = server.select_next_some().await
+            {
+                let _ = server.behaviour_mut().send_response(channel, request);
+            }
+        }
+    });
+    client.dial(addr)?;
+    let payload = vec![7u8; size];
+    let mut samples = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count + 20 {
+        let t = Instant::now();
+        client.behaviour_mut().send_request(&server_id, payload.clone());
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
+                }) => break,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                    bail!("echo failed: {error}")
+                }
+                _ => {}
+            }
+        }
+        if i >= 20 {
+            samples.push(t.elapsed()); // the first 20 warm the connection up
+        }
+    }
+    Ok(Row::new(
+        "bare libp2p request-response echo",
+        samples,
+        started.elapsed(),
+    ))
+}
+
+#[derive(NetworkBehaviour)]
+struct Gossip {
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// Time until the last of `members` receives each of `count` messages, bare gossipsub with tim's
+/// mesh parameters, members connected in a star around the publisher's hub (as tim's bootstrap).
+async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
+    let topic = gossipsub::IdentTopic::new("bench");
+    let make = || -> anyhow::Result<Swarm<Gossip>> {
+        tcp_swarm(|| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
+                .heartbeat_interval(Duration::from_millis(500))
+                .build()
+                .unwrap_or_else(|_| unreachable!("static gossipsub config"));
+            Gossip {
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                    .unwrap_or_else(|_| unreachable!("anonymous authenticity matches the validation mode")),
+            }
+        })
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>, Instant)>();
+    let mut hub = make()?;
+    let hub_addr = listen(&mut hub).await?;
+    hub.behaviour_mut().gossipsub.subscribe(&topic)?;
+    let mut others = Vec::new();
+    for i in 0..members {
+        let mut s = make()?;
+        s.behaviour_mut().gossipsub.subscribe(&topic)?;
+        s.dial(hub_addr.clone())?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Message { message, .. })) =
+                    s.select_next_some().await
+                {
+                    let _ = tx.send((i, message.data, Instant::now()));
+                }
+            }
+        });
+        others.push(i);
+    }
+    // Let the mesh form (a few heartbeats), driving the hub meanwhile.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        let _ = tokio::time::timeout(Duration::from_millis(50), hub.select_next_some()).await;
+    }
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for k in 0..count {
+        let data = format!("message {k}").into_bytes();
+        let t = Instant::now();
+        hub.behaviour_mut().gossipsub.publish(topic.clone(), data.clone())?;
+        let mut got = std::collections::HashSet::new();
+        let deadline = Instant::now() + STEP;
+        while got.len() < members {
+            tokio::select! {
+                _ = hub.select_next_some() => {}
+                m = rx.recv() => match m {
+                    Some((i, d, _)) if d == data => { got.insert(i); }
+                    Some(_) => {}
+                    None => bail!("members stopped"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => bail!("gossip did not reach every member"),
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    Ok(Row::new(
+        &format!("bare gossipsub to the last of {members}"),
+        samples,
+        started.elapsed(),
+    ))
+}
+
+// ---------- tim ----------
+
+async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node, Events)>> {
+    let first = Node::start(Config::loopback(dir.join("0"))).await?;
+    let boot = first.0.status().await?.listen_addrs;
+    let mut nodes = vec![first];
+    for i in 1..n {
+        let mut c = Config::loopback(dir.join(i.to_string()));
+        c.bootstrap = boot.clone();
+        nodes.push(Node::start(c).await?);
+    }
+    Ok(nodes)
+}
+
+async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = tim_nodes(2, dir.path()).await?;
+    let (b, _) = nodes.pop().context("two nodes")?;
+    let (a, mut a_ev) = nodes.pop().context("two nodes")?;
+    tokio::time::timeout(STEP, async {
+        while a.lookup(b.account()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    let body = vec![b'x'; 200];
+    let mut samples = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count + 20 {
+        let t = Instant::now();
+        let sent = a.send(Recipient::Account(b.account()), body.clone(), None).await?;
+        tokio::time::timeout(STEP, async {
+            while let Some(e) = a_ev.next().await {
+                if matches!(e, Event::Delivered { mid, .. } if mid == sent.mid) {
+                    return;
+                }
+            }
+        })
+        .await?;
+        if i >= 20 {
+            samples.push(t.elapsed());
+        }
+    }
+    let tim = Row::new(
+        "tim 1:1 send until the delivery ack (200 B)",
+        samples,
+        started.elapsed(),
+    );
+    let bare = bare_echo(count, 400).await?;
+    Ok(vec![bare, tim])
+}
+
+async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = tim_nodes(members + 1, dir.path()).await?;
+    let room = RoomId::new("bench")?;
+    for (n, _) in &nodes {
+        n.join(room.clone()).await?;
+    }
+    let publisher = nodes[0].0.clone();
+    tokio::time::timeout(STEP, async {
+        loop {
+            let s = publisher.status().await?;
+            if s.rooms.iter().any(|r| r.room == room && r.peers >= members) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await??;
+    tokio::time::sleep(Duration::from_secs(3)).await; // let the mesh form, as for the baseline
+    let mut fanout = Vec::new();
+    let mut revoke = Vec::new();
+    let started = Instant::now();
+    for k in 0..count {
+        let t = Instant::now();
+        let sent = publisher
+            .send(
+                Recipient::Room(room.clone()),
+                format!("room message {k}").into_bytes(),
+                None,
+            )
+            .await?;
+        wait_all(
+            &mut nodes[1..],
+            |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
+        )
+        .await?;
+        fanout.push(t.elapsed());
+        let t = Instant::now();
+        publisher.revoke(sent.mid).await?;
+        wait_all(
+            &mut nodes[1..],
+            |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
+        )
+        .await?;
+        revoke.push(t.elapsed());
+    }
+    let wall = started.elapsed();
+    println!("rss of this process with {} tim nodes: {:.0} MB", members + 1, rss_mb());
+    drop(nodes);
+    let bare = bare_gossip(members, count).await?;
+    Ok(vec![
+        bare,
+        Row::new(&format!("tim room message to the last of {members}"), fanout, wall),
+        Row::new(
+            &format!("tim revoke until the last of {members} tombstoned"),
+            revoke,
+            wall,
+        ),
+    ])
+}
+
+/// Waits until every node has seen an event matching `pred`.
+async fn wait_all(nodes: &mut [(Node, Events)], pred: impl Fn(&Event) -> bool) -> anyhow::Result<()> {
+    for (_, events) in nodes.iter_mut() {
+        tokio::time::timeout(STEP, async {
+            while let Some(e) = events.next().await {
+                if pred(&e) {
+                    return;
+                }
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let scenario = args.first().map(String::as_str).unwrap_or("direct");
+    println!("machine: {}", machine());
+    let rows = match scenario {
+        "direct" => direct(flag("--count", 500)).await?,
+        "room" => room(flag("--members", 10), flag("--count", 100)).await?,
+        other => bail!("unknown scenario {other}; try direct or room"),
+    };
+    print_table(&rows);
+    let mut result: HashMap<&str, serde_json::Value> = HashMap::new();
+    result.insert("machine", machine().into());
+    result.insert("scenario", scenario.into());
+    result.insert("rows", rows.iter().map(Row::json).collect::<Vec<_>>().into());
+    let path = format!("bench-{scenario}.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    println!("wrote {path}");
+    Ok(())
+}

@@ -37,29 +37,39 @@ struct Row {
     name: String,
     samples: Vec<Duration>,
     wall: Duration,
+    /// Items done in `wall` (the samples' count unless set).
+    count: usize,
 }
 
 impl Row {
     fn new(name: &str, mut samples: Vec<Duration>, wall: Duration) -> Row {
         samples.sort();
+        let count = samples.len();
         Row {
             name: name.into(),
             samples,
             wall,
+            count,
         }
+    }
+
+    fn with_count(mut self, count: usize) -> Row {
+        self.count = count;
+        self
     }
     fn json(&self) -> serde_json::Value {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         serde_json::json!({
-            "name": self.name, "n": self.samples.len(),
+            "name": self.name, "n": self.count,
             "p50_ms": ms(percentile(&self.samples, 0.5)), "p99_ms": ms(percentile(&self.samples, 0.99)),
             "max_ms": ms(percentile(&self.samples, 1.0)),
-            "per_sec": self.samples.len() as f64 / self.wall.as_secs_f64(),
+            "per_sec": self.count as f64 / self.wall.as_secs_f64(),
         })
     }
 }
 
 fn print_table(rows: &[Row]) {
+    let rss = rss_mb();
     println!(
         "{:<44} {:>6} {:>9} {:>9} {:>9} {:>10}",
         "measurement", "n", "p50 ms", "p99 ms", "max ms", "per s"
@@ -76,6 +86,7 @@ fn print_table(rows: &[Row]) {
             j["per_sec"].as_f64().unwrap_or(0.0)
         );
     }
+    println!("process rss at the end: {rss:.0} MB");
 }
 
 fn machine() -> String {
@@ -176,7 +187,7 @@ async fn listen<B: NetworkBehaviour>(s: &mut Swarm<B>) -> anyhow::Result<Multiad
 }
 
 /// Round trips of a bare request-response echo over TCP + noise + yamux.
-async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Row> {
+async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Vec<Row>> {
     let rr = || {
         request_response::Behaviour::with_codec(
             EchoCodec,
@@ -222,11 +233,28 @@ async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Row> {
             samples.push(t.elapsed()); // the first 20 warm the connection up
         }
     }
-    Ok(Row::new(
-        "bare libp2p request-response echo",
-        samples,
-        started.elapsed(),
-    ))
+    let latency = Row::new("bare libp2p request-response echo", samples, started.elapsed());
+    // Throughput: keep 64 requests in flight.
+    let started = Instant::now();
+    let (mut sent, mut done) = (0, 0);
+    while done < count {
+        while sent < count && sent - done < 64 {
+            client.behaviour_mut().send_request(&server_id, payload.clone());
+            sent += 1;
+        }
+        match client.select_next_some().await {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { .. },
+                ..
+            }) => done += 1,
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                bail!("echo failed: {error}")
+            }
+            _ => {}
+        }
+    }
+    let rate = Row::new("bare echo throughput, 64 in flight", vec![], started.elapsed()).with_count(count);
+    Ok(vec![latency, rate])
 }
 
 #[derive(NetworkBehaviour)]
@@ -354,8 +382,28 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
         samples,
         started.elapsed(),
     );
-    let bare = bare_echo(count, 400).await?;
-    Ok(vec![bare, tim])
+    // Throughput: send `count` messages back to back, until every delivery ack is in.
+    let started = Instant::now();
+    let mut pending = std::collections::HashSet::new();
+    for _ in 0..count {
+        pending.insert(a.send(Recipient::Account(b.account()), body.clone(), None).await?.mid);
+    }
+    tokio::time::timeout(Duration::from_secs(300), async {
+        while !pending.is_empty() {
+            match a_ev.next().await {
+                Some(Event::Delivered { mid, .. }) => {
+                    pending.remove(&mid);
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+    })
+    .await?;
+    let tim_rate = Row::new("tim direct throughput (sends back to back)", vec![], started.elapsed()).with_count(count);
+    let mut rows = bare_echo(count, 400).await?;
+    rows.extend([tim, tim_rate]);
+    Ok(rows)
 }
 
 async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {

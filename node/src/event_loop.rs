@@ -1086,10 +1086,8 @@ impl EventLoop {
                 kad::QueryResult::PutRecord(Err(e)) => {
                     debug!(error = %e, "route record not yet replicated; will retry");
                 }
-                kad::QueryResult::Bootstrap(Ok(_)) if step.last => {
-                    if !self.route_published {
-                        self.publish_route();
-                    }
+                kad::QueryResult::Bootstrap(Ok(_)) if step.last && !self.route_published => {
+                    self.publish_route();
                 }
                 _ => {}
             },

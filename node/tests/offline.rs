@@ -73,7 +73,7 @@ async fn a_with_b_away() -> AwayPair {
     }
 }
 
-/// 1. A sends to B while B is stopped; B starts; B receives it once; A sees `delivered`.
+/// Scenario 1: A sends to B while B is stopped; B starts; B receives it once; A sees `delivered`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
     init_tracing();
@@ -109,7 +109,7 @@ async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
     assert_eq!(b.metrics().messages_in, 1);
 }
 
-/// 2. A sends to B and revokes it while B is stopped; B starts; B never emits a `message` event
+/// Scenario 2: A sends to B and revokes it while B is stopped; B starts; B never emits a `message` event
 /// for it and shows it revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_revoked_while_recipient_was_away_is_never_shown() {
@@ -153,7 +153,7 @@ async fn message_revoked_while_recipient_was_away_is_never_shown() {
         .contains(&sent.mid));
 }
 
-/// 3. A room of four; D is stopped; C posts, then revokes; D starts; D shows the message as
+/// Scenario 3: A room of four; D is stopped; C posts, then revokes; D starts; D shows the message as
 /// revoked and never emitted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_member_that_was_away_sees_only_the_revoke() {
@@ -205,7 +205,7 @@ async fn room_member_that_was_away_sees_only_the_revoke() {
         .contains(&sent.mid));
 }
 
-/// 4. Two halves of a five-node mesh are cut apart by stopping the bridge; messages and a revoke
+/// Scenario 4: Two halves of a five-node mesh are cut apart by stopping the bridge; messages and a revoke
 /// happen on both sides; the bridge returns; all five converge to the same room history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_halves_converge_when_the_bridge_returns() {
@@ -295,7 +295,7 @@ async fn partitioned_halves_converge_when_the_bridge_returns() {
     }
 }
 
-/// 5. A node is killed (SIGKILL) right after acknowledging messages; on restart every acknowledged
+/// Scenario 5: A node is killed (SIGKILL) right after acknowledging messages; on restart every acknowledged
 /// message and tombstone is there.
 #[test]
 fn sigkill_after_acks_loses_nothing() {
@@ -393,7 +393,7 @@ fn sigkill_after_acks_loses_nothing() {
     let _ = child.wait();
 }
 
-/// 6. The same message arriving by gossip, by sync and by retry is stored and shown once.
+/// Scenario 6: The same message arriving by gossip, by sync and by retry is stored and shown once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_by_gossip_sync_and_retry_are_shown_once() {
     init_tracing();

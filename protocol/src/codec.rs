@@ -33,8 +33,8 @@ fn limited_config<const LIMIT: usize>() -> impl Config {
 pub(crate) fn raw<T: Encode>(value: &T) -> Vec<u8> {
     // ok: our wire types are plain data (no RefCell, paths or custom encoders) and a Vec writer
     // never runs out of space, so bincode has no error to report here.
-    bincode::encode_to_vec(value, raw_config()).expect("plain data encodes into a Vec")
-    // ok: see above
+    let encoded = bincode::encode_to_vec(value, raw_config());
+    encoded.expect("plain data encodes into a Vec") // ok: cannot fail, see above
 }
 
 /// A type that travels as a frame: it has a name for error messages and a size limit.

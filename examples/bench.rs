@@ -121,6 +121,13 @@ fn rss_mb() -> f64 {
 #[derive(Clone, Default)]
 struct EchoCodec;
 
+/// Reads a whole stream (at most 1 MiB): requests and responses alike.
+async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    io.take(1 << 20).read_to_end(&mut b).await?;
+    Ok(b)
+}
+
 #[async_trait::async_trait]
 impl request_response::Codec for EchoCodec {
     type Protocol = StreamProtocol;
@@ -131,18 +138,14 @@ impl request_response::Codec for EchoCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        let mut b = Vec::new();
-        io.take(1 << 20).read_to_end(&mut b).await?;
-        Ok(b)
+        read_all(io).await
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        let mut b = Vec::new();
-        io.take(1 << 20).read_to_end(&mut b).await?;
-        Ok(b)
+        read_all(io).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,

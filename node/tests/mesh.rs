@@ -58,12 +58,7 @@ async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
         .await
         .unwrap();
     assert_eq!(sent.conversation, Conversation::Peer(b.account()));
-    let got = expect_event(
-        &mut b_ev,
-        "message at B",
-        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    let got = expect_about(&mut b_ev, "message at B", Kind::Message, sent.mid).await;
     match got {
         Event::Message {
             from,
@@ -77,12 +72,7 @@ async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
         }
         other => panic!("{other:?}"),
     }
-    expect_event(
-        &mut c_ev,
-        "delivered at C",
-        |e| matches!(e, Event::Delivered { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut c_ev, "delivered at C", Kind::Delivered, sent.mid).await;
     let stored = c.entry(sent.mid).await.unwrap();
     assert!(matches!(stored, Some(Entry::Message(m)) if m.state == tim_node::storage::State::Delivered));
     // Both histories show it.
@@ -96,18 +86,8 @@ async fn c_reaches_b_through_the_dht_and_revoke_is_seen_by_both() {
         (ack.mid, ack.action, ack.conversation.clone()),
         (sent.mid, Action::Revoke, Conversation::Peer(b.account()))
     );
-    expect_event(
-        &mut c_ev,
-        "revoked at C",
-        |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
-    )
-    .await;
-    let ev = expect_event(
-        &mut b_ev,
-        "revoked at B",
-        |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut c_ev, "revoked at C", Kind::Revoked, sent.mid).await;
+    let ev = expect_about(&mut b_ev, "revoked at B", Kind::Revoked, sent.mid).await;
     assert!(matches!(ev, Event::Revoked { by, .. } if by == c.account()));
     for node in [&b, &c] {
         assert!(is_tombstone(&entry(node, sent.mid).await, Action::Revoke));
@@ -127,12 +107,7 @@ async fn burn_is_seen_by_both_and_permissions_hold() {
         .send(Recipient::Account(b.account()), b"burn me".to_vec(), None)
         .await
         .unwrap();
-    expect_event(
-        &mut b_ev,
-        "message at B",
-        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "message at B", Kind::Message, sent.mid).await;
 
     // Permission cases: the receiver revokes, the sender burns, an unknown id.
     assert_eq!(b.revoke(sent.mid).await.unwrap_err().code(), Code::PermissionDenied);
@@ -148,12 +123,7 @@ async fn burn_is_seen_by_both_and_permissions_hold() {
     let ack = b.burn(sent.mid).await.unwrap();
     assert_eq!(ack.action, Action::Burn);
     assert_eq!(ack.conversation, Conversation::Peer(c.account()));
-    expect_event(
-        &mut b_ev,
-        "burned at B",
-        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "burned at B", Kind::Burned, sent.mid).await;
     expect_event(
         &mut c_ev,
         "burned at C",
@@ -244,12 +214,7 @@ async fn forged_revoke_changes_nothing_and_early_revoke_wins() {
         .send(Recipient::Account(bob.account()), b"keep me".to_vec(), None)
         .await
         .unwrap();
-    expect_event(
-        &mut b_ev,
-        "message at bob",
-        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "message at bob", Kind::Message, sent.mid).await;
     let header = match entry(&bob, sent.mid).await {
         Some(Entry::Message(m)) => m.message.header,
         other => panic!("{other:?}"),
@@ -310,12 +275,7 @@ async fn forged_revoke_changes_nothing_and_early_revoke_wins() {
         )
         .await
         .unwrap();
-    expect_event(
-        &mut b_ev,
-        "early revoke at bob",
-        |e| matches!(e, Event::Revoked { mid, .. } if *mid == early_mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "early revoke at bob", Kind::Revoked, early_mid).await;
     mallory
         .relay(
             Recipient::Account(bob.account()),
@@ -354,12 +314,7 @@ async fn burn_after_reading_burns_on_both_sides() {
         .send(Recipient::Account(b.account()), b"self-destructs".to_vec(), Some(1))
         .await
         .unwrap();
-    let e = expect_event(
-        &mut b_ev,
-        "message at B",
-        |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    let e = expect_about(&mut b_ev, "message at B", Kind::Message, sent.mid).await;
     assert!(matches!(
         e,
         Event::Message {
@@ -371,18 +326,8 @@ async fn burn_after_reading_burns_on_both_sides() {
     assert!(matches!(entry(&b, sent.mid).await, Some(Entry::Message(_))));
     let deadline = b.mark_read(sent.mid).await.unwrap();
     assert!(deadline.is_some());
-    expect_event(
-        &mut b_ev,
-        "burned at B",
-        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
-    )
-    .await;
-    expect_event(
-        &mut c_ev,
-        "burned at C",
-        |e| matches!(e, Event::Burned { mid, .. } if *mid == sent.mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "burned at B", Kind::Burned, sent.mid).await;
+    expect_about(&mut c_ev, "burned at C", Kind::Burned, sent.mid).await;
     for n in [&b, &c] {
         assert!(is_tombstone(&entry(n, sent.mid).await, Action::Burn));
     }
@@ -453,20 +398,10 @@ async fn restart_keeps_identity_history_and_tombstones() {
         .await
         .unwrap();
     for m in [kept.mid, gone.mid] {
-        expect_event(
-            &mut b_ev,
-            "message at B",
-            |e| matches!(e, Event::Message { mid, .. } if *mid == m),
-        )
-        .await;
+        expect_about(&mut b_ev, "message at B", Kind::Message, m).await;
     }
     a.revoke(gone.mid).await.unwrap();
-    expect_event(
-        &mut b_ev,
-        "revoke at B",
-        |e| matches!(e, Event::Revoked { mid, .. } if *mid == gone.mid),
-    )
-    .await;
+    expect_about(&mut b_ev, "revoke at B", Kind::Revoked, gone.mid).await;
     let (account, peer) = (b.account(), b.peer_id());
     b.shutdown().await.unwrap();
     drop(b);

@@ -127,3 +127,24 @@ pub async fn wait_room_peers(node: &Node, room: &RoomId, n: usize) {
     })
     .await;
 }
+
+/// The kind of event `expect_about` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Message,
+    Revoked,
+    Burned,
+    Delivered,
+}
+
+/// Waits for the first event of `kind` about message `mid`, skipping others.
+pub async fn expect_about(events: &mut Events, what: &str, kind: Kind, mid: MessageId) -> Event {
+    expect_event(events, what, |e| match (kind, e) {
+        (Kind::Message, Event::Message { mid: m, .. })
+        | (Kind::Revoked, Event::Revoked { mid: m, .. })
+        | (Kind::Burned, Event::Burned { mid: m, .. })
+        | (Kind::Delivered, Event::Delivered { mid: m, .. }) => *m == mid,
+        _ => false,
+    })
+    .await
+}

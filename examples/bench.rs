@@ -1,9 +1,16 @@
 //! Benchmark harness: tim against bare rust-libp2p on the same transport, in the same run.
 //!
-//! `cargo run --release -p tim-node --example bench -- direct [--count 500]`
-//! `cargo run --release -p tim-node --example bench -- room [--members 10] [--count 100]`
+//! `cargo run --release -p tim-node --example bench -- <scenario> [options]`, scenarios:
+//! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo;
+//! - `room [--members 10] [--count 100]`: fan-out and revoke convergence vs bare gossipsub;
+//! - `catchup [--count 1000] [--revokes count/20]`: a member that missed messages and revokes
+//!   returns; time until it converged;
+//! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
+//!   sync) vs a bare ed25519 verify loop;
+//! - `storage [--count 1000000]`: history pages, restart time, RSS and disk with that many messages.
 //!
-//! Prints the machine, a table (p50 / p99 / max, throughput) and writes `bench-<scenario>.json`.
+//! Prints the machine, a table (p50 / p99 / max, throughput, CPU time of the phase) and writes
+//! `bench-<scenario>.json`.
 use std::{
     collections::HashMap,
     io,
@@ -39,6 +46,8 @@ struct Row {
     wall: Duration,
     /// Items done in `wall` (the samples' count unless set).
     count: usize,
+    /// Process CPU time (user + system, all threads) spent in the row's phase, when measured.
+    cpu: Option<Duration>,
 }
 
 impl Row {
@@ -50,7 +59,13 @@ impl Row {
             samples,
             wall,
             count,
+            cpu: None,
         }
+    }
+
+    fn with_cpu(mut self, cpu: Duration) -> Row {
+        self.cpu = Some(cpu);
+        self
     }
 
     fn with_count(mut self, count: usize) -> Row {
@@ -64,6 +79,8 @@ impl Row {
             "p50_ms": ms(percentile(&self.samples, 0.5)), "p99_ms": ms(percentile(&self.samples, 0.99)),
             "max_ms": ms(percentile(&self.samples, 1.0)),
             "per_sec": self.count as f64 / self.wall.as_secs_f64(),
+            "wall_ms": ms(self.wall),
+            "cpu_ms": self.cpu.map(ms),
         })
     }
 }
@@ -71,19 +88,21 @@ impl Row {
 fn print_table(rows: &[Row]) {
     let rss = rss_mb();
     println!(
-        "{:<44} {:>6} {:>9} {:>9} {:>9} {:>10}",
-        "measurement", "n", "p50 ms", "p99 ms", "max ms", "per s"
+        "{:<48} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "measurement", "n", "p50 ms", "p99 ms", "max ms", "per s", "cpu ms"
     );
     for r in rows {
         let j = r.json();
+        let cpu = j["cpu_ms"].as_f64().map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<44} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>10.0}",
+            "{:<48} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9}",
             r.name,
             j["n"],
             j["p50_ms"].as_f64().unwrap_or(0.0),
             j["p99_ms"].as_f64().unwrap_or(0.0),
             j["max_ms"].as_f64().unwrap_or(0.0),
-            j["per_sec"].as_f64().unwrap_or(0.0)
+            j["per_sec"].as_f64().unwrap_or(0.0),
+            cpu
         );
     }
     println!("process rss at the end: {rss:.0} MB");
@@ -114,6 +133,20 @@ fn rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// CPU time of this process so far (user + system, every thread), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at `state`.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 // ---------- bare libp2p baselines ----------
@@ -217,6 +250,7 @@ async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Vec<Row>> {
     let payload = vec![7u8; size];
     let mut samples = Vec::with_capacity(count);
     let started = Instant::now();
+    let cpu = cpu_time();
     for i in 0..count + 20 {
         let t = Instant::now();
         client.behaviour_mut().send_request(&server_id, payload.clone());
@@ -236,9 +270,10 @@ async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Vec<Row>> {
             samples.push(t.elapsed()); // the first 20 warm the connection up
         }
     }
-    let latency = Row::new("bare libp2p request-response echo", samples, started.elapsed());
+    let latency = Row::new("bare libp2p request-response echo", samples, started.elapsed()).with_cpu(cpu_time() - cpu);
     // Throughput: keep 64 requests in flight.
     let started = Instant::now();
+    let cpu = cpu_time();
     let (mut sent, mut done) = (0, 0);
     while done < count {
         while sent < count && sent - done < 64 {
@@ -256,7 +291,9 @@ async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Vec<Row>> {
             _ => {}
         }
     }
-    let rate = Row::new("bare echo throughput, 64 in flight", vec![], started.elapsed()).with_count(count);
+    let rate = Row::new("bare echo throughput, 64 in flight", vec![], started.elapsed())
+        .with_count(count)
+        .with_cpu(cpu_time() - cpu);
     Ok(vec![latency, rate])
 }
 
@@ -311,6 +348,7 @@ async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
     }
     let mut samples = Vec::new();
     let started = Instant::now();
+    let cpu = cpu_time();
     for k in 0..count {
         let data = format!("message {k}").into_bytes();
         let t = Instant::now();
@@ -334,7 +372,8 @@ async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
         &format!("bare gossipsub to the last of {members}"),
         samples,
         started.elapsed(),
-    ))
+    )
+    .with_cpu(cpu_time() - cpu))
 }
 
 // ---------- tim ----------
@@ -365,6 +404,7 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
     let body = vec![b'x'; 200];
     let mut samples = Vec::with_capacity(count);
     let started = Instant::now();
+    let cpu = cpu_time();
     for i in 0..count + 20 {
         let t = Instant::now();
         let sent = a.send(Recipient::Account(b.account()), body.clone(), None).await?;
@@ -384,9 +424,11 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
         "tim 1:1 send until the delivery ack (200 B)",
         samples,
         started.elapsed(),
-    );
+    )
+    .with_cpu(cpu_time() - cpu);
     // Throughput: send `count` messages back to back, until every delivery ack is in.
     let started = Instant::now();
+    let cpu = cpu_time();
     for _ in 0..count {
         a.send(Recipient::Account(b.account()), body.clone(), None).await?;
     }
@@ -397,7 +439,10 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
         }
     })
     .await?;
-    let tim_rate = Row::new("tim direct throughput (sends back to back)", vec![], started.elapsed()).with_count(count);
+    let tim_rate = Row::new("tim direct throughput (sends back to back)", vec![], started.elapsed())
+        .with_count(count)
+        .with_cpu(cpu_time() - cpu);
+    println!("rss of this process with 2 tim nodes: {:.0} MB", rss_mb());
     let mut rows = bare_echo(count, 400).await?;
     rows.extend([tim, tim_rate]);
     Ok(rows)
@@ -425,6 +470,7 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     let mut fanout = Vec::new();
     let mut revoke = Vec::new();
     let started = Instant::now();
+    let cpu = cpu_time();
     for k in 0..count {
         let t = Instant::now();
         let sent = publisher
@@ -450,18 +496,277 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
         revoke.push(t.elapsed());
     }
     let wall = started.elapsed();
+    let cpu = cpu_time() - cpu;
     println!("rss of this process with {} tim nodes: {:.0} MB", members + 1, rss_mb());
     drop(nodes);
     let bare = bare_gossip(members, count).await?;
     Ok(vec![
         bare,
-        Row::new(&format!("tim room message to the last of {members}"), fanout, wall),
+        // The CPU of the tim phase covers each message and its revoke.
+        Row::new(&format!("tim room message to the last of {members}"), fanout, wall).with_cpu(cpu),
         Row::new(
             &format!("tim revoke until the last of {members} tombstoned"),
             revoke,
             wall,
         ),
     ])
+}
+
+/// `count` signed 200 B payloads verified one after the other with bare ed25519 (`verify_strict`,
+/// as tim): the physical limit of the signature check on this CPU.
+fn bare_verify(count: usize) -> anyhow::Result<Row> {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&rand::random());
+    let signed: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..count)
+        .map(|i| {
+            let payload = format!("{i:0>200}").into_bytes();
+            let sig = key.sign(&payload);
+            (payload, sig)
+        })
+        .collect();
+    let public = key.verifying_key();
+    let started = Instant::now();
+    let cpu = cpu_time();
+    for (payload, sig) in &signed {
+        public.verify_strict(payload, sig)?;
+    }
+    Ok(
+        Row::new("bare ed25519 verify loop, one core", vec![], started.elapsed())
+            .with_count(count)
+            .with_cpu(cpu_time() - cpu),
+    )
+}
+
+/// A member misses `count` room messages and `revokes` revokes of them while stopped, then
+/// returns: the time from its restart until it stored every surviving message and applied every
+/// tombstone (verified exactly as gossip), checking it never showed a revoked message.
+async fn catchup(count: usize, revokes: usize) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let room = RoomId::new("catchup")?;
+    let mut a_config = Config::loopback(dir.path().join("a"));
+    a_config.sync_window = 2 * (count + revokes) + 100;
+    let (a, _a_events) = Node::start(a_config).await?;
+    let boot = a.status().await?.listen_addrs;
+    let mut c_config = Config::loopback(dir.path().join("c"));
+    c_config.bootstrap = boot;
+    c_config.event_capacity = count + revokes + 1_000;
+    let (c, _) = Node::start(c_config.clone()).await?;
+    a.join(room.clone()).await?;
+    c.join(room.clone()).await?;
+    wait_room_peers(&a, &room, 1).await?;
+    c.shutdown().await?;
+    drop(c);
+    // While C is away: `count` messages, every (count / revokes)-th of them revoked.
+    let started = Instant::now();
+    let mut revoked = std::collections::HashSet::new();
+    let every = count.checked_div(revokes).unwrap_or(usize::MAX).max(1);
+    for k in 0..count {
+        let sent = a
+            .send(Recipient::Room(room.clone()), format!("missed message {k:0>190}").into_bytes(), None)
+            .await?;
+        if revoked.len() < revokes && k % every == 0 {
+            revoked.insert(sent.mid);
+        }
+    }
+    for mid in &revoked {
+        a.revoke(*mid).await?;
+    }
+    println!(
+        "A sent {count} messages and revoked {} in {:.2} s while C was stopped",
+        revoked.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // C returns.
+    let started = Instant::now();
+    let cpu = cpu_time();
+    let (c, mut c_events) = Node::start(c_config).await?;
+    let want = (count - revoked.len()) as u64;
+    let shown = tokio::spawn(async move {
+        let mut shown = std::collections::HashSet::new();
+        while let Some(e) = c_events.next().await {
+            if let Event::Message { mid, .. } = e {
+                shown.insert(mid);
+            }
+        }
+        shown
+    });
+    tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let m = c.metrics();
+            if m.messages_in >= want && m.revokes_applied >= revoked.len() as u64 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .context("C did not converge")?;
+    let wall = started.elapsed();
+    let cpu = cpu_time() - cpu;
+    let pages = c.metrics().sync_pages_applied;
+    c.shutdown().await?;
+    drop(c);
+    let shown = shown.await?;
+    let leaked = shown.intersection(&revoked).count();
+    println!(
+        "C converged in {:.3} s over {pages} sync pages; revoked messages it showed: {leaked}",
+        wall.as_secs_f64()
+    );
+    if leaked > 0 || shown.len() as u64 != want {
+        bail!("C showed {} messages ({leaked} of them revoked), expected {want}", shown.len());
+    }
+    let mut rows = vec![Row::new(
+        &format!("tim catch-up: {count} missed, {} revoked", revoked.len()),
+        vec![wall],
+        wall,
+    )
+    .with_count(count)
+    .with_cpu(cpu)];
+    rows.push(bare_verify(count)?);
+    Ok(rows)
+}
+
+async fn wait_room_peers(node: &Node, room: &RoomId, peers: usize) -> anyhow::Result<()> {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let s = node.status().await?;
+            if s.rooms.iter().any(|r| r.room == *room && r.peers >= peers) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?
+}
+
+/// Storage at scale: fills one node's store with `count` signed direct messages (100 senders, so
+/// 100 conversations), then, in a fresh child process (so its RSS is the node's own), times the
+/// node's restart and history pages, and reports RSS and disk.
+async fn storage(count: usize) -> anyhow::Result<Vec<Row>> {
+    use tim_node::{
+        protocol::{AccountKey, Message},
+        storage::{State, Store},
+    };
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let (node, _) = Node::start(Config::loopback(&data)).await?;
+    let me = node.account();
+    node.shutdown().await?;
+    drop(node);
+    let senders: Vec<AccountKey> = (0..100).map(|_| AccountKey::generate()).collect();
+    let started = Instant::now();
+    let cpu = cpu_time();
+    let samples = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
+        let store = Store::open(data.join("db"), Default::default())?;
+        let base = 1_700_000_000_000u64;
+        let mut samples = Vec::new();
+        const BATCH: usize = 1_000;
+        for start in (0..count).step_by(BATCH) {
+            let end = (start + BATCH).min(count);
+            // Sign on both cores; signing is setup, the store is what this scenario is about.
+            let sign = |range: std::ops::Range<usize>| -> anyhow::Result<Vec<_>> {
+                range
+                    .map(|i| {
+                        let from = &senders[i % senders.len()];
+                        let body = format!("stored message {i:0>185}").into_bytes();
+                        let nonce = (i as u128).to_be_bytes();
+                        Ok(Message::sign_with_nonce(from, Recipient::Account(me), body, base + i as u64, None, nonce)?)
+                    })
+                    .collect()
+            };
+            let mid = (start + end) / 2;
+            let (left, right) = std::thread::scope(|s| {
+                let right = s.spawn(|| sign(mid..end));
+                (sign(start..mid), right.join())
+            });
+            let mut messages = left?;
+            messages.extend(right.map_err(|_| anyhow::anyhow!("signing thread panicked"))??);
+            let items: Vec<_> = messages.iter().map(|m| (m, State::Received)).collect();
+            for outcome in store.put_messages(&items)? {
+                outcome?;
+            }
+            // Ten sample points spread over the fill, each in another sender's conversation.
+            let every = (count / BATCH / 10).max(1);
+            if start > 0 && (start / BATCH) % every == 0 {
+                let m = &messages[(start / BATCH) % messages.len()];
+                samples.push((m.head().from.to_string(), m.id().to_string()));
+            }
+            if start % 200_000 == 0 && start > 0 {
+                println!("  stored {start} messages ({:.0} s)", started.elapsed().as_secs_f64());
+            }
+        }
+        store.flush()?;
+        Ok(samples)
+    })
+    .await??;
+    let fill = Row::new(&format!("fill: sign (2 cores) + put_messages x{count}"), vec![], started.elapsed())
+        .with_count(count)
+        .with_cpu(cpu_time() - cpu);
+    std::fs::write(dir.path().join("samples.json"), serde_json::to_vec(&samples)?)?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("storage-open")
+        .arg(dir.path())
+        .output()?;
+    if !out.status.success() {
+        bail!("child failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let ms = |k: &str| Duration::from_secs_f64(r[k].as_f64().unwrap_or(0.0) / 1e3);
+    let list = |k: &str| -> Vec<Duration> {
+        r[k].as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_f64()).map(|v| Duration::from_secs_f64(v / 1e3)).collect())
+            .unwrap_or_default()
+    };
+    println!(
+        "child process: rss after restart and the page reads {:.0} MB; database on disk {:.0} MB",
+        r["rss_mb"].as_f64().unwrap_or(0.0),
+        r["disk_bytes"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    let newest = list("newest_ms");
+    let deep = list("deep_ms");
+    let (nw, dw) = (newest.iter().sum(), deep.iter().sum());
+    Ok(vec![
+        fill,
+        Row::new("restart: Node::start until listening", vec![ms("restart_ms")], ms("restart_ms")),
+        Row::new("history: newest page of 50 (Node::history)", newest, nw),
+        Row::new("history: page of 50 deep in a conversation", deep, dw),
+    ])
+}
+
+/// The child half of `storage`: restart the node on the filled store, read pages, report JSON.
+async fn storage_open(dir: &std::path::Path) -> anyhow::Result<()> {
+    use tim_node::protocol::{AccountId, MessageId};
+    let samples: Vec<(String, String)> = serde_json::from_slice(&std::fs::read(dir.join("samples.json"))?)?;
+    let started = Instant::now();
+    let (node, _) = Node::start(Config::loopback(dir.join("node"))).await?;
+    let restart = started.elapsed();
+    let mut newest = Vec::new();
+    let mut deep = Vec::new();
+    for _ in 0..20 {
+        for (from, mid) in &samples {
+            let conversation = tim_node::Conversation::Peer(from.parse::<AccountId>()?);
+            let t = Instant::now();
+            let page = node.history(&conversation, None, 50).await?;
+            newest.push(t.elapsed());
+            anyhow::ensure!(page.entries.len() == 50, "short page");
+            let t = Instant::now();
+            let page = node.history(&conversation, Some(mid.parse::<MessageId>()?), 50).await?;
+            deep.push(t.elapsed());
+            anyhow::ensure!(!page.entries.is_empty(), "empty deep page");
+        }
+    }
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let disk = node.disk_bytes().await?;
+    let report = serde_json::json!({
+        "restart_ms": ms(&restart),
+        "newest_ms": newest.iter().map(ms).collect::<Vec<_>>(),
+        "deep_ms": deep.iter().map(ms).collect::<Vec<_>>(),
+        "rss_mb": rss_mb(),
+        "disk_bytes": disk,
+    });
+    node.shutdown().await?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Waits until every node has seen an event matching `pred`.
@@ -490,11 +795,21 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let scenario = args.first().map(String::as_str).unwrap_or("direct");
+    if scenario == "storage-open" {
+        let dir = args.get(1).context("storage-open needs a directory")?;
+        return storage_open(std::path::Path::new(dir)).await;
+    }
     println!("machine: {}", machine());
     let rows = match scenario {
         "direct" => direct(flag("--count", 500)).await?,
         "room" => room(flag("--members", 10), flag("--count", 100)).await?,
-        other => bail!("unknown scenario {other}; try direct or room"),
+        "catchup" => {
+            let count = flag("--count", 1_000);
+            catchup(count, flag("--revokes", count / 20)).await?
+        }
+        "ingest" => catchup(flag("--count", 10_000), 0).await?,
+        "storage" => storage(flag("--count", 1_000_000)).await?,
+        other => bail!("unknown scenario {other}; try direct, room, catchup, ingest or storage"),
     };
     print_table(&rows);
     let mut result: HashMap<&str, serde_json::Value> = HashMap::new();

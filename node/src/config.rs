@@ -54,6 +54,9 @@ pub struct Config {
     /// fsync the store's WAL on every write (see `tim_storage::Config::sync_writes`). Default
     /// `false`.
     pub sync_writes: bool,
+    /// How long destroyed bodies gather before one shred pass removes their bytes from disk (see
+    /// `tim_storage::Config::shred_delay`). They are unreadable at once. Default 1 s.
+    pub shred_delay: Duration,
 }
 
 impl Config {
@@ -83,6 +86,7 @@ impl Config {
             room_sync_interval: Duration::from_secs(30),
             sync_window: 10_000,
             sync_writes: false,
+            shred_delay: Duration::from_secs(1),
         }
     }
 

@@ -200,7 +200,8 @@ impl Core {
         let now = now_ms();
         let entry = self.store.entry(&mid)?;
         let target = rules::check_local(action, &self.account, entry, mid, now, self.revoke_window)?;
-        let control = Control::sign(&self.key, action, target, now)?;
+        // The target comes from our store, which holds only verified messages.
+        let control = Control::sign_known(&self.key, action, target, now)?;
         let frame = encode(&Envelope::Control(control.get().clone()))?;
         let h = &control.target.header;
         let route = match (&h.to, action) {
@@ -269,16 +270,58 @@ impl Core {
     /// a message revoked while we were away is never shown, then records the cursor.
     pub(crate) fn apply_sync(&self, room: &RoomId, peer: &[u8], page: &SyncPage) -> Result<()> {
         let via = Via::Room(room.clone());
-        let is_control = |f: &Vec<u8>| matches!(decode::<Envelope>(f), Ok(Envelope::Control(_)));
-        let (controls, messages): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = page.frames.iter().partition(|f| is_control(f));
-        for frame in controls.into_iter().chain(messages) {
-            if let Verdict::Invalid(code) = self.inbound(frame, &via) {
-                debug!(%room, %code, "sync item refused");
+        let mut messages = Vec::with_capacity(page.frames.len());
+        for frame in &page.frames {
+            match decode::<Envelope>(frame) {
+                Ok(Envelope::Message(m)) => messages.push(m),
+                // Control messages (and anything malformed) one by one, before any message.
+                _ => {
+                    if let Verdict::Invalid(code) = self.inbound(frame, &via) {
+                        debug!(%room, %code, "sync item refused");
+                    }
+                }
+            }
+        }
+        // Messages: the same checks as gossip, verified on every core, stored in one batch.
+        let checked = par_map(messages, |m| -> Result<Verified<Message>> {
+            rules::check_destination(m.head(), &self.account, &via)?;
+            Ok(m.verify()?)
+        });
+        let mut verified = Vec::with_capacity(checked.len());
+        for item in checked {
+            match item {
+                Ok(m) => verified.push(m),
+                Err(e) => {
+                    bump(&self.counters.invalid_rejected);
+                    debug!(%room, error = %e, "sync item refused");
+                }
+            }
+        }
+        let items: Vec<(&Verified<Message>, State)> = verified.iter().map(|m| (m, State::Received)).collect();
+        for (message, outcome) in verified.iter().zip(self.store.put_messages(&items)?) {
+            match outcome {
+                Ok(PutOutcome::Stored) => self.stored(message),
+                Ok(PutOutcome::Duplicate) => {}
+                Err(e) => debug!(mid = %message.id(), error = %e, "sync item not stored"),
             }
         }
         self.store.set_sync_cursor(room, peer, page.next)?;
         bump(&self.counters.sync_pages);
         Ok(())
+    }
+
+    /// A received message was stored: count and report it.
+    fn stored(&self, message: &Verified<Message>) {
+        bump(&self.counters.messages_in);
+        let h = message.head();
+        self.emit(Event::Message {
+            mid: message.id(),
+            from: h.from,
+            conversation: self.conversation(h),
+            sent_at: h.sent_at,
+            body: message.body.clone(),
+            burn_after_read: h.burn_after_read,
+        });
     }
 
     fn tombstoned(&self, control: &Verified<Control>) {
@@ -314,7 +357,15 @@ impl Core {
 
     /// Decodes, verifies, stores or applies an inbound frame that arrived `via` a path.
     pub(crate) fn inbound(&self, bytes: &[u8], via: &Via) -> Verdict {
-        match self.try_inbound(bytes, via) {
+        self.inbound_early(bytes, via, || {})
+    }
+
+    /// [`Core::inbound`], calling `valid` as soon as the item passed every check that needs no
+    /// write (decoding, destination, signatures, rules, not tombstoned here) and before it is
+    /// stored, so gossip can forward it without waiting for the disk. Storing is idempotent and
+    /// tombstones win, so a store that fails afterwards loses nothing the room cannot resend.
+    pub(crate) fn inbound_early(&self, bytes: &[u8], via: &Via, valid: impl FnOnce()) -> Verdict {
+        match self.try_inbound(bytes, via, valid) {
             Ok(verdict) => verdict,
             Err(e) => {
                 let code = e.code();
@@ -338,31 +389,32 @@ impl Core {
         }
     }
 
-    fn try_inbound(&self, bytes: &[u8], via: &Via) -> Result<Verdict> {
+    fn try_inbound(&self, bytes: &[u8], via: &Via, valid: impl FnOnce()) -> Result<Verdict> {
         let envelope: Envelope = decode(bytes)?;
         rules::check_destination(rules::header_of(&envelope), &self.account, via)?;
         match envelope {
             Envelope::Message(message) => {
                 let message = message.verify()?;
+                if self.store.is_tombstoned(&message.id())? {
+                    return Err(tim_storage::Error::Tombstoned(message.id()).into());
+                }
+                valid();
                 match self.store.put_message(&message, State::Received)? {
                     PutOutcome::Duplicate => Ok(Verdict::Duplicate),
                     PutOutcome::Stored => {
-                        bump(&self.counters.messages_in);
-                        let h = message.head();
-                        self.emit(Event::Message {
-                            mid: message.id(),
-                            from: h.from,
-                            conversation: self.conversation(h),
-                            sent_at: h.sent_at,
-                            body: message.body.clone(),
-                            burn_after_read: h.burn_after_read,
-                        });
+                        self.stored(&message);
                         Ok(Verdict::Stored)
                     }
                 }
             }
             Envelope::Control(control) => {
-                let control = match control.verify() {
+                // A revoke of a message we hold needs only its own signature checked.
+                let target = control.target.id();
+                if self.store.is_tombstoned(&target)? {
+                    return Ok(Verdict::Duplicate);
+                }
+                let known = self.store.message(&target)?.map(|m| m.message.header);
+                let control = match control.verify_known(known.as_ref()) {
                     Ok(c) => c,
                     Err(e) => {
                         if matches!(e.code(), Code::InvalidSignature | Code::PermissionDenied) {
@@ -373,6 +425,7 @@ impl Core {
                     }
                 };
                 rules::check_inbound_control(&control, &self.account, via, self.revoke_window)?;
+                valid();
                 match self.store.apply_tombstone(&control)? {
                     TombstoneOutcome::Duplicate => Ok(Verdict::Duplicate),
                     TombstoneOutcome::Applied { .. } => {
@@ -381,6 +434,58 @@ impl Core {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `f` over `items`, in order, spread over the machine's cores (at most one scoped thread per
+/// core, the caller's included): the signature checks of a sync page run in parallel.
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || items.len() < 8 {
+        return items.into_iter().map(f).collect();
+    }
+    let size = items.len().div_ceil(cores);
+    let mut chunks: Vec<(usize, Vec<T>)> = Vec::with_capacity(cores);
+    let mut rest = items.into_iter();
+    loop {
+        let chunk: Vec<T> = rest.by_ref().take(size).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push((chunks.len(), chunk));
+    }
+    let queue = Mutex::new(chunks);
+    let done = Mutex::new(Vec::with_capacity(cores));
+    let work = || loop {
+        let next = queue.lock().ok().and_then(|mut q| q.pop());
+        let Some((i, chunk)) = next else { break };
+        let part: Vec<R> = chunk.into_iter().map(&f).collect();
+        if let Ok(mut d) = done.lock() {
+            d.push((i, part));
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..cores {
+            // If a thread cannot be started, the caller's thread takes its share.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, &work);
+        }
+        work();
+    });
+    let mut parts = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    parts.sort_by_key(|(i, _)| *i);
+    parts.into_iter().flat_map(|(_, part)| part).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map;
+
+    #[test]
+    fn par_map_keeps_every_item_in_order() {
+        for n in [0usize, 1, 7, 8, 9, 255, 256, 1000] {
+            let out = par_map((0..n).collect(), |i| i * 2);
+            assert_eq!(out, (0..n).map(|i| i * 2).collect::<Vec<_>>(), "n = {n}");
         }
     }
 }

@@ -154,11 +154,11 @@ enum Done {
         channel: ResponseChannel<Ack>,
         verdict: Verdict,
     },
-    /// A gossip message was processed: report the verdict to gossipsub.
+    /// A gossip message was checked: report the verdict to gossipsub.
     Gossip {
         id: gossipsub::MessageId,
         source: PeerId,
-        verdict: Verdict,
+        acceptance: MessageAcceptance,
     },
     /// A burn-after-read timer burned a message: send the burn.
     Burned {
@@ -902,8 +902,25 @@ impl EventLoop {
         };
         let (core, done) = (self.core.clone(), self.done_tx.clone());
         tokio::task::spawn_blocking(move || {
-            let verdict = core.inbound(&message.data, &Via::Room(room));
-            let _ = done.blocking_send(Done::Gossip { id, source, verdict });
+            // Forward as soon as it is verified; storing follows.
+            let mut reported = false;
+            let verdict = core.inbound_early(&message.data, &Via::Room(room), || {
+                reported = true;
+                let acceptance = MessageAcceptance::Accept;
+                let _ = done.blocking_send(Done::Gossip {
+                    id: id.clone(),
+                    source,
+                    acceptance,
+                });
+            });
+            if !reported {
+                let acceptance = match verdict {
+                    Verdict::Stored => MessageAcceptance::Accept,
+                    Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
+                    Verdict::Invalid(_) => MessageAcceptance::Reject,
+                };
+                let _ = done.blocking_send(Done::Gossip { id, source, acceptance });
+            }
             drop(permit);
         });
     }
@@ -913,12 +930,7 @@ impl EventLoop {
             Done::Direct { channel, verdict } => {
                 let _ = self.swarm.behaviour_mut().direct.send_response(channel, verdict.ack());
             }
-            Done::Gossip { id, source, verdict } => {
-                let acceptance = match verdict {
-                    Verdict::Stored => MessageAcceptance::Accept,
-                    Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
-                    Verdict::Invalid(_) => MessageAcceptance::Reject,
-                };
+            Done::Gossip { id, source, acceptance } => {
                 self.swarm
                     .behaviour_mut()
                     .gossipsub

@@ -100,6 +100,7 @@ impl Node {
             sync_writes: config.sync_writes,
             outbox_per_recipient: config.outbox_per_recipient,
             outbox_total: config.outbox_total,
+            shred_delay: config.shred_delay,
             ..tim_storage::Config::default()
         };
         let (node_key, account_key, store, rooms, burns, outbox) = tokio::task::spawn_blocking(move || -> Result<_> {

@@ -3,7 +3,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::{codec::raw, tag, AccountId, AccountKey, Error, Kind, Recipient, Result, SignedHeader, Verified};
+use crate::{codec::raw, tag, AccountId, AccountKey, Error, Kind, MessageId, Recipient, Result, SignedHeader, Verified};
 
 /// What a control message does to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
@@ -54,8 +54,25 @@ impl Control {
     /// Signs a revoke or burn of `target` by `key`'s account. Refuses what verification would
     /// refuse, so a node never sends a control message its peers must reject.
     pub fn sign(key: &AccountKey, action: Action, target: SignedHeader, at: u64) -> Result<Verified<Control>> {
-        let by = key.account_id();
         let id = target.verify()?;
+        Self::sign_checked(key, action, target, id, at)
+    }
+
+    /// [`Control::sign`] for a target this node verified before (it only stores verified
+    /// messages): the target's signature is not checked again, the rules are.
+    pub fn sign_known(key: &AccountKey, action: Action, target: SignedHeader, at: u64) -> Result<Verified<Control>> {
+        let id = target.id();
+        Self::sign_checked(key, action, target, id, at)
+    }
+
+    fn sign_checked(
+        key: &AccountKey,
+        action: Action,
+        target: SignedHeader,
+        id: MessageId,
+        at: u64,
+    ) -> Result<Verified<Control>> {
+        let by = key.account_id();
         check_rules(action, &target, &by)?;
         let signature = key.sign_tagged(action.tag(), &raw(&(&target, &by, at)));
         Ok(Verified::new(
@@ -75,7 +92,18 @@ impl Control {
     /// recipient, 4105), and this control message's own signature (4118). The proof carries the
     /// target id.
     pub fn verify(self) -> Result<Verified<Control>> {
-        let id = self.target.verify()?;
+        self.verify_known(None)
+    }
+
+    /// [`Control::verify`] by a node that may already hold the target: when `known` (a header
+    /// this node verified before storing it) is exactly the carried target, the target's
+    /// signature is not checked again, so a revoke of a message we have costs one signature
+    /// check instead of two. Any difference, however small, falls back to the full check.
+    pub fn verify_known(self, known: Option<&SignedHeader>) -> Result<Verified<Control>> {
+        let id = match known {
+            Some(known) if *known == self.target => self.target.id(),
+            _ => self.target.verify()?,
+        };
         check_rules(self.action, &self.target, &self.by)?;
         self.by.verify_tagged(
             self.action.as_str(),

@@ -166,6 +166,46 @@ fn revoke_with_altered_target_header_is_rejected() {
 }
 
 #[test]
+fn known_target_skips_only_the_target_signature_check() {
+    let (alice, bob, eve) = (key(1), key(2), key(3));
+    let m = direct(&alice, &bob, b"hi");
+    let known = m.header.clone();
+    let revoke = Control::sign_known(&alice, Action::Revoke, known.clone(), 5)
+        .unwrap()
+        .into_inner();
+    // Same verdict and id as the full check.
+    let full = revoke.clone().verify().unwrap();
+    let fast = revoke.clone().verify_known(Some(&known)).unwrap();
+    assert_eq!(full.id(), fast.id());
+    assert_eq!(fast.id(), m.id());
+    // The rules and the control signature are still checked.
+    assert_eq!(
+        code_of(forge(&bob, Action::Revoke, &m, None).verify_known(Some(&known))),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code_of(forge(&eve, Action::Revoke, &m, Some(&alice)).verify_known(Some(&known))),
+        Code::InvalidSignature
+    );
+    assert_eq!(
+        code_of(Control::sign_known(&bob, Action::Revoke, known.clone(), 5)),
+        Code::PermissionDenied
+    );
+    // A carried target that differs from the known header gets the full check.
+    let mut altered = resign(&alice, {
+        let mut c = revoke.clone();
+        c.target.header.sent_at += 1;
+        c
+    });
+    assert_eq!(
+        code_of(altered.clone().verify_known(Some(&known))),
+        Code::InvalidSignature
+    );
+    altered.target = known.clone();
+    assert_eq!(code_of(altered.verify_known(Some(&known))), Code::InvalidSignature);
+}
+
+#[test]
 fn message_signature_replayed_as_revoke_or_burn_is_rejected() {
     let (alice, bob) = (key(1), key(2));
     let m = direct(&alice, &bob, b"hi");

@@ -66,6 +66,11 @@ pub struct Config {
     pub outbox_per_recipient: usize,
     /// Most undelivered outbox entries in total. Default 100,000.
     pub outbox_total: usize,
+    /// How long the shredder lets destroyed bodies gather before one pass removes them all from
+    /// disk. Default 1 s: a burst of revokes costs one flush and compaction, not one each. The
+    /// bodies are unreadable from the moment of the tombstone; this bounds only how long their
+    /// bytes may linger in files.
+    pub shred_delay: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             max_open_files: 256,
             outbox_per_recipient: 10_000,
             outbox_total: 100_000,
+            shred_delay: Duration::from_secs(1),
         }
     }
 }
@@ -147,6 +153,8 @@ impl OutboxCounts {
 
 struct Shred {
     pending: BTreeSet<MessageId>,
+    /// When the oldest pending id was added.
+    since: Option<std::time::Instant>,
     stop: bool,
 }
 
@@ -163,6 +171,7 @@ struct Inner {
     /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
     shred: Mutex<Shred>,
     shred_cv: Condvar,
+    shred_delay: Duration,
     /// Held for a whole shred pass, so `shred_now` returns only after any pass in flight.
     shred_pass: Mutex<()>,
 }
@@ -240,8 +249,10 @@ impl Store {
             outbox_total: config.outbox_total,
             shred: Mutex::new(Shred {
                 pending: BTreeSet::new(),
+                since: None,
                 stop: false,
             }),
+            shred_delay: config.shred_delay,
             shred_cv: Condvar::new(),
             shred_pass: Mutex::new(()),
         });
@@ -418,6 +429,7 @@ impl Store {
         };
         if outcome == (TombstoneOutcome::Applied { had_body: true }) || destroyed_queued {
             let mut shred = lock(&self.inner.shred);
+            shred.since.get_or_insert_with(std::time::Instant::now);
             shred.pending.insert(id);
             self.inner.shred_cv.notify_one();
         }
@@ -683,6 +695,11 @@ impl Store {
         self.read(Cf::Tombstones, id)
     }
 
+    /// Whether this id is tombstoned (a point lookup; nothing is decoded).
+    pub fn is_tombstoned(&self, id: &MessageId) -> Result<bool> {
+        Ok(self.inner.db.get_pinned_cf(self.cf(Cf::Tombstones), id.as_bytes())?.is_some())
+    }
+
     /// The message or tombstone with this id, if any.
     pub fn entry(&self, id: &MessageId) -> Result<Option<Entry>> {
         if let Some(t) = self.tombstone(id)? {
@@ -851,14 +868,20 @@ impl Inner {
 
     fn shred_pass(&self) -> Result<()> {
         let _pass = lock(&self.shred_pass);
-        let ids: Vec<MessageId> = std::mem::take(&mut lock(&self.shred).pending).into_iter().collect();
+        let ids: Vec<MessageId> = {
+            let mut shred = lock(&self.shred);
+            shred.since = None;
+            std::mem::take(&mut shred.pending).into_iter().collect()
+        };
         if ids.is_empty() {
             return Ok(());
         }
         let result = self.shred(&ids);
         if result.is_err() {
             // Keep them for the next pass.
-            lock(&self.shred).pending.extend(ids);
+            let mut shred = lock(&self.shred);
+            shred.since.get_or_insert_with(std::time::Instant::now);
+            shred.pending.extend(ids);
         }
         result
     }
@@ -905,8 +928,19 @@ fn shredder_loop(inner: Weak<Inner>) {
                 return;
             };
             let mut shred = lock(&strong.shred);
-            while shred.pending.is_empty() && !shred.stop {
-                shred = match strong.shred_cv.wait_timeout(shred, Duration::from_secs(1)) {
+            // Sleep until the oldest pending body is `shred_delay` old (or we stop).
+            loop {
+                if shred.stop {
+                    break;
+                }
+                let wait = match shred.since {
+                    None => Duration::from_secs(1),
+                    Some(since) => match strong.shred_delay.checked_sub(since.elapsed()) {
+                        Some(left) if !left.is_zero() => left,
+                        _ => break,
+                    },
+                };
+                shred = match strong.shred_cv.wait_timeout(shred, wait) {
                     Ok((guard, _)) => guard,
                     Err(p) => p.into_inner().0,
                 };

@@ -407,6 +407,41 @@ fn the_shredder_runs_by_itself() {
     }
 }
 
+#[test]
+fn the_shredder_waits_for_its_delay_then_takes_a_burst_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        shred_delay: std::time::Duration::from_millis(300),
+        ..Config::default()
+    };
+    let store = Store::open(dir.path().join("db"), config).unwrap();
+    let (a, b) = (key(1), key(2));
+    let messages: Vec<_> = (0..20u8)
+        .map(|i| direct(&a, &b, format!("MARKER-burst-{i:02}").as_bytes(), u64::from(i)))
+        .collect();
+    for m in &messages {
+        store.put_message(m, State::Sent).unwrap();
+    }
+    store.flush().unwrap();
+    let started = std::time::Instant::now();
+    for m in &messages {
+        store.apply_tombstone(&revoke(&a, m)).unwrap();
+    }
+    // Bodies are unreadable at once, and wait for the delay to be shredded together.
+    assert!(messages.iter().all(|m| store.message(&m.id()).unwrap().is_none()));
+    let pending = store.pending_shreds();
+    assert!(
+        pending > 0 || started.elapsed() >= std::time::Duration::from_millis(300),
+        "nothing pending right after the tombstones"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !files_containing(dir.path(), b"MARKER-burst-").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the burst was not shredded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.pending_shreds(), 0);
+}
+
 /// Child half of the crash test: writes, reports each acknowledged id on stdout, then aborts
 /// without closing the database.
 #[test]

@@ -93,7 +93,10 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         let j = r.json();
-        let cpu = j["cpu_ms"].as_f64().map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
+        let cpu = j["cpu_ms"]
+            .as_f64()
+            .map(|c| format!("{c:.0}"))
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<48} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9}",
             r.name,
@@ -304,7 +307,11 @@ struct Gossip {
 
 /// Time until the last of `members` receives each of `count` messages, bare gossipsub with tim's
 /// mesh parameters, members connected in a star around the publisher's hub (as tim's bootstrap).
-async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
+///
+/// With `full_mesh`, every member also connects to every other member: the connection graph tim's
+/// nodes end up with once Kademlia has introduced them to each other, so both mesh over the same
+/// graph.
+async fn bare_gossip(members: usize, count: usize, full_mesh: bool) -> anyhow::Result<Row> {
     let topic = gossipsub::IdentTopic::new("bench");
     let make = || -> anyhow::Result<Swarm<Gossip>> {
         tcp_swarm(|| {
@@ -324,13 +331,21 @@ async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
     let mut hub = make()?;
     let hub_addr = listen(&mut hub).await?;
     hub.behaviour_mut().gossipsub.subscribe(&topic)?;
-    let mut others = Vec::new();
+    let mut tasks = Vec::new();
+    let mut member_addrs = Vec::new();
     for i in 0..members {
         let mut s = make()?;
         s.behaviour_mut().gossipsub.subscribe(&topic)?;
+        if full_mesh {
+            let addr = listen(&mut s).await?;
+            for earlier in &member_addrs {
+                s.dial(Multiaddr::clone(earlier))?;
+            }
+            member_addrs.push(addr);
+        }
         s.dial(hub_addr.clone())?;
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 if let SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Message { message, .. })) =
                     s.select_next_some().await
@@ -338,8 +353,7 @@ async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
                     let _ = tx.send((i, message.data, Instant::now()));
                 }
             }
-        });
-        others.push(i);
+        }));
     }
     // Let the mesh form (a few heartbeats), driving the hub meanwhile.
     let settle = Instant::now() + Duration::from_secs(3);
@@ -368,8 +382,12 @@ async fn bare_gossip(members: usize, count: usize) -> anyhow::Result<Row> {
         }
         samples.push(t.elapsed());
     }
+    for task in tasks {
+        task.abort();
+    }
+    let graph = if full_mesh { "all connected" } else { "star" };
     Ok(Row::new(
-        &format!("bare gossipsub to the last of {members}"),
+        &format!("bare gossipsub to the last of {members} ({graph})"),
         samples,
         started.elapsed(),
     )
@@ -467,6 +485,15 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     })
     .await??;
     tokio::time::sleep(Duration::from_secs(3)).await; // let the mesh form, as for the baseline
+    settle().await;
+    let mut connected = 0;
+    for (n, _) in &nodes {
+        connected += n.status().await?.peers;
+    }
+    println!(
+        "tim nodes are connected to {:.1} peers on average (of {members})",
+        connected as f64 / nodes.len() as f64
+    );
     let mut fanout = Vec::new();
     let mut revoke = Vec::new();
     let started = Instant::now();
@@ -499,9 +526,11 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     let cpu = cpu_time() - cpu;
     println!("rss of this process with {} tim nodes: {:.0} MB", members + 1, rss_mb());
     drop(nodes);
-    let bare = bare_gossip(members, count).await?;
+    let star = bare_gossip(members, count, false).await?;
+    let full = bare_gossip(members, count, true).await?;
     Ok(vec![
-        bare,
+        star,
+        full,
         // The CPU of the tim phase covers each message and its revoke.
         Row::new(&format!("tim room message to the last of {members}"), fanout, wall).with_cpu(cpu),
         Row::new(
@@ -562,7 +591,11 @@ async fn catchup(count: usize, revokes: usize) -> anyhow::Result<Vec<Row>> {
     let every = count.checked_div(revokes).unwrap_or(usize::MAX).max(1);
     for k in 0..count {
         let sent = a
-            .send(Recipient::Room(room.clone()), format!("missed message {k:0>190}").into_bytes(), None)
+            .send(
+                Recipient::Room(room.clone()),
+                format!("missed message {k:0>190}").into_bytes(),
+                None,
+            )
             .await?;
         if revoked.len() < revokes && k % every == 0 {
             revoked.insert(sent.mid);
@@ -613,7 +646,10 @@ async fn catchup(count: usize, revokes: usize) -> anyhow::Result<Vec<Row>> {
         wall.as_secs_f64()
     );
     if leaked > 0 || shown.len() as u64 != want {
-        bail!("C showed {} messages ({leaked} of them revoked), expected {want}", shown.len());
+        bail!(
+            "C showed {} messages ({leaked} of them revoked), expected {want}",
+            shown.len()
+        );
     }
     let mut rows = vec![Row::new(
         &format!("tim catch-up: {count} missed, {} revoked", revoked.len()),
@@ -670,7 +706,14 @@ async fn storage(count: usize) -> anyhow::Result<Vec<Row>> {
                         let from = &senders[i % senders.len()];
                         let body = format!("stored message {i:0>185}").into_bytes();
                         let nonce = (i as u128).to_be_bytes();
-                        Ok(Message::sign_with_nonce(from, Recipient::Account(me), body, base + i as u64, None, nonce)?)
+                        Ok(Message::sign_with_nonce(
+                            from,
+                            Recipient::Account(me),
+                            body,
+                            base + i as u64,
+                            None,
+                            nonce,
+                        )?)
                     })
                     .collect()
             };
@@ -699,9 +742,13 @@ async fn storage(count: usize) -> anyhow::Result<Vec<Row>> {
         Ok(samples)
     })
     .await??;
-    let fill = Row::new(&format!("fill: sign (2 cores) + put_messages x{count}"), vec![], started.elapsed())
-        .with_count(count)
-        .with_cpu(cpu_time() - cpu);
+    let fill = Row::new(
+        &format!("fill: sign (2 cores) + put_messages x{count}"),
+        vec![],
+        started.elapsed(),
+    )
+    .with_count(count)
+    .with_cpu(cpu_time() - cpu);
     std::fs::write(dir.path().join("samples.json"), serde_json::to_vec(&samples)?)?;
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("storage-open")
@@ -714,7 +761,12 @@ async fn storage(count: usize) -> anyhow::Result<Vec<Row>> {
     let ms = |k: &str| Duration::from_secs_f64(r[k].as_f64().unwrap_or(0.0) / 1e3);
     let list = |k: &str| -> Vec<Duration> {
         r[k].as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_f64()).map(|v| Duration::from_secs_f64(v / 1e3)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_f64())
+                    .map(|v| Duration::from_secs_f64(v / 1e3))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     println!(
@@ -727,7 +779,11 @@ async fn storage(count: usize) -> anyhow::Result<Vec<Row>> {
     let (nw, dw) = (newest.iter().sum(), deep.iter().sum());
     Ok(vec![
         fill,
-        Row::new("restart: Node::start until listening", vec![ms("restart_ms")], ms("restart_ms")),
+        Row::new(
+            "restart: Node::start until listening",
+            vec![ms("restart_ms")],
+            ms("restart_ms"),
+        ),
         Row::new("history: newest page of 50 (Node::history)", newest, nw),
         Row::new("history: page of 50 deep in a conversation", deep, dw),
     ])
@@ -769,6 +825,20 @@ async fn storage_open(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (at most a minute) until the process is quiet: under 5 % of a core over half a second,
+/// so start-up work (Kademlia bootstrap, route publishing, first room syncs) is not measured.
+async fn settle() {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let cpu = cpu_time();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if cpu_time() - cpu <= Duration::from_millis(25) {
+            break;
+        }
+    }
+    println!("settled after {:.1} s", started.elapsed().as_secs_f64());
+}
+
 /// Waits until every node has seen an event matching `pred`.
 async fn wait_all(nodes: &mut [(Node, Events)], pred: impl Fn(&Event) -> bool) -> anyhow::Result<()> {
     for (_, events) in nodes.iter_mut() {
@@ -795,6 +865,13 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let scenario = args.first().map(String::as_str).unwrap_or("direct");
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        // Logs only when asked for (RUST_LOG), on stderr, so they never skew a quiet run.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if scenario == "storage-open" {
         let dir = args.get(1).context("storage-open needs a directory")?;
         return storage_open(std::path::Path::new(dir)).await;

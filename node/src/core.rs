@@ -468,7 +468,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
     std::thread::scope(|scope| {
         for _ in 1..cores {
             // If a thread cannot be started, the caller's thread takes its share.
-            let _ = std::thread::Builder::new().spawn_scoped(scope, &work);
+            let _ = std::thread::Builder::new().spawn_scoped(scope, work);
         }
         work();
     });

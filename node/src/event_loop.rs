@@ -307,7 +307,12 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
             })
         })
         .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| {
+            // Every tim node speaks every tim protocol, so a stream's first data goes out with its
+            // protocol proposal (multistream-select V1Lazy): one round trip less per direct message.
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

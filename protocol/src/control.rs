@@ -3,7 +3,9 @@
 
 use bincode::{Decode, Encode};
 
-use crate::{codec::raw, tag, AccountId, AccountKey, Error, Kind, MessageId, Recipient, Result, SignedHeader, Verified};
+use crate::{
+    codec::raw, tag, AccountId, AccountKey, Error, Kind, MessageId, Recipient, Result, SignedHeader, Verified,
+};
 
 /// What a control message does to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]

@@ -697,7 +697,11 @@ impl Store {
 
     /// Whether this id is tombstoned (a point lookup; nothing is decoded).
     pub fn is_tombstoned(&self, id: &MessageId) -> Result<bool> {
-        Ok(self.inner.db.get_pinned_cf(self.cf(Cf::Tombstones), id.as_bytes())?.is_some())
+        Ok(self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(Cf::Tombstones), id.as_bytes())?
+            .is_some())
     }
 
     /// The message or tombstone with this id, if any.

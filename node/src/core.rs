@@ -113,6 +113,16 @@ impl Verdict {
     }
 }
 
+/// An outbox entry whose delivery is over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    pub(crate) mid: MessageId,
+    pub(crate) kind: OutKind,
+    pub(crate) to: AccountId,
+    /// Acknowledged by the recipient (else given up).
+    pub(crate) delivered: bool,
+}
+
 /// Where a control message must go after it was applied locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -229,13 +239,19 @@ impl Core {
         Ok((control, route, frame))
     }
 
-    /// An outbox entry is done: acknowledged (`delivered`) or given up. A delivered message moves
-    /// to `delivered` and is reported.
-    pub(crate) fn delivery_done(&self, mid: MessageId, kind: OutKind, to: AccountId, delivered: bool) {
-        match self.store.outbox_done(&mid, kind, delivered) {
-            Ok(true) if delivered && kind == OutKind::Message => self.emit(Event::Delivered { mid, to }),
-            Ok(_) => {}
-            Err(e) => warn!(%mid, error = %e, "could not update the outbox"),
+    /// Outbox entries are done, acknowledged (`delivered`) or given up, in one write. A delivered
+    /// message moves to `delivered` and is reported.
+    pub(crate) fn deliveries_done(&self, done: &[Finished]) {
+        let items: Vec<_> = done.iter().map(|f| (f.mid, f.kind, f.delivered)).collect();
+        match self.store.outbox_done_many(&items) {
+            Ok(existed) => {
+                for (f, existed) in done.iter().zip(existed) {
+                    if existed && f.delivered && f.kind == OutKind::Message {
+                        self.emit(Event::Delivered { mid: f.mid, to: f.to });
+                    }
+                }
+            }
+            Err(e) => warn!(count = done.len(), error = %e, "could not update the outbox"),
         }
     }
 
@@ -479,7 +495,109 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 
 #[cfg(test)]
 mod tests {
-    use super::par_map;
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn core(dir: &std::path::Path, key: AccountKey, room: &RoomId) -> Core {
+        let store = Store::open(dir, tim_storage::Config::default()).unwrap();
+        store.set_room(room, true).unwrap();
+        Core {
+            account: key.account_id(),
+            key,
+            peer_id: PeerId::random(),
+            store,
+            events: broadcast::channel(64).0,
+            counters: Counters::default(),
+            revoke_window: None,
+            rooms: Mutex::new([room.clone()].into_iter().collect()),
+            sync_window: 10_000,
+        }
+    }
+
+    fn post(key: &AccountKey, room: &RoomId, i: u8) -> Message {
+        let to = Recipient::Room(room.clone());
+        let body = format!("room message {i}").into_bytes();
+        Message::sign_with_nonce(key, to, body, 1_700_000_000_000 + u64::from(i), None, [i; 16])
+            .unwrap()
+            .into_inner()
+    }
+
+    fn frame(env: Envelope) -> Vec<u8> {
+        encode(&env).unwrap()
+    }
+
+    /// A sync page mixing good items, forgeries, a wrong room, a duplicate and a revoke placed
+    /// after its message: only the good ones are stored, the revoked one never is, each
+    /// forgery is counted, and the cursor moves.
+    #[test]
+    fn sync_page_applies_tombstones_first_and_refuses_bad_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, alice, eve) = (
+            AccountKey::from_secret_bytes(&[1; 32]),
+            AccountKey::from_secret_bytes(&[2; 32]),
+            AccountKey::from_secret_bytes(&[3; 32]),
+        );
+        let room = RoomId::new("general").unwrap();
+        let other = RoomId::new("elsewhere").unwrap();
+        let core = core(dir.path(), me, &room);
+        let mut events = core.events.subscribe();
+        let good: Vec<Message> = (0..20).map(|i| post(&alice, &room, i)).collect();
+        let revoked = good[3].clone();
+        let revoke = Control::sign(&alice, Action::Revoke, revoked.header.clone(), 1_700_000_100_000).unwrap();
+        let mut forged = post(&alice, &room, 100);
+        forged.header.header.sent_at += 1; // breaks the signature
+        let mut forged_revoke = Control::sign(&alice, Action::Revoke, good[5].header.clone(), 1)
+            .unwrap()
+            .into_inner();
+        forged_revoke.by = eve.account_id(); // eve claims alice's revoke
+        let mut frames: Vec<Vec<u8>> = good.iter().map(|m| frame(Envelope::Message(m.clone()))).collect();
+        frames.push(frame(Envelope::Message(forged.clone())));
+        frames.push(frame(Envelope::Message(post(&alice, &other, 101))));
+        frames.push(frame(Envelope::Message(good[7].clone()))); // duplicate in the same page
+        frames.push(frame(Envelope::Control(forged_revoke)));
+        frames.push(frame(Envelope::Control(revoke.get().clone()))); // after its message
+        frames.push(vec![0xff, 0, 1]); // garbage
+        let page = SyncPage {
+            frames,
+            next: 42,
+            more: false,
+        };
+        core.apply_sync(&room, b"peer", &page).unwrap();
+
+        for (i, m) in good.iter().enumerate() {
+            let entry = core.store.entry(&m.id()).unwrap();
+            match i {
+                3 => assert!(
+                    matches!(entry, Some(tim_storage::Entry::Tombstone(_))),
+                    "revoked one is a tombstone"
+                ),
+                _ => assert!(
+                    matches!(entry, Some(tim_storage::Entry::Message(_))),
+                    "message {i} stored"
+                ),
+            }
+        }
+        assert!(core.store.entry(&forged.id()).unwrap().is_none());
+        assert_eq!(core.store.sync_cursor(&room, b"peer").unwrap(), 42);
+        let m = core.counters.snapshot();
+        assert_eq!(m.messages_in, 19);
+        assert_eq!(m.revokes_applied, 1);
+        assert_eq!(m.forged_rejected, 1, "eve's revoke");
+        assert_eq!(
+            m.invalid_rejected, 4,
+            "bad signature, wrong room, forged revoke, garbage"
+        );
+        // The revoked message was never shown.
+        let mut shown = 0;
+        while let Ok(e) = events.try_recv() {
+            if let Event::Message { mid, .. } = e {
+                assert_ne!(mid, revoked.id(), "a revoked message was shown");
+                shown += 1;
+            }
+        }
+        assert_eq!(shown, 19);
+    }
 
     #[test]
     fn par_map_keeps_every_item_in_order() {

@@ -35,7 +35,7 @@ use crate::{
         Behaviour, BehaviourEvent, DirectCodec, SyncCodec, DIRECT_PROTOCOL, GOSSIP_PREFIX, IDENTIFY_PROTOCOL,
         KAD_PROTOCOL, SYNC_PROTOCOL,
     },
-    core::{bump, now_ms, Core, Route, Verdict},
+    core::{bump, now_ms, Core, Finished, Route, Verdict},
     node::{RoomStatus, Status},
     rules::Via,
     Config, Error, Event, Result,
@@ -182,6 +182,8 @@ enum Done {
         peer: PeerId,
         next: Result<(u64, bool)>,
     },
+    /// A batch of finished deliveries was written.
+    Finished,
 }
 
 /// A verified route: which peer serves an account, until when.
@@ -216,6 +218,10 @@ pub(crate) struct EventLoop {
     retry_seq: u64,
     /// Relayed (non-persistent) deliveries pending.
     relays: usize,
+    /// Finished deliveries waiting to be written; one batch is written at a time, so under load
+    /// acknowledgements arriving together cost one blocking hop and one write.
+    finished: Vec<Finished>,
+    finishing: bool,
     /// Room syncs in flight, and the requests carrying them.
     syncing: HashSet<(RoomId, PeerId)>,
     sync_requests: HashMap<OutboundRequestId, (RoomId, PeerId)>,
@@ -393,6 +399,8 @@ impl EventLoop {
             retries: BTreeMap::new(),
             retry_seq: 0,
             relays: 0,
+            finished: Vec::new(),
+            finishing: false,
             syncing: HashSet::new(),
             sync_requests: HashMap::new(),
             burns: BTreeMap::new(),
@@ -448,6 +456,17 @@ impl EventLoop {
             }
         }
         info!("node stopping");
+        // Write every finished delivery before the store goes quiet.
+        while self.finishing {
+            match self.done_rx.recv().await {
+                Some(Done::Finished) | None => self.finishing = false,
+                Some(_) => {}
+            }
+        }
+        if !self.finished.is_empty() {
+            let (core, batch) = (self.core.clone(), std::mem::take(&mut self.finished));
+            let _ = tokio::task::spawn_blocking(move || core.deliveries_done(&batch)).await;
+        }
         // Wait for blocking store work to finish, so the store is quiet when handles drop it.
         let _ = self.inflight.acquire_many(self.max_inflight).await;
         drop(self.swarm);
@@ -659,6 +678,7 @@ impl EventLoop {
             Some(peer) => self.send_request(peer, delivery),
             None => {
                 let to = delivery.to;
+                debug!(mid = %delivery.mid, %to, "waiting for a route");
                 self.waiting.entry(to).or_default().push(delivery);
                 self.start_lookup(to);
             }
@@ -671,6 +691,7 @@ impl EventLoop {
             .behaviour_mut()
             .direct
             .send_request(&peer, delivery.frame.clone());
+        debug!(mid = %delivery.mid, to = %delivery.to, %peer, request = %id, "direct request sent");
         self.requests.insert(id, (peer, delivery));
     }
 
@@ -712,8 +733,26 @@ impl EventLoop {
             self.relays = self.relays.saturating_sub(1);
             return;
         }
-        let core = self.core.clone();
-        tokio::task::spawn_blocking(move || core.delivery_done(delivery.mid, delivery.kind, delivery.to, delivered));
+        self.finished.push(Finished {
+            mid: delivery.mid,
+            kind: delivery.kind,
+            to: delivery.to,
+            delivered,
+        });
+        self.write_finished();
+    }
+
+    fn write_finished(&mut self) {
+        if self.finishing || self.finished.is_empty() {
+            return;
+        }
+        self.finishing = true;
+        let batch = std::mem::take(&mut self.finished);
+        let (core, done) = (self.core.clone(), self.done_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            core.deliveries_done(&batch);
+            let _ = done.blocking_send(Done::Finished);
+        });
     }
 
     fn give_up(&mut self, delivery: Delivery, code: Code) {
@@ -742,6 +781,7 @@ impl EventLoop {
         let Some((_, delivery)) = self.requests.remove(&request_id) else {
             return;
         };
+        debug!(mid = %delivery.mid, ?ack, "direct request answered");
         match ack {
             Ack::Stored | Ack::Duplicate => self.finish(delivery, true),
             Ack::Refused { code } if code == Code::Tombstoned.number() => {
@@ -956,6 +996,10 @@ impl EventLoop {
                     self.syncing.remove(&(room, peer));
                 }
             },
+            Done::Finished => {
+                self.finishing = false;
+                self.write_finished();
+            }
             Done::SyncApplied { room, peer, next } => match next {
                 Ok((next, true)) => self.request_page(room, peer, next),
                 Ok((_, false)) => {

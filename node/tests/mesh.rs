@@ -397,9 +397,7 @@ async fn restart_keeps_identity_history_and_tombstones() {
         .send(Recipient::Account(b.account()), b"gone".to_vec(), None)
         .await
         .unwrap();
-    for m in [kept.mid, gone.mid] {
-        expect_about(&mut b_ev, "message at B", Kind::Message, m).await;
-    }
+    expect_each_about(&mut b_ev, "messages at B", Kind::Message, &[kept.mid, gone.mid]).await;
     a.revoke(gone.mid).await.unwrap();
     expect_about(&mut b_ev, "revoke at B", Kind::Revoked, gone.mid).await;
     let (account, peer) = (b.account(), b.peer_id());

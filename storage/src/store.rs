@@ -458,24 +458,46 @@ impl Store {
     /// Removes an outbox entry. With `delivered`, a queued message also moves to
     /// [`State::Delivered`], in the same batch. Returns whether the entry existed.
     pub fn outbox_done(&self, id: &MessageId, kind: OutKind, delivered: bool) -> Result<bool> {
+        let mut done = self.outbox_done_many(&[(*id, kind, delivered)])?;
+        Ok(done.pop().unwrap_or(false))
+    }
+
+    /// [`Store::outbox_done`] for many entries in one atomic batch (acknowledgements arriving
+    /// together cost one write). Returns, per input, whether the entry existed.
+    pub fn outbox_done_many(&self, items: &[(MessageId, OutKind, bool)]) -> Result<Vec<bool>> {
         let db = &self.inner.db;
-        let key = outbox_key(id, kind);
         let mut counts = lock(&self.inner.write_lock);
-        let Some(value) = db.get_pinned_cf(self.cf(Cf::Outbox), key)? else {
-            return Ok(false);
-        };
-        let entry: Outgoing = decode_value(Cf::Outbox, &key, &value)?;
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(Cf::Outbox), key);
-        if delivered && kind == OutKind::Message {
-            if let Some(mut record) = self.message(id)? {
-                record.state = State::Delivered;
-                batch.put_cf(self.cf(Cf::Messages), id.as_bytes(), encode(&record)?);
+        let mut existed = Vec::with_capacity(items.len());
+        let mut recipients = Vec::new();
+        let mut seen = HashSet::with_capacity(items.len());
+        for (id, kind, delivered) in items {
+            let key = outbox_key(id, *kind);
+            let value = match db.get_pinned_cf(self.cf(Cf::Outbox), key)? {
+                Some(value) if seen.insert(key) => value,
+                _ => {
+                    existed.push(false);
+                    continue;
+                }
+            };
+            let entry: Outgoing = decode_value(Cf::Outbox, &key, &value)?;
+            batch.delete_cf(self.cf(Cf::Outbox), key);
+            if *delivered && *kind == OutKind::Message {
+                if let Some(mut record) = self.message(id)? {
+                    record.state = State::Delivered;
+                    batch.put_cf(self.cf(Cf::Messages), id.as_bytes(), encode(&record)?);
+                }
             }
+            recipients.push(entry.to);
+            existed.push(true);
         }
-        db.write_opt(batch, &self.inner.write_opts)?;
-        counts.remove(&entry.to);
-        Ok(true)
+        if !recipients.is_empty() {
+            db.write_opt(batch, &self.inner.write_opts)?;
+        }
+        for to in &recipients {
+            counts.remove(to);
+        }
+        Ok(existed)
     }
 
     /// How many entries the outbox holds.

@@ -566,6 +566,35 @@ fn outbox_is_atomic_with_the_message_bounded_and_survives_restart() {
 }
 
 #[test]
+fn many_outbox_entries_finish_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let ms: Vec<_> = (0..4u8).map(|i| direct(&a, &b, &[i], u64::from(i))).collect();
+    for m in &ms {
+        store.put_outgoing(m, outgoing(&b, m, OutKind::Message)).unwrap();
+    }
+    assert_eq!(store.outbox_len(), 4);
+    let done = store
+        .outbox_done_many(&[
+            (ms[0].id(), OutKind::Message, true),
+            (ms[1].id(), OutKind::Message, false), // given up
+            (ms[0].id(), OutKind::Message, true),  // the same entry twice
+            (ms[2].id(), OutKind::Control, true),  // no such entry
+        ])
+        .unwrap();
+    assert_eq!(done, vec![true, true, false, false]);
+    assert_eq!(store.outbox_len(), 2);
+    assert_eq!(store.message(&ms[0].id()).unwrap().unwrap().state, State::Delivered);
+    assert_eq!(store.message(&ms[1].id()).unwrap().unwrap().state, State::Sent);
+    let left: Vec<MessageId> = store.outbox().unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&ms[2].id()) && left.contains(&ms[3].id()));
+    // Nothing to do is fine.
+    assert_eq!(store.outbox_done_many(&[]).unwrap(), Vec::<bool>::new());
+}
+
+#[test]
 fn queued_body_is_shredded_from_the_outbox_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

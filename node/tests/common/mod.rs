@@ -137,14 +137,30 @@ pub enum Kind {
     Delivered,
 }
 
+/// The message an event of `kind` is about, if `e` is one.
+fn about(kind: Kind, e: &Event) -> Option<MessageId> {
+    match (kind, e) {
+        (Kind::Message, Event::Message { mid, .. })
+        | (Kind::Revoked, Event::Revoked { mid, .. })
+        | (Kind::Burned, Event::Burned { mid, .. })
+        | (Kind::Delivered, Event::Delivered { mid, .. }) => Some(*mid),
+        _ => None,
+    }
+}
+
 /// Waits for the first event of `kind` about message `mid`, skipping others.
 pub async fn expect_about(events: &mut Events, what: &str, kind: Kind, mid: MessageId) -> Event {
-    expect_event(events, what, |e| match (kind, e) {
-        (Kind::Message, Event::Message { mid: m, .. })
-        | (Kind::Revoked, Event::Revoked { mid: m, .. })
-        | (Kind::Burned, Event::Burned { mid: m, .. })
-        | (Kind::Delivered, Event::Delivered { mid: m, .. }) => *m == mid,
-        _ => false,
-    })
-    .await
+    expect_event(events, what, |e| about(kind, e) == Some(mid)).await
+}
+
+/// Waits for an event of `kind` about each of `mids`, in any order (messages sent together may
+/// be stored in either order), skipping others.
+pub async fn expect_each_about(events: &mut Events, what: &str, kind: Kind, mids: &[MessageId]) {
+    let mut left: std::collections::HashSet<MessageId> = mids.iter().copied().collect();
+    while !left.is_empty() {
+        let e = expect_event(events, what, |e| about(kind, e).is_some_and(|m| left.contains(&m))).await;
+        if let Some(m) = about(kind, &e) {
+            left.remove(&m);
+        }
+    }
 }

@@ -474,16 +474,7 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
         n.join(room.clone()).await?;
     }
     let publisher = nodes[0].0.clone();
-    tokio::time::timeout(STEP, async {
-        loop {
-            let s = publisher.status().await?;
-            if s.rooms.iter().any(|r| r.room == room && r.peers >= members) {
-                return anyhow::Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await??;
+    wait_room_peers(&publisher, &room, members).await?;
     tokio::time::sleep(Duration::from_secs(3)).await; // let the mesh form, as for the baseline
     settle().await;
     let mut connected = 0;

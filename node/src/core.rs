@@ -288,13 +288,14 @@ impl Core {
         let via = Via::Room(room.clone());
         let mut messages = Vec::with_capacity(page.frames.len());
         for frame in &page.frames {
+            // Control messages (and anything malformed) one by one, before any message.
             match decode::<Envelope>(frame) {
                 Ok(Envelope::Message(m)) => messages.push(m),
-                // Control messages (and anything malformed) one by one, before any message.
-                _ => {
-                    if let Verdict::Invalid(code) = self.inbound(frame, &via) {
-                        debug!(%room, %code, "sync item refused");
-                    }
+                Ok(control) => {
+                    self.verdict_of(self.try_envelope(control, &via, || {}), &via);
+                }
+                Err(e) => {
+                    self.verdict_of(Err(e.into()), &via);
                 }
             }
         }
@@ -308,8 +309,7 @@ impl Core {
             match item {
                 Ok(m) => verified.push(m),
                 Err(e) => {
-                    bump(&self.counters.invalid_rejected);
-                    debug!(%room, error = %e, "sync item refused");
+                    self.verdict_of(Err(e), &via);
                 }
             }
         }
@@ -318,7 +318,9 @@ impl Core {
             match outcome {
                 Ok(PutOutcome::Stored) => self.stored(message),
                 Ok(PutOutcome::Duplicate) => {}
-                Err(e) => debug!(mid = %message.id(), error = %e, "sync item not stored"),
+                Err(e) => {
+                    self.verdict_of(Err(e.into()), &via);
+                }
             }
         }
         self.store.set_sync_cursor(room, peer, page.next)?;
@@ -381,7 +383,15 @@ impl Core {
     /// stored, so gossip can forward it without waiting for the disk. Storing is idempotent and
     /// tombstones win, so a store that fails afterwards loses nothing the room cannot resend.
     pub(crate) fn inbound_early(&self, bytes: &[u8], via: &Via, valid: impl FnOnce()) -> Verdict {
-        match self.try_inbound(bytes, via, valid) {
+        let result = decode::<Envelope>(bytes)
+            .map_err(Error::from)
+            .and_then(|envelope| self.try_envelope(envelope, via, valid));
+        self.verdict_of(result, via)
+    }
+
+    /// The verdict on an inbound item's outcome: failures are logged and counted by kind.
+    fn verdict_of(&self, result: Result<Verdict>, via: &Via) -> Verdict {
+        match result {
             Ok(verdict) => verdict,
             Err(e) => {
                 let code = e.code();
@@ -405,8 +415,7 @@ impl Core {
         }
     }
 
-    fn try_inbound(&self, bytes: &[u8], via: &Via, valid: impl FnOnce()) -> Result<Verdict> {
-        let envelope: Envelope = decode(bytes)?;
+    fn try_envelope(&self, envelope: Envelope, via: &Via, valid: impl FnOnce()) -> Result<Verdict> {
         rules::check_destination(rules::header_of(&envelope), &self.account, via)?;
         match envelope {
             Envelope::Message(message) => {

@@ -397,12 +397,14 @@ fn the_shredder_runs_by_itself() {
     store.put_message(&m, State::Sent).unwrap();
     store.flush().unwrap();
     store.apply_tombstone(&revoke(&a, &m)).unwrap();
+    wait_until_no_file_holds(dir.path(), marker, "the background shredder did not destroy the body");
+}
+
+/// Polls (at most 20 s) until no file under `dir` contains `marker`.
+fn wait_until_no_file_holds(dir: &Path, marker: &[u8], failure: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !files_containing(dir.path(), marker).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the background shredder did not destroy the body"
-        );
+    while !files_containing(dir, marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{failure}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -434,11 +436,7 @@ fn the_shredder_waits_for_its_delay_then_takes_a_burst_in_one_pass() {
         pending > 0 || started.elapsed() >= std::time::Duration::from_millis(300),
         "nothing pending right after the tombstones"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !files_containing(dir.path(), b"MARKER-burst-").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the burst was not shredded");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_no_file_holds(dir.path(), b"MARKER-burst-", "the burst was not shredded");
     assert_eq!(store.pending_shreds(), 0);
 }
 

@@ -72,6 +72,14 @@ impl Row {
         self.count = count;
         self
     }
+    fn quantile(&self, q: f64) -> Duration {
+        percentile(&self.samples, q)
+    }
+
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
     fn json(&self) -> serde_json::Value {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         serde_json::json!({
@@ -225,79 +233,102 @@ async fn listen<B: NetworkBehaviour>(s: &mut Swarm<B>) -> anyhow::Result<Multiad
     }
 }
 
-/// Round trips of a bare request-response echo over TCP + noise + yamux.
-async fn bare_echo(count: usize, size: usize) -> anyhow::Result<Vec<Row>> {
-    let rr = || {
-        request_response::Behaviour::with_codec(
-            EchoCodec,
-            [(StreamProtocol::new("/echo/1"), ProtocolSupport::Full)],
-            request_response::Config::default(),
-        )
-    };
-    let mut server = tcp_swarm(rr)?;
-    let mut client = tcp_swarm(rr)?;
-    let addr = listen(&mut server).await?;
-    let server_id = *server.local_peer_id();
-    tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Request { request, channel, .. },
-                ..
-            }) = server.select_next_some().await
-            {
-                let _ = server.behaviour_mut().send_response(channel, request);
+type EchoBehaviour = request_response::Behaviour<EchoCodec>;
+
+/// A bare request-response echo over TCP + noise + yamux: a server task, and a client swarm that
+/// the bench task drives itself.
+struct BareEcho {
+    client: Swarm<EchoBehaviour>,
+    server_id: libp2p::PeerId,
+    server: tokio::task::JoinHandle<()>,
+    payload: Vec<u8>,
+}
+
+impl BareEcho {
+    async fn start(size: usize) -> anyhow::Result<BareEcho> {
+        let rr = || {
+            request_response::Behaviour::with_codec(
+                EchoCodec,
+                [(StreamProtocol::new("/echo/1"), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        };
+        let mut server = tcp_swarm(rr)?;
+        let mut client = tcp_swarm(rr)?;
+        let addr = listen(&mut server).await?;
+        let server_id = *server.local_peer_id();
+        let server = tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                }) = server.select_next_some().await
+                {
+                    let _ = server.behaviour_mut().send_response(channel, request);
+                }
             }
-        }
-    });
-    client.dial(addr)?;
-    let payload = vec![7u8; size];
-    let mut samples = Vec::with_capacity(count);
-    let started = Instant::now();
-    let cpu = cpu_time();
-    for i in 0..count + 20 {
-        let t = Instant::now();
-        client.behaviour_mut().send_request(&server_id, payload.clone());
-        loop {
-            match client.select_next_some().await {
+        });
+        client.dial(addr)?;
+        Ok(BareEcho {
+            client,
+            server_id,
+            server,
+            payload: vec![7u8; size],
+        })
+    }
+
+    /// Waits for `n` responses.
+    async fn responses(&mut self, n: usize) -> anyhow::Result<()> {
+        let mut done = 0;
+        while done < n {
+            match self.client.select_next_some().await {
                 SwarmEvent::Behaviour(request_response::Event::Message {
                     message: request_response::Message::Response { .. },
                     ..
-                }) => break,
+                }) => done += 1,
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
                     bail!("echo failed: {error}")
                 }
                 _ => {}
             }
         }
-        if i >= 20 {
-            samples.push(t.elapsed()); // the first 20 warm the connection up
-        }
+        Ok(())
     }
-    let latency = Row::new("bare libp2p request-response echo", samples, started.elapsed()).with_cpu(cpu_time() - cpu);
-    // Throughput: keep 64 requests in flight.
-    let started = Instant::now();
-    let cpu = cpu_time();
-    let (mut sent, mut done) = (0, 0);
-    while done < count {
-        while sent < count && sent - done < 64 {
-            client.behaviour_mut().send_request(&server_id, payload.clone());
-            sent += 1;
-        }
-        match client.select_next_some().await {
-            SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Response { .. },
-                ..
-            }) => done += 1,
-            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
-                bail!("echo failed: {error}")
+
+    async fn round_trip(&mut self) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let payload = self.payload.clone();
+        self.client.behaviour_mut().send_request(&self.server_id, payload);
+        self.responses(1).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Keeps 64 requests in flight until `count` are answered.
+    async fn throughput(&mut self, count: usize) -> anyhow::Result<Row> {
+        let started = Instant::now();
+        let cpu = cpu_time();
+        let (mut sent, mut done) = (0, 0);
+        while done < count {
+            while sent < count && sent - done < 64 {
+                let payload = self.payload.clone();
+                self.client.behaviour_mut().send_request(&self.server_id, payload);
+                sent += 1;
             }
-            _ => {}
+            self.responses(1).await?;
+            done += 1;
         }
+        Ok(
+            Row::new("bare echo throughput, 64 in flight", vec![], started.elapsed())
+                .with_count(count)
+                .with_cpu(cpu_time() - cpu),
+        )
     }
-    let rate = Row::new("bare echo throughput, 64 in flight", vec![], started.elapsed())
-        .with_count(count)
-        .with_cpu(cpu_time() - cpu);
-    Ok(vec![latency, rate])
+}
+
+impl Drop for BareEcho {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 #[derive(NetworkBehaviour)]
@@ -408,6 +439,10 @@ async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node,
     Ok(nodes)
 }
 
+/// Rounds the latency samples are taken in, bare echo and tim alternating, so both see the same
+/// moments of this shared machine.
+const DIRECT_ROUNDS: usize = 10;
+
 async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut nodes = tim_nodes(2, dir.path()).await?;
@@ -419,11 +454,9 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
         }
     })
     .await?;
+    let mut echo = BareEcho::start(400).await?;
     let body = vec![b'x'; 200];
-    let mut samples = Vec::with_capacity(count);
-    let started = Instant::now();
-    let cpu = cpu_time();
-    for i in 0..count + 20 {
+    let mut tim_trip = async || -> anyhow::Result<Duration> {
         let t = Instant::now();
         let sent = a.send(Recipient::Account(b.account()), body.clone(), None).await?;
         tokio::time::timeout(STEP, async {
@@ -434,16 +467,34 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
             }
         })
         .await?;
-        if i >= 20 {
-            samples.push(t.elapsed());
-        }
+        Ok(t.elapsed())
+    };
+    // Warm both up (connections, pipes, caches), then alternate rounds.
+    for _ in 0..20 {
+        echo.round_trip().await?;
+        tim_trip().await?;
     }
-    let tim = Row::new(
-        "tim 1:1 send until the delivery ack (200 B)",
-        samples,
-        started.elapsed(),
-    )
-    .with_cpu(cpu_time() - cpu);
+    let per_round = count.div_ceil(DIRECT_ROUNDS);
+    let (mut bare, mut tim) = (Vec::new(), Vec::new());
+    let (mut bare_wall, mut tim_wall) = (Duration::ZERO, Duration::ZERO);
+    let (mut bare_cpu, mut tim_cpu) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..DIRECT_ROUNDS {
+        let (t, cpu) = (Instant::now(), cpu_time());
+        for _ in 0..per_round {
+            bare.push(echo.round_trip().await?);
+        }
+        bare_wall += t.elapsed();
+        bare_cpu += cpu_time() - cpu;
+        let (t, cpu) = (Instant::now(), cpu_time());
+        for _ in 0..per_round {
+            tim.push(tim_trip().await?);
+        }
+        tim_wall += t.elapsed();
+        tim_cpu += cpu_time() - cpu;
+    }
+    let bare = Row::new("bare libp2p request-response echo", bare, bare_wall).with_cpu(bare_cpu);
+    let tim = Row::new("tim 1:1 send until the delivery ack (200 B)", tim, tim_wall).with_cpu(tim_cpu);
+    let bare_rate = echo.throughput(count).await?;
     // Throughput: send `count` messages back to back, until every delivery ack is in.
     let started = Instant::now();
     let cpu = cpu_time();
@@ -460,10 +511,16 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
     let tim_rate = Row::new("tim direct throughput (sends back to back)", vec![], started.elapsed())
         .with_count(count)
         .with_cpu(cpu_time() - cpu);
-    println!("rss of this process with 2 tim nodes: {:.0} MB", rss_mb());
-    let mut rows = bare_echo(count, 400).await?;
-    rows.extend([tim, tim_rate]);
-    Ok(rows)
+    println!(
+        "rss of this process with 2 tim nodes and the bare echo: {:.0} MB",
+        rss_mb()
+    );
+    println!(
+        "p50 ratio tim / bare: {:.2}x; throughput share: {:.1} %",
+        tim.quantile(0.5).as_secs_f64() / bare.quantile(0.5).as_secs_f64().max(1e-9),
+        100.0 * tim_rate.rate() / bare_rate.rate().max(1e-9)
+    );
+    Ok(vec![bare, bare_rate, tim, tim_rate])
 }
 
 async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {

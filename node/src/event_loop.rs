@@ -3,7 +3,7 @@
 //! sync, burns).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -31,12 +31,10 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    behaviour::{
-        Behaviour, BehaviourEvent, DirectCodec, SyncCodec, DIRECT_PROTOCOL, GOSSIP_PREFIX, IDENTIFY_PROTOCOL,
-        KAD_PROTOCOL, SYNC_PROTOCOL,
-    },
+    behaviour::{Behaviour, BehaviourEvent, SyncCodec, GOSSIP_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL},
     core::{bump, now_ms, Core, Finished, Route, Verdict},
     node::{RoomStatus, Status},
+    pipe::{self, Inline, Pipe, PipeEvent, DIRECT_PROTOCOL},
     rules::Via,
     Config, Error, Event, Result,
 };
@@ -149,11 +147,6 @@ pub(crate) fn control_command(mid: MessageId, route: Route, frame: Vec<u8>) -> O
 
 /// Results of blocking work, back on the loop.
 enum Done {
-    /// A direct request was processed: answer it.
-    Direct {
-        channel: ResponseChannel<Ack>,
-        verdict: Verdict,
-    },
     /// A gossip message was checked: report the verdict to gossipsub.
     Gossip {
         id: gossipsub::MessageId,
@@ -186,6 +179,13 @@ enum Done {
     Finished,
 }
 
+/// A request in flight on a pipe.
+struct Sent {
+    peer: PeerId,
+    generation: u64,
+    delivery: Delivery,
+}
+
 /// A verified route: which peer serves an account, until when.
 #[derive(Debug, Clone)]
 struct CachedRoute {
@@ -211,8 +211,21 @@ pub(crate) struct EventLoop {
     lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
     /// Deliveries waiting for a route lookup.
     waiting: HashMap<AccountId, Vec<Delivery>>,
-    /// Requests in flight.
-    requests: HashMap<OutboundRequestId, (PeerId, Delivery)>,
+    /// Direct delivery: the streams to peers, their generations, and what they carry.
+    control: libp2p_stream::Control,
+    pipes: HashMap<PeerId, Pipe>,
+    pipe_generation: u64,
+    pipe_tx: mpsc::Sender<PipeEvent>,
+    pipe_rx: mpsc::Receiver<PipeEvent>,
+    /// Serves inbound pipes; aborted at shutdown.
+    acceptor: tokio::task::JoinHandle<()>,
+    inline: Inline,
+    /// Requests in flight, by id; and their deadlines in sending order (one timeout for all).
+    requests: HashMap<u64, Sent>,
+    deadlines: VecDeque<(Instant, u64)>,
+    next_request: u64,
+    request_timeout: Duration,
+    pipe_idle: Duration,
     /// Deliveries waiting for their retry time.
     retries: BTreeMap<(Instant, u64), Delivery>,
     retry_seq: u64,
@@ -292,11 +305,7 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
                     .with_request_timeout(request_timeout)
                     .with_max_concurrent_streams(256)
             };
-            let direct = request_response::Behaviour::with_codec(
-                DirectCodec,
-                [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
-                rr_config(),
-            );
+            let direct = libp2p_stream::Behaviour::new();
             let sync = request_response::Behaviour::with_codec(
                 SyncCodec,
                 [(SYNC_PROTOCOL, ProtocolSupport::Full)],
@@ -381,21 +390,40 @@ impl EventLoop {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(DONE_CAPACITY);
+        let (pipe_tx, pipe_rx) = mpsc::channel(DONE_CAPACITY);
         let max_inflight = config.max_inbound_in_flight.clamp(1, 1 << 16) as u32;
+        let inflight = Arc::new(Semaphore::new(max_inflight as usize));
+        let mut control = swarm.behaviour().direct.new_control();
+        let incoming = control
+            .accept(DIRECT_PROTOCOL)
+            .map_err(|e| Error::Network(e.to_string()))?;
+        let inline = Inline::new(!config.sync_writes);
+        let acceptor = pipe::accept(incoming, core.clone(), inflight.clone(), inline.clone());
         let mut this = EventLoop {
             swarm,
             core,
             cmd_rx,
             done_tx,
             done_rx,
-            inflight: Arc::new(Semaphore::new(max_inflight as usize)),
+            inflight,
             max_inflight,
             routes: HashMap::new(),
             last_peer: HashMap::new(),
             lookups: HashMap::new(),
             lookup_waiters: HashMap::new(),
             waiting: HashMap::new(),
+            control,
+            pipes: HashMap::new(),
+            pipe_generation: 0,
+            pipe_tx,
+            pipe_rx,
+            acceptor,
+            inline,
             requests: HashMap::new(),
+            deadlines: VecDeque::new(),
+            next_request: 0,
+            request_timeout: config.request_timeout,
+            pipe_idle: config.idle_connection_timeout,
             retries: BTreeMap::new(),
             retry_seq: 0,
             relays: 0,
@@ -446,6 +474,7 @@ impl EventLoop {
                     None => break,
                 },
                 Some(done) = self.done_rx.recv() => self.on_done(done),
+                Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = retry_tick.tick() => self.run_retries(),
                 _ = refresh.tick() => self.publish_route(),
@@ -456,6 +485,7 @@ impl EventLoop {
             }
         }
         info!("node stopping");
+        self.acceptor.abort();
         // Write every finished delivery before the store goes quiet.
         while self.finishing {
             match self.done_rx.recv().await {
@@ -534,9 +564,9 @@ impl EventLoop {
         for list in self.waiting.values_mut() {
             list.retain(|d| !is_it(d));
         }
-        for (_, d) in self.requests.values_mut() {
-            if is_it(d) {
-                d.cancelled = true;
+        for sent in self.requests.values_mut() {
+            if is_it(&sent.delivery) {
+                sent.delivery.cancelled = true;
             }
         }
     }
@@ -686,13 +716,97 @@ impl EventLoop {
     }
 
     fn send_request(&mut self, peer: PeerId, delivery: Delivery) {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .direct
-            .send_request(&peer, delivery.frame.clone());
-        debug!(mid = %delivery.mid, to = %delivery.to, %peer, request = %id, "direct request sent");
-        self.requests.insert(id, (peer, delivery));
+        let id = self.next_request;
+        self.next_request += 1;
+        let pipe = match self.pipes.entry(peer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.pipe_generation += 1;
+                debug!(%peer, generation = self.pipe_generation, "opening a pipe");
+                e.insert(Pipe::open(
+                    (self.control.clone(), self.core.clone(), self.inline.clone()),
+                    peer,
+                    self.pipe_generation,
+                    self.pipe_tx.clone(),
+                    self.request_timeout,
+                ))
+            }
+        };
+        // If the pipe's task already ended, its `Closed` event (still queued) fails this request.
+        let finishes = delivery.persistent.then_some(Finished {
+            mid: delivery.mid,
+            kind: delivery.kind,
+            to: delivery.to,
+            delivered: true,
+        });
+        let _ = pipe.send(id, delivery.frame.clone(), finishes);
+        pipe.in_flight += 1;
+        pipe.last_used = Instant::now();
+        let generation = pipe.generation;
+        debug!(mid = %delivery.mid, to = %delivery.to, %peer, request = id, "direct request sent");
+        self.requests.insert(
+            id,
+            Sent {
+                peer,
+                generation,
+                delivery,
+            },
+        );
+        self.deadlines.push_back((Instant::now() + self.request_timeout, id));
+    }
+
+    fn on_pipe(&mut self, event: PipeEvent) {
+        match event {
+            PipeEvent::Answer { id, ack, finished } => self.on_response(id, ack, finished),
+            PipeEvent::Closed {
+                peer,
+                generation,
+                reason,
+            } => self.close_pipe(peer, generation, &reason),
+        }
+    }
+
+    /// Closes pipe `generation` to `peer` (if it is still the current one) and fails every request
+    /// it carried: they are retried later.
+    fn close_pipe(&mut self, peer: PeerId, generation: u64, reason: &str) {
+        if self.pipes.get(&peer).is_some_and(|p| p.generation == generation) {
+            self.pipes.remove(&peer);
+        }
+        let failed: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, s)| s.peer == peer && s.generation == generation)
+            .map(|(id, _)| *id)
+            .collect();
+        debug!(%peer, generation, reason, failed = failed.len(), "pipe closed");
+        for id in failed {
+            if let Some(sent) = self.requests.remove(&id) {
+                self.on_failure(sent);
+            }
+        }
+    }
+
+    /// Fails requests past the timeout (closing their pipes: a pipe that stalls one request stalls
+    /// the ones behind it) and closes pipes idle for the idle-connection timeout.
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        let mut stalled = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(sent) = self.requests.get(&id) {
+                stalled.push((sent.peer, sent.generation));
+            }
+        }
+        stalled.dedup();
+        for (peer, generation) in stalled {
+            self.close_pipe(peer, generation, "request timed out");
+        }
+        let idle = self.pipe_idle;
+        self.pipes
+            .retain(|_, p| p.in_flight > 0 || now.duration_since(p.last_used) < idle);
     }
 
     fn schedule(&mut self, at: Instant, delivery: Delivery) {
@@ -767,6 +881,7 @@ impl EventLoop {
     }
 
     fn run_retries(&mut self) {
+        self.expire_requests();
         let now = Instant::now();
         while let Some(entry) = self.retries.first_entry() {
             if entry.key().0 > now {
@@ -777,12 +892,22 @@ impl EventLoop {
         }
     }
 
-    fn on_response(&mut self, request_id: OutboundRequestId, ack: Ack) {
-        let Some((_, delivery)) = self.requests.remove(&request_id) else {
+    fn on_response(&mut self, request_id: u64, ack: Ack, finished: bool) {
+        let Some(Sent {
+            peer,
+            generation,
+            delivery,
+        }) = self.requests.remove(&request_id)
+        else {
             return;
         };
+        if let Some(pipe) = self.pipes.get_mut(&peer).filter(|p| p.generation == generation) {
+            pipe.in_flight = pipe.in_flight.saturating_sub(1);
+            pipe.last_used = Instant::now();
+        }
         debug!(mid = %delivery.mid, ?ack, "direct request answered");
         match ack {
+            Ack::Stored | Ack::Duplicate if finished => {}
             Ack::Stored | Ack::Duplicate => self.finish(delivery, true),
             Ack::Refused { code } if code == Code::Tombstoned.number() => {
                 debug!(mid = %delivery.mid, "recipient already has a tombstone for it");
@@ -799,11 +924,9 @@ impl EventLoop {
         }
     }
 
-    fn on_outbound_failure(&mut self, request_id: OutboundRequestId, error: &request_response::OutboundFailure) {
-        let Some((peer, delivery)) = self.requests.remove(&request_id) else {
-            return;
-        };
-        debug!(%peer, mid = %delivery.mid, %error, "direct request failed");
+    fn on_failure(&mut self, sent: Sent) {
+        let Sent { peer, delivery, .. } = sent;
+        debug!(%peer, mid = %delivery.mid, "direct request failed");
         if delivery.cancelled {
             return;
         }
@@ -915,22 +1038,6 @@ impl EventLoop {
         self.inflight.clone().try_acquire_owned().ok()
     }
 
-    fn on_request(&mut self, request: Vec<u8>, channel: ResponseChannel<Ack>) {
-        let Some(permit) = self.permit() else {
-            let ack = Ack::Refused {
-                code: Code::Overloaded.number(),
-            };
-            let _ = self.swarm.behaviour_mut().direct.send_response(channel, ack);
-            return;
-        };
-        let (core, done) = (self.core.clone(), self.done_tx.clone());
-        tokio::task::spawn_blocking(move || {
-            let verdict = core.inbound(&request, &Via::Direct);
-            let _ = done.blocking_send(Done::Direct { channel, verdict });
-            drop(permit);
-        });
-    }
-
     fn on_gossip(&mut self, id: gossipsub::MessageId, source: PeerId, message: gossipsub::Message) {
         let room = room_of(&message.topic);
         let (Some(room), Some(permit)) = (room.clone(), self.permit()) else {
@@ -972,9 +1079,6 @@ impl EventLoop {
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Direct { channel, verdict } => {
-                let _ = self.swarm.behaviour_mut().direct.send_response(channel, verdict.ack());
-            }
             Done::Gossip { id, source, acceptance } => {
                 self.swarm
                     .behaviour_mut()
@@ -1035,7 +1139,7 @@ impl EventLoop {
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(())) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -1091,22 +1195,6 @@ impl EventLoop {
                 self.publish_route();
             }
             other => debug!(event = ?other, "swarm event"),
-        }
-    }
-
-    fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
-        match event {
-            request_response::Event::Message { message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => self.on_request(request, channel),
-                request_response::Message::Response { request_id, response } => self.on_response(request_id, response),
-            },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                self.on_outbound_failure(request_id, &error)
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "inbound direct request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 

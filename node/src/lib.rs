@@ -1,6 +1,6 @@
 //! tim-node: a peer-to-peer instant-messaging node. One node per user or site; nodes form a
-//! libp2p mesh where Kademlia routes "where is account X", gossipsub carries rooms, direct
-//! request-response streams carry 1:1 messages, and RocksDB keeps the history. Revokes and burns
+//! libp2p mesh where Kademlia routes "where is account X", gossipsub carries rooms, a long-lived
+//! stream per peer (a pipe) carries 1:1 messages, and RocksDB keeps the history. Revokes and burns
 //! are signed control messages every peer verifies before it tombstones its copy.
 //!
 //! Embed it with [`Node::start`], which returns a cloneable [`Node`] handle and an [`Events`]
@@ -14,7 +14,8 @@
 //! - `event_loop`: the one task that owns the `Swarm`, driven by commands with oneshot replies.
 //! - `core`: shared state and the blocking work (verify, store, tombstone) done off the loop.
 //! - `rules`: I/O-free decisions (who may revoke or burn, revoke window, where items may arrive).
-//! - `behaviour`: the composed libp2p behaviour and the direct-delivery codec.
+//! - `behaviour`: the composed libp2p behaviour and the room-sync codec.
+//! - `pipe`: direct delivery over one long-lived stream per peer, served off the swarm task.
 //! - `keys`: the data dir's key files.
 //! - [`api`]: the local HTTP/WebSocket API (axum) that the `tim-node` binary serves.
 
@@ -27,6 +28,7 @@ mod event;
 mod event_loop;
 mod keys;
 mod node;
+mod pipe;
 mod rules;
 
 pub use crate::config::Config;

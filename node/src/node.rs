@@ -181,16 +181,24 @@ impl Node {
                 return Err(Error::BadParameters(format!("join room {room} before sending to it")));
             }
         }
-        let (h, mid, frame) = self.blocking(move |core| core.send(to, body, burn_after_read)).await?;
-        let command = match &h.to {
-            Recipient::Account(to) => Command::Deliver(Delivery::new(*to, mid, frame, OutKind::Message, true)),
-            Recipient::Room(room) => Command::Publish {
-                room: room.clone(),
-                mid,
-                frame,
-            },
-        };
-        self.cmd_tx.send(command).await?;
+        // The blocking task hands the stored message to the loop itself: one wake-up less before it
+        // is on the wire.
+        let cmd_tx = self.cmd_tx.clone();
+        let (h, mid) = self
+            .blocking(move |core| {
+                let (h, mid, frame) = core.send(to, body, burn_after_read)?;
+                let command = match &h.to {
+                    Recipient::Account(to) => Command::Deliver(Delivery::new(*to, mid, frame, OutKind::Message, true)),
+                    Recipient::Room(room) => Command::Publish {
+                        room: room.clone(),
+                        mid,
+                        frame,
+                    },
+                };
+                cmd_tx.blocking_send(command)?;
+                Ok((h, mid))
+            })
+            .await?;
         Ok(Sent {
             mid,
             conversation: Conversation::of(&h, &self.core.account),
@@ -211,14 +219,20 @@ impl Node {
     }
 
     async fn control(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
-        let (control, route, frame) = self.blocking(move |core| core.local_control(action, mid)).await?;
+        let cmd_tx = self.cmd_tx.clone();
+        let control = self
+            .blocking(move |core| {
+                let (control, route, frame) = core.local_control(action, mid)?;
+                if action == Action::Revoke {
+                    cmd_tx.blocking_send(Command::Cancel { mid })?;
+                }
+                if let Some(command) = event_loop::control_command(mid, route, frame) {
+                    cmd_tx.blocking_send(command)?;
+                }
+                Ok(control)
+            })
+            .await?;
         let conversation = Conversation::of(&control.target.header, &self.core.account);
-        if action == Action::Revoke {
-            self.cmd_tx.send(Command::Cancel { mid }).await?;
-        }
-        if let Some(command) = event_loop::control_command(mid, route, frame) {
-            self.cmd_tx.send(command).await?;
-        }
         Ok(ControlAck {
             mid,
             action,

@@ -90,6 +90,33 @@ impl Wire for Ack {
     const NAME: &'static str = "ack";
 }
 
+/// One frame on a direct pipe: the long-lived stream a node keeps to each peer it delivers to
+/// (`/tim/direct/2.0.0`). Requests carry the sender's id; each answer names the request it
+/// answers, so many requests share one stream and answers may come in any order.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum PipeFrame {
+    /// An [`Envelope`] frame for the receiving node.
+    Request {
+        /// Chosen by the sender, unique on this pipe.
+        id: u64,
+        /// The encoded [`Envelope`], checked by the receiver like any inbound item.
+        envelope: Vec<u8>,
+    },
+    /// The receiving node's answer to request `id`.
+    Answer {
+        /// The request answered.
+        id: u64,
+        /// What became of it.
+        ack: Ack,
+    },
+}
+
+impl Wire for PipeFrame {
+    const NAME: &'static str = "pipe frame";
+    /// The largest envelope plus the version byte, the variant tag, the id and the length prefix.
+    const MAX_LEN: usize = MAX_FRAME_LEN + 1 + 4 + 8 + 8;
+}
+
 /// A member catching up asks a peer for a room's history after a point of that peer's log.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct SyncRequest {

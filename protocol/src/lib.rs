@@ -26,7 +26,8 @@ mod verified;
 
 pub use code::Code;
 pub use codec::{
-    decode, encode, Ack, Envelope, SyncPage, SyncRequest, Wire, MAX_FRAME_LEN, MAX_SYNC_PAGE_LEN, WIRE_VERSION,
+    decode, encode, Ack, Envelope, PipeFrame, SyncPage, SyncRequest, Wire, MAX_FRAME_LEN, MAX_SYNC_PAGE_LEN,
+    WIRE_VERSION,
 };
 pub use control::{Action, Control};
 pub use error::{Error, Result};

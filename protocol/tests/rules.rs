@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use tim_protocol::{
-    decode, encode, AccountKey, Action, Code, Control, Envelope, Message, Recipient, RoomId, RouteRecord, MAX_BODY_LEN,
-    MAX_FRAME_LEN, WIRE_VERSION,
+    decode, encode, AccountKey, Ack, Action, Code, Control, Envelope, Message, PipeFrame, Recipient, RoomId,
+    RouteRecord, MAX_BODY_LEN, MAX_FRAME_LEN, WIRE_VERSION,
 };
 
 fn key(seed: u8) -> AccountKey {
@@ -299,6 +299,42 @@ fn decode_refuses_bad_frames_with_typed_errors() {
     let mut claim = vec![WIRE_VERSION, 0, 0, 0, 0];
     claim.extend_from_slice(&[0xff; 8]);
     assert!(decode::<Envelope>(&claim).is_err());
+}
+
+#[test]
+fn pipe_frames_carry_the_largest_envelope_and_refuse_more() {
+    let (alice, bob) = (key(1), key(2));
+    let envelope = encode(&Envelope::Message(direct(&alice, &bob, &vec![7u8; MAX_BODY_LEN]))).unwrap();
+    let request = PipeFrame::Request {
+        id: u64::MAX,
+        envelope: envelope.clone(),
+    };
+    let bytes = encode(&request).unwrap();
+    assert_eq!(decode::<PipeFrame>(&bytes).unwrap(), request);
+    let answer = PipeFrame::Answer {
+        id: 3,
+        ack: Ack::Refused { code: 4105 },
+    };
+    assert_eq!(decode::<PipeFrame>(&encode(&answer).unwrap()).unwrap(), answer);
+    // Exactly the largest envelope fits; one byte more does not.
+    let full = PipeFrame::Request {
+        id: 1,
+        envelope: vec![0; MAX_FRAME_LEN],
+    };
+    assert_eq!(decode::<PipeFrame>(&encode(&full).unwrap()).unwrap(), full);
+    let over = PipeFrame::Request {
+        id: 1,
+        envelope: vec![0; MAX_FRAME_LEN + 1],
+    };
+    assert_eq!(code_of(encode(&over)), Code::TooLarge);
+    let mut forged = bytes[..13].to_vec();
+    forged.extend_from_slice(&((MAX_FRAME_LEN as u64) * 4).to_le_bytes());
+    forged.extend_from_slice(&[0; 64]);
+    assert!(decode::<PipeFrame>(&forged).is_err());
+    assert_eq!(
+        code_of(decode::<PipeFrame>(&vec![WIRE_VERSION; MAX_FRAME_LEN + 64])),
+        Code::TooLarge
+    );
 }
 
 #[test]

@@ -1,0 +1,298 @@
+//! Direct delivery over pipes: one long-lived stream per peer (`/tim/direct/2.0.0`) carrying
+//! length-prefixed [`PipeFrame`]s, requests tagged with ids and answers naming them. A message
+//! costs no stream negotiation, and on the receiving side it never passes through the swarm task:
+//! the pipe's own task reads it, verifies and stores it, and answers. Store work runs on the
+//! blocking pool, or in the pipe's task itself when nothing else does ([`Inline`]), which saves
+//! the two thread hand-offs that dominate a lone message's round trip.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use asynchronous_codec::{Bytes, Framed};
+use futures::{stream::FuturesUnordered, SinkExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use libp2p_stream::{Control, IncomingStreams};
+use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Wire};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::{JoinHandle, JoinSet},
+};
+use tracing::debug;
+use unsigned_varint::codec::UviBytes;
+
+use crate::{
+    core::{Core, Finished},
+    rules::Via,
+};
+
+/// The direct-delivery protocol. Version 2: pipes (version 1 was one request-response stream per
+/// message).
+pub(crate) const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
+/// Requests one inbound pipe verifies and stores at once; it stops reading beyond that.
+const PIPE_CONCURRENCY: usize = 64;
+/// Most inbound pipes from one peer (one per remote node is normal; a spare for a reconnect).
+const MAX_PIPES_PER_PEER: usize = 4;
+/// Most inbound pipes served at once.
+const MAX_INBOUND_PIPES: usize = 1024;
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 64;
+
+/// Lets a pipe's task run a short store job itself instead of handing it to the blocking pool:
+/// one job at a time per node, so at most one runtime worker is ever busy with tim's store work
+/// and the swarm and other tasks keep the rest; under load (the slot taken) jobs go to the
+/// blocking pool as usual. Off when every write waits for an fsync.
+#[derive(Clone)]
+pub(crate) struct Inline {
+    slot: Arc<Semaphore>,
+    enabled: bool,
+}
+
+impl Inline {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Inline {
+            slot: Arc::new(Semaphore::new(1)),
+            enabled,
+        }
+    }
+
+    /// Runs `job` here and now if the slot is free; `None` if it must go elsewhere.
+    fn try_run<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
+        if !self.enabled {
+            return None;
+        }
+        let _slot = self.slot.try_acquire().ok()?;
+        Some(job())
+    }
+}
+
+/// What an outbound pipe reports back to the event loop.
+#[derive(Debug)]
+pub(crate) enum PipeEvent {
+    /// The peer answered request `id`; `finished` when the pipe already recorded the delivery
+    /// (outbox entry done, `delivered` emitted).
+    Answer { id: u64, ack: Ack, finished: bool },
+    /// The pipe is gone (could not open, closed or broke): its unanswered requests failed.
+    Closed {
+        peer: PeerId,
+        generation: u64,
+        reason: String,
+    },
+}
+
+fn framed(stream: Stream) -> Framed<Stream, UviBytes<Bytes>> {
+    let mut codec = UviBytes::default();
+    codec.set_max_len(PipeFrame::MAX_LEN);
+    Framed::new(stream, codec)
+}
+
+/// A request for the pipe's task: its id, the envelope frame, and the outbox entry it finishes
+/// (none for a relayed frame).
+type Request = (u64, Vec<u8>, Option<Finished>);
+
+/// The event loop's side of an outbound pipe: a queue into its task.
+pub(crate) struct Pipe {
+    pub(crate) generation: u64,
+    /// Requests sent and not yet answered or failed.
+    pub(crate) in_flight: usize,
+    /// When a request was last sent or answered (idle pipes are closed).
+    pub(crate) last_used: tokio::time::Instant,
+    queue: mpsc::UnboundedSender<Request>,
+    task: JoinHandle<()>,
+}
+
+impl Pipe {
+    /// Opens a pipe to `peer` (dialing it if needed) in its own task; answers and the pipe's end
+    /// come back through `events`. The queue is unbounded because the event loop bounds what it
+    /// sends: every queued request is an outbox entry or a counted relay, both capped.
+    pub(crate) fn open(
+        (mut control, core, inline): (Control, Arc<Core>, Inline),
+        peer: PeerId,
+        generation: u64,
+        events: mpsc::Sender<PipeEvent>,
+        open_timeout: Duration,
+    ) -> Self {
+        let (queue, mut requests) = mpsc::unbounded_channel::<Request>();
+        let task = tokio::spawn(async move {
+            let reason = match tokio::time::timeout(open_timeout, control.open_stream(peer, DIRECT_PROTOCOL)).await {
+                Err(_) => "timed out opening the stream".to_string(),
+                Ok(Err(e)) => format!("could not open the stream: {e}"),
+                Ok(Ok(stream)) => {
+                    let (mut sink, mut source) = framed(stream).split();
+                    // What each unanswered request finishes, shared by the two halves.
+                    let unanswered = std::sync::Mutex::new(HashMap::<u64, Finished>::new());
+                    let write = async {
+                        while let Some(first) = requests.recv().await {
+                            let mut next = Some(first);
+                            let mut batch = 0;
+                            while let Some((id, envelope, finished)) = next.take() {
+                                if let Some(f) = finished {
+                                    if let Ok(mut map) = unanswered.lock() {
+                                        map.insert(id, f);
+                                    }
+                                }
+                                let frame = encode(&PipeFrame::Request { id, envelope }).map_err(|e| e.to_string())?;
+                                sink.feed(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                                batch += 1;
+                                if batch < MAX_BATCH {
+                                    next = requests.try_recv().ok();
+                                }
+                            }
+                            sink.flush().await.map_err(|e| e.to_string())?;
+                        }
+                        let _ = sink.close().await;
+                        Ok::<_, String>("closed by this node".to_string())
+                    };
+                    let read = async {
+                        while let Some(frame) = source.next().await {
+                            let frame = frame.map_err(|e| e.to_string())?;
+                            match decode::<PipeFrame>(&frame).map_err(|e| e.to_string())? {
+                                PipeFrame::Answer { id, ack } => {
+                                    let entry = unanswered.lock().ok().and_then(|mut map| map.remove(&id));
+                                    let finished = match (ack, entry) {
+                                        (Ack::Stored | Ack::Duplicate, Some(f)) => {
+                                            inline.try_run(|| core.deliveries_done(&[f])).is_some()
+                                        }
+                                        _ => false,
+                                    };
+                                    if events.send(PipeEvent::Answer { id, ack, finished }).await.is_err() {
+                                        return Ok("node stopping".to_string());
+                                    }
+                                }
+                                PipeFrame::Request { .. } => return Err("peer sent a request on our pipe".into()),
+                            }
+                        }
+                        Ok::<_, String>("closed by the peer".to_string())
+                    };
+                    tokio::pin!(write, read);
+                    match futures::future::select(write, read).await {
+                        futures::future::Either::Left((r, _)) | futures::future::Either::Right((r, _)) => {
+                            r.unwrap_or_else(|e| e)
+                        }
+                    }
+                }
+            };
+            let _ = events
+                .send(PipeEvent::Closed {
+                    peer,
+                    generation,
+                    reason,
+                })
+                .await;
+        });
+        Pipe {
+            generation,
+            in_flight: 0,
+            last_used: tokio::time::Instant::now(),
+            queue,
+            task,
+        }
+    }
+
+    /// Queues request `id`; false if the pipe's task has ended (its `Closed` event is on the way).
+    pub(crate) fn send(&self, id: u64, envelope: Vec<u8>, finishes: Option<Finished>) -> bool {
+        self.queue.send((id, envelope, finishes)).is_ok()
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // Unanswered requests are failed by whoever drops the pipe.
+        self.task.abort();
+    }
+}
+
+/// Accepts inbound pipes and serves each in its own task, within the per-peer and total limits.
+/// Ends (and aborts every pipe it serves) when aborted.
+pub(crate) fn accept(
+    mut incoming: IncomingStreams,
+    core: Arc<Core>,
+    inflight: Arc<Semaphore>,
+    inline: Inline,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pipes: JoinSet<PeerId> = JoinSet::new();
+        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
+        loop {
+            tokio::select! {
+                Some(ended) = pipes.join_next(), if !pipes.is_empty() => {
+                    if let Ok(peer) = ended {
+                        if let Some(n) = per_peer.get_mut(&peer) {
+                            *n -= 1;
+                            if *n == 0 {
+                                per_peer.remove(&peer);
+                            }
+                        }
+                    }
+                }
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { break };
+                    let count = per_peer.entry(peer).or_default();
+                    if *count >= MAX_PIPES_PER_PEER || pipes.len() >= MAX_INBOUND_PIPES {
+                        debug!(%peer, "refused an inbound pipe over the limit");
+                        continue;
+                    }
+                    *count += 1;
+                    let (core, inflight, inline) = (core.clone(), inflight.clone(), inline.clone());
+                    pipes.spawn(async move {
+                        if let Err(e) = serve(stream, &core, &inflight, &inline).await {
+                            debug!(%peer, error = %e, "inbound pipe ended");
+                        }
+                        peer
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// Serves one inbound pipe: each request is verified and stored (here if [`Inline`] allows, else
+/// on the blocking pool, at most [`PIPE_CONCURRENCY`] at once; always with a node-wide in-flight
+/// permit: without one it is answered `5104 overloaded`), and answered as soon as it is done.
+async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>, inline: &Inline) -> Result<(), String> {
+    let mut pipe = framed(stream);
+    let mut working = FuturesUnordered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            Some(answer) = working.next(), if !working.is_empty() => {
+                let (id, ack): (u64, Ack) = match answer {
+                    Ok(answer) => answer,
+                    Err(e) => return Err(format!("verification task failed: {e}")),
+                };
+                let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
+                pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+            }
+            frame = pipe.next(), if reading && working.len() < PIPE_CONCURRENCY => {
+                let Some(frame) = frame else {
+                    reading = false;
+                    continue;
+                };
+                let frame = frame.map_err(|e| e.to_string())?;
+                let (id, envelope) = match decode::<PipeFrame>(&frame).map_err(|e| e.to_string())? {
+                    PipeFrame::Request { id, envelope } => (id, envelope),
+                    PipeFrame::Answer { .. } => return Err("peer sent an answer on its own pipe".into()),
+                };
+                let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                    let ack = Ack::Refused { code: Code::Overloaded.number() };
+                    let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
+                    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                    continue;
+                };
+                if let Some(ack) = inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
+                    drop(permit);
+                    let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
+                    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+                let core = core.clone();
+                working.push(tokio::task::spawn_blocking(move || {
+                    let ack = core.inbound(&envelope, &Via::Direct).ack();
+                    drop(permit);
+                    (id, ack)
+                }));
+            }
+            else => break,
+        }
+    }
+    let _ = pipe.close().await;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The direct pipe protocol (`/tim/direct/2.0.0`) spoken by a bare libp2p peer to a tim node:
+//! answers name their requests, forgeries are refused and stored nowhere, and a peer that breaks
+//! the framing loses its pipe but not the node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use asynchronous_codec::{Bytes, Framed};
+use common::*;
+use futures::{SinkExt, StreamExt};
+use libp2p::{noise, swarm::SwarmEvent, tcp, yamux, PeerId, Stream, StreamProtocol, Swarm};
+use tim_node::{
+    protocol::{decode, encode, AccountKey, Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, Wire},
+    Node,
+};
+use unsigned_varint::codec::UviBytes;
+
+const DIRECT: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
+
+/// A bare peer: TCP + noise + yamux and nothing but raw streams, its swarm driven in a task.
+async fn bare_peer(node: &Node) -> (libp2p_stream::Control, PeerId) {
+    let mut swarm: Swarm<libp2p_stream::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let control = swarm.behaviour().new_control();
+    swarm.dial(addr(node).await).unwrap();
+    tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::OutgoingConnectionError { error, .. } = swarm.select_next_some().await {
+                panic!("bare peer could not connect: {error}");
+            }
+        }
+    });
+    (control, node.peer_id())
+}
+
+async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> Framed<Stream, UviBytes<Bytes>> {
+    let stream = tokio::time::timeout(WAIT, control.open_stream(peer, DIRECT))
+        .await
+        .expect("pipe opened in time")
+        .expect("node accepts pipes");
+    let mut codec = UviBytes::default();
+    codec.set_max_len(PipeFrame::MAX_LEN);
+    Framed::new(stream, codec)
+}
+
+fn request(id: u64, m: &Message) -> Bytes {
+    let envelope = encode(&Envelope::Message(m.clone())).unwrap();
+    Bytes::from(encode(&PipeFrame::Request { id, envelope }).unwrap())
+}
+
+/// Reads answers until one for each of `ids` arrived (any order); returns them by id.
+async fn answers(pipe: &mut Framed<Stream, UviBytes<Bytes>>, ids: &[u64]) -> std::collections::HashMap<u64, Ack> {
+    let mut got = std::collections::HashMap::new();
+    tokio::time::timeout(WAIT, async {
+        while got.len() < ids.len() {
+            let frame = pipe.next().await.expect("pipe open").expect("readable");
+            match decode::<PipeFrame>(&frame).unwrap() {
+                PipeFrame::Answer { id, ack } => {
+                    assert!(ids.contains(&id), "answer for an id never sent: {id}");
+                    assert!(got.insert(id, ack).is_none(), "two answers for {id}");
+                }
+                other => panic!("node sent a request on our pipe: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("answers in time");
+    got
+}
+
+/// Waits until the node has closed the pipe (end of stream or an error).
+async fn closed(pipe: &mut Framed<Stream, UviBytes<Bytes>>) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match pipe.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the node closed the pipe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_peer_gets_answers_by_id_and_forgeries_change_nothing() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (node, mut events) = start(dir.path(), vec![]).await;
+    let (mut control, peer) = bare_peer(&node).await;
+    let mut pipe = open(&mut control, peer).await;
+    let alice = AccountKey::from_secret_bytes(&[41; 32]);
+    let to = Recipient::Account(node.account());
+    let good: Vec<Message> = (0..3)
+        .map(|i| {
+            Message::sign(&alice, to.clone(), format!("hi {i}").into_bytes(), 1_000 + i, None)
+                .unwrap()
+                .into_inner()
+        })
+        .collect();
+    let mut altered = Message::sign(&alice, to.clone(), b"original".to_vec(), 2_000, None)
+        .unwrap()
+        .into_inner();
+    altered.body = b"altered".to_vec();
+    let mut bad_sig = Message::sign(&alice, to.clone(), b"signed".to_vec(), 2_001, None)
+        .unwrap()
+        .into_inner();
+    bad_sig.header.signature[5] ^= 1;
+    // Five requests in one flush, with ids of the peer's choosing; a repeat of the first after.
+    let batch = [
+        (70, &good[0]),
+        (71, &altered),
+        (72, &good[1]),
+        (73, &bad_sig),
+        (74, &good[2]),
+    ];
+    for (id, m) in batch {
+        pipe.feed(request(id, m)).await.unwrap();
+    }
+    pipe.flush().await.unwrap();
+    let got = answers(&mut pipe, &[70, 71, 72, 73, 74]).await;
+    for id in [70, 72, 74] {
+        assert_eq!(got[&id], Ack::Stored, "request {id}");
+    }
+    let refused = |id: u64| match got[&id] {
+        Ack::Refused { code } => Code::from_number(code),
+        other => panic!("forgery {id} accepted: {other:?}"),
+    };
+    assert_eq!(refused(71), Some(Code::BodyMismatch));
+    assert_eq!(refused(73), Some(Code::InvalidSignature));
+    pipe.send(request(75, &good[0])).await.unwrap();
+    assert_eq!(answers(&mut pipe, &[75]).await[&75], Ack::Duplicate);
+    let ids: Vec<MessageId> = good.iter().map(Message::id).collect();
+    expect_each_about(&mut events, "the three messages", Kind::Message, &ids).await;
+    for m in &good {
+        assert!(entry(&node, m.id()).await.is_some());
+    }
+    for m in [&altered, &bad_sig] {
+        assert!(entry(&node, m.id()).await.is_none(), "a forgery was stored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_breaking_the_framing_loses_its_pipe_not_the_node() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _events) = start(dir.path(), vec![]).await;
+    let (mut control, peer) = bare_peer(&node).await;
+    let alice = AccountKey::from_secret_bytes(&[42; 32]);
+    let to = Recipient::Account(node.account());
+
+    // Not a pipe frame at all.
+    let mut pipe = open(&mut control, peer).await;
+    pipe.send(Bytes::from_static(b"\x01garbage")).await.unwrap();
+    closed(&mut pipe).await;
+
+    // An answer where the node expects requests.
+    let mut pipe = open(&mut control, peer).await;
+    let answer = encode(&PipeFrame::Answer {
+        id: 1,
+        ack: Ack::Stored,
+    })
+    .unwrap();
+    pipe.send(Bytes::from(answer)).await.unwrap();
+    closed(&mut pipe).await;
+
+    // A length prefix over the limit: the node stops reading before buffering it.
+    let pipe = open(&mut control, peer).await;
+    let mut raw = unsigned_varint::encode::usize_buffer();
+    let prefix = unsigned_varint::encode::usize(PipeFrame::MAX_LEN + 1, &mut raw);
+    let mut io = pipe.into_inner();
+    futures::AsyncWriteExt::write_all(&mut io, prefix).await.unwrap();
+    futures::AsyncWriteExt::flush(&mut io).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, futures::AsyncReadExt::read_to_end(&mut io, &mut rest)).await;
+    assert!(read.is_ok(), "the node kept an oversized frame's pipe open");
+    assert!(rest.is_empty(), "the node answered an oversized frame");
+
+    // The node still serves a well-behaved pipe.
+    let mut pipe = open(&mut control, peer).await;
+    let m = Message::sign(&alice, to, b"still here".to_vec(), 3_000, None)
+        .unwrap()
+        .into_inner();
+    pipe.send(request(9, &m)).await.unwrap();
+    assert_eq!(answers(&mut pipe, &[9]).await[&9], Ack::Stored);
+    assert!(entry(&node, m.id()).await.is_some());
+}

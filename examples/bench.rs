@@ -146,6 +146,22 @@ fn rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// TCP segments sent on this machine so far (`OutSegs` in `/proc/net/snmp`; machine-wide, so
+/// read it only while nothing else talks): how many packets a phase cost on loopback.
+fn tcp_segments() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "OutSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU time of this process so far (user + system, every thread), from `/proc/self/stat`.
 fn cpu_time() -> Duration {
     let ticks = std::fs::read_to_string("/proc/self/stat")
@@ -336,103 +352,139 @@ struct Gossip {
     gossipsub: gossipsub::Behaviour,
 }
 
-/// Time until the last of `members` receives each of `count` messages, bare gossipsub with tim's
-/// mesh parameters, members connected in a star around the publisher's hub (as tim's bootstrap).
-///
-/// With `full_mesh`, every member also connects to every other member: the connection graph tim's
-/// nodes end up with once Kademlia has introduced them to each other, so both mesh over the same
+/// Bare gossipsub with tim's mesh parameters and no application validation: a publisher's hub
+/// and `members` subscribers, each driven by its own task. Members connect to the hub (as tim's
+/// bootstrap); with `full_mesh` every member also connects to every other member: the connection
+/// graph tim's nodes end up with once Kademlia has introduced them, so both mesh over the same
 /// graph.
-async fn bare_gossip(members: usize, count: usize, full_mesh: bool) -> anyhow::Result<Row> {
-    let topic = gossipsub::IdentTopic::new("bench");
-    let make = || -> anyhow::Result<Swarm<Gossip>> {
-        tcp_swarm(|| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
-                .heartbeat_interval(Duration::from_millis(500))
-                .build()
-                .unwrap_or_else(|_| unreachable!("static gossipsub config"));
-            Gossip {
-                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                    .unwrap_or_else(|_| unreachable!("anonymous authenticity matches the validation mode")),
-            }
-        })
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>, Instant)>();
-    let mut hub = make()?;
-    let hub_addr = listen(&mut hub).await?;
-    hub.behaviour_mut().gossipsub.subscribe(&topic)?;
-    let mut tasks = Vec::new();
-    let mut member_addrs = Vec::new();
-    for i in 0..members {
-        let mut s = make()?;
-        s.behaviour_mut().gossipsub.subscribe(&topic)?;
-        if full_mesh {
-            let addr = listen(&mut s).await?;
-            for earlier in &member_addrs {
-                s.dial(Multiaddr::clone(earlier))?;
-            }
-            member_addrs.push(addr);
-        }
-        s.dial(hub_addr.clone())?;
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                if let SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Message { message, .. })) =
-                    s.select_next_some().await
-                {
-                    let _ = tx.send((i, message.data, Instant::now()));
+struct BareRoom {
+    hub: Swarm<Gossip>,
+    topic: gossipsub::IdentTopic,
+    members: usize,
+    received: tokio::sync::mpsc::UnboundedReceiver<(usize, Vec<u8>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sent: usize,
+    graph: &'static str,
+}
+
+impl BareRoom {
+    async fn start(members: usize, full_mesh: bool) -> anyhow::Result<BareRoom> {
+        let topic = gossipsub::IdentTopic::new("bench");
+        let make = || -> anyhow::Result<Swarm<Gossip>> {
+            tcp_swarm(|| {
+                let config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
+                    .heartbeat_interval(Duration::from_millis(500))
+                    .build()
+                    .unwrap_or_else(|_| unreachable!("static gossipsub config"));
+                Gossip {
+                    gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                        .unwrap_or_else(|_| unreachable!("anonymous authenticity matches the validation mode")),
                 }
+            })
+        };
+        let (tx, received) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>)>();
+        let mut hub = make()?;
+        let hub_addr = listen(&mut hub).await?;
+        hub.behaviour_mut().gossipsub.subscribe(&topic)?;
+        let mut tasks = Vec::new();
+        let mut member_addrs = Vec::new();
+        for i in 0..members {
+            let mut s = make()?;
+            s.behaviour_mut().gossipsub.subscribe(&topic)?;
+            if full_mesh {
+                let addr = listen(&mut s).await?;
+                for earlier in &member_addrs {
+                    s.dial(Multiaddr::clone(earlier))?;
+                }
+                member_addrs.push(addr);
             }
-        }));
+            s.dial(hub_addr.clone())?;
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Message {
+                        message, ..
+                    })) = s.select_next_some().await
+                    {
+                        let _ = tx.send((i, message.data));
+                    }
+                }
+            }));
+        }
+        let mut room = BareRoom {
+            hub,
+            topic,
+            members,
+            received,
+            tasks,
+            sent: 0,
+            graph: if full_mesh { "all connected" } else { "star" },
+        };
+        // Let the mesh form (a few heartbeats), driving the hub meanwhile.
+        room.drive(Duration::from_secs(3)).await;
+        Ok(room)
     }
-    // Let the mesh form (a few heartbeats), driving the hub meanwhile.
-    let settle = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < settle {
-        let _ = tokio::time::timeout(Duration::from_millis(50), hub.select_next_some()).await;
+
+    /// Drives the hub for `d` (the members drive themselves).
+    async fn drive(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            let _ = tokio::time::timeout(Duration::from_millis(20), self.hub.select_next_some()).await;
+        }
     }
-    let mut samples = Vec::new();
-    let started = Instant::now();
-    let cpu = cpu_time();
-    for k in 0..count {
-        let data = format!("message {k}").into_bytes();
+
+    /// Publishes one message; the time until the last member received it.
+    async fn publish(&mut self) -> anyhow::Result<Duration> {
+        let data = format!("message {}", self.sent).into_bytes();
+        self.sent += 1;
         let t = Instant::now();
-        hub.behaviour_mut().gossipsub.publish(topic.clone(), data.clone())?;
+        self.hub
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), data.clone())?;
         let mut got = std::collections::HashSet::new();
         let deadline = Instant::now() + STEP;
-        while got.len() < members {
+        while got.len() < self.members {
             tokio::select! {
-                _ = hub.select_next_some() => {}
-                m = rx.recv() => match m {
-                    Some((i, d, _)) if d == data => { got.insert(i); }
+                _ = self.hub.select_next_some() => {}
+                m = self.received.recv() => match m {
+                    Some((i, d)) if d == data => { got.insert(i); }
                     Some(_) => {}
                     None => bail!("members stopped"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => bail!("gossip did not reach every member"),
             }
         }
-        samples.push(t.elapsed());
+        Ok(t.elapsed())
     }
-    for task in tasks {
-        task.abort();
+}
+
+impl Drop for BareRoom {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
-    let graph = if full_mesh { "all connected" } else { "star" };
-    Ok(Row::new(
-        &format!("bare gossipsub to the last of {members} ({graph})"),
-        samples,
-        started.elapsed(),
-    )
-    .with_cpu(cpu_time() - cpu))
 }
 
 // ---------- tim ----------
 
+fn exp_config(dir: std::path::PathBuf) -> Config {
+    let mut c = Config::loopback(dir);
+    if let Some(secs) = std::env::var("EXP_SHRED").ok().and_then(|v| v.parse().ok()) {
+        c.shred_delay = Duration::from_secs(secs);
+    }
+    c
+}
+
 async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node, Events)>> {
-    let first = Node::start(Config::loopback(dir.join("0"))).await?;
+    let first = Node::start(exp_config(dir.join("0"))).await?;
     let boot = first.0.status().await?.listen_addrs;
     let mut nodes = vec![first];
     for i in 1..n {
-        let mut c = Config::loopback(dir.join(i.to_string()));
+        let mut c = exp_config(dir.join(i.to_string()));
         c.bootstrap = boot.clone();
         nodes.push(Node::start(c).await?);
     }
@@ -523,6 +575,39 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
     Ok(vec![bare, bare_rate, tim, tim_rate])
 }
 
+/// Rounds a room benchmark is taken in: tim and both bare baselines alternate, so all three see
+/// the same moments of this shared machine.
+const ROOM_ROUNDS: usize = 10;
+
+/// A phase's samples, wall time, CPU and TCP segments, gathered over several rounds.
+#[derive(Default)]
+struct Phase {
+    samples: Vec<Duration>,
+    more: Vec<Duration>,
+    wall: Duration,
+    cpu: Duration,
+    segments: u64,
+}
+
+impl Phase {
+    async fn run<F: AsyncFnMut() -> anyhow::Result<(Duration, Option<Duration>)>>(
+        &mut self,
+        n: usize,
+        mut step: F,
+    ) -> anyhow::Result<()> {
+        let (t, cpu, segments) = (Instant::now(), cpu_time(), tcp_segments());
+        for _ in 0..n {
+            let (a, b) = step().await?;
+            self.samples.push(a);
+            self.more.extend(b);
+        }
+        self.wall += t.elapsed();
+        self.cpu += cpu_time() - cpu;
+        self.segments += tcp_segments() - segments;
+        Ok(())
+    }
+}
+
 async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut nodes = tim_nodes(members + 1, dir.path()).await?;
@@ -532,8 +617,9 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     }
     let publisher = nodes[0].0.clone();
     wait_room_peers(&publisher, &room, members).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await; // let the mesh form, as for the baseline
-    settle().await;
+    let mut star = BareRoom::start(members, false).await?;
+    let mut full = BareRoom::start(members, true).await?;
+    println!("settled after {:.1} s", settle().await.as_secs_f64());
     let mut connected = 0;
     for (n, _) in &nodes {
         connected += n.status().await?.peers;
@@ -542,25 +628,17 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
         "tim nodes are connected to {:.1} peers on average (of {members})",
         connected as f64 / nodes.len() as f64
     );
-    let mut fanout = Vec::new();
-    let mut revoke = Vec::new();
-    let started = Instant::now();
-    let cpu = cpu_time();
-    for k in 0..count {
+    let mut tim_step = async || -> anyhow::Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
         let sent = publisher
-            .send(
-                Recipient::Room(room.clone()),
-                format!("room message {k}").into_bytes(),
-                None,
-            )
+            .send(Recipient::Room(room.clone()), b"room message".to_vec(), None)
             .await?;
         wait_all(
             &mut nodes[1..],
             |e| matches!(e, Event::Message { mid, .. } if *mid == sent.mid),
         )
         .await?;
-        fanout.push(t.elapsed());
+        let fanout = t.elapsed();
         let t = Instant::now();
         publisher.revoke(sent.mid).await?;
         wait_all(
@@ -568,25 +646,76 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
             |e| matches!(e, Event::Revoked { mid, .. } if *mid == sent.mid),
         )
         .await?;
-        revoke.push(t.elapsed());
+        Ok((fanout, Some(t.elapsed())))
+    };
+    let (mut tim, mut bare_star, mut bare_full) = (Phase::default(), Phase::default(), Phase::default());
+    let per_round = count.div_ceil(ROOM_ROUNDS);
+    let tim_only = std::env::var_os("EXP_TIM_ONLY").is_some();
+    for _ in 0..ROOM_ROUNDS {
+        if tim_only {
+            tim.run(per_round, &mut tim_step).await?;
+            continue;
+        }
+        bare_star
+            .run(per_round, async || Ok((star.publish().await?, None)))
+            .await?;
+        bare_full
+            .run(per_round, async || Ok((full.publish().await?, None)))
+            .await?;
+        tim.run(per_round, &mut tim_step).await?;
+        // tim's deferred work (the shred pass `shred_delay` after the revokes, RocksDB flushes)
+        // happens here, not during the next round's baselines.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        settle().await;
     }
-    let wall = started.elapsed();
-    let cpu = cpu_time() - cpu;
-    println!("rss of this process with {} tim nodes: {:.0} MB", members + 1, rss_mb());
-    drop(nodes);
-    let star = bare_gossip(members, count, false).await?;
-    let full = bare_gossip(members, count, true).await?;
+    println!(
+        "rss of this process with {} tim nodes and the baselines: {:.0} MB",
+        members + 1,
+        rss_mb()
+    );
+    let per = |p: &Phase, publications: usize| p.segments as f64 / publications.max(1) as f64;
+    println!(
+        "TCP segments per publication (machine-wide): bare star {:.0}, bare all connected {:.0}, tim {:.0}",
+        per(&bare_star, bare_star.samples.len()),
+        per(&bare_full, bare_full.samples.len()),
+        per(&tim, 2 * tim.samples.len()),
+    );
+    let bare_row = |p: Phase, graph: &str| {
+        Row::new(
+            &format!("bare gossipsub to the last of {members} ({graph})"),
+            p.samples,
+            p.wall,
+        )
+        .with_cpu(p.cpu)
+    };
+    let revoke_p99 = percentile_of(&tim.more, 0.99);
+    let full_p99 = percentile_of(&bare_full.samples, 0.99);
+    println!(
+        "revoke p99 / bare all-connected p99: {:.2}x",
+        revoke_p99.as_secs_f64() / full_p99.as_secs_f64().max(1e-9)
+    );
     Ok(vec![
-        star,
-        full,
+        bare_row(bare_star, star.graph),
+        bare_row(bare_full, full.graph),
         // The CPU of the tim phase covers each message and its revoke.
-        Row::new(&format!("tim room message to the last of {members}"), fanout, wall).with_cpu(cpu),
+        Row::new(
+            &format!("tim room message to the last of {members}"),
+            tim.samples,
+            tim.wall,
+        )
+        .with_cpu(tim.cpu),
         Row::new(
             &format!("tim revoke until the last of {members} tombstoned"),
-            revoke,
-            wall,
+            tim.more,
+            tim.wall,
         ),
     ])
+}
+
+fn percentile_of(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    percentile(&sorted, q)
 }
 
 /// `count` signed 200 B payloads verified one after the other with bare ed25519 (`verify_strict`,
@@ -875,7 +1004,7 @@ async fn storage_open(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Waits (at most a minute) until the process is quiet: under 5 % of a core over half a second,
 /// so start-up work (Kademlia bootstrap, route publishing, first room syncs) is not measured.
-async fn settle() {
+async fn settle() -> Duration {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         let cpu = cpu_time();
@@ -884,7 +1013,7 @@ async fn settle() {
             break;
         }
     }
-    println!("settled after {:.1} s", started.elapsed().as_secs_f64());
+    started.elapsed()
 }
 
 /// Waits until every node has seen an event matching `pred`.

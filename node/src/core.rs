@@ -5,7 +5,7 @@ use std::{
     collections::BTreeSet,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -16,7 +16,7 @@ use tim_protocol::{
     RoomId, SyncPage, SyncRequest, Verified,
 };
 use tim_storage::{OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tracing::{debug, warn};
 
 use crate::{
@@ -132,6 +132,35 @@ pub(crate) enum Route {
     Room(tim_protocol::RoomId),
     /// Nowhere (a message to oneself).
     Local,
+}
+
+/// Lets an async task (a pipe's, or a gossip item's) run a short store job itself instead of
+/// handing it to the blocking pool: a lone item's latency is mostly thread hand-offs, not work.
+/// One job at a time per node, so at most one runtime worker is ever busy with tim's store work
+/// and the swarm and other tasks keep the rest; under load (the slot taken) jobs go to the
+/// blocking pool as usual. Off when every write waits for an fsync.
+#[derive(Clone)]
+pub(crate) struct Inline {
+    slot: Arc<Semaphore>,
+    enabled: bool,
+}
+
+impl Inline {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Inline {
+            slot: Arc::new(Semaphore::new(1)),
+            enabled,
+        }
+    }
+
+    /// Runs `job` here and now if the slot is free; `None` if it must go elsewhere.
+    pub(crate) fn try_run<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
+        if !self.enabled {
+            return None;
+        }
+        let _slot = self.slot.try_acquire().ok()?;
+        Some(job())
+    }
 }
 
 /// State shared by the handle, the event loop and blocking tasks.

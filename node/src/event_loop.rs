@@ -32,9 +32,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     behaviour::{Behaviour, BehaviourEvent, SyncCodec, GOSSIP_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL},
-    core::{bump, now_ms, Core, Finished, Route, Verdict},
+    core::{bump, now_ms, Core, Finished, Inline, Route, Verdict},
     node::{RoomStatus, Status},
-    pipe::{self, Inline, Pipe, PipeEvent, DIRECT_PROTOCOL},
+    pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
     rules::Via,
     Config, Error, Event, Result,
 };
@@ -184,6 +184,36 @@ struct Sent {
     peer: PeerId,
     generation: u64,
     delivery: Delivery,
+}
+
+/// Checks and stores a gossip item. gossipsub hears `Accept` as soon as the item passed every
+/// check that needs no write (so it is forwarded while this node stores it); returns the report
+/// still to send, if any (the verdict, or the `Accept` if the loop's queue was full then).
+fn check_gossip(
+    core: &Core,
+    data: &[u8],
+    room: &RoomId,
+    id: &gossipsub::MessageId,
+    source: PeerId,
+    done: &mpsc::Sender<Done>,
+) -> Option<Done> {
+    let report = |acceptance| Done::Gossip {
+        id: id.clone(),
+        source,
+        acceptance,
+    };
+    let mut reported = false;
+    let verdict = core.inbound_early(data, &Via::Room(room.clone()), || {
+        reported = done.try_send(report(MessageAcceptance::Accept)).is_ok();
+    });
+    if reported {
+        return None;
+    }
+    Some(report(match verdict {
+        Verdict::Stored => MessageAcceptance::Accept,
+        Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
+        Verdict::Invalid(_) => MessageAcceptance::Reject,
+    }))
 }
 
 /// A verified route: which peer serves an account, until when.
@@ -1052,26 +1082,27 @@ impl EventLoop {
                 .report_message_validation_result(&id, &source, acceptance);
             return;
         };
-        let (core, done) = (self.core.clone(), self.done_tx.clone());
-        tokio::task::spawn_blocking(move || {
-            // Forward as soon as it is verified; storing follows.
-            let mut reported = false;
-            let verdict = core.inbound_early(&message.data, &Via::Room(room), || {
-                reported = true;
-                let acceptance = MessageAcceptance::Accept;
-                let _ = done.blocking_send(Done::Gossip {
-                    id: id.clone(),
-                    source,
-                    acceptance,
-                });
-            });
-            if !reported {
-                let acceptance = match verdict {
-                    Verdict::Stored => MessageAcceptance::Accept,
-                    Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
-                    Verdict::Invalid(_) => MessageAcceptance::Reject,
-                };
-                let _ = done.blocking_send(Done::Gossip { id, source, acceptance });
+        // Checked in a task of its own: in place when the node's inline slot is free (no thread
+        // hand-off on the way to the verdict), else on the blocking pool.
+        let (core, done, inline) = (self.core.clone(), self.done_tx.clone(), self.inline.clone());
+        tokio::spawn(async move {
+            let data = message.data;
+            let report = match inline.try_run(|| check_gossip(&core, &data, &room, &id, source, &done)) {
+                Some(report) => report,
+                None => {
+                    let done = done.clone();
+                    let job = move || check_gossip(&core, &data, &room, &id, source, &done);
+                    match tokio::task::spawn_blocking(job).await {
+                        Ok(report) => report,
+                        Err(e) => {
+                            warn!(error = %e, "gossip check failed");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(report) = report {
+                let _ = done.send(report).await;
             }
             drop(permit);
         });

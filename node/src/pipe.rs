@@ -20,7 +20,7 @@ use tracing::debug;
 use unsigned_varint::codec::UviBytes;
 
 use crate::{
-    core::{Core, Finished},
+    core::{Core, Finished, Inline},
     rules::Via,
 };
 
@@ -35,34 +35,6 @@ const MAX_PIPES_PER_PEER: usize = 4;
 const MAX_INBOUND_PIPES: usize = 1024;
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
-
-/// Lets a pipe's task run a short store job itself instead of handing it to the blocking pool:
-/// one job at a time per node, so at most one runtime worker is ever busy with tim's store work
-/// and the swarm and other tasks keep the rest; under load (the slot taken) jobs go to the
-/// blocking pool as usual. Off when every write waits for an fsync.
-#[derive(Clone)]
-pub(crate) struct Inline {
-    slot: Arc<Semaphore>,
-    enabled: bool,
-}
-
-impl Inline {
-    pub(crate) fn new(enabled: bool) -> Self {
-        Inline {
-            slot: Arc::new(Semaphore::new(1)),
-            enabled,
-        }
-    }
-
-    /// Runs `job` here and now if the slot is free; `None` if it must go elsewhere.
-    fn try_run<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
-        if !self.enabled {
-            return None;
-        }
-        let _slot = self.slot.try_acquire().ok()?;
-        Some(job())
-    }
-}
 
 /// What an outbound pipe reports back to the event loop.
 #[derive(Debug)]

@@ -1,8 +1,11 @@
 //! Benchmark harness: tim against bare rust-libp2p on the same transport, in the same run.
 //!
 //! `cargo run --release -p tim-node --example bench -- <scenario> [options]`, scenarios:
-//! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo;
-//! - `room [--members 10] [--count 100]`: fan-out and revoke convergence vs bare gossipsub;
+//! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo
+//!   (latency taken in alternating rounds of both);
+//! - `room [--members 10] [--count 200] [--tim-only]`: fan-out and revoke convergence vs bare
+//!   gossipsub as a star and all connected (alternating rounds; `--tim-only` skips the baselines,
+//!   for profiling);
 //! - `catchup [--count 1000] [--revokes count/20]`: a member that missed messages and revokes
 //!   returns; time until it converged;
 //! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
@@ -471,20 +474,12 @@ impl Drop for BareRoom {
 
 // ---------- tim ----------
 
-fn exp_config(dir: std::path::PathBuf) -> Config {
-    let mut c = Config::loopback(dir);
-    if let Some(secs) = std::env::var("EXP_SHRED").ok().and_then(|v| v.parse().ok()) {
-        c.shred_delay = Duration::from_secs(secs);
-    }
-    c
-}
-
 async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node, Events)>> {
-    let first = Node::start(exp_config(dir.join("0"))).await?;
+    let first = Node::start(Config::loopback(dir.join("0"))).await?;
     let boot = first.0.status().await?.listen_addrs;
     let mut nodes = vec![first];
     for i in 1..n {
-        let mut c = exp_config(dir.join(i.to_string()));
+        let mut c = Config::loopback(dir.join(i.to_string()));
         c.bootstrap = boot.clone();
         nodes.push(Node::start(c).await?);
     }
@@ -608,7 +603,8 @@ impl Phase {
     }
 }
 
-async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
+/// `tim_only` skips the baselines (for profiling tim's phase alone).
+async fn room(members: usize, count: usize, tim_only: bool) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut nodes = tim_nodes(members + 1, dir.path()).await?;
     let room = RoomId::new("bench")?;
@@ -650,7 +646,6 @@ async fn room(members: usize, count: usize) -> anyhow::Result<Vec<Row>> {
     };
     let (mut tim, mut bare_star, mut bare_full) = (Phase::default(), Phase::default(), Phase::default());
     let per_round = count.div_ceil(ROOM_ROUNDS);
-    let tim_only = std::env::var_os("EXP_TIM_ONLY").is_some();
     for _ in 0..ROOM_ROUNDS {
         if tim_only {
             tim.run(per_round, &mut tim_step).await?;
@@ -1056,7 +1051,10 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     let rows = match scenario {
         "direct" => direct(flag("--count", 500)).await?,
-        "room" => room(flag("--members", 10), flag("--count", 100)).await?,
+        "room" => {
+            let tim_only = args.iter().any(|a| a == "--tim-only");
+            room(flag("--members", 10), flag("--count", 200), tim_only).await?
+        }
         "catchup" => {
             let count = flag("--count", 1_000);
             catchup(count, flag("--revokes", count / 20)).await?

@@ -153,12 +153,17 @@ impl Inline {
         }
     }
 
-    /// Runs `job` here and now if the slot is free; `None` if it must go elsewhere.
-    pub(crate) fn try_run<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
+    /// The slot, if it is free (and in-place jobs are enabled): hold it while the job runs.
+    pub(crate) fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         if !self.enabled {
             return None;
         }
-        let _slot = self.slot.try_acquire().ok()?;
+        self.slot.try_acquire().ok()
+    }
+
+    /// Runs `job` here and now if the slot is free; `None` if it must go elsewhere.
+    pub(crate) fn try_run<T>(&self, job: impl FnOnce() -> T) -> Option<T> {
+        let _slot = self.slot()?;
         Some(job())
     }
 }
@@ -176,6 +181,8 @@ pub(crate) struct Core {
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
     /// How many newest room-log entries to serve to a peer syncing from scratch.
     pub(crate) sync_window: usize,
+    /// The node's one slot for store jobs done in place.
+    pub(crate) inline: Inline,
 }
 
 /// Most items in one served sync page.
@@ -550,6 +557,7 @@ mod tests {
             revoke_window: None,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             sync_window: 10_000,
+            inline: Inline::new(true),
         }
     }
 

@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     behaviour::{Behaviour, BehaviourEvent, SyncCodec, GOSSIP_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL},
-    core::{bump, now_ms, Core, Finished, Inline, Route, Verdict},
+    core::{bump, now_ms, Core, Finished, Route, Verdict},
     node::{RoomStatus, Status},
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
     rules::Via,
@@ -249,7 +249,6 @@ pub(crate) struct EventLoop {
     pipe_rx: mpsc::Receiver<PipeEvent>,
     /// Serves inbound pipes; aborted at shutdown.
     acceptor: tokio::task::JoinHandle<()>,
-    inline: Inline,
     /// Requests in flight, by id; and their deadlines in sending order (one timeout for all).
     requests: HashMap<u64, Sent>,
     deadlines: VecDeque<(Instant, u64)>,
@@ -427,8 +426,7 @@ impl EventLoop {
         let incoming = control
             .accept(DIRECT_PROTOCOL)
             .map_err(|e| Error::Network(e.to_string()))?;
-        let inline = Inline::new(!config.sync_writes);
-        let acceptor = pipe::accept(incoming, core.clone(), inflight.clone(), inline.clone());
+        let acceptor = pipe::accept(incoming, core.clone(), inflight.clone());
         let mut this = EventLoop {
             swarm,
             core,
@@ -448,7 +446,6 @@ impl EventLoop {
             pipe_tx,
             pipe_rx,
             acceptor,
-            inline,
             requests: HashMap::new(),
             deadlines: VecDeque::new(),
             next_request: 0,
@@ -754,7 +751,7 @@ impl EventLoop {
                 self.pipe_generation += 1;
                 debug!(%peer, generation = self.pipe_generation, "opening a pipe");
                 e.insert(Pipe::open(
-                    (self.control.clone(), self.core.clone(), self.inline.clone()),
+                    (self.control.clone(), self.core.clone()),
                     peer,
                     self.pipe_generation,
                     self.pipe_tx.clone(),
@@ -1084,10 +1081,13 @@ impl EventLoop {
         };
         // Checked in a task of its own: in place when the node's inline slot is free (no thread
         // hand-off on the way to the verdict), else on the blocking pool.
-        let (core, done, inline) = (self.core.clone(), self.done_tx.clone(), self.inline.clone());
+        let (core, done) = (self.core.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             let data = message.data;
-            let report = match inline.try_run(|| check_gossip(&core, &data, &room, &id, source, &done)) {
+            let report = match core
+                .inline
+                .try_run(|| check_gossip(&core, &data, &room, &id, source, &done))
+            {
                 Some(report) => report,
                 None => {
                     let done = done.clone();

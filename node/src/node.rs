@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
 use crate::{
-    core::{Core, Counters},
+    core::{Core, Counters, Inline},
     event_loop::{self, Command, Delivery},
     keys, Config, Conversation, Error, Event, Metrics, Result,
 };
@@ -123,6 +123,7 @@ impl Node {
             revoke_window: config.revoke_window,
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             sync_window: config.sync_window,
+            inline: Inline::new(!config.sync_writes),
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop =
@@ -164,6 +165,33 @@ impl Node {
         tokio::task::spawn_blocking(move || f(&core)).await?
     }
 
+    /// A short store job (sign and store one item): done in the caller's task when the node's
+    /// inline slot is free (no thread hand-off before it is on its way), else on the blocking pool.
+    async fn short<T: Send + 'static>(&self, f: impl FnOnce(&Core) -> Result<T> + Send + 'static) -> Result<T> {
+        if let Some(_slot) = self.core.inline.slot() {
+            return f(&self.core);
+        }
+        self.blocking(f).await
+    }
+
+    /// Hands commands to the loop from a store job: at once if there is room (so a job on the
+    /// blocking pool needs no second hop through the caller), else after the job, by waiting.
+    fn hand_over(cmd_tx: &mpsc::Sender<Command>, commands: Vec<Command>) -> Result<Vec<Command>> {
+        let mut left = Vec::new();
+        for command in commands {
+            if !left.is_empty() {
+                left.push(command);
+                continue;
+            }
+            match cmd_tx.try_send(command) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(command)) => left.push(command),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::NodeStopped),
+            }
+        }
+        Ok(left)
+    }
+
     /// Sends a message to an account (direct) or a room. Returns once it is signed and stored
     /// locally; delivery is reported later by an [`Event::Delivered`] (direct messages).
     /// `burn_after_read` (direct only) makes the receiver burn it that many seconds after reading.
@@ -181,11 +209,11 @@ impl Node {
                 return Err(Error::BadParameters(format!("join room {room} before sending to it")));
             }
         }
-        // The blocking task hands the stored message to the loop itself: one wake-up less before it
-        // is on the wire.
+        // The store job hands the stored message to the loop itself: one wake-up less before it is
+        // on the wire.
         let cmd_tx = self.cmd_tx.clone();
-        let (h, mid) = self
-            .blocking(move |core| {
+        let (h, mid, left) = self
+            .short(move |core| {
                 let (h, mid, frame) = core.send(to, body, burn_after_read)?;
                 let command = match &h.to {
                     Recipient::Account(to) => Command::Deliver(Delivery::new(*to, mid, frame, OutKind::Message, true)),
@@ -195,10 +223,13 @@ impl Node {
                         frame,
                     },
                 };
-                cmd_tx.blocking_send(command)?;
-                Ok((h, mid))
+                let left = Self::hand_over(&cmd_tx, vec![command])?;
+                Ok((h, mid, left))
             })
             .await?;
+        for command in left {
+            self.cmd_tx.send(command).await?;
+        }
         Ok(Sent {
             mid,
             conversation: Conversation::of(&h, &self.core.account),
@@ -220,18 +251,20 @@ impl Node {
 
     async fn control(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
         let cmd_tx = self.cmd_tx.clone();
-        let control = self
-            .blocking(move |core| {
+        let (control, left) = self
+            .short(move |core| {
                 let (control, route, frame) = core.local_control(action, mid)?;
+                let mut commands = Vec::with_capacity(2);
                 if action == Action::Revoke {
-                    cmd_tx.blocking_send(Command::Cancel { mid })?;
+                    commands.push(Command::Cancel { mid });
                 }
-                if let Some(command) = event_loop::control_command(mid, route, frame) {
-                    cmd_tx.blocking_send(command)?;
-                }
-                Ok(control)
+                commands.extend(event_loop::control_command(mid, route, frame));
+                Ok((control, Self::hand_over(&cmd_tx, commands)?))
             })
             .await?;
+        for command in left {
+            self.cmd_tx.send(command).await?;
+        }
         let conversation = Conversation::of(&control.target.header, &self.core.account);
         Ok(ControlAck {
             mid,

@@ -20,7 +20,7 @@ use tracing::debug;
 use unsigned_varint::codec::UviBytes;
 
 use crate::{
-    core::{Core, Finished, Inline},
+    core::{Core, Finished},
     rules::Via,
 };
 
@@ -76,7 +76,7 @@ impl Pipe {
     /// come back through `events`. The queue is unbounded because the event loop bounds what it
     /// sends: every queued request is an outbox entry or a counted relay, both capped.
     pub(crate) fn open(
-        (mut control, core, inline): (Control, Arc<Core>, Inline),
+        (mut control, core): (Control, Arc<Core>),
         peer: PeerId,
         generation: u64,
         events: mpsc::Sender<PipeEvent>,
@@ -121,7 +121,7 @@ impl Pipe {
                                     let entry = unanswered.lock().ok().and_then(|mut map| map.remove(&id));
                                     let finished = match (ack, entry) {
                                         (Ack::Stored | Ack::Duplicate, Some(f)) => {
-                                            inline.try_run(|| core.deliveries_done(&[f])).is_some()
+                                            core.inline.try_run(|| core.deliveries_done(&[f])).is_some()
                                         }
                                         _ => false,
                                     };
@@ -174,12 +174,7 @@ impl Drop for Pipe {
 
 /// Accepts inbound pipes and serves each in its own task, within the per-peer and total limits.
 /// Ends (and aborts every pipe it serves) when aborted.
-pub(crate) fn accept(
-    mut incoming: IncomingStreams,
-    core: Arc<Core>,
-    inflight: Arc<Semaphore>,
-    inline: Inline,
-) -> JoinHandle<()> {
+pub(crate) fn accept(mut incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut pipes: JoinSet<PeerId> = JoinSet::new();
         let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
@@ -203,9 +198,9 @@ pub(crate) fn accept(
                         continue;
                     }
                     *count += 1;
-                    let (core, inflight, inline) = (core.clone(), inflight.clone(), inline.clone());
+                    let (core, inflight) = (core.clone(), inflight.clone());
                     pipes.spawn(async move {
-                        if let Err(e) = serve(stream, &core, &inflight, &inline).await {
+                        if let Err(e) = serve(stream, &core, &inflight).await {
                             debug!(%peer, error = %e, "inbound pipe ended");
                         }
                         peer
@@ -219,7 +214,7 @@ pub(crate) fn accept(
 /// Serves one inbound pipe: each request is verified and stored (here if [`Inline`] allows, else
 /// on the blocking pool, at most [`PIPE_CONCURRENCY`] at once; always with a node-wide in-flight
 /// permit: without one it is answered `5104 overloaded`), and answered as soon as it is done.
-async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>, inline: &Inline) -> Result<(), String> {
+async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>) -> Result<(), String> {
     let mut pipe = framed(stream);
     let mut working = FuturesUnordered::new();
     let mut reading = true;
@@ -249,7 +244,7 @@ async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>, inli
                     pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
                     continue;
                 };
-                if let Some(ack) = inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
+                if let Some(ack) = core.inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
                     drop(permit);
                     let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
                     pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;

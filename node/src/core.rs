@@ -335,7 +335,16 @@ impl Core {
                 }
             }
         }
-        // Messages: the same checks as gossip, verified on every core, stored in one batch.
+        // Messages already held (stored or tombstoned) are skipped unverified: a periodic re-sync
+        // brings back mostly what gossip delivered. The rest: the same checks as gossip, verified
+        // on every core, stored in one batch.
+        let ids: Vec<MessageId> = messages.iter().map(Message::id).collect();
+        let known = self.store.known_many(&ids)?;
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .zip(known)
+            .filter_map(|(m, known)| (!known).then_some(m))
+            .collect();
         let checked = par_map(messages, |m| -> Result<Verified<Message>> {
             rules::check_destination(m.head(), &self.account, &via)?;
             Ok(m.verify()?)
@@ -643,6 +652,36 @@ mod tests {
             }
         }
         assert_eq!(shown, 19);
+
+        // A re-sync of what is already here (as a periodic sync brings back what gossip
+        // delivered) verifies nothing again and changes nothing: a copy of a held message with
+        // a broken signature has the same id and is skipped, not stored over the original.
+        let mut tampered = good[0].clone();
+        tampered.header.signature[0] ^= 1;
+        let page = SyncPage {
+            frames: vec![
+                frame(Envelope::Message(tampered)),
+                frame(Envelope::Message(good[1].clone())),
+                frame(Envelope::Message(revoked.clone())),
+                frame(Envelope::Control(revoke.get().clone())),
+            ],
+            next: 46,
+            more: false,
+        };
+        core.apply_sync(&room, b"peer", &page).unwrap();
+        let after = core.counters.snapshot();
+        assert_eq!((after.messages_in, after.revokes_applied), (19, 1));
+        assert_eq!(after.invalid_rejected, 4, "nothing held was checked again");
+        assert!(events.try_recv().is_err(), "a re-sync emitted an event");
+        let Some(tim_storage::Entry::Message(kept)) = core.store.entry(&good[0].id()).unwrap() else {
+            panic!("the original is gone")
+        };
+        assert_eq!(kept.message.header.signature, good[0].header.signature);
+        assert!(matches!(
+            core.store.entry(&revoked.id()).unwrap(),
+            Some(tim_storage::Entry::Tombstone(_))
+        ));
+        assert_eq!(core.store.sync_cursor(&room, b"peer").unwrap(), 46);
     }
 
     #[test]

@@ -266,6 +266,8 @@ pub(crate) struct EventLoop {
     finishing: bool,
     /// Room syncs in flight, and the requests carrying them.
     syncing: HashSet<(RoomId, PeerId)>,
+    /// Turns of the periodic sync (which member each room syncs with next).
+    sync_turn: usize,
     sync_requests: HashMap<OutboundRequestId, (RoomId, PeerId)>,
     /// Burn-after-read timers.
     burns: BTreeMap<(Instant, MessageId), ()>,
@@ -457,6 +459,7 @@ impl EventLoop {
             finished: Vec::new(),
             finishing: false,
             syncing: HashSet::new(),
+            sync_turn: 0,
             sync_requests: HashMap::new(),
             burns: BTreeMap::new(),
             route_published: false,
@@ -636,10 +639,10 @@ impl EventLoop {
 
     // ---- room sync ----
 
-    /// Syncs `room` with every connected peer subscribed to it.
-    fn sync_room(&mut self, room: &RoomId) {
+    /// The connected peers subscribed to `room`, in a stable order.
+    fn room_peers(&self, room: &RoomId) -> Vec<PeerId> {
         let hash = topic(room).hash();
-        let peers: Vec<PeerId> = self
+        let mut peers: Vec<PeerId> = self
             .swarm
             .behaviour()
             .gossipsub
@@ -647,15 +650,30 @@ impl EventLoop {
             .filter(|(_, topics)| topics.contains(&&hash))
             .map(|(p, _)| *p)
             .collect();
-        for peer in peers {
+        peers.sort();
+        peers
+    }
+
+    /// Syncs `room` with every connected peer subscribed to it (on joining).
+    fn sync_room(&mut self, room: &RoomId) {
+        for peer in self.room_peers(room) {
             self.start_sync(room.clone(), peer);
         }
     }
 
+    /// The periodic safety net: each joined room syncs with one of its connected members, a
+    /// different one each time (round robin). Syncing with all of them every interval would make
+    /// every member re-send the room's whole traffic to every other member; a member that
+    /// (re)connects is synced with at once anyway (its subscription is seen).
     fn sync_all(&mut self) {
         let rooms: Vec<RoomId> = self.swarm.behaviour().gossipsub.topics().filter_map(room_of).collect();
+        self.sync_turn = self.sync_turn.wrapping_add(1);
         for room in rooms {
-            self.sync_room(&room);
+            let peers = self.room_peers(&room);
+            if !peers.is_empty() {
+                let peer = peers[self.sync_turn % peers.len()];
+                self.start_sync(room, peer);
+            }
         }
     }
 

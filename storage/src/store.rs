@@ -717,6 +717,20 @@ impl Store {
         self.read(Cf::Tombstones, id)
     }
 
+    /// For each id, whether this store already holds it, as a message or as a tombstone (one
+    /// batched lookup per column family): what a catch-up page need not verify again.
+    pub fn known_many(&self, ids: &[MessageId]) -> Result<Vec<bool>> {
+        let db = &self.inner.db;
+        let keys: Vec<&[u8; 32]> = ids.iter().map(MessageId::as_bytes).collect();
+        let tombs = db.batched_multi_get_cf(self.cf(Cf::Tombstones), &keys, false);
+        let stored = db.batched_multi_get_cf(self.cf(Cf::Messages), &keys, false);
+        tombs
+            .into_iter()
+            .zip(stored)
+            .map(|(t, m)| Ok(t?.is_some() || m?.is_some()))
+            .collect()
+    }
+
     /// Whether this id is tombstoned (a point lookup; nothing is decoded).
     pub fn is_tombstoned(&self, id: &MessageId) -> Result<bool> {
         Ok(self

@@ -662,3 +662,27 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
     assert_eq!(store.sync_cursor(&room, b"peer-1").unwrap(), p2.next);
     assert_eq!(store.sync_cursor(&room, b"peer-2").unwrap(), 0);
 }
+
+#[test]
+fn known_many_reports_messages_and_tombstones_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = (key(1), key(2));
+    let stored = direct(&a, &b, b"kept", 1);
+    let revoked = direct(&a, &b, b"gone", 2);
+    let never_seen_target = direct(&a, &b, b"revoked before it came", 3);
+    let unknown = direct(&a, &b, b"unknown", 4);
+    store.put_message(&stored, State::Received).unwrap();
+    store.put_message(&revoked, State::Received).unwrap();
+    store.apply_tombstone(&revoke(&a, &revoked)).unwrap();
+    store.apply_tombstone(&revoke(&a, &never_seen_target)).unwrap();
+    let ids = [
+        unknown.id(),
+        stored.id(),
+        revoked.id(),
+        never_seen_target.id(),
+        unknown.id(),
+    ];
+    assert_eq!(store.known_many(&ids).unwrap(), vec![false, true, true, true, false]);
+    assert_eq!(store.known_many(&[]).unwrap(), Vec::<bool>::new());
+}

@@ -45,8 +45,9 @@ pub struct Config {
     pub outbox_per_recipient: usize,
     /// Most undelivered outbox entries in total. Default 100,000.
     pub outbox_total: usize,
-    /// How often a node re-syncs each joined room with its connected members (it also syncs on
-    /// joining and whenever a member connects). Default 30 s.
+    /// How often a node re-syncs each joined room with one of its connected members, a different
+    /// one each time (it also syncs with all of them on joining, and with a member whenever it
+    /// connects). Default 30 s.
     pub room_sync_interval: Duration,
     /// How many of a room's newest log entries a member serves to a peer syncing from scratch.
     /// Default 10,000.

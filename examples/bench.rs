@@ -425,7 +425,23 @@ impl BareRoom {
             sent: 0,
             graph: if full_mesh { "all connected" } else { "star" },
         };
-        // Let the mesh form (a few heartbeats), driving the hub meanwhile.
+        // Wait until the hub knows every member's subscription (slow when many nodes share the
+        // process), then let the mesh form (a few heartbeats), driving the hub meanwhile.
+        let until = Instant::now() + Duration::from_secs(60);
+        let hash = room.topic.hash();
+        while Instant::now() < until {
+            let subscribed = room
+                .hub
+                .behaviour()
+                .gossipsub
+                .all_peers()
+                .filter(|(_, topics)| topics.contains(&&hash))
+                .count();
+            if subscribed >= members {
+                break;
+            }
+            room.drive(Duration::from_millis(100)).await;
+        }
         room.drive(Duration::from_secs(3)).await;
         Ok(room)
     }

@@ -769,7 +769,8 @@ impl EventLoop {
                 self.pipe_generation += 1;
                 debug!(%peer, generation = self.pipe_generation, "opening a pipe");
                 e.insert(Pipe::open(
-                    (self.control.clone(), self.core.clone()),
+                    self.control.clone(),
+                    self.core.clone(),
                     peer,
                     self.pipe_generation,
                     self.pipe_tx.clone(),

@@ -2,8 +2,8 @@
 //! length-prefixed [`PipeFrame`]s, requests tagged with ids and answers naming them. A message
 //! costs no stream negotiation, and on the receiving side it never passes through the swarm task:
 //! the pipe's own task reads it, verifies and stores it, and answers. Store work runs on the
-//! blocking pool, or in the pipe's task itself when nothing else does ([`Inline`]), which saves
-//! the two thread hand-offs that dominate a lone message's round trip.
+//! blocking pool, or in the pipe's task itself when nothing else does (`core::Inline`), which
+//! saves the two thread hand-offs that dominate a lone message's round trip.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -76,7 +76,8 @@ impl Pipe {
     /// come back through `events`. The queue is unbounded because the event loop bounds what it
     /// sends: every queued request is an outbox entry or a counted relay, both capped.
     pub(crate) fn open(
-        (mut control, core): (Control, Arc<Core>),
+        mut control: Control,
+        core: Arc<Core>,
         peer: PeerId,
         generation: u64,
         events: mpsc::Sender<PipeEvent>,
@@ -192,12 +193,12 @@ pub(crate) fn accept(mut incoming: IncomingStreams, core: Arc<Core>, inflight: A
                 }
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
-                    let count = per_peer.entry(peer).or_default();
-                    if *count >= MAX_PIPES_PER_PEER || pipes.len() >= MAX_INBOUND_PIPES {
+                    let count = per_peer.get(&peer).copied().unwrap_or(0);
+                    if count >= MAX_PIPES_PER_PEER || pipes.len() >= MAX_INBOUND_PIPES {
                         debug!(%peer, "refused an inbound pipe over the limit");
                         continue;
                     }
-                    *count += 1;
+                    per_peer.insert(peer, count + 1);
                     let (core, inflight) = (core.clone(), inflight.clone());
                     pipes.spawn(async move {
                         if let Err(e) = serve(stream, &core, &inflight).await {
@@ -211,7 +212,13 @@ pub(crate) fn accept(mut incoming: IncomingStreams, core: Arc<Core>, inflight: A
     })
 }
 
-/// Serves one inbound pipe: each request is verified and stored (here if [`Inline`] allows, else
+/// Writes the answer to request `id`.
+async fn answer_on(pipe: &mut Framed<Stream, UviBytes<Bytes>>, id: u64, ack: Ack) -> Result<(), String> {
+    let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
+    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())
+}
+
+/// Serves one inbound pipe: each request is verified and stored (here if `core::Inline` allows, else
 /// on the blocking pool, at most [`PIPE_CONCURRENCY`] at once; always with a node-wide in-flight
 /// permit: without one it is answered `5104 overloaded`), and answered as soon as it is done.
 async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>) -> Result<(), String> {
@@ -225,8 +232,7 @@ async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>) -> R
                     Ok(answer) => answer,
                     Err(e) => return Err(format!("verification task failed: {e}")),
                 };
-                let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
-                pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                answer_on(&mut pipe, id, ack).await?;
             }
             frame = pipe.next(), if reading && working.len() < PIPE_CONCURRENCY => {
                 let Some(frame) = frame else {
@@ -239,15 +245,12 @@ async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>) -> R
                     PipeFrame::Answer { .. } => return Err("peer sent an answer on its own pipe".into()),
                 };
                 let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                    let ack = Ack::Refused { code: Code::Overloaded.number() };
-                    let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
-                    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                    answer_on(&mut pipe, id, Ack::Refused { code: Code::Overloaded.number() }).await?;
                     continue;
                 };
                 if let Some(ack) = core.inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
                     drop(permit);
-                    let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
-                    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())?;
+                    answer_on(&mut pipe, id, ack).await?;
                     continue;
                 }
                 let core = core.clone();

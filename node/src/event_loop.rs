@@ -778,14 +778,13 @@ impl EventLoop {
                 ))
             }
         };
-        // If the pipe's task already ended, its `Closed` event (still queued) fails this request.
         let finishes = delivery.persistent.then_some(Finished {
             mid: delivery.mid,
             kind: delivery.kind,
             to: delivery.to,
             delivered: true,
         });
-        let _ = pipe.send(id, delivery.frame.clone(), finishes);
+        pipe.send(id, delivery.frame.clone(), finishes);
         pipe.in_flight += 1;
         pipe.last_used = Instant::now();
         let generation = pipe.generation;

@@ -160,9 +160,10 @@ impl Pipe {
         }
     }
 
-    /// Queues request `id`; false if the pipe's task has ended (its `Closed` event is on the way).
-    pub(crate) fn send(&self, id: u64, envelope: Vec<u8>, finishes: Option<Finished>) -> bool {
-        self.queue.send((id, envelope, finishes)).is_ok()
+    /// Queues request `id`. If the pipe's task has already ended, its `Closed` event (still on
+    /// the way) fails the request like every other it carried.
+    pub(crate) fn send(&self, id: u64, envelope: Vec<u8>, finishes: Option<Finished>) {
+        let _ = self.queue.send((id, envelope, finishes));
     }
 }
 

@@ -16,7 +16,7 @@ use tim_protocol::{
     RoomId, SyncPage, SyncRequest, Verified,
 };
 use tim_storage::{OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, oneshot, Semaphore};
 use tracing::{debug, warn};
 
 use crate::{
@@ -175,7 +175,7 @@ pub(crate) struct Core {
     pub(crate) peer_id: PeerId,
     pub(crate) store: Store,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) revoke_window: Option<Duration>,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
@@ -183,6 +183,9 @@ pub(crate) struct Core {
     pub(crate) sync_window: usize,
     /// The node's one slot for store jobs done in place.
     pub(crate) inline: Inline,
+    /// Dropped after `store` (fields drop in declaration order): its receiver learns that the
+    /// database is closed and the data dir free. Keep it the last field.
+    pub(crate) _closed: Option<oneshot::Sender<()>>,
 }
 
 /// Most items in one served sync page.
@@ -562,11 +565,12 @@ mod tests {
             peer_id: PeerId::random(),
             store,
             events: broadcast::channel(64).0,
-            counters: Counters::default(),
+            counters: Default::default(),
             revoke_window: None,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             sync_window: 10_000,
             inline: Inline::new(true),
+            _closed: None,
         }
     }
 

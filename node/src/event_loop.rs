@@ -53,6 +53,9 @@ const MAX_SYNCS: usize = 64;
 const SYNC_PAGE: u32 = 256;
 /// How long listeners may take to report their addresses at start.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping node waits for the last task using its store before it reports stopped
+/// anyway (the store then closes when that task ends).
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 /// A frame on its way to an account's node.
 #[derive(Debug, Clone)]
@@ -483,7 +486,9 @@ impl EventLoop {
         Ok(this)
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs until a shutdown command or the last handle is gone; `closed` resolves once the
+    /// store has closed (see `Core::_closed`).
+    pub(crate) async fn run(mut self, closed: oneshot::Receiver<()>) {
         let mut retry_tick = tokio::time::interval(RETRY_TICK);
         retry_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut refresh = tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
@@ -527,9 +532,14 @@ impl EventLoop {
             let (core, batch) = (self.core.clone(), std::mem::take(&mut self.finished));
             let _ = tokio::task::spawn_blocking(move || core.deliveries_done(&batch)).await;
         }
-        // Wait for blocking store work to finish, so the store is quiet when handles drop it.
+        // Wait for blocking store work to finish, then drop the swarm (ending every connection,
+        // so pipe tasks end) and everything else holding the core; the store closes when the last
+        // task holding it ends. Handles hold it only for the length of a call.
         let _ = self.inflight.acquire_many(self.max_inflight).await;
-        drop(self.swarm);
+        drop(self);
+        if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
+            warn!("the store is still in use {CLOSE_WAIT:?} after stopping; it closes when that work ends");
+        }
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }

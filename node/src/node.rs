@@ -1,7 +1,7 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
 //! loop; the cheap, cloneable [`Node`] sends it commands and runs store work on blocking threads.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use libp2p::{Multiaddr, PeerId};
 use tim_protocol::{AccountId, Action, Envelope, MessageId, Recipient, RoomId, MAX_BODY_LEN};
@@ -84,11 +84,15 @@ impl Events {
 }
 
 /// A handle to a running node. Cheap to clone; the node stops on [`Node::shutdown`] or when the
-/// last handle is dropped.
+/// last handle is dropped. Handles do not keep the node's store open: once it has stopped, their
+/// methods return [`Error::NodeStopped`].
 #[derive(Clone)]
 pub struct Node {
     cmd_tx: mpsc::Sender<Command>,
-    core: Arc<Core>,
+    core: Weak<Core>,
+    account: AccountId,
+    peer_id: PeerId,
+    counters: Arc<Counters>,
 }
 
 impl Node {
@@ -113,39 +117,57 @@ impl Node {
         })
         .await??;
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let (closed_tx, closed_rx) = oneshot::channel();
         let core = Arc::new(Core {
             account: account_key.account_id(),
             key: account_key,
             peer_id: node_key.public().to_peer_id(),
             store,
             events,
-            counters: Counters::default(),
+            counters: counters.clone(),
             revoke_window: config.revoke_window,
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
+            _closed: Some(closed_tx),
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop =
             event_loop::EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;
-        tokio::spawn(event_loop.run());
-        let node = Node { cmd_tx, core };
+        let node = Node {
+            cmd_tx,
+            core: Arc::downgrade(&core),
+            account: core.account,
+            peer_id: core.peer_id,
+            counters,
+        };
+        drop(core);
+        tokio::spawn(event_loop.run(closed_rx));
         Ok((node, Events(events_rx)))
     }
 
     /// The local account.
     pub fn account(&self) -> AccountId {
-        self.core.account
+        self.account
     }
 
     /// The node's libp2p peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.core.peer_id
+        self.peer_id
     }
 
-    /// A new subscription to this node's events, from now on.
+    /// A new subscription to this node's events, from now on; already ended if the node stopped.
     pub fn subscribe(&self) -> Events {
-        Events(self.core.events.subscribe())
+        match self.core.upgrade() {
+            Some(core) => Events(core.events.subscribe()),
+            None => Events(broadcast::channel(1).1),
+        }
+    }
+
+    /// The shared state, while the node runs.
+    fn core(&self) -> Result<Arc<Core>> {
+        self.core.upgrade().ok_or(Error::NodeStopped)
     }
 
     /// Bytes used by the node's database directory.
@@ -153,25 +175,28 @@ impl Node {
         self.blocking(|core| Ok(core.store.disk_bytes())).await
     }
 
-    /// The node's counters.
+    /// The node's counters (the outbox depth reads 0 once the node has stopped).
     pub fn metrics(&self) -> Metrics {
-        let mut m = self.core.counters.snapshot();
-        m.outbox_depth = self.core.store.outbox_len() as u64;
+        let mut m = self.counters.snapshot();
+        if let Some(core) = self.core.upgrade() {
+            m.outbox_depth = core.store.outbox_len() as u64;
+        }
         m
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Core) -> Result<T> + Send + 'static) -> Result<T> {
-        let core = self.core.clone();
+        let core = self.core()?;
         tokio::task::spawn_blocking(move || f(&core)).await?
     }
 
     /// A short store job (sign and store one item): done in the caller's task when the node's
     /// inline slot is free (no thread hand-off before it is on its way), else on the blocking pool.
     async fn short<T: Send + 'static>(&self, f: impl FnOnce(&Core) -> Result<T> + Send + 'static) -> Result<T> {
-        if let Some(_slot) = self.core.inline.slot() {
-            return f(&self.core);
+        let core = self.core()?;
+        if let Some(_slot) = core.inline.slot() {
+            return f(&core);
         }
-        self.blocking(f).await
+        tokio::task::spawn_blocking(move || f(&core)).await?
     }
 
     /// Hands commands to the loop from a store job: at once if there is room (so a job on the
@@ -205,7 +230,7 @@ impl Node {
             .into());
         }
         if let Recipient::Room(room) = &to {
-            if !self.core.is_member(room) {
+            if !self.core()?.is_member(room) {
                 return Err(Error::BadParameters(format!("join room {room} before sending to it")));
             }
         }
@@ -232,7 +257,7 @@ impl Node {
         }
         Ok(Sent {
             mid,
-            conversation: Conversation::of(&h, &self.core.account),
+            conversation: Conversation::of(&h, &self.account),
             sent_at: h.sent_at,
         })
     }
@@ -265,7 +290,7 @@ impl Node {
         for command in left {
             self.cmd_tx.send(command).await?;
         }
-        let conversation = Conversation::of(&control.target.header, &self.core.account);
+        let conversation = Conversation::of(&control.target.header, &self.account);
         Ok(ControlAck {
             mid,
             action,
@@ -313,7 +338,7 @@ impl Node {
     /// A page of a conversation's history, newest first; revoked and burned messages appear as
     /// markers. `limit` is 1 to 500.
     pub async fn history(&self, conversation: &Conversation, before: Option<MessageId>, limit: usize) -> Result<Page> {
-        let conv = conversation.to_storage(&self.core.account);
+        let conv = conversation.to_storage(&self.account);
         self.blocking(move |core| Ok(core.store.history(&conv, before.as_ref(), limit)?))
             .await
     }
@@ -326,10 +351,14 @@ impl Node {
     /// Joins a room: subscribes to its topic; remembered across restarts.
     pub async fn join(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
-        self.blocking(move |core| Ok(core.store.set_room(&r, true)?)).await?;
-        if let Ok(mut rooms) = self.core.rooms.lock() {
-            rooms.insert(room.clone());
-        }
+        self.blocking(move |core| {
+            core.store.set_room(&r, true)?;
+            if let Ok(mut rooms) = core.rooms.lock() {
+                rooms.insert(r);
+            }
+            Ok(())
+        })
+        .await?;
         let (reply, rx) = oneshot::channel();
         self.cmd_tx.send(Command::Join { room, reply }).await?;
         rx.await?
@@ -338,10 +367,14 @@ impl Node {
     /// Leaves a room.
     pub async fn leave(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
-        self.blocking(move |core| Ok(core.store.set_room(&r, false)?)).await?;
-        if let Ok(mut rooms) = self.core.rooms.lock() {
-            rooms.remove(&room);
-        }
+        self.blocking(move |core| {
+            core.store.set_room(&r, false)?;
+            if let Ok(mut rooms) = core.rooms.lock() {
+                rooms.remove(&r);
+            }
+            Ok(())
+        })
+        .await?;
         let (reply, rx) = oneshot::channel();
         self.cmd_tx.send(Command::Leave { room, reply }).await?;
         rx.await?
@@ -362,8 +395,9 @@ impl Node {
         rx.await?
     }
 
-    /// Stops the node: closes connections and waits for in-flight store work. The store closes
-    /// when the last handle is dropped.
+    /// Stops the node: closes connections, waits for in-flight store work, and returns once the
+    /// store is closed, so the data dir can be reopened or removed. Handles outlive it and then
+    /// return [`Error::NodeStopped`].
     pub async fn shutdown(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.cmd_tx.send(Command::Shutdown { reply }).await?;

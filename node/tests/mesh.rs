@@ -402,20 +402,19 @@ async fn restart_keeps_identity_history_and_tombstones() {
     expect_about(&mut b_ev, "revoke at B", Kind::Revoked, gone.mid).await;
     let (account, peer) = (b.account(), b.peer_id());
     b.shutdown().await.unwrap();
-    drop(b);
-    drop(b_ev);
+    // A stopped node's handles answer NodeStopped, and its events end.
+    let err = b.history(&Conversation::Peer(a.account()), None, 10).await.unwrap_err();
+    assert_eq!(err.code(), Code::NodeStopped);
+    let ended = tokio::time::timeout(WAIT, async { while b_ev.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the event stream ended");
 
-    let dir = dirs[1].path().to_path_buf();
-    let (b, _) = eventually("B restarts", || {
-        let dir = dir.clone();
-        let boot = boot.clone();
-        async move {
-            let mut config = Config::loopback(&dir);
-            config.bootstrap = vec![boot];
-            Node::start(config).await.ok()
-        }
-    })
-    .await;
+    // shutdown returned only once the store closed: the data dir reopens at once, although a
+    // handle is still alive.
+    let mut config = Config::loopback(dirs[1].path());
+    config.bootstrap = vec![boot];
+    let (b2, _) = Node::start(config).await.unwrap();
+    drop(b);
+    let b = b2;
     assert_eq!((b.account(), b.peer_id()), (account, peer));
     let page = b.history(&Conversation::Peer(a.account()), None, 10).await.unwrap();
     assert_eq!(page.entries.len(), 2);

@@ -3,9 +3,9 @@
 //! `cargo run --release -p tim-node --example bench -- <scenario> [options]`, scenarios:
 //! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo
 //!   (latency taken in alternating rounds of both);
-//! - `room [--members 10] [--count 200] [--tim-only]`: fan-out and revoke convergence vs bare
-//!   gossipsub as a star and all connected (alternating rounds; `--tim-only` skips the baselines,
-//!   for profiling);
+//! - `room [--members 10] [--count 200] [--tim-only|--bare-only]`: fan-out and revoke convergence
+//!   vs bare gossipsub as a star and all connected (alternating rounds; `--tim-only` skips the
+//!   baselines, `--bare-only` runs only the all-connected one; both for profiling);
 //! - `catchup [--count 1000] [--revokes count/20]`: a member that missed messages and revokes
 //!   returns; time until it converged;
 //! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
@@ -619,8 +619,16 @@ impl Phase {
     }
 }
 
-/// `tim_only` skips the baselines (for profiling tim's phase alone).
-async fn room(members: usize, count: usize, tim_only: bool) -> anyhow::Result<Vec<Row>> {
+/// Which phases a room run measures: all of them, or one side alone for profiling it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phases {
+    All,
+    TimOnly,
+    /// The bare all-connected baseline alone.
+    BareOnly,
+}
+
+async fn room(members: usize, count: usize, phases: Phases) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut nodes = tim_nodes(members + 1, dir.path()).await?;
     let room = RoomId::new("bench")?;
@@ -663,9 +671,18 @@ async fn room(members: usize, count: usize, tim_only: bool) -> anyhow::Result<Ve
     let (mut tim, mut bare_star, mut bare_full) = (Phase::default(), Phase::default(), Phase::default());
     let per_round = count.div_ceil(ROOM_ROUNDS);
     for _ in 0..ROOM_ROUNDS {
-        if tim_only {
-            tim.run(per_round, &mut tim_step).await?;
-            continue;
+        match phases {
+            Phases::TimOnly => {
+                tim.run(per_round, &mut tim_step).await?;
+                continue;
+            }
+            Phases::BareOnly => {
+                bare_full
+                    .run(per_round, async || Ok((full.publish().await?, None)))
+                    .await?;
+                continue;
+            }
+            Phases::All => {}
         }
         bare_star
             .run(per_round, async || Ok((star.publish().await?, None)))
@@ -1068,8 +1085,14 @@ async fn main() -> anyhow::Result<()> {
     let rows = match scenario {
         "direct" => direct(flag("--count", 500)).await?,
         "room" => {
-            let tim_only = args.iter().any(|a| a == "--tim-only");
-            room(flag("--members", 10), flag("--count", 200), tim_only).await?
+            let phases = if args.iter().any(|a| a == "--tim-only") {
+                Phases::TimOnly
+            } else if args.iter().any(|a| a == "--bare-only") {
+                Phases::BareOnly
+            } else {
+                Phases::All
+            };
+            room(flag("--members", 10), flag("--count", 200), phases).await?
         }
         "catchup" => {
             let count = flag("--count", 1_000);

@@ -481,12 +481,14 @@ impl Core {
                 }
             }
             Envelope::Control(control) => {
-                // A revoke of a message we hold needs only its own signature checked.
+                // A revoke of a message we hold needs only its own signature checked. A held
+                // message is not tombstoned (the two change in one batch), so only a target we do
+                // not hold needs the tombstone lookup.
                 let target = control.target.id();
-                if self.store.is_tombstoned(&target)? {
+                let known = self.store.message(&target)?.map(|m| m.message.header);
+                if known.is_none() && self.store.is_tombstoned(&target)? {
                     return Ok(Verdict::Duplicate);
                 }
-                let known = self.store.message(&target)?.map(|m| m.message.header);
                 let control = match control.verify_known(known.as_ref()) {
                     Ok(c) => c,
                     Err(e) => {

@@ -390,9 +390,13 @@ impl Store {
             let stored: Option<StoredMessage> = self.message(&id)?;
             let had_body = stored.is_some();
             let queued_key = outbox_key(&id, OutKind::Message);
-            let queued: Option<Outgoing> = match db.get_pinned_cf(cf_out, queued_key)? {
-                Some(v) => Some(decode_value(Cf::Outbox, &queued_key, &v)?),
-                None => None,
+            // Only direct messages wait in the outbox; a room message never does.
+            let queued: Option<Outgoing> = match &control.target.header.to {
+                Recipient::Room(_) => None,
+                Recipient::Account(_) => match db.get_pinned_cf(cf_out, queued_key)? {
+                    Some(v) => Some(decode_value(Cf::Outbox, &queued_key, &v)?),
+                    None => None,
+                },
             };
             let tombstone = Tombstone {
                 applied_at: now_ms(),

@@ -586,9 +586,10 @@ async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
     Ok(vec![bare, bare_rate, tim, tim_rate])
 }
 
-/// Rounds a room benchmark is taken in: tim and both bare baselines alternate, so all three see
-/// the same moments of this shared machine.
-const ROOM_ROUNDS: usize = 10;
+/// Publications per round of a room benchmark: tim and both bare baselines alternate round by
+/// round, so all three see the same moments of this shared machine; a round of tim is short
+/// enough (well under `shred_delay`) that its deferred shred pass falls in the pause after it.
+const ROOM_ROUND: usize = 50;
 
 /// A phase's samples, wall time, CPU and TCP segments, gathered over several rounds.
 #[derive(Default)]
@@ -669,8 +670,9 @@ async fn room(members: usize, count: usize, phases: Phases) -> anyhow::Result<Ve
         Ok((fanout, Some(t.elapsed())))
     };
     let (mut tim, mut bare_star, mut bare_full) = (Phase::default(), Phase::default(), Phase::default());
-    let per_round = count.div_ceil(ROOM_ROUNDS);
-    for _ in 0..ROOM_ROUNDS {
+    let rounds = count.div_ceil(ROOM_ROUND).max(1);
+    let per_round = count.div_ceil(rounds);
+    for _ in 0..rounds {
         match phases {
             Phases::TimOnly => {
                 tim.run(per_round, &mut tim_step).await?;

@@ -14,15 +14,12 @@ use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash},
     identify, kad,
     multiaddr::Protocol,
-    noise, ping,
-    request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
+    noise,
     swarm::SwarmEvent,
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use sha2::{Digest, Sha256};
-use tim_protocol::{
-    decode, encode, AccountId, Ack, Action, Code, MessageId, RoomId, RouteRecord, SyncPage, SyncRequest,
-};
+use tim_protocol::{decode, encode, AccountId, Ack, Action, Code, MessageId, RoomId, RouteRecord, SyncRequest};
 use tim_storage::{OutKind, Outgoing};
 use tokio::{
     sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
@@ -31,11 +28,12 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    behaviour::{Behaviour, BehaviourEvent, SyncCodec, GOSSIP_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL},
+    behaviour::{Behaviour, BehaviourEvent, GOSSIP_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL},
     core::{bump, now_ms, Core, Finished, Route, Verdict},
     node::{RoomStatus, Status},
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
     rules::Via,
+    sync::{self, SYNC_PROTOCOL},
     Config, Error, Event, Result,
 };
 
@@ -161,17 +159,14 @@ enum Done {
         mid: MessageId,
         result: Result<Option<Command>>,
     },
-    /// A sync page to serve is ready.
-    SyncServe {
-        channel: ResponseChannel<SyncPage>,
-        page: SyncPage,
-    },
     /// The cursor to sync `room` from `peer` was read.
     SyncCursor {
         room: RoomId,
         peer: PeerId,
         after: Result<u64>,
     },
+    /// Fetching a sync page from `peer` failed.
+    SyncFailed { room: RoomId, peer: PeerId, reason: String },
     /// A received sync page was applied.
     SyncApplied {
         room: RoomId,
@@ -250,8 +245,9 @@ pub(crate) struct EventLoop {
     pipe_generation: u64,
     pipe_tx: mpsc::Sender<PipeEvent>,
     pipe_rx: mpsc::Receiver<PipeEvent>,
-    /// Serves inbound pipes; aborted at shutdown.
+    /// Serve inbound pipes and inbound sync exchanges; aborted at shutdown.
     acceptor: tokio::task::JoinHandle<()>,
+    sync_server: tokio::task::JoinHandle<()>,
     /// Requests in flight, by id; and their deadlines in sending order (one timeout for all).
     requests: HashMap<u64, Sent>,
     deadlines: VecDeque<(Instant, u64)>,
@@ -267,11 +263,10 @@ pub(crate) struct EventLoop {
     /// acknowledgements arriving together cost one blocking hop and one write.
     finished: Vec<Finished>,
     finishing: bool,
-    /// Room syncs in flight, and the requests carrying them.
+    /// Room syncs in flight.
     syncing: HashSet<(RoomId, PeerId)>,
     /// Turns of the periodic sync (which member each room syncs with next).
     sync_turn: usize,
-    sync_requests: HashMap<OutboundRequestId, (RoomId, PeerId)>,
     /// Burn-after-read timers.
     burns: BTreeMap<(Instant, MessageId), ()>,
     route_published: bool,
@@ -305,7 +300,6 @@ fn instant_of(deadline: u64) -> Instant {
 
 fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
-    let request_timeout = config.request_timeout;
     let refresh = config.route_refresh;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -326,7 +320,7 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
             let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
             let gossip_config = gossipsub::ConfigBuilder::default()
-                .protocol_id_prefix(GOSSIP_PREFIX)
+                .protocol_id(GOSSIP_PROTOCOL, gossipsub::Version::V1_1)
                 .validation_mode(gossipsub::ValidationMode::Anonymous)
                 .validate_messages()
                 .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
@@ -334,25 +328,13 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
                 .heartbeat_interval(Duration::from_millis(500))
                 .build()?;
             let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
-            let rr_config = || {
-                request_response::Config::default()
-                    .with_request_timeout(request_timeout)
-                    .with_max_concurrent_streams(256)
-            };
             let direct = libp2p_stream::Behaviour::new();
-            let sync = request_response::Behaviour::with_codec(
-                SyncCodec,
-                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                rr_config(),
-            );
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 identify,
-                ping: ping::Behaviour::default(),
                 kad,
                 gossipsub,
                 direct,
-                sync,
             })
         })
         .map_err(|e| net(&e))?
@@ -432,6 +414,10 @@ impl EventLoop {
             .accept(DIRECT_PROTOCOL)
             .map_err(|e| Error::Network(e.to_string()))?;
         let acceptor = pipe::accept(incoming, core.clone(), inflight.clone());
+        let sync_incoming = control
+            .accept(SYNC_PROTOCOL)
+            .map_err(|e| Error::Network(e.to_string()))?;
+        let sync_server = sync::serve(sync_incoming, core.clone(), inflight.clone(), config.request_timeout);
         let mut this = EventLoop {
             swarm,
             core,
@@ -451,6 +437,7 @@ impl EventLoop {
             pipe_tx,
             pipe_rx,
             acceptor,
+            sync_server,
             requests: HashMap::new(),
             deadlines: VecDeque::new(),
             next_request: 0,
@@ -463,7 +450,6 @@ impl EventLoop {
             finishing: false,
             syncing: HashSet::new(),
             sync_turn: 0,
-            sync_requests: HashMap::new(),
             burns: BTreeMap::new(),
             route_published: false,
             route_ttl: config.route_ttl,
@@ -521,6 +507,7 @@ impl EventLoop {
         }
         info!("node stopping");
         self.acceptor.abort();
+        self.sync_server.abort();
         // Write every finished delivery before the store goes quiet.
         while self.finishing {
             match self.done_rx.recv().await {
@@ -698,57 +685,37 @@ impl EventLoop {
         });
     }
 
+    /// Fetches the page of `room` after `after` from `peer` and applies it, in a task of its own.
     fn request_page(&mut self, room: RoomId, peer: PeerId, after: u64) {
         let request = SyncRequest {
             room: room.clone(),
             after,
             limit: SYNC_PAGE,
         };
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-        self.sync_requests.insert(id, (room, peer));
-    }
-
-    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncPage>) {
-        match event {
-            request_response::Event::Message { message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let Some(permit) = self.permit() else {
-                        let page = SyncPage {
-                            frames: Vec::new(),
-                            next: request.after,
-                            more: false,
-                        };
-                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, page);
-                        return;
-                    };
-                    let (core, done) = (self.core.clone(), self.done_tx.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let page = core.serve_sync(&request);
-                        let _ = done.blocking_send(Done::SyncServe { channel, page });
-                        drop(permit);
-                    });
+        let (control, core, done) = (self.control.clone(), self.core.clone(), self.done_tx.clone());
+        let timeout = self.request_timeout;
+        tokio::spawn(async move {
+            let report = match sync::fetch(control, peer, request, timeout).await {
+                Ok(page) => {
+                    let at = room.clone();
+                    let applied = tokio::task::spawn_blocking(move || {
+                        core.apply_sync(&at, &peer.to_bytes(), &page)
+                            .map(|()| (page.next, page.more))
+                    })
+                    .await;
+                    match applied {
+                        Ok(next) => Done::SyncApplied { room, peer, next },
+                        Err(e) => Done::SyncFailed {
+                            room,
+                            peer,
+                            reason: format!("applying the page failed: {e}"),
+                        },
+                    }
                 }
-                request_response::Message::Response { request_id, response } => {
-                    let Some((room, peer)) = self.sync_requests.remove(&request_id) else {
-                        return;
-                    };
-                    let (core, done) = (self.core.clone(), self.done_tx.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let next = core
-                            .apply_sync(&room, &peer.to_bytes(), &response)
-                            .map(|()| (response.next, response.more));
-                        let _ = done.blocking_send(Done::SyncApplied { room, peer, next });
-                    });
-                }
-            },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some((room, peer)) = self.sync_requests.remove(&request_id) {
-                    debug!(%room, %peer, %error, "sync request failed");
-                    self.syncing.remove(&(room, peer));
-                }
-            }
-            _ => {}
-        }
+                Err(reason) => Done::SyncFailed { room, peer, reason },
+            };
+            let _ = done.send(report).await;
+        });
     }
 
     // ---- outbound: direct ----
@@ -1149,8 +1116,9 @@ impl EventLoop {
                 Ok(None) => {}
                 Err(e) => debug!(%mid, error = %e, "burn after reading did not apply"),
             },
-            Done::SyncServe { channel, page } => {
-                let _ = self.swarm.behaviour_mut().sync.send_response(channel, page);
+            Done::SyncFailed { room, peer, reason } => {
+                debug!(%room, %peer, %reason, "sync request failed");
+                self.syncing.remove(&(room, peer));
             }
             Done::SyncCursor { room, peer, after } => match after {
                 Ok(after) => self.request_page(room, peer, after),
@@ -1199,7 +1167,6 @@ impl EventLoop {
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Direct(())) => {}
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

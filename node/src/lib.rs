@@ -30,6 +30,7 @@ mod keys;
 mod node;
 mod pipe;
 mod rules;
+mod sync;
 
 pub use crate::config::Config;
 pub use crate::core::Metrics;

@@ -1,6 +1,7 @@
-//! The direct pipe protocol (`/tim/direct/2.0.0`) spoken by a bare libp2p peer to a tim node:
-//! answers name their requests, forgeries are refused and stored nowhere, and a peer that breaks
-//! the framing loses its pipe but not the node.
+//! tim's stream protocols spoken by a bare libp2p peer to a tim node. Direct pipes
+//! (`/tim/direct/2.0.0`): answers name their requests, forgeries are refused and stored nowhere,
+//! and a peer that breaks the framing loses its pipe but not the node. Room sync
+//! (`/tim/sync/1.0.0`): one page per exchange, only of joined rooms, never for a bad request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,12 +13,16 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use libp2p::{noise, swarm::SwarmEvent, tcp, yamux, PeerId, Stream, StreamProtocol, Swarm};
 use tim_node::{
-    protocol::{decode, encode, AccountKey, Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, Wire},
+    protocol::{
+        decode, encode, AccountKey, Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, RoomId, SyncPage,
+        SyncRequest, Wire,
+    },
     Node,
 };
 use unsigned_varint::codec::UviBytes;
 
 const DIRECT: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
+const SYNC: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
 
 /// A bare peer: TCP + noise + yamux and nothing but raw streams, its swarm driven in a task.
 async fn bare_peer(node: &Node) -> (libp2p_stream::Control, PeerId) {
@@ -192,4 +197,77 @@ async fn a_peer_breaking_the_framing_loses_its_pipe_not_the_node() {
     pipe.send(request(9, &m)).await.unwrap();
     assert_eq!(answers(&mut pipe, &[9]).await[&9], Ack::Stored);
     assert!(entry(&node, m.id()).await.is_some());
+}
+
+/// One sync exchange: writes `request` and closes, then reads what the node answers until it
+/// closes (empty when it answered nothing).
+async fn sync_exchange(control: &mut libp2p_stream::Control, peer: PeerId, request: &[u8]) -> Vec<u8> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::time::timeout(WAIT, control.open_stream(peer, SYNC))
+        .await
+        .expect("sync stream opened in time")
+        .expect("node accepts sync streams");
+    stream.write_all(request).await.unwrap();
+    stream.close().await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the node kept a sync stream open");
+    answer
+}
+
+fn sync_request(room: &RoomId, after: u64) -> Vec<u8> {
+    encode(&SyncRequest {
+        room: room.clone(),
+        after,
+        limit: 256,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _events) = start(dir.path(), vec![]).await;
+    let room = RoomId::new("synced").unwrap();
+    node.join(room.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let body = format!("post {i}").into_bytes();
+        sent.push(node.send(Recipient::Room(room.clone()), body, None).await.unwrap().mid);
+    }
+    node.revoke(sent[1]).await.unwrap();
+    let (mut control, peer) = bare_peer(&node).await;
+
+    // The whole log from the start: the two live posts and the revoke, never the revoked body.
+    let page: SyncPage = decode(&sync_exchange(&mut control, peer, &sync_request(&room, 0)).await).unwrap();
+    assert!(!page.more);
+    let mut posts = Vec::new();
+    let mut revoked = Vec::new();
+    for frame in &page.frames {
+        match decode::<Envelope>(frame).unwrap() {
+            Envelope::Message(m) => posts.push(m.id()),
+            Envelope::Control(c) => revoked.push(c.target.id()),
+        }
+    }
+    assert_eq!(posts, vec![sent[0], sent[2]]);
+    assert_eq!(revoked, vec![sent[1]]);
+    // From its end: nothing new.
+    let rest: SyncPage = decode(&sync_exchange(&mut control, peer, &sync_request(&room, page.next)).await).unwrap();
+    assert!(rest.frames.is_empty() && !rest.more);
+    // A room the node has not joined: an empty page.
+    let other = RoomId::new("elsewhere").unwrap();
+    let none: SyncPage = decode(&sync_exchange(&mut control, peer, &sync_request(&other, 0)).await).unwrap();
+    assert!(none.frames.is_empty() && !none.more);
+
+    // Garbage, a request with trailing bytes, and one over the size limit: no answer at all.
+    assert!(sync_exchange(&mut control, peer, b"\x01garbage").await.is_empty());
+    let mut trailing = sync_request(&room, 0);
+    trailing.push(0);
+    assert!(sync_exchange(&mut control, peer, &trailing).await.is_empty());
+    assert!(sync_exchange(&mut control, peer, &[1; 4096]).await.is_empty());
+
+    // The node still serves a good request.
+    let again: SyncPage = decode(&sync_exchange(&mut control, peer, &sync_request(&room, 0)).await).unwrap();
+    assert_eq!(again.frames.len(), 3);
 }

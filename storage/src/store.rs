@@ -433,9 +433,13 @@ impl Store {
         };
         if outcome == (TombstoneOutcome::Applied { had_body: true }) || destroyed_queued {
             let mut shred = lock(&self.inner.shred);
-            shred.since.get_or_insert_with(std::time::Instant::now);
             shred.pending.insert(id);
-            self.inner.shred_cv.notify_one();
+            // Only the first pending body sets the deadline; the shredder already sleeps until
+            // it otherwise, so waking it for every tombstone would only cost a context switch.
+            if shred.since.is_none() {
+                shred.since = Some(std::time::Instant::now());
+                self.inner.shred_cv.notify_one();
+            }
         }
         debug!(%id, action = control.action.as_str(), ?outcome, "tombstone applied");
         Ok(outcome)

@@ -1,0 +1,122 @@
+//! Room catch-up over `/tim/sync/1.0.0`: one stream per exchange, the asking member writes a
+//! `SyncRequest` frame and closes its side, the serving member answers one `SyncPage` frame and
+//! closes. Runs on `libp2p_stream` like direct pipes, so the swarm carries no request-response
+//! behaviour (libp2p polls every behaviour's handler on every wake-up of every connection).
+
+use std::{io, sync::Arc, time::Duration};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use libp2p_stream::{Control, IncomingStreams};
+use tim_protocol::{decode, encode, SyncPage, SyncRequest, MAX_SYNC_PAGE_LEN};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::{JoinHandle, JoinSet},
+};
+use tracing::debug;
+
+use crate::core::Core;
+
+/// The room sync protocol (its wire format is unchanged since it ran on request-response).
+pub(crate) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
+/// A sync request is a room id and two integers.
+const MAX_SYNC_REQUEST_LEN: usize = 256;
+/// Most exchanges served at once; streams beyond that are dropped (the asker retries later).
+const MAX_SERVING: usize = 64;
+
+/// Reads the whole stream (the peer closes its side after one frame), refusing more than `max`
+/// bytes.
+async fn read_limited<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(max as u64 + 1).read_to_end(&mut buf).await?;
+    if buf.len() > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame over the size limit"));
+    }
+    Ok(buf)
+}
+
+/// Asks `peer` for the page of `request.room` after `request.after`, within `timeout`.
+pub(crate) async fn fetch(
+    mut control: Control,
+    peer: PeerId,
+    request: SyncRequest,
+    timeout: Duration,
+) -> Result<SyncPage, String> {
+    let exchange = async {
+        let mut stream = control
+            .open_stream(peer, SYNC_PROTOCOL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let frame = encode(&request).map_err(|e| e.to_string())?;
+        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+        stream.close().await.map_err(|e| e.to_string())?;
+        let page = read_limited(&mut stream, MAX_SYNC_PAGE_LEN)
+            .await
+            .map_err(|e| e.to_string())?;
+        decode::<SyncPage>(&page).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no page within {timeout:?}"))?
+}
+
+/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once. Ends (and
+/// aborts what it serves) when aborted.
+pub(crate) fn serve(
+    mut incoming: IncomingStreams,
+    core: Arc<Core>,
+    inflight: Arc<Semaphore>,
+    timeout: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut serving: JoinSet<()> = JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(_) = serving.join_next(), if !serving.is_empty() => {}
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { break };
+                    if serving.len() >= MAX_SERVING {
+                        debug!(%peer, "refused a sync stream over the limit");
+                        continue;
+                    }
+                    // A node-wide in-flight permit, taken now: without one the page is empty
+                    // (`more: false`), so the asker stops and syncs again later.
+                    let permit = inflight.clone().try_acquire_owned().ok();
+                    let core = core.clone();
+                    serving.spawn(async move {
+                        match tokio::time::timeout(timeout, answer(stream, core, permit)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => debug!(%peer, error = %e, "sync exchange failed"),
+                            Err(_) => debug!(%peer, "sync exchange timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// Reads one request and writes its page (read from the store on the blocking pool).
+async fn answer(mut stream: Stream, core: Arc<Core>, permit: Option<OwnedSemaphorePermit>) -> Result<(), String> {
+    let request = read_limited(&mut stream, MAX_SYNC_REQUEST_LEN)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request: SyncRequest = decode(&request).map_err(|e| e.to_string())?;
+    let page = match permit {
+        Some(permit) => tokio::task::spawn_blocking(move || {
+            let page = core.serve_sync(&request);
+            drop(permit);
+            page
+        })
+        .await
+        .map_err(|e| e.to_string())?,
+        None => SyncPage {
+            frames: Vec::new(),
+            next: request.after,
+            more: false,
+        },
+    };
+    let frame = encode(&page).map_err(|e| e.to_string())?;
+    stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+    stream.close().await.map_err(|e| e.to_string())
+}

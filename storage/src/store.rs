@@ -384,10 +384,13 @@ impl Store {
         let mut destroyed_queued = false;
         let outcome = {
             let mut counts = lock(&self.inner.write_lock);
-            if db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
+            let stored: Option<StoredMessage> = self.message(&id)?;
+            // A held message is never tombstoned (every write of either holds this lock, and a
+            // tombstone deletes its message in the same batch), so only a target not held needs
+            // the tombstone lookup.
+            if stored.is_none() && db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
                 return Ok(TombstoneOutcome::Duplicate);
             }
-            let stored: Option<StoredMessage> = self.message(&id)?;
             let had_body = stored.is_some();
             let queued_key = outbox_key(&id, OutKind::Message);
             // Only direct messages wait in the outbox; a room message never does.

@@ -46,8 +46,11 @@ const META_ROOM: &[u8] = b"room/";
 /// Meta key prefix: a burn-after-read deadline (`deadline u64 BE || mid`).
 const META_BURN: &[u8] = b"burn/";
 
-/// Above this many pending shreds, compact the whole message family once instead of key by key.
+/// At this many pending shreds or more, a shred pass compacts a whole family once instead of key
+/// by key, whatever its size (see `shred_whole`).
 const SHRED_WHOLE_CF_AT: usize = 64;
+/// Target SST file size of the families other than messages (RocksDB's default).
+const OTHER_FILE_SIZE: u64 = 64 << 20;
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -174,6 +177,8 @@ struct Inner {
     shred_delay: Duration,
     /// Held for a whole shred pass, so `shred_now` returns only after any pass in flight.
     shred_pass: Mutex<()>,
+    /// Target SST file size of the message family (`Config::message_file_size`).
+    message_file_size: u64,
 }
 
 /// A node's message store. Cheap to share behind an `Arc`; all methods take `&self` and block
@@ -255,6 +260,7 @@ impl Store {
             shred_delay: config.shred_delay,
             shred_cv: Condvar::new(),
             shred_pass: Mutex::new(()),
+            message_file_size: config.message_file_size,
         });
         let weak = Arc::downgrade(&inner);
         let shredder = std::thread::Builder::new()
@@ -938,25 +944,51 @@ impl Inner {
     }
 
     fn shred(&self, ids: &[MessageId]) -> Result<()> {
+        let started = std::time::Instant::now();
         self.flush_all()?;
-        let cf = self.cf(Cf::Messages);
         let mut co = CompactOptions::default();
         co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        let outbox = self.cf(Cf::Outbox);
-        if ids.len() >= SHRED_WHOLE_CF_AT {
-            self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
-            self.db.compact_range_cf_opt(outbox, None::<&[u8]>, None::<&[u8]>, &co);
-        } else {
+        let families = [(Cf::Messages, self.message_file_size), (Cf::Outbox, OTHER_FILE_SIZE)];
+        let mut whole_families = 0;
+        for (cf, file_size) in families {
+            let handle = self.cf(cf);
+            let live = self
+                .db
+                .property_int_value_cf(handle, "rocksdb.live-sst-files-size")?
+                .unwrap_or(u64::MAX);
+            if shred_whole(ids.len(), live, file_size) {
+                whole_families += 1;
+                self.db.compact_range_cf_opt(handle, None::<&[u8]>, None::<&[u8]>, &co);
+                continue;
+            }
             for id in ids {
-                self.db
-                    .compact_range_cf_opt(cf, Some(id.as_bytes()), Some(id.as_bytes()), &co);
-                let (lo, hi) = (outbox_key(id, OutKind::Message), outbox_key(id, OutKind::Control));
-                self.db.compact_range_cf_opt(outbox, Some(lo), Some(hi), &co);
+                let (lo, hi) = match cf {
+                    Cf::Outbox => (
+                        outbox_key(id, OutKind::Message).to_vec(),
+                        outbox_key(id, OutKind::Control).to_vec(),
+                    ),
+                    _ => (id.as_bytes().to_vec(), id.as_bytes().to_vec()),
+                };
+                self.db.compact_range_cf_opt(handle, Some(lo), Some(hi), &co);
             }
         }
-        debug!(count = ids.len(), "shredded destroyed bodies");
+        debug!(
+            count = ids.len(),
+            whole_families,
+            ms = started.elapsed().as_millis() as u64,
+            "shredded destroyed bodies"
+        );
         Ok(())
     }
+}
+
+/// Whether a shred pass over `ids` should compact a whole family (of `live` bytes in SST files,
+/// `file_size` per file) once rather than key by key. Compacting one key rewrites at least the
+/// file that holds it, so key by key costs about `ids × min(live, file_size)` and the whole family
+/// `live`: a small family (one file, as in most nodes) is always compacted whole, once, however
+/// many bodies died; a large one key by key while few did.
+fn shred_whole(ids: usize, live: u64, file_size: u64) -> bool {
+    ids >= SHRED_WHOLE_CF_AT || live <= (ids as u64).saturating_mul(file_size.max(1))
 }
 
 impl Drop for Store {
@@ -1041,4 +1073,26 @@ fn corrupt(cf: Cf, key: &[u8], detail: &str) -> Error {
 
 fn hex_key(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shred_pass_compacts_small_families_whole_and_large_ones_key_by_key() {
+        const MB: u64 = 1 << 20;
+        // One file or less: once, whole, for any number of bodies.
+        assert!(shred_whole(1, 3 * MB, 4 * MB));
+        assert!(shred_whole(50, 3 * MB, 4 * MB));
+        assert!(shred_whole(1, 0, 4 * MB));
+        // Large: key by key while that rewrites less than the whole family.
+        assert!(!shred_whole(1, 400 * MB, 4 * MB));
+        assert!(!shred_whole(50, 400 * MB, 4 * MB));
+        assert!(shred_whole(100, 400 * MB, 4 * MB));
+        assert!(shred_whole(SHRED_WHOLE_CF_AT, 10_000 * MB, 4 * MB));
+        // Size unknown: key by key, unless there are many.
+        assert!(!shred_whole(3, u64::MAX, 4 * MB));
+        assert!(shred_whole(SHRED_WHOLE_CF_AT, u64::MAX, 4 * MB));
+    }
 }

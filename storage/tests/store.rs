@@ -349,8 +349,22 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 
 #[test]
 fn burned_body_is_gone_from_every_file() {
+    // A small message family (under one file): the pass compacts it whole, once.
+    burned_body_is_gone_from_every_file_with(Config::default());
+}
+
+#[test]
+fn burned_body_is_gone_from_every_file_of_a_large_family() {
+    // Files of 64 KiB under ~1.6 MB of messages: the pass compacts key by key.
+    burned_body_is_gone_from_every_file_with(Config {
+        message_file_size: 64 << 10,
+        ..Config::default()
+    });
+}
+
+fn burned_body_is_gone_from_every_file_with(config: Config) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = Store::open(dir.path().join("db"), config).unwrap();
     let (a, b) = (key(1), key(2));
     let marker = b"MARKER-7f3a9c1e-burn-me-for-real";
     // Surround the marker with enough other data that it shares files with messages that stay.

@@ -245,8 +245,9 @@ pub(crate) struct EventLoop {
     pipe_generation: u64,
     pipe_tx: mpsc::Sender<PipeEvent>,
     pipe_rx: mpsc::Receiver<PipeEvent>,
-    /// Serve inbound pipes and inbound sync exchanges; aborted at shutdown.
+    /// Serves inbound pipes; aborted at shutdown.
     acceptor: tokio::task::JoinHandle<()>,
+    /// Serves inbound room sync exchanges; aborted at shutdown.
     sync_server: tokio::task::JoinHandle<()>,
     /// Requests in flight, by id; and their deadlines in sending order (one timeout for all).
     requests: HashMap<u64, Sent>,

@@ -3,7 +3,7 @@
 //! closes. Runs on `libp2p_stream` like direct pipes, so the swarm carries no request-response
 //! behaviour (libp2p polls every behaviour's handler on every wake-up of every connection).
 
-use std::{io, sync::Arc, time::Duration};
+use std::{collections::HashMap, io, sync::Arc, time::Duration};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
@@ -21,8 +21,11 @@ use crate::core::Core;
 pub(crate) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
 /// A sync request is a room id and two integers.
 const MAX_SYNC_REQUEST_LEN: usize = 256;
-/// Most exchanges served at once; streams beyond that are dropped (the asker retries later).
+/// Most exchanges served at once, in all and for one peer; streams beyond that are dropped (the
+/// asker's exchange fails at once and it syncs again later). The per-peer bound keeps one peer
+/// that opens streams and never finishes its request from holding every slot until the timeout.
 const MAX_SERVING: usize = 64;
+const MAX_SERVING_PER_PEER: usize = 8;
 
 /// Reads the whole stream (the peer closes its side after one frame), refusing more than `max`
 /// bytes.
@@ -60,8 +63,8 @@ pub(crate) async fn fetch(
         .map_err(|_| format!("no page within {timeout:?}"))?
 }
 
-/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once. Ends (and
-/// aborts what it serves) when aborted.
+/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once and
+/// [`MAX_SERVING_PER_PEER`] for one peer. Ends (and aborts what it serves) when aborted.
 pub(crate) fn serve(
     mut incoming: IncomingStreams,
     core: Arc<Core>,
@@ -69,16 +72,28 @@ pub(crate) fn serve(
     timeout: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut serving: JoinSet<()> = JoinSet::new();
+        let mut serving: JoinSet<PeerId> = JoinSet::new();
+        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
         loop {
             tokio::select! {
-                Some(_) = serving.join_next(), if !serving.is_empty() => {}
+                Some(ended) = serving.join_next(), if !serving.is_empty() => {
+                    if let Ok(peer) = ended {
+                        if let Some(n) = per_peer.get_mut(&peer) {
+                            *n -= 1;
+                            if *n == 0 {
+                                per_peer.remove(&peer);
+                            }
+                        }
+                    }
+                }
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
-                    if serving.len() >= MAX_SERVING {
+                    let count = per_peer.get(&peer).copied().unwrap_or(0);
+                    if count >= MAX_SERVING_PER_PEER || serving.len() >= MAX_SERVING {
                         debug!(%peer, "refused a sync stream over the limit");
                         continue;
                     }
+                    per_peer.insert(peer, count + 1);
                     // A node-wide in-flight permit, taken now: without one the page is empty
                     // (`more: false`), so the asker stops and syncs again later.
                     let permit = inflight.clone().try_acquire_owned().ok();
@@ -89,6 +104,7 @@ pub(crate) fn serve(
                             Ok(Err(e)) => debug!(%peer, error = %e, "sync exchange failed"),
                             Err(_) => debug!(%peer, "sync exchange timed out"),
                         }
+                        peer
                     });
                 }
             }

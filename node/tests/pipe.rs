@@ -199,16 +199,21 @@ async fn a_peer_breaking_the_framing_loses_its_pipe_not_the_node() {
     assert!(entry(&node, m.id()).await.is_some());
 }
 
-/// One sync exchange: writes `request` and closes, then reads what the node answers until it
-/// closes (empty when it answered nothing).
-async fn sync_exchange(control: &mut libp2p_stream::Control, peer: PeerId, request: &[u8]) -> Vec<u8> {
-    use futures::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::time::timeout(WAIT, control.open_stream(peer, SYNC))
+async fn open_sync(control: &mut libp2p_stream::Control, peer: PeerId) -> Stream {
+    tokio::time::timeout(WAIT, control.open_stream(peer, SYNC))
         .await
         .expect("sync stream opened in time")
-        .expect("node accepts sync streams");
-    stream.write_all(request).await.unwrap();
-    stream.close().await.unwrap();
+        .expect("node accepts sync streams")
+}
+
+/// One sync exchange: writes `request` and closes, then reads what the node answers until it
+/// closes (empty when it answered nothing, or dropped the stream).
+async fn sync_exchange(control: &mut libp2p_stream::Control, peer: PeerId, request: &[u8]) -> Vec<u8> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = open_sync(control, peer).await;
+    if stream.write_all(request).await.is_err() || stream.close().await.is_err() {
+        return Vec::new();
+    }
     let mut answer = Vec::new();
     let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the node kept a sync stream open");
@@ -270,4 +275,46 @@ async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
     // The node still serves a good request.
     let again: SyncPage = decode(&sync_exchange(&mut control, peer, &sync_request(&room, 0)).await).unwrap();
     assert_eq!(again.frames.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_holding_sync_streams_open_gets_only_its_share() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _events) = start(dir.path(), vec![]).await;
+    let room = RoomId::new("held").unwrap();
+    node.join(room.clone()).await.unwrap();
+    node.send(Recipient::Room(room.clone()), b"hello".to_vec(), None)
+        .await
+        .unwrap();
+    let (mut control, peer) = bare_peer(&node).await;
+    // Nine requests written and not yet finished (the node reads a request to the end of its
+    // stream), so the node holds every exchange it took until we close them.
+    let request = sync_request(&room, 0);
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        let mut stream = open_sync(&mut control, peer).await;
+        let written = stream.write_all(&request).await.is_ok() && stream.flush().await.is_ok();
+        held.push((stream, written));
+    }
+    // Finished together: eight are served, the one over the per-peer limit got nothing.
+    let mut pages = 0;
+    for (mut stream, written) in held {
+        if !written || stream.close().await.is_err() {
+            continue;
+        }
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the node kept a sync stream open");
+        if !answer.is_empty() {
+            let page: SyncPage = decode(&answer).unwrap();
+            assert_eq!(page.frames.len(), 1);
+            pages += 1;
+        }
+    }
+    assert_eq!(pages, 8, "one peer is served at most 8 exchanges at once");
+    // With its exchanges done, the peer is served again.
+    let again: SyncPage = decode(&sync_exchange(&mut control, peer, &request).await).unwrap();
+    assert_eq!(again.frames.len(), 1);
 }

@@ -289,16 +289,18 @@ async fn a_peer_holding_sync_streams_open_gets_only_its_share() {
         .await
         .unwrap();
     let (mut control, peer) = bare_peer(&node).await;
-    // Nine requests written and not yet finished (the node reads a request to the end of its
-    // stream), so the node holds every exchange it took until we close them.
+    // Sixteen requests written and not yet finished (the node reads a request to the end of its
+    // stream), so the node holds every exchange it took until we close them. (libp2p-stream
+    // itself drops an inbound stream that arrives while the node's acceptor is still taking the
+    // one before, which looks the same to us as a refusal; sixteen leave room for that.)
     let request = sync_request(&room, 0);
     let mut held = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..16 {
         let mut stream = open_sync(&mut control, peer).await;
         let written = stream.write_all(&request).await.is_ok() && stream.flush().await.is_ok();
         held.push((stream, written));
     }
-    // Finished together: eight are served, the one over the per-peer limit got nothing.
+    // Finished together: eight are served, those over the per-peer limit got nothing.
     let mut pages = 0;
     for (mut stream, written) in held {
         if !written || stream.close().await.is_err() {

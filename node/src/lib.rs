@@ -16,9 +16,11 @@
 //! - `rules`: I/O-free decisions (who may revoke or burn, revoke window, where items may arrive).
 //! - `behaviour`: the composed libp2p behaviour and the room-sync codec.
 //! - `pipe`: direct delivery over one long-lived stream per peer, served off the swarm task.
+//! - `sync`: room catch-up exchanges; `accept`: serving inbound streams within limits.
 //! - `keys`: the data dir's key files.
 //! - [`api`]: the local HTTP/WebSocket API (axum) that the `tim-node` binary serves.
 
+mod accept;
 pub mod api;
 mod behaviour;
 mod config;

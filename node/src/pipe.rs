@@ -14,12 +14,13 @@ use libp2p_stream::{Control, IncomingStreams};
 use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Wire};
 use tokio::{
     sync::{mpsc, Semaphore},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 use tracing::debug;
 use unsigned_varint::codec::UviBytes;
 
 use crate::{
+    accept::{self, Limits},
     core::{Core, Finished},
     rules::Via,
 };
@@ -176,38 +177,16 @@ impl Drop for Pipe {
 
 /// Accepts inbound pipes and serves each in its own task, within the per-peer and total limits.
 /// Ends (and aborts every pipe it serves) when aborted.
-pub(crate) fn accept(mut incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut pipes: JoinSet<PeerId> = JoinSet::new();
-        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
-        loop {
-            tokio::select! {
-                Some(ended) = pipes.join_next(), if !pipes.is_empty() => {
-                    if let Ok(peer) = ended {
-                        if let Some(n) = per_peer.get_mut(&peer) {
-                            *n -= 1;
-                            if *n == 0 {
-                                per_peer.remove(&peer);
-                            }
-                        }
-                    }
-                }
-                next = incoming.next() => {
-                    let Some((peer, stream)) = next else { break };
-                    let count = per_peer.get(&peer).copied().unwrap_or(0);
-                    if count >= MAX_PIPES_PER_PEER || pipes.len() >= MAX_INBOUND_PIPES {
-                        debug!(%peer, "refused an inbound pipe over the limit");
-                        continue;
-                    }
-                    per_peer.insert(peer, count + 1);
-                    let (core, inflight) = (core.clone(), inflight.clone());
-                    pipes.spawn(async move {
-                        if let Err(e) = serve(stream, &core, &inflight).await {
-                            debug!(%peer, error = %e, "inbound pipe ended");
-                        }
-                        peer
-                    });
-                }
+pub(crate) fn accept(incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
+    let limits = Limits {
+        total: MAX_INBOUND_PIPES,
+        per_peer: MAX_PIPES_PER_PEER,
+    };
+    accept::serve_each(incoming, "pipe", limits, move |peer, stream| {
+        let (core, inflight) = (core.clone(), inflight.clone());
+        async move {
+            if let Err(e) = serve(stream, &core, &inflight).await {
+                debug!(%peer, error = %e, "inbound pipe ended");
             }
         }
     })

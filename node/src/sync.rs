@@ -3,19 +3,22 @@
 //! closes. Runs on `libp2p_stream` like direct pipes, so the swarm carries no request-response
 //! behaviour (libp2p polls every behaviour's handler on every wake-up of every connection).
 
-use std::{collections::HashMap, io, sync::Arc, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
 use tim_protocol::{decode, encode, SyncPage, SyncRequest, MAX_SYNC_PAGE_LEN};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
-    task::{JoinHandle, JoinSet},
+    task::JoinHandle,
 };
 use tracing::debug;
 
-use crate::core::Core;
+use crate::{
+    accept::{self, Limits},
+    core::Core,
+};
 
 /// The room sync protocol (its wire format is unchanged since it ran on request-response).
 pub(crate) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
@@ -66,47 +69,25 @@ pub(crate) async fn fetch(
 /// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once and
 /// [`MAX_SERVING_PER_PEER`] for one peer. Ends (and aborts what it serves) when aborted.
 pub(crate) fn serve(
-    mut incoming: IncomingStreams,
+    incoming: IncomingStreams,
     core: Arc<Core>,
     inflight: Arc<Semaphore>,
     timeout: Duration,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut serving: JoinSet<PeerId> = JoinSet::new();
-        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
-        loop {
-            tokio::select! {
-                Some(ended) = serving.join_next(), if !serving.is_empty() => {
-                    if let Ok(peer) = ended {
-                        if let Some(n) = per_peer.get_mut(&peer) {
-                            *n -= 1;
-                            if *n == 0 {
-                                per_peer.remove(&peer);
-                            }
-                        }
-                    }
-                }
-                next = incoming.next() => {
-                    let Some((peer, stream)) = next else { break };
-                    let count = per_peer.get(&peer).copied().unwrap_or(0);
-                    if count >= MAX_SERVING_PER_PEER || serving.len() >= MAX_SERVING {
-                        debug!(%peer, "refused a sync stream over the limit");
-                        continue;
-                    }
-                    per_peer.insert(peer, count + 1);
-                    // A node-wide in-flight permit, taken now: without one the page is empty
-                    // (`more: false`), so the asker stops and syncs again later.
-                    let permit = inflight.clone().try_acquire_owned().ok();
-                    let core = core.clone();
-                    serving.spawn(async move {
-                        match tokio::time::timeout(timeout, answer(stream, core, permit)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => debug!(%peer, error = %e, "sync exchange failed"),
-                            Err(_) => debug!(%peer, "sync exchange timed out"),
-                        }
-                        peer
-                    });
-                }
+    let limits = Limits {
+        total: MAX_SERVING,
+        per_peer: MAX_SERVING_PER_PEER,
+    };
+    accept::serve_each(incoming, "sync", limits, move |peer, stream| {
+        // A node-wide in-flight permit, taken now: without one the page is empty
+        // (`more: false`), so the asker stops and syncs again later.
+        let permit = inflight.clone().try_acquire_owned().ok();
+        let core = core.clone();
+        async move {
+            match tokio::time::timeout(timeout, answer(stream, core, permit)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "sync exchange failed"),
+                Err(_) => debug!(%peer, "sync exchange timed out"),
             }
         }
     })

@@ -17,7 +17,7 @@ use tim_node::{
         decode, encode, AccountKey, Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, RoomId, SyncPage,
         SyncRequest, Wire,
     },
-    Node,
+    Events, Node,
 };
 use unsigned_varint::codec::UviBytes;
 
@@ -220,6 +220,19 @@ async fn sync_exchange(control: &mut libp2p_stream::Control, peer: PeerId, reque
     answer
 }
 
+/// A node in room `name` that has posted `posts` messages there ("post 0", "post 1", ...).
+async fn node_with_posts(dir: &std::path::Path, name: &str, posts: usize) -> (Node, Events, RoomId, Vec<MessageId>) {
+    let (node, events) = start(dir, vec![]).await;
+    let room = RoomId::new(name).unwrap();
+    node.join(room.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..posts {
+        let body = format!("post {i}").into_bytes();
+        sent.push(node.send(Recipient::Room(room.clone()), body, None).await.unwrap().mid);
+    }
+    (node, events, room, sent)
+}
+
 fn sync_request(room: &RoomId, after: u64) -> Vec<u8> {
     encode(&SyncRequest {
         room: room.clone(),
@@ -233,14 +246,7 @@ fn sync_request(room: &RoomId, after: u64) -> Vec<u8> {
 async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (node, _events) = start(dir.path(), vec![]).await;
-    let room = RoomId::new("synced").unwrap();
-    node.join(room.clone()).await.unwrap();
-    let mut sent = Vec::new();
-    for i in 0..3 {
-        let body = format!("post {i}").into_bytes();
-        sent.push(node.send(Recipient::Room(room.clone()), body, None).await.unwrap().mid);
-    }
+    let (node, _events, room, sent) = node_with_posts(dir.path(), "synced", 3).await;
     node.revoke(sent[1]).await.unwrap();
     let (mut control, peer) = bare_peer(&node).await;
 
@@ -282,12 +288,7 @@ async fn a_peer_holding_sync_streams_open_gets_only_its_share() {
     use futures::{AsyncReadExt, AsyncWriteExt};
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (node, _events) = start(dir.path(), vec![]).await;
-    let room = RoomId::new("held").unwrap();
-    node.join(room.clone()).await.unwrap();
-    node.send(Recipient::Room(room.clone()), b"hello".to_vec(), None)
-        .await
-        .unwrap();
+    let (node, _events, room, _) = node_with_posts(dir.path(), "held", 1).await;
     let (mut control, peer) = bare_peer(&node).await;
     // Sixteen requests written and not yet finished (the node reads a request to the end of its
     // stream), so the node holds every exchange it took until we close them. (libp2p-stream

@@ -12,17 +12,14 @@ use std::{
 
 use libp2p::PeerId;
 use tim_protocol::{
-    decode, encode, AccountId, AccountKey, Ack, Action, Code, Control, Envelope, Header, Message, MessageId, Recipient,
-    RoomId, SyncPage, SyncRequest, Verified,
+    decode, encode, policy, AccountId, AccountKey, Ack, Action, Code, Control, Envelope, Header, Message, MessageId,
+    Recipient, RoomId, SyncPage, SyncRequest, Verified, Via,
 };
 use tim_storage::{OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use tracing::{debug, warn};
 
-use crate::{
-    rules::{self, Via},
-    Conversation, Error, Event, Result,
-};
+use crate::{Conversation, Error, Event, Result};
 
 /// Counters a node keeps; read with `Node::metrics`.
 #[derive(Debug, Default)]
@@ -247,8 +244,12 @@ impl Core {
     /// says where the control message must go.
     pub(crate) fn local_control(&self, action: Action, mid: MessageId) -> Result<(Verified<Control>, Route, Vec<u8>)> {
         let now = now_ms();
-        let entry = self.store.entry(&mid)?;
-        let target = rules::check_local(action, &self.account, entry, mid, now, self.revoke_window)?;
+        let target = match self.store.entry(&mid)? {
+            None => return Err(Error::NotFound(mid)),
+            Some(tim_storage::Entry::Tombstone(_)) => return Err(Error::Tombstoned(mid)),
+            Some(tim_storage::Entry::Message(stored)) => stored.message.header,
+        };
+        policy::check_local_control(action, &target.header, &self.account, now, self.revoke_window)?;
         // The target comes from our store, which holds only verified messages.
         let control = Control::sign_known(&self.key, action, target, now)?;
         let frame = encode(&Envelope::Control(control.get().clone()))?;
@@ -349,7 +350,7 @@ impl Core {
             .filter_map(|(m, known)| (!known).then_some(m))
             .collect();
         let checked = par_map(messages, |m| -> Result<Verified<Message>> {
-            rules::check_destination(m.head(), &self.account, &via)?;
+            policy::check_destination(m.head(), &self.account, &via)?;
             Ok(m.verify()?)
         });
         let mut verified = Vec::with_capacity(checked.len());
@@ -452,7 +453,7 @@ impl Core {
                         warn!(error = %e, "storage failed on inbound item");
                         Verdict::Ignored(code)
                     }
-                    Error::Expired(_) => Verdict::Ignored(code),
+                    Error::Protocol(tim_protocol::Error::Expired(_)) => Verdict::Ignored(code),
                     other => {
                         bump(&self.counters.invalid_rejected);
                         debug!(error = %other, ?via, "rejected invalid inbound item");
@@ -464,7 +465,7 @@ impl Core {
     }
 
     fn try_envelope(&self, envelope: Envelope, via: &Via, valid: impl FnOnce()) -> Result<Verdict> {
-        rules::check_destination(rules::header_of(&envelope), &self.account, via)?;
+        policy::check_destination(policy::header_of(&envelope), &self.account, via)?;
         match envelope {
             Envelope::Message(message) => {
                 let message = message.verify()?;
@@ -499,7 +500,7 @@ impl Core {
                         return Err(e.into());
                     }
                 };
-                rules::check_inbound_control(&control, &self.account, via, self.revoke_window)?;
+                policy::check_inbound_control(&control, &self.account, via, self.revoke_window)?;
                 valid();
                 match self.store.apply_tombstone(&control)? {
                     TombstoneOutcome::Duplicate => Ok(Verdict::Duplicate),

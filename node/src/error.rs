@@ -15,18 +15,12 @@ pub enum Error {
     /// No message with this id here.
     #[error("message {0} not found")]
     NotFound(MessageId),
-    /// The local account may not do this.
-    #[error("permission denied: {0}")]
-    PermissionDenied(&'static str),
     /// A parameter is invalid for this operation.
     #[error("bad parameters: {0}")]
     BadParameters(String),
     /// The message was already revoked or burned.
     #[error("message {0} was already revoked or burned")]
     Tombstoned(MessageId),
-    /// Outside the configured revoke window.
-    #[error("the revoke window of {0} s has passed")]
-    Expired(u64),
     /// The account's route could not be found or its node not reached.
     #[error("account {0} is unreachable")]
     Unreachable(tim_protocol::AccountId),
@@ -51,10 +45,8 @@ impl Error {
             Error::Protocol(e) => e.code(),
             Error::Storage(e) => e.code(),
             Error::NotFound(_) => Code::NotFound,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::BadParameters(_) | Error::Network(_) => Code::BadParameters,
             Error::Tombstoned(_) => Code::Tombstoned,
-            Error::Expired(_) => Code::Expired,
             Error::Unreachable(_) => Code::Unreachable,
             Error::Overloaded(_) => Code::Overloaded,
             Error::Io(_) => Code::StorageFailure,

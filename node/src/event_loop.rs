@@ -19,7 +19,7 @@ use libp2p::{
     tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use sha2::{Digest, Sha256};
-use tim_protocol::{decode, encode, AccountId, Ack, Action, Code, MessageId, RoomId, RouteRecord, SyncRequest};
+use tim_protocol::{decode, encode, AccountId, Ack, Action, Code, MessageId, RoomId, RouteRecord, SyncRequest, Via};
 use tim_storage::{OutKind, Outgoing};
 use tokio::{
     sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
@@ -32,7 +32,6 @@ use crate::{
     core::{bump, now_ms, Core, Finished, Route, Verdict},
     node::{RoomStatus, Status},
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
-    rules::Via,
     sync::{self, SYNC_PROTOCOL},
     Config, Error, Event, Result,
 };
@@ -299,6 +298,20 @@ fn instant_of(deadline: u64) -> Instant {
     Instant::now() + Duration::from_millis(deadline.saturating_sub(now_ms()))
 }
 
+/// The gossipsub settings of a tim node, except that a node also validates every message in the
+/// application before it is forwarded (`validate_messages`). Public so that benchmarks compare tim
+/// with bare gossipsub under the same settings.
+pub fn gossipsub_config_builder() -> gossipsub::ConfigBuilder {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
+        .protocol_id(GOSSIP_PROTOCOL, gossipsub::Version::V1_1)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
+        .max_transmit_size(tim_protocol::MAX_FRAME_LEN + 1024)
+        .heartbeat_interval(Duration::from_millis(500));
+    builder
+}
+
 fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let refresh = config.route_refresh;
@@ -320,14 +333,7 @@ fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<
             kad_config.set_periodic_bootstrap_interval(Some(refresh));
             let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
-            let gossip_config = gossipsub::ConfigBuilder::default()
-                .protocol_id(GOSSIP_PROTOCOL, gossipsub::Version::V1_1)
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .validate_messages()
-                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
-                .max_transmit_size(tim_protocol::MAX_FRAME_LEN + 1024)
-                .heartbeat_interval(Duration::from_millis(500))
-                .build()?;
+            let gossip_config = gossipsub_config_builder().validate_messages().build()?;
             let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
             let direct = libp2p_stream::Behaviour::new();
             Ok(Behaviour {

@@ -13,7 +13,6 @@
 //! - `node`: the [`Node`] handle and [`Node::start`].
 //! - `event_loop`: the one task that owns the `Swarm`, driven by commands with oneshot replies.
 //! - `core`: shared state and the blocking work (verify, store, tombstone) done off the loop.
-//! - `rules`: I/O-free decisions (who may revoke or burn, revoke window, where items may arrive).
 //! - `behaviour`: the composed libp2p behaviour and the room-sync codec.
 //! - `pipe`: direct delivery over one long-lived stream per peer, served off the swarm task.
 //! - `sync`: room catch-up exchanges; `accept`: serving inbound streams within limits.
@@ -31,13 +30,13 @@ mod event_loop;
 mod keys;
 mod node;
 mod pipe;
-mod rules;
 mod sync;
 
 pub use crate::config::Config;
 pub use crate::core::Metrics;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
+pub use crate::event_loop::gossipsub_config_builder;
 pub use crate::node::{ControlAck, Events, Node, RoomStatus, Sent, Status};
 pub use libp2p::{Multiaddr, PeerId};
 pub use tim_protocol as protocol;

@@ -11,7 +11,7 @@ use asynchronous_codec::{Bytes, Framed};
 use futures::{stream::FuturesUnordered, SinkExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
-use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Wire};
+use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Via, Wire};
 use tokio::{
     sync::{mpsc, Semaphore},
     task::JoinHandle,
@@ -22,7 +22,6 @@ use unsigned_varint::codec::UviBytes;
 use crate::{
     accept::{self, Limits},
     core::{Core, Finished},
-    rules::Via,
 };
 
 /// The direct-delivery protocol. Version 2: pipes (version 1 was one request-response stream per

@@ -3,9 +3,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::{
-    codec::raw, tag, AccountId, AccountKey, Error, Kind, MessageId, Recipient, Result, SignedHeader, Verified,
-};
+use crate::{codec::raw, policy, tag, AccountId, AccountKey, MessageId, Result, SignedHeader, Verified};
 
 /// What a control message does to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
@@ -75,7 +73,7 @@ impl Control {
         at: u64,
     ) -> Result<Verified<Control>> {
         let by = key.account_id();
-        check_rules(action, &target, &by)?;
+        policy::check_permission(action, &target.header, &by)?;
         let signature = key.sign_tagged(action.tag(), &raw(&(&target, &by, at)));
         Ok(Verified::new(
             Control {
@@ -106,7 +104,7 @@ impl Control {
             Some(known) if *known == self.target => self.target.id(),
             _ => self.target.verify()?,
         };
-        check_rules(self.action, &self.target, &self.by)?;
+        policy::check_permission(self.action, &self.target.header, &self.by)?;
         self.by.verify_tagged(
             self.action.as_str(),
             self.action.tag(),
@@ -114,22 +112,5 @@ impl Control {
             &self.signature,
         )?;
         Ok(Verified::new(self, id))
-    }
-}
-
-/// Who may apply `action` to `target`.
-fn check_rules(action: Action, target: &SignedHeader, by: &AccountId) -> Result<()> {
-    let h = &target.header;
-    match action {
-        Action::Revoke if h.from != *by => Err(Error::PermissionDenied("only the sender may revoke a message")),
-        Action::Revoke => Ok(()),
-        Action::Burn => match &h.to {
-            Recipient::Room(_) => Err(Error::BadParameters("room messages cannot be burned".into())),
-            Recipient::Account(to) if to != by => Err(Error::PermissionDenied("only the recipient may burn a message")),
-            Recipient::Account(_) => {
-                debug_assert_eq!(h.kind(), Kind::Direct);
-                Ok(())
-            }
-        },
     }
 }

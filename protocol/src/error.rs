@@ -45,7 +45,7 @@ pub enum Error {
     PermissionDenied(&'static str),
     /// Outside its validity window (an expired route record, a revoke older than the window).
     #[error("expired: {0}")]
-    Expired(&'static str),
+    Expired(String),
     /// A parameter that is invalid for this operation (burn of a room message, bad room id, ...).
     #[error("bad parameters: {0}")]
     BadParameters(String),

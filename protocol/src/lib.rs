@@ -8,9 +8,12 @@
 //! - `id`: [`AccountKey`], [`AccountId`], [`RoomId`], [`MessageId`] and their text forms.
 //! - `message`: [`Header`], [`SignedHeader`], [`Message`]: signing and verification.
 //! - `control`: [`Control`] (a revoke or a burn) and who may send which.
+//! - [`policy`]: the verification policy on top of signatures: who may revoke or burn, the
+//!   revoke window, where an item may arrive ([`Via`]).
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
+//! - `test_util` (feature `test-util`): deterministic keys and messages for tests.
 //!
 //! docs/protocol.md specifies the byte layouts and the verification rules.
 #![deny(missing_docs)]
@@ -21,8 +24,11 @@ mod control;
 mod error;
 mod id;
 mod message;
+pub mod policy;
 mod route;
 mod verified;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use code::Code;
 pub use codec::{
@@ -33,6 +39,7 @@ pub use control::{Action, Control};
 pub use error::{Error, Result};
 pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};
 pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, PROTOCOL_VERSION};
+pub use policy::Via;
 pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
 pub use verified::Verified;
 

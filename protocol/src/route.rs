@@ -53,7 +53,7 @@ impl RouteRecord {
             &self.signature,
         )?;
         if self.expires_at <= now {
-            return Err(Error::Expired("route record"));
+            return Err(Error::Expired("route record".into()));
         }
         Ok(())
     }

@@ -22,8 +22,7 @@ use unsigned_varint::codec::UviBytes;
 use super::accept::{self, Limits};
 use crate::{core::Core, delivery::DeliveryOutcome};
 
-/// The direct-delivery protocol. Version 2: pipes (version 1 was one request-response stream per
-/// message).
+/// The direct-delivery protocol: one long-lived pipe per peer.
 pub(crate) const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
 /// Requests one inbound pipe verifies and stores at once; it stops reading beyond that.
 const PIPE_CONCURRENCY: usize = 64;

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     command::Command,
     core::{now_ms, Core},
-    delivery::{Deliveries, Delivery, Now, Settings},
+    delivery::{Deliveries, Delivery, Now, Output, Settings},
     status::{RoomStatus, Status},
     Config, Error, Event, Result,
 };
@@ -294,15 +294,25 @@ impl EventLoop {
     }
 
     /// Writes every delivery outcome before the store goes quiet: waits for the batch being
-    /// written, then writes the rest here.
+    /// written, writes here whatever that releases, then the rest. Other outputs are dropped: the
+    /// node is stopping, and the outbox keeps what was not acknowledged.
     async fn write_last_outcomes(&mut self) {
-        while self.deliveries.is_writing() {
+        loop {
+            // A batch queued but not yet handed out is written here.
+            while let Some(output) = self.deliveries.poll() {
+                if let Output::WriteOutcomes(batch) = output {
+                    let core = self.core.clone();
+                    let _ = tokio::task::spawn_blocking(move || core.record_outcomes(&batch)).await;
+                    self.deliveries.outcomes_written();
+                }
+            }
+            if !self.deliveries.is_writing() {
+                break;
+            }
             match self.reports_rx.recv().await {
                 Some(TaskReport::OutcomesWritten) | None => self.deliveries.outcomes_written(),
                 Some(_) => {}
             }
-            // Drop what that queued: this loop writes the rest itself.
-            while self.deliveries.poll().is_some() {}
         }
         let rest = self.deliveries.take_unwritten();
         if !rest.is_empty() {

@@ -76,6 +76,16 @@ fn sent(outs: &[Output]) -> Vec<(PeerId, u64, u64)> {
         .collect()
 }
 
+/// The frames of the requests sent, in order.
+fn frames_sent(outs: &[Output]) -> Vec<Vec<u8>> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::SendOnPipe { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn failures(outs: &[Output]) -> Vec<(MessageId, Code)> {
     outs.iter()
         .filter_map(|o| match o {
@@ -265,22 +275,10 @@ fn a_revoke_cancels_queued_copies_and_an_in_flight_copy_is_never_retried() {
     let peer_c = PeerId::random();
     d.route_found(carol, peer_c, START_MS + 60_000, clock.now());
     let outs = outputs(&mut d);
-    let frames: Vec<Vec<u8>> = outs
-        .iter()
-        .filter_map(|o| match o {
-            Output::SendOnPipe { frame, .. } => Some(frame.clone()),
-            _ => None,
-        })
-        .collect();
+    let frames = frames_sent(&outs);
     assert_eq!(frames, vec![vec![1]], "the control (frame [1]) waiting for the route");
     let outs = run_until(&mut d, &mut clock, Duration::from_secs(1));
-    let frames: Vec<Vec<u8>> = outs
-        .iter()
-        .filter_map(|o| match o {
-            Output::SendOnPipe { frame, .. } => Some(frame.clone()),
-            _ => None,
-        })
-        .collect();
+    let frames = frames_sent(&outs);
     assert_eq!(
         frames,
         vec![vec![2]],

@@ -30,7 +30,7 @@ pub enum Cf {
     RoomLog,
     /// Room sync cursors, per room and serving peer.
     Sync,
-    /// Node metadata (schema version, timers).
+    /// Node metadata: joined rooms, burn-after-read deadlines, the last room-log sequence number.
     Meta,
 }
 

@@ -6,8 +6,15 @@
 //! - `keys`: column families ([`Cf`]), [`Conversation`]s and the big-endian key layouts that make
 //!   "a conversation's history, newest first" a prefix scan.
 //! - `record`: what is stored: [`StoredMessage`], [`Tombstone`], [`Entry`], [`State`].
-//! - `store`: [`Store`]: `put_message(s)`, `apply_tombstone`, `history`, and the shredder thread
-//!   that flushes and compacts so destroyed bodies leave every file under the database directory.
+//! - `store/`: [`Store`], one concern per file:
+//!   - `mod.rs`: the handle, [`Config`], open and close, helpers the others share;
+//!   - `messages.rs`: `put_message(s)`, `put_outgoing`, reads, state and read marks, `history`;
+//!   - `tombstones.rs`: `apply_tombstone(_outgoing)`, revokes and burns that destroy a body;
+//!   - `shred.rs`: the shredder thread and `shred_now`, which flush and compact so destroyed
+//!     bodies leave every file under the database directory;
+//!   - `outbox.rs`: frames waiting for a recipient's acknowledgement, and their limits;
+//!   - `room_log.rs`: each room's arrival log served to members catching up, and sync cursors;
+//!   - `meta.rs`: joined rooms and burn-after-read deadlines.
 //!
 //! Every logical change is one atomic `WriteBatch`; a mutex serialises the check-then-write of
 //! `put_message` and `apply_tombstone`, so a message can never be written after its tombstone.

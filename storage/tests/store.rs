@@ -2,24 +2,18 @@
 //! restart and crash durability, concurrency, corrupt data, and bodies destroyed on disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tim_protocol::{
-    decode, encode, AccountKey, Action, Code, Control, Envelope, Message, MessageId, Recipient, RoomId, Verified,
+    decode, encode,
+    test_util::{burn, direct, key, revoke, room_message},
+    AccountKey, Action, Code, Envelope, Message, MessageId, Recipient, RoomId,
 };
 use tim_storage::{Cf, Config, Conversation, Entry, OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
-
-fn key(seed: u8) -> AccountKey {
-    AccountKey::from_secret_bytes(&[seed; 32])
-}
-
-fn direct(from: &AccountKey, to: &AccountKey, body: &[u8], sent_at: u64) -> Verified<Message> {
-    Message::sign(from, Recipient::Account(to.account_id()), body.to_vec(), sent_at, None).unwrap()
-}
-
-fn revoke(by: &AccountKey, m: &Message) -> Verified<Control> {
-    Control::sign(by, Action::Revoke, m.header.clone(), m.head().sent_at + 1).unwrap()
-}
 
 fn open(dir: &Path) -> Store {
     Store::open(dir, Config::default()).unwrap()
@@ -38,13 +32,13 @@ fn put_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let m = direct(&a, &b, b"hi", 10);
+    let m = direct(&a, &b, b"hi", 10).verify().unwrap();
     assert_eq!(store.put_message(&m, State::Received).unwrap(), PutOutcome::Stored);
     assert_eq!(store.put_message(&m, State::Received).unwrap(), PutOutcome::Duplicate);
     let page = store.history(&conv(&a, &b), None, 10).unwrap();
     assert_eq!(ids(&page), vec![m.id()]);
     // A batch holding the same message twice and an already stored one stores each once.
-    let n = direct(&a, &b, b"again", 11);
+    let n = direct(&a, &b, b"again", 11).verify().unwrap();
     let out = store
         .put_messages(&[(&n, State::Received), (&n, State::Received), (&m, State::Received)])
         .unwrap();
@@ -61,9 +55,9 @@ fn tombstone_destroys_and_refuses_later_copies() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let m = direct(&a, &b, b"oops", 10);
+    let m = direct(&a, &b, b"oops", 10).verify().unwrap();
     store.put_message(&m, State::Sent).unwrap();
-    let r = revoke(&a, &m);
+    let r = revoke(&a, &m).verify().unwrap();
     assert_eq!(
         store.apply_tombstone(&r).unwrap(),
         TombstoneOutcome::Applied { had_body: true }
@@ -88,8 +82,8 @@ fn tombstone_before_message_is_pending_and_wins() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let m = direct(&a, &b, b"late", 10);
-    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 20).unwrap();
+    let m = direct(&a, &b, b"late", 10).verify().unwrap();
+    let burn = burn(&b, &m).verify().unwrap();
     assert_eq!(
         store.apply_tombstone(&burn).unwrap(),
         TombstoneOutcome::Applied { had_body: false }
@@ -113,9 +107,9 @@ fn history_pages_newest_first_across_tombstones() {
     let msgs: Vec<_> = (0..25u64)
         .map(|i| {
             if i % 2 == 0 {
-                direct(&a, &b, format!("m{i}").as_bytes(), 100 + i)
+                direct(&a, &b, format!("m{i}").as_bytes(), 100 + i).verify().unwrap()
             } else {
-                direct(&b, &a, format!("m{i}").as_bytes(), 100 + i)
+                direct(&b, &a, format!("m{i}").as_bytes(), 100 + i).verify().unwrap()
             }
         })
         .collect();
@@ -123,10 +117,12 @@ fn history_pages_newest_first_across_tombstones() {
         store.put_message(m, State::Received).unwrap();
     }
     // Another conversation must not leak into this one.
-    store.put_message(&direct(&a, &c, b"other", 105), State::Sent).unwrap();
+    store
+        .put_message(&direct(&a, &c, b"other", 105).verify().unwrap(), State::Sent)
+        .unwrap();
     // Revoke message 12 (sent by a), burn message 13 (sent by b to a, burned by a).
-    store.apply_tombstone(&revoke(&a, &msgs[12])).unwrap();
-    let burn = Control::sign(&a, Action::Burn, msgs[13].header.clone(), 500).unwrap();
+    store.apply_tombstone(&revoke(&a, &msgs[12]).verify().unwrap()).unwrap();
+    let burn = burn(&a, &msgs[13]).verify().unwrap();
     store.apply_tombstone(&burn).unwrap();
 
     let mut all = Vec::new();
@@ -185,7 +181,7 @@ fn room_history() {
     let store = open(dir.path());
     let a = key(1);
     let room = RoomId::new("general").unwrap();
-    let m = Message::sign(&a, Recipient::Room(room.clone()), b"hello room".to_vec(), 5, None).unwrap();
+    let m = room_message(&a, "general", b"hello room", 5).verify().unwrap();
     store.put_message(&m, State::Received).unwrap();
     let page = store.history(&Conversation::Room(room), None, 10).unwrap();
     assert_eq!(ids(&page), vec![m.id()]);
@@ -201,7 +197,7 @@ fn state_and_read_marks() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let m = direct(&a, &b, b"hi", 10);
+    let m = direct(&a, &b, b"hi", 10).verify().unwrap();
     store.put_message(&m, State::Sent).unwrap();
     assert!(store.set_state(&m.id(), State::Delivered).unwrap());
     assert_eq!(store.message(&m.id()).unwrap().unwrap().state, State::Delivered);
@@ -226,7 +222,7 @@ fn burn_deadlines_and_rooms_persist_and_clear() {
         Some(8),
     )
     .unwrap();
-    let plain = direct(&a, &b, b"plain", 11);
+    let plain = direct(&a, &b, b"plain", 11).verify().unwrap();
     let room = RoomId::new("team").unwrap();
     {
         let store = open(dir.path());
@@ -241,7 +237,7 @@ fn burn_deadlines_and_rooms_persist_and_clear() {
     let store = open(dir.path());
     assert_eq!(store.burn_deadlines().unwrap(), vec![(9_000, m.id())]);
     assert_eq!(store.rooms().unwrap(), vec![room]);
-    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 9_000).unwrap();
+    let burn = burn(&b, &m).verify().unwrap();
     store.apply_tombstone(&burn).unwrap();
     assert!(store.burn_deadlines().unwrap().is_empty());
 }
@@ -250,14 +246,14 @@ fn burn_deadlines_and_rooms_persist_and_clear() {
 fn restart_keeps_messages_tombstones_and_state() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (key(1), key(2));
-    let kept = direct(&a, &b, b"keep me", 10);
-    let gone = direct(&a, &b, b"revoke me", 11);
+    let kept = direct(&a, &b, b"keep me", 10).verify().unwrap();
+    let gone = direct(&a, &b, b"revoke me", 11).verify().unwrap();
     {
         let store = open(dir.path());
         store.put_message(&kept, State::Sent).unwrap();
         store.put_message(&gone, State::Sent).unwrap();
         store.set_state(&kept.id(), State::Delivered).unwrap();
-        store.apply_tombstone(&revoke(&a, &gone)).unwrap();
+        store.apply_tombstone(&revoke(&a, &gone).verify().unwrap()).unwrap();
     }
     let store = open(dir.path());
     assert_eq!(store.message(&kept.id()).unwrap().unwrap().state, State::Delivered);
@@ -276,10 +272,15 @@ fn concurrent_writers_never_leave_a_body_behind_a_tombstone() {
     let (a, b) = (key(1), key(2));
     let msgs: Arc<Vec<_>> = Arc::new(
         (0..400u64)
-            .map(|i| direct(&a, &b, format!("c{i}").as_bytes(), i))
+            .map(|i| direct(&a, &b, format!("c{i}").as_bytes(), i).verify().unwrap())
             .collect(),
     );
-    let revokes: Arc<Vec<_>> = Arc::new(msgs.iter().step_by(2).map(|m| revoke(&a, m)).collect());
+    let revokes: Arc<Vec<_>> = Arc::new(
+        msgs.iter()
+            .step_by(2)
+            .map(|m| revoke(&a, m).verify().unwrap())
+            .collect(),
+    );
     let mut threads = Vec::new();
     for t in 0..4 {
         let (store, msgs, revokes) = (store.clone(), msgs.clone(), revokes.clone());
@@ -371,18 +372,22 @@ fn burned_body_is_gone_from_every_file_with(config: Config) {
     for i in 0..2000u64 {
         store
             .put_message(
-                &direct(&a, &b, format!("filler {i} {}", "x".repeat(200)).as_bytes(), i),
+                &direct(&a, &b, format!("filler {i} {}", "x".repeat(200)).as_bytes(), i)
+                    .verify()
+                    .unwrap(),
                 State::Received,
             )
             .unwrap();
     }
-    let m = direct(&a, &b, marker, 1000);
+    let m = direct(&a, &b, marker, 1000).verify().unwrap();
     store.put_message(&m, State::Received).unwrap();
     store.flush().unwrap();
     for i in 2000..4000u64 {
         store
             .put_message(
-                &direct(&a, &b, format!("filler {i} {}", "y".repeat(200)).as_bytes(), i),
+                &direct(&a, &b, format!("filler {i} {}", "y".repeat(200)).as_bytes(), i)
+                    .verify()
+                    .unwrap(),
                 State::Received,
             )
             .unwrap();
@@ -392,7 +397,7 @@ fn burned_body_is_gone_from_every_file_with(config: Config) {
         !files_containing(dir.path(), marker).is_empty(),
         "the marker should be on disk before the burn"
     );
-    let burn = Control::sign(&b, Action::Burn, m.header.clone(), 9999).unwrap();
+    let burn = burn(&b, &m).verify().unwrap();
     store.apply_tombstone(&burn).unwrap();
     store.shred_now().unwrap();
     assert_eq!(store.pending_shreds(), 0);
@@ -407,68 +412,103 @@ fn the_shredder_runs_by_itself() {
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
     let marker = b"MARKER-background-shred-42";
-    let m = direct(&a, &b, marker, 1);
+    let m = direct(&a, &b, marker, 1).verify().unwrap();
     store.put_message(&m, State::Sent).unwrap();
     store.flush().unwrap();
-    store.apply_tombstone(&revoke(&a, &m)).unwrap();
+    store.apply_tombstone(&revoke(&a, &m).verify().unwrap()).unwrap();
     wait_until_no_file_holds(dir.path(), marker, "the background shredder did not destroy the body");
 }
 
 /// Polls (at most 20 s) until no file under `dir` contains `marker`.
 fn wait_until_no_file_holds(dir: &Path, marker: &[u8], failure: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !files_containing(dir, marker).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{failure}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[test]
 fn the_shredder_waits_for_its_delay_then_takes_a_burst_in_one_pass() {
+    const BURST: usize = 20;
+    let delay = Duration::from_secs(1);
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        shred_delay: std::time::Duration::from_millis(300),
+        shred_delay: delay,
         ..Config::default()
     };
     let store = Store::open(dir.path().join("db"), config).unwrap();
     let (a, b) = (key(1), key(2));
-    let messages: Vec<_> = (0..20u8)
-        .map(|i| direct(&a, &b, format!("MARKER-burst-{i:02}").as_bytes(), u64::from(i)))
+    let marker = b"MARKER-burst-";
+    let messages: Vec<_> = (0..BURST)
+        .map(|i| {
+            direct(&a, &b, format!("MARKER-burst-{i:02}").as_bytes(), i as u64)
+                .verify()
+                .unwrap()
+        })
         .collect();
     for m in &messages {
         store.put_message(m, State::Sent).unwrap();
     }
     store.flush().unwrap();
-    let started = std::time::Instant::now();
+    assert!(!files_containing(dir.path(), marker).is_empty());
+    // The shredder's clock starts at the first tombstone, which is after `started`: no pass can
+    // begin before `started + delay`.
+    let started = Instant::now();
     for m in &messages {
-        store.apply_tombstone(&revoke(&a, m)).unwrap();
+        store.apply_tombstone(&revoke(&a, m).verify().unwrap()).unwrap();
     }
-    // Bodies are unreadable at once, and wait for the delay to be shredded together.
+    // Bodies are unreadable at once...
     assert!(messages.iter().all(|m| store.message(&m.id()).unwrap().is_none()));
+    // ...but still on disk and all queued: a pass takes every pending id at once, so a full
+    // queue now means the whole burst goes in one pass.
     let pending = store.pending_shreds();
+    let on_disk = files_containing(dir.path(), marker);
+    let looked_at = started.elapsed();
     assert!(
-        pending > 0 || started.elapsed() >= std::time::Duration::from_millis(300),
-        "nothing pending right after the tombstones"
+        looked_at < delay,
+        "the burst and the checks took {looked_at:?}, not under the shred delay of {delay:?}: \
+         this run cannot tell whether the shredder waited"
     );
-    wait_until_no_file_holds(dir.path(), b"MARKER-burst-", "the burst was not shredded");
+    assert_eq!(pending, BURST, "a pass ran before the shred delay was over");
+    assert!(
+        !on_disk.is_empty(),
+        "the bodies left the disk before the shred delay was over"
+    );
+    // The shredder takes them by itself, and not before the delay.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.pending_shreds() > 0 {
+        assert!(Instant::now() < deadline, "the shredder did not take the burst");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let taken = started.elapsed();
+    assert!(
+        taken >= delay,
+        "the shredder took the burst after {taken:?}, before its delay"
+    );
+    wait_until_no_file_holds(dir.path(), marker, "the burst was not shredded");
     assert_eq!(store.pending_shreds(), 0);
 }
 
-/// Child half of the crash test: writes, reports each acknowledged id on stdout, then aborts
-/// without closing the database.
+/// Set by `crash_keeps_acknowledged_writes` for its child: the database directory to write to.
+const CRASH_DIR_VAR: &str = "TIM_CRASH_DIR";
+
+/// Child half of `crash_keeps_acknowledged_writes`, which runs it in a child process: writes,
+/// reports each acknowledged id on stdout, then aborts without closing the database. Run by
+/// itself it would prove nothing, so it fails.
 #[test]
-#[ignore = "run by crash_keeps_acknowledged_writes as a child process"]
+#[ignore = "only the child process of crash_keeps_acknowledged_writes; fails when run by itself"]
 fn crash_child() {
-    let Ok(dir) = std::env::var("TIM_CRASH_DIR") else {
-        return;
+    let Some(dir) = std::env::var_os(CRASH_DIR_VAR) else {
+        panic!("crash_child runs only as the child of crash_keeps_acknowledged_writes, which sets {CRASH_DIR_VAR}");
     };
     let store = open(Path::new(&dir));
     let (a, b) = (key(1), key(2));
     for i in 0..200u64 {
-        let m = direct(&a, &b, format!("crash {i}").as_bytes(), i);
+        let m = direct(&a, &b, format!("crash {i}").as_bytes(), i).verify().unwrap();
         store.put_message(&m, State::Received).unwrap();
         if i % 10 == 0 {
-            store.apply_tombstone(&revoke(&a, &m)).unwrap();
+            store.apply_tombstone(&revoke(&a, &m).verify().unwrap()).unwrap();
         }
         println!("ACK {}", m.id());
     }
@@ -482,10 +522,22 @@ fn crash_keeps_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("TIM_CRASH_DIR", dir.path())
+        .env(CRASH_DIR_VAR, dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success(), "the child must die by abort");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // SIGABRT: the child reached its abort, rather than failing or finding no test to run.
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "child status {:?}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let acked: Vec<MessageId> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once("ACK ").map(|(_, id)| id))
@@ -526,9 +578,9 @@ fn outbox_is_atomic_with_the_message_bounded_and_survives_restart() {
         outbox_total: 3,
         ..Config::default()
     };
-    let m1 = direct(&a, &b, b"one", 1);
-    let m2 = direct(&a, &b, b"two", 2);
-    let m3 = direct(&a, &b, b"three", 3);
+    let m1 = direct(&a, &b, b"one", 1).verify().unwrap();
+    let m2 = direct(&a, &b, b"two", 2).verify().unwrap();
+    let m3 = direct(&a, &b, b"three", 3).verify().unwrap();
     {
         let store = Store::open(dir.path(), config()).unwrap();
         store.put_outgoing(&m1, outgoing(&b, &m1, OutKind::Message)).unwrap();
@@ -547,9 +599,9 @@ fn outbox_is_atomic_with_the_message_bounded_and_survives_restart() {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&m1.id()) && ids.contains(&m2.id()));
     // Still full for b after the restart; another recipient fits until the total limit.
-    let m4 = direct(&a, &c, b"four", 4);
+    let m4 = direct(&a, &c, b"four", 4).verify().unwrap();
     store.put_outgoing(&m4, outgoing(&c, &m4, OutKind::Message)).unwrap();
-    let m5 = direct(&a, &c, b"five", 5);
+    let m5 = direct(&a, &c, b"five", 5).verify().unwrap();
     assert_eq!(
         store
             .put_outgoing(&m5, outgoing(&c, &m5, OutKind::Message))
@@ -562,7 +614,7 @@ fn outbox_is_atomic_with_the_message_bounded_and_survives_restart() {
     assert_eq!(store.message(&m1.id()).unwrap().unwrap().state, State::Delivered);
     assert!(!store.outbox_done(&m1.id(), OutKind::Message, true).unwrap());
     // Revoking a queued message drops it from the outbox; the revoke is queued instead.
-    let revoke = revoke(&a, &m2);
+    let revoke = revoke(&a, &m2).verify().unwrap();
     store
         .apply_tombstone_outgoing(&revoke, outgoing(&b, &m2, OutKind::Control))
         .unwrap();
@@ -582,7 +634,9 @@ fn many_outbox_entries_finish_in_one_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let ms: Vec<_> = (0..4u8).map(|i| direct(&a, &b, &[i], u64::from(i))).collect();
+    let ms: Vec<_> = (0..4u8)
+        .map(|i| direct(&a, &b, &[i], u64::from(i)).verify().unwrap())
+        .collect();
     for m in &ms {
         store.put_outgoing(m, outgoing(&b, m, OutKind::Message)).unwrap();
     }
@@ -612,11 +666,11 @@ fn queued_body_is_shredded_from_the_outbox_too() {
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
     let marker = b"MARKER-outbox-7d1e-never-sent";
-    let m = direct(&a, &b, marker, 1);
+    let m = direct(&a, &b, marker, 1).verify().unwrap();
     store.put_outgoing(&m, outgoing(&b, &m, OutKind::Message)).unwrap();
     store.flush().unwrap();
     assert!(!files_containing(dir.path(), marker).is_empty());
-    store.apply_tombstone(&revoke(&a, &m)).unwrap();
+    store.apply_tombstone(&revoke(&a, &m).verify().unwrap()).unwrap();
     store.shred_now().unwrap();
     let hits = files_containing(dir.path(), marker);
     assert_eq!(hits, Vec::<String>::new());
@@ -629,21 +683,14 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
     let a = key(1);
     let room = RoomId::new("log").unwrap();
     let msgs: Vec<_> = (0..5u64)
-        .map(|i| Message::sign(&a, Recipient::Room(room.clone()), format!("r{i}").into_bytes(), i, None).unwrap())
+        .map(|i| room_message(&a, "log", format!("r{i}").as_bytes(), i).verify().unwrap())
         .collect();
     for m in &msgs {
         store.put_message(m, State::Received).unwrap();
     }
-    store.apply_tombstone(&revoke(&a, &msgs[1])).unwrap();
+    store.apply_tombstone(&revoke(&a, &msgs[1]).verify().unwrap()).unwrap();
     // Another room's traffic does not leak in.
-    let other = Message::sign(
-        &a,
-        Recipient::Room(RoomId::new("logx").unwrap()),
-        b"x".to_vec(),
-        9,
-        None,
-    )
-    .unwrap();
+    let other = room_message(&a, "logx", b"x", 9).verify().unwrap();
     store.put_message(&other, State::Received).unwrap();
 
     let describe = |frames: &[Vec<u8>]| -> Vec<String> {
@@ -682,14 +729,16 @@ fn known_many_reports_messages_and_tombstones_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (a, b) = (key(1), key(2));
-    let stored = direct(&a, &b, b"kept", 1);
-    let revoked = direct(&a, &b, b"gone", 2);
-    let never_seen_target = direct(&a, &b, b"revoked before it came", 3);
-    let unknown = direct(&a, &b, b"unknown", 4);
+    let stored = direct(&a, &b, b"kept", 1).verify().unwrap();
+    let revoked = direct(&a, &b, b"gone", 2).verify().unwrap();
+    let never_seen_target = direct(&a, &b, b"revoked before it came", 3).verify().unwrap();
+    let unknown = direct(&a, &b, b"unknown", 4).verify().unwrap();
     store.put_message(&stored, State::Received).unwrap();
     store.put_message(&revoked, State::Received).unwrap();
-    store.apply_tombstone(&revoke(&a, &revoked)).unwrap();
-    store.apply_tombstone(&revoke(&a, &never_seen_target)).unwrap();
+    store.apply_tombstone(&revoke(&a, &revoked).verify().unwrap()).unwrap();
+    store
+        .apply_tombstone(&revoke(&a, &never_seen_target).verify().unwrap())
+        .unwrap();
     let ids = [
         unknown.id(),
         stored.id(),

@@ -1,0 +1,85 @@
+//! Node metadata in the `meta` family: the rooms this node has joined and the deadlines of
+//! burn-after-read timers, kept on disk so both survive a restart.
+
+use tim_protocol::{MessageId, RoomId};
+
+use super::{corrupt, Store};
+use crate::{Cf, Result, StoredMessage};
+
+/// Meta key prefix: a joined room.
+const META_ROOM: &[u8] = b"room/";
+/// Meta key prefix: a burn-after-read deadline (`deadline u64 BE || mid`).
+const META_BURN: &[u8] = b"burn/";
+
+impl Store {
+    /// Every pending burn-after-read deadline (ms since the epoch) with its message id, soonest
+    /// first. An entry disappears when the message is tombstoned.
+    pub fn burn_deadlines(&self) -> Result<Vec<(u64, MessageId)>> {
+        let mut out = Vec::new();
+        for (key, _) in self.meta_scan(META_BURN)? {
+            let rest = &key[META_BURN.len()..];
+            let parsed = rest
+                .get(..8)
+                .and_then(|d| <[u8; 8]>::try_from(d).ok())
+                .zip(rest.get(8..).and_then(|m| <[u8; 32]>::try_from(m).ok()));
+            match parsed {
+                Some((deadline, mid)) => out.push((u64::from_be_bytes(deadline), MessageId::from_bytes(mid))),
+                None => return Err(corrupt(Cf::Meta, &key, "bad burn timer key")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that this node joined (`true`) or left (`false`) a room.
+    pub fn set_room(&self, room: &RoomId, joined: bool) -> Result<()> {
+        let mut key = META_ROOM.to_vec();
+        key.extend_from_slice(room.as_str().as_bytes());
+        let cf = self.cf(Cf::Meta);
+        if joined {
+            self.inner.db.put_cf_opt(cf, key, [], &self.inner.write_opts)?;
+        } else {
+            self.inner.db.delete_cf_opt(cf, key, &self.inner.write_opts)?;
+        }
+        Ok(())
+    }
+
+    /// The rooms this node has joined.
+    pub fn rooms(&self) -> Result<Vec<RoomId>> {
+        self.meta_scan(META_ROOM)?
+            .into_iter()
+            .map(|(key, _)| {
+                let name = std::str::from_utf8(&key[META_ROOM.len()..]).ok();
+                name.and_then(|n| RoomId::new(n).ok())
+                    .ok_or_else(|| corrupt(Cf::Meta, &key, "bad room id"))
+            })
+            .collect()
+    }
+
+    /// Every meta key and value under `prefix`, in key order.
+    fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut read_opts = rocksdb::ReadOptions::default();
+        read_opts.set_iterate_lower_bound(prefix.to_vec());
+        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::Meta), read_opts);
+        it.seek(prefix);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+}
+
+/// The meta key of a read message's burn-after-read deadline, if it has one.
+pub(super) fn burn_key(record: &StoredMessage) -> Option<Vec<u8>> {
+    let secs = record.message.head().burn_after_read?;
+    let deadline = record.read_at?.saturating_add(u64::from(secs) * 1000);
+    let mut key = META_BURN.to_vec();
+    key.extend_from_slice(&deadline.to_be_bytes());
+    key.extend_from_slice(record.id().as_bytes());
+    Some(key)
+}

@@ -1,0 +1,270 @@
+//! The RocksDB store: the [`Store`] handle, its settings, opening and closing, and the helpers
+//! every concern shares (column family handles, the write lock, decoding what is read).
+//!
+//! Each concern adds its own `impl Store` block: `messages` (put, get, history), `tombstones`
+//! (revoke and burn), `shred` (removing destroyed bodies from disk), `outbox`, `room_log`
+//! (catch-up log and sync cursors) and `meta` (joined rooms, burn-after-read deadlines).
+
+use std::{
+    path::Path,
+    sync::{atomic::AtomicU64, Arc, Condvar, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options, WriteOptions, DB,
+};
+use tim_protocol::{decode, MessageId, Wire};
+use tracing::warn;
+
+use crate::{Cf, Error, Result};
+
+mod messages;
+mod meta;
+mod outbox;
+mod room_log;
+mod shred;
+mod tombstones;
+
+pub use messages::{Page, PutOutcome, MAX_PAGE};
+pub use room_log::LogPage;
+pub use tombstones::TombstoneOutcome;
+
+use outbox::OutboxCounts;
+use shred::Shred;
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// fsync the write-ahead log on every write. Default `false`: an acknowledged write survives a
+    /// process crash (the WAL is written before the call returns) but not a power loss.
+    pub sync_writes: bool,
+    /// Target SST file size of the message family. Default 4 MiB: small, so destroying a body
+    /// rewrites little.
+    pub message_file_size: u64,
+    /// RocksDB block cache for reads, in bytes. Default 32 MiB.
+    pub block_cache_bytes: usize,
+    /// Most open files RocksDB keeps. Default 256.
+    pub max_open_files: i32,
+    /// Most undelivered outbox entries for one recipient. Default 10,000.
+    pub outbox_per_recipient: usize,
+    /// Most undelivered outbox entries in total. Default 100,000.
+    pub outbox_total: usize,
+    /// How long the shredder lets destroyed bodies gather before one pass removes them all from
+    /// disk. Default 1 s: a burst of revokes costs one flush and compaction, not one each. The
+    /// bodies are unreadable from the moment of the tombstone; this bounds only how long their
+    /// bytes may linger in files.
+    pub shred_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sync_writes: false,
+            message_file_size: 4 << 20,
+            block_cache_bytes: 32 << 20,
+            max_open_files: 256,
+            outbox_per_recipient: 10_000,
+            outbox_total: 100_000,
+            shred_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the store handle and its shredder thread share.
+struct Inner {
+    db: DB,
+    write_opts: WriteOptions,
+    /// Serialises check-then-write sections, so a body is never written after its tombstone.
+    /// Guards the outbox counts and the room-log sequence too.
+    write_lock: Mutex<OutboxCounts>,
+    /// The last room-log sequence number handed out.
+    seq: AtomicU64,
+    outbox_per_recipient: usize,
+    outbox_total: usize,
+    /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
+    shred: Mutex<Shred>,
+    shred_cv: Condvar,
+    shred_delay: Duration,
+    /// Held for a whole shred pass, so `shred_now` returns only after any pass in flight.
+    shred_pass: Mutex<()>,
+    /// Target SST file size of the message family (`Config::message_file_size`).
+    message_file_size: u64,
+}
+
+/// A node's message store. Cheap to share behind an `Arc`; all methods take `&self` and block
+/// (call them from `spawn_blocking` or a storage thread in async code).
+pub struct Store {
+    inner: Arc<Inner>,
+    shredder: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(config.max_open_files);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_background_jobs(2);
+        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            match cf {
+                Cf::Messages => {
+                    o.set_compression_type(DBCompressionType::Lz4);
+                    o.set_target_file_size_base(config.message_file_size);
+                }
+                Cf::History | Cf::Tombstones => {
+                    table.set_bloom_filter(10.0, false);
+                }
+                _ => {}
+            }
+            o.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(config.sync_writes);
+        let seq = room_log::load_seq(&db)?;
+        let counts = OutboxCounts::load(&db)?;
+        let inner = Arc::new(Inner {
+            db,
+            write_opts,
+            write_lock: Mutex::new(counts),
+            seq: AtomicU64::new(seq),
+            outbox_per_recipient: config.outbox_per_recipient,
+            outbox_total: config.outbox_total,
+            shred: Mutex::new(Shred::default()),
+            shred_delay: config.shred_delay,
+            shred_cv: Condvar::new(),
+            shred_pass: Mutex::new(()),
+            message_file_size: config.message_file_size,
+        });
+        let shredder = shred::spawn_shredder(Arc::downgrade(&inner))?;
+        Ok(Store {
+            inner,
+            shredder: Some(shredder),
+        })
+    }
+
+    /// Bytes used by the files under the database directory.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => walk(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(self.inner.db.path())
+    }
+
+    /// Flushes memtables and the WAL to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush_all()
+    }
+
+    /// Writes raw bytes under a key, bypassing every check. Only for tests of corrupt data.
+    #[doc(hidden)]
+    pub fn raw_put_for_tests(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.inner.db.put_cf(self.cf(cf), key, value)?)
+    }
+
+    fn cf(&self, cf: Cf) -> &ColumnFamily {
+        self.inner.cf(cf)
+    }
+
+    /// Reads and decodes the value under `id` in `cf`.
+    fn read<T: Wire>(&self, cf: Cf, id: &MessageId) -> Result<Option<T>> {
+        match self.inner.db.get_pinned_cf(self.cf(cf), id.as_bytes())? {
+            Some(bytes) => decode_value(cf, id.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Store {
+    /// Stops the shredder, then shreds what is still pending, so closing the store leaves no
+    /// destroyed body on disk.
+    fn drop(&mut self) {
+        shred::stop_shredder(&self.inner, self.shredder.take());
+        if let Err(e) = self.inner.shred_pass() {
+            warn!(error = %e, "final shred failed; bodies are deleted but may remain on disk");
+        }
+    }
+}
+
+impl Inner {
+    fn cf(&self, cf: Cf) -> &ColumnFamily {
+        cf_handle(&self.db, cf)
+    }
+
+    /// Flushes every family and the WAL, waiting until both are on disk.
+    fn flush_all(&self) -> Result<()> {
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        let cfs: Vec<&ColumnFamily> = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect();
+        self.db.flush_cfs_opt(&cfs, &fo)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}
+
+fn cf_handle(db: &DB, cf: Cf) -> &ColumnFamily {
+    match db.cf_handle(cf.name()) {
+        Some(handle) => handle,
+        // Every family in Cf::ALL is created by `open`, so the handle always exists.
+        None => unreachable!("column family {} is created at open", cf.name()),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves no half-done state behind (RocksDB batches
+    // are atomic), so a poisoned lock is safe to keep using.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decodes a value read from `cf` under `key`; a value that does not decode is [`Error::Corrupt`].
+fn decode_value<T: Wire>(cf: Cf, key: &[u8], bytes: &[u8]) -> Result<T> {
+    decode(bytes).map_err(|source| Error::Corrupt {
+        what: cf.name(),
+        key: hex_key(key),
+        source,
+    })
+}
+
+/// The [`Error::Corrupt`] of a key or index value in `cf` that does not have the expected shape.
+fn corrupt(cf: Cf, key: &[u8], detail: &str) -> Error {
+    Error::Corrupt {
+        what: cf.name(),
+        key: hex_key(key),
+        source: tim_protocol::Error::Malformed {
+            what: "index entry",
+            detail: detail.into(),
+        },
+    }
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,126 @@
+//! Tombstones: applying a verified revoke or burn (the body deleted, the history entry turned
+//! into a marker, any queued copy dropped, all in one batch) and reading tombstones back.
+
+use std::sync::atomic::Ordering;
+
+use rocksdb::WriteBatch;
+use tim_protocol::{encode, Control, MessageId, Recipient, Verified};
+use tracing::debug;
+
+use super::{decode_value, lock, messages::IDX_TOMBSTONE, meta::burn_key, now_ms, room_log, Store};
+use crate::{keys::history_key, keys::outbox_key, Cf, OutKind, Outgoing, Result, StoredMessage, Tombstone};
+
+/// What `apply_tombstone` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TombstoneOutcome {
+    /// Newly applied. `had_body` tells whether a stored message was destroyed (otherwise the
+    /// tombstone is "pending": the message, if it ever arrives, is refused).
+    Applied {
+        /// Whether a stored message body was destroyed.
+        had_body: bool,
+    },
+    /// The id was already tombstoned; the first tombstone stands.
+    Duplicate,
+}
+
+impl Store {
+    /// Records a verified revoke or burn in one atomic batch: the tombstone, the deletion of the
+    /// body, the history entry turned into a marker, and the removal of any queued outgoing copy
+    /// of the message (it is never sent). Works when the target was never stored. The body's
+    /// bytes are then shredded from disk by the background shredder (see [`Store::shred_now`]).
+    pub fn apply_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
+        self.write_tombstone(control, None)
+    }
+
+    /// [`Store::apply_tombstone`], and queues the control message in the outbox in the same batch.
+    pub fn apply_tombstone_outgoing(
+        &self,
+        control: &Verified<Control>,
+        outgoing: Outgoing,
+    ) -> Result<TombstoneOutcome> {
+        self.write_tombstone(control, Some(outgoing))
+    }
+
+    fn write_tombstone(&self, control: &Verified<Control>, outgoing: Option<Outgoing>) -> Result<TombstoneOutcome> {
+        let db = &self.inner.db;
+        let id = control.id();
+        let (cf_msg, cf_idx, cf_tomb, cf_out) = (
+            self.cf(Cf::Messages),
+            self.cf(Cf::History),
+            self.cf(Cf::Tombstones),
+            self.cf(Cf::Outbox),
+        );
+        let mut destroyed_queued = false;
+        let outcome = {
+            let mut counts = lock(&self.inner.write_lock);
+            let stored: Option<StoredMessage> = self.message(&id)?;
+            // A held message is never tombstoned (every write of either holds this lock, and a
+            // tombstone deletes its message in the same batch), so only a target not held needs
+            // the tombstone lookup.
+            if stored.is_none() && db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
+                return Ok(TombstoneOutcome::Duplicate);
+            }
+            let had_body = stored.is_some();
+            let queued_key = outbox_key(&id, OutKind::Message);
+            // Only direct messages wait in the outbox; a room message never does.
+            let queued: Option<Outgoing> = match &control.target.header.to {
+                Recipient::Room(_) => None,
+                Recipient::Account(_) => match db.get_pinned_cf(cf_out, queued_key)? {
+                    Some(v) => Some(decode_value(Cf::Outbox, &queued_key, &v)?),
+                    None => None,
+                },
+            };
+            let tombstone = Tombstone {
+                applied_at: now_ms(),
+                control: control.get().clone(),
+            };
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
+            batch.delete_cf(cf_msg, id.as_bytes());
+            batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
+            if let Some(key) = stored.as_ref().and_then(burn_key) {
+                batch.delete_cf(self.cf(Cf::Meta), key);
+            }
+            if queued.is_some() {
+                batch.delete_cf(cf_out, queued_key);
+            }
+            if let Some(o) = &outgoing {
+                batch.put_cf(cf_out, outbox_key(&id, o.kind), encode(o)?);
+            }
+            let mut seq = self.inner.seq.load(Ordering::Relaxed);
+            if let Recipient::Room(room) = &control.target.header.to {
+                seq += 1;
+                self.log_append(&mut batch, room, seq, &id, room_log::LOG_TOMBSTONE);
+            }
+            db.write_opt(batch, &self.inner.write_opts)?;
+            self.inner.seq.store(seq, Ordering::Relaxed);
+            if let Some(q) = &queued {
+                counts.remove(&q.to);
+                destroyed_queued = true;
+            }
+            if let Some(o) = &outgoing {
+                counts.add(o.to);
+            }
+            TombstoneOutcome::Applied { had_body }
+        };
+        if outcome == (TombstoneOutcome::Applied { had_body: true }) || destroyed_queued {
+            self.inner.queue_shred(id);
+        }
+        debug!(%id, action = control.action.as_str(), ?outcome, "tombstone applied");
+        Ok(outcome)
+    }
+
+    /// The tombstone of this id, if any.
+    pub fn tombstone(&self, id: &MessageId) -> Result<Option<Tombstone>> {
+        self.read(Cf::Tombstones, id)
+    }
+
+    /// Whether this id is tombstoned (a point lookup; nothing is decoded).
+    pub fn is_tombstoned(&self, id: &MessageId) -> Result<bool> {
+        Ok(self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(Cf::Tombstones), id.as_bytes())?
+            .is_some())
+    }
+}

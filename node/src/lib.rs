@@ -10,34 +10,37 @@
 //! - `config`: [`Config`], every option with its default.
 //! - `error`: [`Error`], with the stable codes the local API uses.
 //! - `event`: [`Event`] and the local view of a [`Conversation`].
-//! - `node`: the [`Node`] handle and [`Node::start`].
-//! - `event_loop`: the one task that owns the `Swarm`, driven by commands with oneshot replies.
-//! - `core`: shared state and the blocking work (verify, store, tombstone) done off the loop.
-//! - `behaviour`: the composed libp2p behaviour and the room-sync codec.
-//! - `pipe`: direct delivery over one long-lived stream per peer, served off the swarm task.
-//! - `sync`: room catch-up exchanges; `accept`: serving inbound streams within limits.
+//! - `handle`: the [`Node`] handle and [`Node::start`].
+//! - `command`: what the handle asks of the event loop; `status`: what it reports ([`Status`]).
+//! - `core`: shared state and the store work (verify, store, tombstone), done off the swarm task.
+//! - `delivery`: direct delivery as an I/O-free state machine (requests, deadlines, retries,
+//!   routes, relays, cancel-on-revoke, pipe failover).
+//! - `net`: what only the swarm task touches: the event loop, routing, rooms, pipes, sync.
 //! - `keys`: the data dir's key files.
+//!
+//! A request flows API → [`Node`] → `core` (sign and store) → `net` (the event loop, with
+//! `delivery` deciding) → peers; inbound items go from `net`'s tasks to `core` and the store.
 //! - [`api`]: the local HTTP/WebSocket API (axum) that the `tim-node` binary serves.
 
-mod accept;
 pub mod api;
-mod behaviour;
+mod command;
 mod config;
 mod core;
+mod delivery;
 mod error;
 mod event;
-mod event_loop;
+mod handle;
 mod keys;
-mod node;
-mod pipe;
-mod sync;
+mod net;
+mod status;
 
 pub use crate::config::Config;
 pub use crate::core::Metrics;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
-pub use crate::event_loop::gossipsub_config_builder;
-pub use crate::node::{ControlAck, Events, Node, RoomStatus, Sent, Status};
+pub use crate::handle::{ControlAck, Events, Node, Sent};
+pub use crate::net::gossipsub_config_builder;
+pub use crate::status::{RoomStatus, Status};
 pub use libp2p::{Multiaddr, PeerId};
 pub use tim_protocol as protocol;
 pub use tim_storage as storage;

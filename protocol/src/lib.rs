@@ -26,9 +26,9 @@ mod id;
 mod message;
 pub mod policy;
 mod route;
-mod verified;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+mod verified;
 
 pub use code::Code;
 pub use codec::{

@@ -114,11 +114,20 @@ mod tests {
         let m = direct(&a, &b, b"x", 1000);
         let h = m.head();
         assert!(check_local_control(Action::Revoke, h, &ida, 2000, None).is_ok());
-        assert_eq!(code(check_local_control(Action::Revoke, h, &idb, 2000, None)), Code::PermissionDenied);
+        assert_eq!(
+            code(check_local_control(Action::Revoke, h, &idb, 2000, None)),
+            Code::PermissionDenied
+        );
         assert!(check_local_control(Action::Burn, h, &idb, 2000, None).is_ok());
-        assert_eq!(code(check_local_control(Action::Burn, h, &ida, 2000, None)), Code::PermissionDenied);
+        assert_eq!(
+            code(check_local_control(Action::Burn, h, &ida, 2000, None)),
+            Code::PermissionDenied
+        );
         let room = room_message(&a, "r", b"", 1);
-        assert_eq!(code(check_local_control(Action::Burn, room.head(), &idb, 2, None)), Code::BadParameters);
+        assert_eq!(
+            code(check_local_control(Action::Burn, room.head(), &idb, 2, None)),
+            Code::BadParameters
+        );
         assert!(check_local_control(Action::Revoke, room.head(), &ida, 2, None).is_ok());
     }
 
@@ -129,11 +138,17 @@ mod tests {
         let w = Some(Duration::from_secs(60));
         let (ida, idb) = (a.account_id(), b.account_id());
         assert!(check_local_control(Action::Revoke, m.head(), &ida, 61_000, w).is_ok());
-        assert_eq!(code(check_local_control(Action::Revoke, m.head(), &ida, 61_001, w)), Code::Expired);
+        assert_eq!(
+            code(check_local_control(Action::Revoke, m.head(), &ida, 61_001, w)),
+            Code::Expired
+        );
         // Burns are not limited by the revoke window.
         assert!(check_local_control(Action::Burn, m.head(), &idb, 1_000_000, w).is_ok());
         // A permission failure is reported before the window.
-        assert_eq!(code(check_local_control(Action::Revoke, m.head(), &idb, 61_001, w)), Code::PermissionDenied);
+        assert_eq!(
+            code(check_local_control(Action::Revoke, m.head(), &idb, 61_001, w)),
+            Code::PermissionDenied
+        );
     }
 
     #[test]
@@ -143,7 +158,10 @@ mod tests {
         let room = RoomId::new("r").unwrap();
         assert!(check_destination(m.head(), &b.account_id(), &Via::Direct).is_ok());
         assert!(check_destination(m.head(), &a.account_id(), &Via::Direct).is_ok());
-        assert_eq!(code(check_destination(m.head(), &c.account_id(), &Via::Direct)), Code::BadParameters);
+        assert_eq!(
+            code(check_destination(m.head(), &c.account_id(), &Via::Direct)),
+            Code::BadParameters
+        );
         assert_eq!(
             code(check_destination(m.head(), &b.account_id(), &Via::Room(room.clone()))),
             Code::BadParameters
@@ -151,7 +169,13 @@ mod tests {
         let rm = room_message(&a, "r", b"", 1);
         assert!(check_destination(rm.head(), &c.account_id(), &Via::Room(room)).is_ok());
         let other = RoomId::new("other").unwrap();
-        assert_eq!(code(check_destination(rm.head(), &c.account_id(), &Via::Room(other))), Code::BadParameters);
-        assert_eq!(code(check_destination(rm.head(), &c.account_id(), &Via::Direct)), Code::BadParameters);
+        assert_eq!(
+            code(check_destination(rm.head(), &c.account_id(), &Via::Room(other))),
+            Code::BadParameters
+        );
+        assert_eq!(
+            code(check_destination(rm.head(), &c.account_id(), &Via::Direct)),
+            Code::BadParameters
+        );
     }
 }

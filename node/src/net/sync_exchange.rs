@@ -15,12 +15,10 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::{
-    accept::{self, Limits},
-    core::Core,
-};
+use super::accept::{self, Limits};
+use crate::core::Core;
 
-/// The room sync protocol (its wire format is unchanged since it ran on request-response).
+/// The room sync protocol.
 pub(crate) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
 /// A sync request is a room id and two integers.
 const MAX_SYNC_REQUEST_LEN: usize = 256;
@@ -43,13 +41,13 @@ async fn read_limited<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Resul
 
 /// Asks `peer` for the page of `request.room` after `request.after`, within `timeout`.
 pub(crate) async fn fetch(
-    mut control: Control,
+    mut streams: Control,
     peer: PeerId,
     request: SyncRequest,
     timeout: Duration,
 ) -> Result<SyncPage, String> {
     let exchange = async {
-        let mut stream = control
+        let mut stream = streams
             .open_stream(peer, SYNC_PROTOCOL)
             .await
             .map_err(|e| e.to_string())?;
@@ -68,7 +66,7 @@ pub(crate) async fn fetch(
 
 /// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once and
 /// [`MAX_SERVING_PER_PEER`] for one peer. Ends (and aborts what it serves) when aborted.
-pub(crate) fn serve(
+pub(crate) fn serve_inbound(
     incoming: IncomingStreams,
     core: Arc<Core>,
     inflight: Arc<Semaphore>,

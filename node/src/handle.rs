@@ -1,18 +1,23 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
-//! loop; the cheap, cloneable [`Node`] sends it commands and runs store work on blocking threads.
+//! loop; the cheap, cloneable [`Node`] sends it commands and runs store work itself, in place or
+//! on the blocking pool.
 
 use std::sync::{Arc, Mutex, Weak};
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 use tim_protocol::{AccountId, Action, Envelope, MessageId, Recipient, RoomId, MAX_BODY_LEN};
-use tim_storage::{Entry, OutKind, Page};
+use tim_storage::{Entry, Page};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
 use crate::{
-    core::{Core, Counters, Inline},
-    event_loop::{self, Command, Delivery},
-    keys, Config, Conversation, Error, Event, Metrics, Result,
+    command::Command,
+    core::{now_ms, Core, Counters, Inline},
+    delivery::{Delivery, DeliveryKind},
+    keys,
+    net::EventLoop,
+    status::Status,
+    Config, Conversation, Error, Event, Metrics, Result,
 };
 
 /// Capacity of the command channel from handles to the event loop.
@@ -38,30 +43,6 @@ pub struct ControlAck {
     pub action: Action,
     /// Where the message was.
     pub conversation: Conversation,
-}
-
-/// A joined room and how many connected peers are subscribed to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomStatus {
-    /// The room.
-    pub room: RoomId,
-    /// Connected peers subscribed to its topic.
-    pub peers: usize,
-}
-
-/// A snapshot of the node's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// The local account.
-    pub account: AccountId,
-    /// The node's libp2p peer id.
-    pub peer_id: PeerId,
-    /// Full listen addresses, each ending in `/p2p/<peer id>`, ready for another node's bootstrap.
-    pub listen_addrs: Vec<Multiaddr>,
-    /// Connected peers.
-    pub peers: usize,
-    /// Joined rooms.
-    pub rooms: Vec<RoomStatus>,
 }
 
 /// A stream of [`Event`]s. A subscriber that falls behind by more than the configured capacity
@@ -133,8 +114,7 @@ impl Node {
             _closed: Some(closed_tx),
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let event_loop =
-            event_loop::EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;
+        let event_loop = EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;
         let node = Node {
             cmd_tx,
             core: Arc::downgrade(&core),
@@ -191,7 +171,10 @@ impl Node {
 
     /// A short store job (sign and store one item): done in the caller's task when the node's
     /// inline slot is free (no thread hand-off before it is on its way), else on the blocking pool.
-    async fn short<T: Send + 'static>(&self, f: impl FnOnce(&Core) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn inline_or_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let core = self.core()?;
         if let Some(_slot) = core.inline.slot() {
             return f(&core);
@@ -238,10 +221,12 @@ impl Node {
         // on the wire.
         let cmd_tx = self.cmd_tx.clone();
         let (h, mid, left) = self
-            .short(move |core| {
+            .inline_or_blocking(move |core| {
                 let (h, mid, frame) = core.send(to, body, burn_after_read)?;
                 let command = match &h.to {
-                    Recipient::Account(to) => Command::Deliver(Delivery::new(*to, mid, frame, OutKind::Message, true)),
+                    Recipient::Account(to) => {
+                        Command::Deliver(Delivery::new(*to, mid, frame, DeliveryKind::Message, h.sent_at))
+                    }
                     Recipient::Room(room) => Command::Publish {
                         room: room.clone(),
                         mid,
@@ -265,25 +250,25 @@ impl Node {
     /// Revokes a message the local account sent, for everyone: tombstones it here and sends the
     /// signed revoke to the recipient or the room. Anyone else's message: `4105`.
     pub async fn revoke(&self, mid: MessageId) -> Result<ControlAck> {
-        self.control(Action::Revoke, mid).await
+        self.revoke_or_burn(Action::Revoke, mid).await
     }
 
     /// Burns a direct message the local account received: tombstones it here and sends the signed
     /// burn to the sender. A room message: `4104`; a message we sent: `4105`.
     pub async fn burn(&self, mid: MessageId) -> Result<ControlAck> {
-        self.control(Action::Burn, mid).await
+        self.revoke_or_burn(Action::Burn, mid).await
     }
 
-    async fn control(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
+    async fn revoke_or_burn(&self, action: Action, mid: MessageId) -> Result<ControlAck> {
         let cmd_tx = self.cmd_tx.clone();
         let (control, left) = self
-            .short(move |core| {
-                let (control, route, frame) = core.local_control(action, mid)?;
+            .inline_or_blocking(move |core| {
+                let (control, destination, frame) = core.revoke_or_burn(action, mid)?;
                 let mut commands = Vec::with_capacity(2);
                 if action == Action::Revoke {
                     commands.push(Command::Cancel { mid });
                 }
-                commands.extend(event_loop::control_command(mid, route, frame));
+                commands.extend(Command::send_control(mid, destination, frame));
                 Ok((control, Self::hand_over(&cmd_tx, commands)?))
             })
             .await?;
@@ -308,7 +293,7 @@ impl Node {
             Envelope::Control(c) => c.target.id(),
         };
         let command = match to {
-            Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, OutKind::Control, false)),
+            Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),
             Recipient::Room(room) => Command::Publish { room, mid, frame },
         };
         Ok(self.cmd_tx.send(command).await?)

@@ -19,13 +19,10 @@ use tokio::{
 use tracing::debug;
 use unsigned_varint::codec::UviBytes;
 
-use crate::{
-    accept::{self, Limits},
-    core::{Core, Finished},
-};
+use super::accept::{self, Limits};
+use crate::{core::Core, delivery::DeliveryOutcome};
 
-/// The direct-delivery protocol. Version 2: pipes (version 1 was one request-response stream per
-/// message).
+/// The direct-delivery protocol: one long-lived pipe per peer.
 pub(crate) const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
 /// Requests one inbound pipe verifies and stores at once; it stops reading beyond that.
 const PIPE_CONCURRENCY: usize = 64;
@@ -39,9 +36,9 @@ const MAX_BATCH: usize = 64;
 /// What an outbound pipe reports back to the event loop.
 #[derive(Debug)]
 pub(crate) enum PipeEvent {
-    /// The peer answered request `id`; `finished` when the pipe already recorded the delivery
-    /// (outbox entry done, `delivered` emitted).
-    Answer { id: u64, ack: Ack, finished: bool },
+    /// The peer answered request `id`; `recorded` when the pipe already wrote the positive
+    /// outcome (outbox entry done, `delivered` emitted).
+    Answer { id: u64, ack: Ack, recorded: bool },
     /// The pipe is gone (could not open, closed or broke): its unanswered requests failed.
     Closed {
         peer: PeerId,
@@ -56,17 +53,14 @@ fn framed(stream: Stream) -> Framed<Stream, UviBytes<Bytes>> {
     Framed::new(stream, codec)
 }
 
-/// A request for the pipe's task: its id, the envelope frame, and the outbox entry it finishes
-/// (none for a relayed frame).
-type Request = (u64, Vec<u8>, Option<Finished>);
+/// A request for the pipe's task: its id, the envelope frame, and the outcome to record on a
+/// positive answer (none for a relayed frame).
+type Request = (u64, Vec<u8>, Option<DeliveryOutcome>);
 
-/// The event loop's side of an outbound pipe: a queue into its task.
+/// The event loop's side of an outbound pipe: a queue into its task. Its bookkeeping (what is in
+/// flight, when it was last used) lives in the delivery state machine.
 pub(crate) struct Pipe {
     pub(crate) generation: u64,
-    /// Requests sent and not yet answered or failed.
-    pub(crate) in_flight: usize,
-    /// When a request was last sent or answered (idle pipes are closed).
-    pub(crate) last_used: tokio::time::Instant,
     queue: mpsc::UnboundedSender<Request>,
     task: JoinHandle<()>,
 }
@@ -76,7 +70,7 @@ impl Pipe {
     /// come back through `events`. The queue is unbounded because the event loop bounds what it
     /// sends: every queued request is an outbox entry or a counted relay, both capped.
     pub(crate) fn open(
-        mut control: Control,
+        mut streams: Control,
         core: Arc<Core>,
         peer: PeerId,
         generation: u64,
@@ -85,13 +79,13 @@ impl Pipe {
     ) -> Self {
         let (queue, mut requests) = mpsc::unbounded_channel::<Request>();
         let task = tokio::spawn(async move {
-            let reason = match tokio::time::timeout(open_timeout, control.open_stream(peer, DIRECT_PROTOCOL)).await {
+            let reason = match tokio::time::timeout(open_timeout, streams.open_stream(peer, DIRECT_PROTOCOL)).await {
                 Err(_) => "timed out opening the stream".to_string(),
                 Ok(Err(e)) => format!("could not open the stream: {e}"),
                 Ok(Ok(stream)) => {
                     let (mut sink, mut source) = framed(stream).split();
                     // What each unanswered request finishes, shared by the two halves.
-                    let unanswered = std::sync::Mutex::new(HashMap::<u64, Finished>::new());
+                    let unanswered = std::sync::Mutex::new(HashMap::<u64, DeliveryOutcome>::new());
                     let write = async {
                         while let Some(first) = requests.recv().await {
                             let mut next = Some(first);
@@ -120,13 +114,13 @@ impl Pipe {
                             match decode::<PipeFrame>(&frame).map_err(|e| e.to_string())? {
                                 PipeFrame::Answer { id, ack } => {
                                     let entry = unanswered.lock().ok().and_then(|mut map| map.remove(&id));
-                                    let finished = match (ack, entry) {
+                                    let recorded = match (ack, entry) {
                                         (Ack::Stored | Ack::Duplicate, Some(f)) => {
-                                            core.inline.try_run(|| core.deliveries_done(&[f])).is_some()
+                                            core.inline.try_run(|| core.record_outcomes(&[f])).is_some()
                                         }
                                         _ => false,
                                     };
-                                    if events.send(PipeEvent::Answer { id, ack, finished }).await.is_err() {
+                                    if events.send(PipeEvent::Answer { id, ack, recorded }).await.is_err() {
                                         return Ok("node stopping".to_string());
                                     }
                                 }
@@ -153,8 +147,6 @@ impl Pipe {
         });
         Pipe {
             generation,
-            in_flight: 0,
-            last_used: tokio::time::Instant::now(),
             queue,
             task,
         }
@@ -162,8 +154,8 @@ impl Pipe {
 
     /// Queues request `id`. If the pipe's task has already ended, its `Closed` event (still on
     /// the way) fails the request like every other it carried.
-    pub(crate) fn send(&self, id: u64, envelope: Vec<u8>, finishes: Option<Finished>) {
-        let _ = self.queue.send((id, envelope, finishes));
+    pub(crate) fn send(&self, id: u64, envelope: Vec<u8>, outcome: Option<DeliveryOutcome>) {
+        let _ = self.queue.send((id, envelope, outcome));
     }
 }
 
@@ -176,7 +168,7 @@ impl Drop for Pipe {
 
 /// Accepts inbound pipes and serves each in its own task, within the per-peer and total limits.
 /// Ends (and aborts every pipe it serves) when aborted.
-pub(crate) fn accept(incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
+pub(crate) fn serve_inbound(incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
     let limits = Limits {
         total: MAX_INBOUND_PIPES,
         per_peer: MAX_PIPES_PER_PEER,

@@ -1,0 +1,60 @@
+//! The node's counters ([`Counters`], bumped as things happen) and their snapshot ([`Metrics`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters a node keeps; read with `Node::metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) revokes_applied: AtomicU64,
+    pub(crate) burns_applied: AtomicU64,
+    pub(crate) forged_rejected: AtomicU64,
+    pub(crate) invalid_rejected: AtomicU64,
+    pub(crate) delivery_failures: AtomicU64,
+    pub(crate) sync_pages: AtomicU64,
+}
+
+/// A snapshot of a node's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Messages received and stored.
+    pub messages_in: u64,
+    /// Messages sent by this node's account.
+    pub messages_out: u64,
+    /// Revokes applied (local and remote).
+    pub revokes_applied: u64,
+    /// Burns applied (local and remote).
+    pub burns_applied: u64,
+    /// Control messages refused because their signature or permission failed (forgeries).
+    pub forged_rejected: u64,
+    /// Other inbound items refused as invalid (malformed, bad signature, wrong path).
+    pub invalid_rejected: u64,
+    /// Deliveries given up.
+    pub delivery_failures: u64,
+    /// Undelivered entries in the outbox.
+    pub outbox_depth: u64,
+    /// Room sync pages received and applied.
+    pub sync_pages_applied: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Metrics {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Metrics {
+            messages_in: g(&self.messages_in),
+            messages_out: g(&self.messages_out),
+            revokes_applied: g(&self.revokes_applied),
+            burns_applied: g(&self.burns_applied),
+            forged_rejected: g(&self.forged_rejected),
+            invalid_rejected: g(&self.invalid_rejected),
+            delivery_failures: g(&self.delivery_failures),
+            outbox_depth: 0,
+            sync_pages_applied: g(&self.sync_pages),
+        }
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}

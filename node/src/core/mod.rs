@@ -1,0 +1,77 @@
+//! The node's shared state ([`Core`]) and its store operations: verify, store, tombstone. They
+//! block on RocksDB, so they run on the blocking pool, or in place in the calling task when the
+//! node's inline slot is free ([`Inline`]).
+//!
+//! - `metrics`: counters and their snapshot.
+//! - `inline`: the one slot for short store jobs done in place.
+//! - `local`: what the local account does (send, revoke or burn, mark read, delivery outcomes).
+//! - `inbound`: items from peers, and the verdict on each.
+//! - `room_sync`: serving and applying room sync pages.
+
+mod inbound;
+mod inline;
+mod local;
+mod metrics;
+mod room_sync;
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use libp2p::PeerId;
+use tim_protocol::{AccountId, AccountKey, RoomId};
+use tim_storage::Store;
+use tokio::sync::{broadcast, oneshot};
+
+pub(crate) use inbound::Verdict;
+pub(crate) use inline::Inline;
+pub(crate) use local::Destination;
+pub use metrics::Metrics;
+pub(crate) use metrics::{bump, Counters};
+
+use crate::{Conversation, Event};
+
+/// Milliseconds since the Unix epoch by the local clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// State shared by the handle, the event loop and blocking tasks.
+pub(crate) struct Core {
+    pub(crate) key: AccountKey,
+    pub(crate) account: AccountId,
+    pub(crate) peer_id: PeerId,
+    pub(crate) store: Store,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) revoke_window: Option<Duration>,
+    /// Joined rooms (persisted in the store; kept here for quick checks).
+    pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// How many newest room-log entries to serve to a peer syncing from scratch.
+    pub(crate) sync_window: usize,
+    /// The node's one slot for store jobs done in place.
+    pub(crate) inline: Inline,
+    /// Dropped after `store` (fields drop in declaration order): its receiver learns that the
+    /// database is closed and the data dir free. Keep it the last field.
+    pub(crate) _closed: Option<oneshot::Sender<()>>,
+}
+
+impl Core {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is fine: events are informational, the store is the truth.
+        let _ = self.events.send(event);
+    }
+
+    fn conversation(&self, header: &tim_protocol::Header) -> Conversation {
+        Conversation::of(header, &self.account)
+    }
+
+    pub(crate) fn is_member(&self, room: &RoomId) -> bool {
+        self.rooms.lock().map(|r| r.contains(room)).unwrap_or(false)
+    }
+}

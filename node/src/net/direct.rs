@@ -1,0 +1,80 @@
+//! The event loop's side of direct delivery: it carries out what the delivery state machine
+//! asks (open pipes, queue requests, close pipes, look up routes, write outcomes, report
+//! failures) and feeds it what the pipes report.
+
+use super::{
+    event_loop::{EventLoop, TaskReport},
+    pipe::{Pipe, PipeEvent},
+};
+use crate::{core::bump, delivery::Output, Event};
+
+impl EventLoop {
+    /// Carries out every pending output of the delivery state machine, in order.
+    pub(super) fn carry_out_deliveries(&mut self) {
+        while let Some(output) = self.deliveries.poll() {
+            match output {
+                Output::OpenPipe { peer, generation } => {
+                    let pipe = Pipe::open(
+                        self.streams.clone(),
+                        self.core.clone(),
+                        peer,
+                        generation,
+                        self.pipe_tx.clone(),
+                        self.request_timeout,
+                    );
+                    // Replacing a pipe drops (and so aborts) the older one.
+                    self.pipes.insert(peer, pipe);
+                }
+                Output::SendOnPipe {
+                    peer,
+                    generation,
+                    id,
+                    frame,
+                    outcome,
+                } => match self.pipes.get(&peer).filter(|p| p.generation == generation) {
+                    Some(pipe) => pipe.send(id, frame, outcome),
+                    None => {
+                        // The state machine opens a pipe before it sends on it, so this is only
+                        // a pipe that ended in between: fail its requests like any ended pipe.
+                        let now = self.now();
+                        self.deliveries.pipe_closed(peer, generation, "pipe gone", now);
+                    }
+                },
+                Output::ClosePipe { peer, generation } => {
+                    if self.pipes.get(&peer).is_some_and(|p| p.generation == generation) {
+                        self.pipes.remove(&peer);
+                    }
+                }
+                Output::LookUpRoute(account) => self.start_lookup(account),
+                Output::WriteOutcomes(batch) => {
+                    let (core, reports) = (self.core.clone(), self.reports_tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        core.record_outcomes(&batch);
+                        let _ = reports.blocking_send(TaskReport::OutcomesWritten);
+                    });
+                }
+                Output::Failed { mid, to, code } => {
+                    bump(&self.core.counters.delivery_failures);
+                    self.core.emit(Event::DeliveryFailed { mid, to, code });
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_pipe(&mut self, event: PipeEvent) {
+        let now = self.now();
+        match event {
+            PipeEvent::Answer { id, ack, recorded } => self.deliveries.answer(id, ack, recorded, now),
+            PipeEvent::Closed {
+                peer,
+                generation,
+                reason,
+            } => {
+                if self.pipes.get(&peer).is_some_and(|p| p.generation == generation) {
+                    self.pipes.remove(&peer);
+                }
+                self.deliveries.pipe_closed(peer, generation, &reason, now);
+            }
+        }
+    }
+}

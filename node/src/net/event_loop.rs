@@ -1,0 +1,476 @@
+//! The one task that owns the `Swarm`. It is driven by [`Command`]s from handles (with oneshot
+//! replies), swarm events, pipe events, reports of work done in other tasks, and timers: the
+//! delivery state machine's timeout, route refresh, the periodic room sync, and burns.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{gossipsub::MessageAcceptance, identify, kad, multiaddr::Protocol, swarm::SwarmEvent, PeerId, Swarm};
+use tim_protocol::{AccountId, Action, MessageId, RoomId};
+use tim_storage::Outgoing;
+use tokio::{
+    sync::{mpsc, oneshot, Semaphore},
+    time::{Instant, MissedTickBehavior},
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
+    rooms::{room_of, topic},
+    swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
+    sync_exchange::{self, SYNC_PROTOCOL},
+};
+use crate::{
+    command::Command,
+    core::{now_ms, Core},
+    delivery::{Deliveries, Delivery, Now, Output, Settings},
+    status::{RoomStatus, Status},
+    Config, Error, Event, Result,
+};
+
+/// Capacity of the channels that bring reports of other tasks and pipe events to the loop.
+const REPORT_CAPACITY: usize = 1024;
+/// How long listeners may take to report their addresses at start.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping node waits for the last task using its store before it reports stopped
+/// anyway (the store then closes when that task ends).
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
+
+/// What other tasks report back to the loop.
+pub(super) enum TaskReport {
+    /// A gossip message was checked: report the verdict to gossipsub.
+    Gossip {
+        id: libp2p::gossipsub::MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    /// A burn-after-read timer burned a message: send the burn.
+    Burned {
+        mid: MessageId,
+        result: Result<Option<Command>>,
+    },
+    /// The cursor to sync `room` from `peer` was read.
+    SyncCursor {
+        room: RoomId,
+        peer: PeerId,
+        after: Result<u64>,
+    },
+    /// Fetching a sync page from `peer` failed.
+    SyncFailed { room: RoomId, peer: PeerId, reason: String },
+    /// A received sync page was applied.
+    SyncApplied {
+        room: RoomId,
+        peer: PeerId,
+        next: Result<(u64, bool)>,
+    },
+    /// A batch of delivery outcomes was written.
+    OutcomesWritten,
+}
+
+pub(crate) struct EventLoop {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) core: Arc<Core>,
+    cmd_rx: mpsc::Receiver<Command>,
+    pub(super) reports_tx: mpsc::Sender<TaskReport>,
+    reports_rx: mpsc::Receiver<TaskReport>,
+    /// Bounds inbound work in other tasks; at shutdown, waiting for all permits waits for it.
+    pub(super) inflight: Arc<Semaphore>,
+    max_inflight: u32,
+    /// Direct delivery: what is in flight, waiting and retried, and which pipes exist.
+    pub(super) deliveries: Deliveries,
+    /// The tasks of the outbound pipes `deliveries` opened, and the channel of their events.
+    pub(super) pipes: HashMap<PeerId, Pipe>,
+    pub(super) pipe_tx: mpsc::Sender<PipeEvent>,
+    pipe_rx: mpsc::Receiver<PipeEvent>,
+    /// Opens outbound streams (pipes, sync exchanges).
+    pub(super) streams: libp2p_stream::Control,
+    /// Route lookups in flight, and the handles waiting for their answer.
+    pub(super) lookups: HashMap<kad::QueryId, AccountId>,
+    pub(super) lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
+    /// Serves inbound pipes; aborted at shutdown.
+    pipe_server: tokio::task::JoinHandle<()>,
+    /// Serves inbound room sync exchanges; aborted at shutdown.
+    sync_server: tokio::task::JoinHandle<()>,
+    pub(super) request_timeout: Duration,
+    /// Room syncs in flight.
+    pub(super) syncing: HashSet<(RoomId, PeerId)>,
+    /// Turns of the periodic sync (which member each room syncs with next).
+    pub(super) sync_turn: usize,
+    /// Burn-after-read timers.
+    burns: BTreeMap<(Instant, MessageId), ()>,
+    pub(super) route_published: bool,
+    pub(super) route_ttl: Duration,
+    route_refresh: Duration,
+    sync_interval: Duration,
+}
+
+/// The tokio instant of a wall-clock deadline (ms since the epoch).
+fn instant_of(deadline: u64) -> Instant {
+    Instant::now() + Duration::from_millis(deadline.saturating_sub(now_ms()))
+}
+
+impl EventLoop {
+    pub(crate) async fn new(
+        key: libp2p::identity::Keypair,
+        config: &Config,
+        core: Arc<Core>,
+        cmd_rx: mpsc::Receiver<Command>,
+        rooms: &[RoomId],
+        burns: &[(u64, MessageId)],
+        outbox: Vec<(MessageId, Outgoing)>,
+    ) -> Result<Self> {
+        let mut swarm = build_swarm(key, config)?;
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            listeners.push(
+                swarm
+                    .listen_on(addr.clone())
+                    .map_err(|e| Error::Network(format!("listen on {addr}: {e}")))?,
+            );
+        }
+        // Wait until every listener has an address, so `status` can print them right away.
+        let mut pending: HashSet<_> = listeners.into_iter().collect();
+        let deadline = Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr { listener_id, address }) => {
+                    info!(%address, "listening");
+                    pending.remove(&listener_id);
+                }
+                Ok(SwarmEvent::ListenerError { error, .. })
+                | Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => {
+                    return Err(Error::Network(format!("listener failed: {error}")));
+                }
+                Ok(_) => {}
+                Err(_) => return Err(Error::Network("listeners did not start in time".into())),
+            }
+        }
+        for addr in &config.bootstrap {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(Error::BadParameters(format!(
+                    "bootstrap address {addr} must end in /p2p/<peer id>"
+                )));
+            };
+            let mut bare = addr.clone();
+            bare.pop();
+            swarm.behaviour_mut().kad.add_address(&peer, bare);
+            if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, error = %e, "could not dial bootstrap peer");
+            }
+        }
+        if !config.bootstrap.is_empty() {
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+        for room in rooms {
+            if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic(room)) {
+                warn!(%room, error = %e, "could not rejoin room");
+            }
+        }
+        let (reports_tx, reports_rx) = mpsc::channel(REPORT_CAPACITY);
+        let (pipe_tx, pipe_rx) = mpsc::channel(REPORT_CAPACITY);
+        let max_inflight = config.max_inbound_in_flight.clamp(1, 1 << 16) as u32;
+        let inflight = Arc::new(Semaphore::new(max_inflight as usize));
+        let mut streams = swarm.behaviour().streams.new_control();
+        let incoming = streams
+            .accept(DIRECT_PROTOCOL)
+            .map_err(|e| Error::Network(e.to_string()))?;
+        let pipe_server = pipe::serve_inbound(incoming, core.clone(), inflight.clone());
+        let sync_incoming = streams
+            .accept(SYNC_PROTOCOL)
+            .map_err(|e| Error::Network(e.to_string()))?;
+        let sync_server =
+            sync_exchange::serve_inbound(sync_incoming, core.clone(), inflight.clone(), config.request_timeout);
+        let deliveries = Deliveries::new(Settings {
+            local: core.account,
+            request_timeout: config.request_timeout,
+            pipe_idle: config.idle_connection_timeout,
+            retry_max: config.retry_max,
+            retention: config.outbox_retention,
+            max_relays: config.max_pending_relays,
+        });
+        let mut this = EventLoop {
+            swarm,
+            core,
+            cmd_rx,
+            reports_tx,
+            reports_rx,
+            inflight,
+            max_inflight,
+            deliveries,
+            pipes: HashMap::new(),
+            pipe_tx,
+            pipe_rx,
+            streams,
+            lookups: HashMap::new(),
+            lookup_waiters: HashMap::new(),
+            pipe_server,
+            sync_server,
+            request_timeout: config.request_timeout,
+            syncing: HashSet::new(),
+            sync_turn: 0,
+            burns: BTreeMap::new(),
+            route_published: false,
+            route_ttl: config.route_ttl,
+            route_refresh: config.route_refresh,
+            sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
+        };
+        for (deadline, mid) in burns {
+            this.burns.insert((instant_of(*deadline), *mid), ());
+        }
+        if !outbox.is_empty() {
+            info!(entries = outbox.len(), "resuming the outbox");
+        }
+        let now = this.now();
+        for (mid, out) in outbox {
+            this.deliveries.resume(Delivery::from_outbox(mid, out), now);
+        }
+        this.publish_route();
+        Ok(this)
+    }
+
+    /// The time for the delivery state machine.
+    pub(super) fn now(&self) -> Now {
+        Now {
+            instant: Instant::now().into_std(),
+            unix_ms: now_ms(),
+        }
+    }
+
+    /// Runs until a shutdown command or the last handle is gone; `closed` resolves once the
+    /// store has closed (see `Core::_closed`).
+    pub(crate) async fn run(mut self, closed: oneshot::Receiver<()>) {
+        let mut refresh = tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
+        sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut shutdown_reply = None;
+        loop {
+            self.carry_out_deliveries();
+            let next_burn = self.burns.keys().next().map(|(at, _)| *at);
+            let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                biased;
+                command = self.cmd_rx.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        shutdown_reply = Some(reply);
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                Some(report) = self.reports_rx.recv() => self.on_report(report),
+                Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                _ = tokio::time::sleep_until(next_delivery.unwrap_or_else(Instant::now)), if next_delivery.is_some() => {
+                    let now = self.now();
+                    self.deliveries.handle_timeout(now);
+                }
+                _ = refresh.tick() => self.publish_route(),
+                _ = sync_tick.tick() => self.sync_all(),
+                _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
+                    self.fire_burns()
+                }
+            }
+        }
+        info!("node stopping");
+        self.pipe_server.abort();
+        self.sync_server.abort();
+        self.write_last_outcomes().await;
+        // Wait for store work in other tasks to finish, then drop the swarm (ending every
+        // connection, so pipe tasks end) and everything else holding the core; the store closes
+        // when the last task holding it ends. Handles hold it only for the length of a call.
+        let _ = self.inflight.acquire_many(self.max_inflight).await;
+        drop(self);
+        if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
+            warn!("the store is still in use {CLOSE_WAIT:?} after stopping; it closes when that work ends");
+        }
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Writes every delivery outcome before the store goes quiet: waits for the batch being
+    /// written, writes here whatever that releases, then the rest. Other outputs are dropped: the
+    /// node is stopping, and the outbox keeps what was not acknowledged.
+    async fn write_last_outcomes(&mut self) {
+        loop {
+            // A batch queued but not yet handed out is written here.
+            while let Some(output) = self.deliveries.poll() {
+                if let Output::WriteOutcomes(batch) = output {
+                    let core = self.core.clone();
+                    let _ = tokio::task::spawn_blocking(move || core.record_outcomes(&batch)).await;
+                    self.deliveries.outcomes_written();
+                }
+            }
+            if !self.deliveries.is_writing() {
+                break;
+            }
+            match self.reports_rx.recv().await {
+                Some(TaskReport::OutcomesWritten) | None => self.deliveries.outcomes_written(),
+                Some(_) => {}
+            }
+        }
+        let rest = self.deliveries.take_unwritten();
+        if !rest.is_empty() {
+            let core = self.core.clone();
+            let _ = tokio::task::spawn_blocking(move || core.record_outcomes(&rest)).await;
+        }
+    }
+
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Deliver(delivery) => {
+                let now = self.now();
+                self.deliveries.deliver(delivery, now);
+            }
+            Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
+            Command::Join { room, reply } => {
+                let result = self.swarm.behaviour_mut().gossipsub.subscribe(&topic(&room));
+                let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
+                self.sync_room(&room);
+            }
+            Command::Leave { room, reply } => {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
+                let _ = reply.send(Ok(()));
+            }
+            Command::Lookup { account, reply } => {
+                if account == self.core.account {
+                    let _ = reply.send(Ok(self.core.peer_id));
+                } else if let Some(route) = self.deliveries.route(&account, self.now()) {
+                    let _ = reply.send(Ok(route));
+                } else {
+                    self.lookup_waiters.entry(account).or_default().push(reply);
+                    self.start_lookup(account);
+                }
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::ScheduleBurn { mid, deadline } => {
+                self.burns.insert((instant_of(deadline), mid), ());
+            }
+            Command::Block { peer, blocked } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+            }
+            Command::Cancel { mid } => self.deliveries.cancel(mid),
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn status(&self) -> Status {
+        let me = self.core.peer_id;
+        let listen_addrs = self
+            .swarm
+            .listeners()
+            .map(|a| a.clone().with(Protocol::P2p(me)))
+            .collect();
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let rooms = gossip
+            .topics()
+            .filter_map(room_of)
+            .map(|room| {
+                let hash = topic(&room).hash();
+                let peers = gossip.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count();
+                RoomStatus { room, peers }
+            })
+            .collect();
+        Status {
+            account: self.core.account,
+            peer_id: me,
+            listen_addrs,
+            peers: self.swarm.connected_peers().count(),
+            rooms,
+        }
+    }
+
+    fn on_report(&mut self, report: TaskReport) {
+        match report {
+            TaskReport::Gossip { id, source, acceptance } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            TaskReport::Burned { mid, result } => match result {
+                Ok(Some(command)) => self.on_command(command),
+                Ok(None) => {}
+                Err(e) => debug!(%mid, error = %e, "burn after reading did not apply"),
+            },
+            TaskReport::OutcomesWritten => self.deliveries.outcomes_written(),
+            TaskReport::SyncCursor { room, peer, after } => self.on_sync_cursor(room, peer, after),
+            TaskReport::SyncFailed { room, peer, reason } => {
+                debug!(%room, %peer, %reason, "sync request failed");
+                self.syncing.remove(&(room, peer));
+            }
+            TaskReport::SyncApplied { room, peer, next } => self.on_sync_applied(room, peer, next),
+        }
+    }
+
+    fn fire_burns(&mut self) {
+        let now = Instant::now();
+        while let Some(entry) = self.burns.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, mid), ()) = entry.remove_entry();
+            let (core, reports) = (self.core.clone(), self.reports_tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let result = core
+                    .revoke_or_burn(Action::Burn, mid)
+                    .map(|(_, destination, frame)| Command::send_control(mid, destination, frame));
+                let _ = reports.blocking_send(TaskReport::Burned { mid, result });
+            });
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Streams(())) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    self.core.emit(Event::PeerConnected { peer: peer_id });
+                    // The node of some waiting recipient may be back: retry its deliveries now.
+                    let now = self.now();
+                    self.deliveries.peer_connected(peer_id, now);
+                }
+                if !self.route_published {
+                    self.publish_route();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.core.emit(Event::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.publish_route();
+            }
+            other => debug!(event = ?other, "swarm event"),
+        }
+    }
+}

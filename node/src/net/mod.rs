@@ -1,0 +1,24 @@
+//! Everything only the swarm task touches: the libp2p swarm and its behaviour, account routing
+//! over Kademlia, rooms over gossipsub and their catch-up, and direct delivery over pipes.
+//!
+//! - `event_loop`: [`EventLoop`], the one task that owns the swarm, and its select loop.
+//! - `swarm`: the composed behaviour, protocol names, and how the swarm is built.
+//! - `routing`: route records: publish, look up, check what others ask us to keep.
+//! - `rooms`: room topics, publishing, and gossip checks.
+//! - `room_sync`: when and with whom rooms catch up; `sync_exchange`: the exchange on the wire.
+//! - `direct`: carries out the delivery state machine's outputs (`crate::delivery`).
+//! - `pipe`: one long-lived stream per peer for direct messages, both directions.
+//! - `accept`: serving inbound streams within a total and a per-peer limit.
+
+mod accept;
+mod direct;
+mod event_loop;
+mod pipe;
+mod room_sync;
+mod rooms;
+mod routing;
+mod swarm;
+mod sync_exchange;
+
+pub(crate) use event_loop::EventLoop;
+pub use swarm::gossipsub_config_builder;

@@ -1,0 +1,128 @@
+//! Rooms on gossipsub: a room's topic, publishing to it, and checking every gossip item in the
+//! application before gossipsub forwards it (`Accept`, `Ignore` or `Reject`).
+
+use libp2p::{
+    gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash},
+    PeerId,
+};
+use tim_protocol::{MessageId, RoomId, Via};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::event_loop::{EventLoop, TaskReport};
+use crate::core::{Core, Verdict};
+
+/// The gossipsub topic of a room.
+pub(super) fn topic(room: &RoomId) -> IdentTopic {
+    IdentTopic::new(format!("tim/room/{room}"))
+}
+
+/// The room of a topic, if it is a tim room topic.
+pub(super) fn room_of(topic: &TopicHash) -> Option<RoomId> {
+    topic
+        .as_str()
+        .strip_prefix("tim/room/")
+        .and_then(|r| RoomId::new(r).ok())
+}
+
+/// Checks and stores a gossip item. gossipsub hears `Accept` as soon as the item passed every
+/// check that needs no write (so it is forwarded while this node stores it); returns the report
+/// still to send, if any (the verdict, or the `Accept` if the loop's queue was full then).
+fn check_gossip(
+    core: &Core,
+    data: &[u8],
+    room: &RoomId,
+    id: &gossipsub::MessageId,
+    source: PeerId,
+    reports: &mpsc::Sender<TaskReport>,
+) -> Option<TaskReport> {
+    let report = |acceptance| TaskReport::Gossip {
+        id: id.clone(),
+        source,
+        acceptance,
+    };
+    let mut reported = false;
+    let verdict = core.inbound_reporting_valid(data, &Via::Room(room.clone()), || {
+        reported = reports.try_send(report(MessageAcceptance::Accept)).is_ok();
+    });
+    if reported {
+        return None;
+    }
+    Some(report(match verdict {
+        Verdict::Stored => MessageAcceptance::Accept,
+        Verdict::Duplicate | Verdict::Ignored(_) => MessageAcceptance::Ignore,
+        Verdict::Invalid(_) => MessageAcceptance::Reject,
+    }))
+}
+
+impl EventLoop {
+    pub(super) fn publish(&mut self, room: &RoomId, mid: MessageId, frame: Vec<u8>) {
+        match self.swarm.behaviour_mut().gossipsub.publish(topic(room), frame) {
+            Ok(_) => debug!(%room, %mid, "published"),
+            Err(gossipsub::PublishError::Duplicate) => debug!(%room, %mid, "already published"),
+            Err(e) => debug!(%room, %mid, error = %e, "not published now; members catch up by sync"),
+        }
+    }
+
+    pub(super) fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => self.on_gossip(message_id, propagation_source, message),
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                // A member connected or joined: catch up with it.
+                let joined = self.swarm.behaviour().gossipsub.topics().any(|t| *t == topic);
+                if let (true, Some(room)) = (joined, room_of(&topic)) {
+                    self.start_sync(room, peer_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, id: gossipsub::MessageId, source: PeerId, message: gossipsub::Message) {
+        let room = room_of(&message.topic);
+        let permit = self.inflight.clone().try_acquire_owned().ok();
+        let (Some(room), Some(permit)) = (room.clone(), permit) else {
+            let acceptance = if room.is_none() {
+                MessageAcceptance::Reject
+            } else {
+                MessageAcceptance::Ignore
+            };
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
+            return;
+        };
+        // Checked in a task of its own: in place when the node's inline slot is free (no thread
+        // hand-off on the way to the verdict), else on the blocking pool.
+        let (core, reports) = (self.core.clone(), self.reports_tx.clone());
+        tokio::spawn(async move {
+            let data = message.data;
+            let report = match core
+                .inline
+                .try_run(|| check_gossip(&core, &data, &room, &id, source, &reports))
+            {
+                Some(report) => report,
+                None => {
+                    let reports = reports.clone();
+                    let job = move || check_gossip(&core, &data, &room, &id, source, &reports);
+                    match tokio::task::spawn_blocking(job).await {
+                        Ok(report) => report,
+                        Err(e) => {
+                            warn!(error = %e, "gossip check failed");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(report) = report {
+                let _ = reports.send(report).await;
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! The composed libp2p behaviour and the swarm built around it, under tim's own protocol names so
+//! tim nodes form their own DHT and mesh. Kept to what tim needs: libp2p polls every behaviour's
+//! connection handler on every wake-up of every connection, so each one costs CPU per message
+//! (direct pipes and room sync both run on the one `libp2p_stream` behaviour: see `pipe` and
+//! `sync_exchange`).
+
+use std::time::Duration;
+
+use libp2p::{
+    allow_block_list, gossipsub, identify, kad, noise, swarm::NetworkBehaviour, tcp, yamux, StreamProtocol, Swarm,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{Config, Error, Result};
+
+/// Kademlia protocol name: tim nodes only talk DHT with tim nodes.
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/kad/1.0.0");
+/// Identify protocol version string.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/tim/id/1.0.0";
+/// Gossipsub protocol: version 1.1 only (every tim node speaks it; offering the 1.0 fallback too
+/// would only lengthen the protocol list libp2p re-checks on every poll of every connection).
+pub(crate) const GOSSIP_PROTOCOL: &str = "/tim/meshsub/1.1.0";
+
+/// Everything a tim node speaks.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    /// Peers this node refuses to talk to (operator blocks, test partitions).
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Tells peers our listen addresses and protocols; feeds Kademlia's routing table.
+    pub(crate) identify: identify::Behaviour,
+    /// Account routing: signed route records, and peer discovery.
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Room traffic; every message is validated by the application before it is forwarded.
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    /// Streams handed to tasks: direct pipes (`pipe`) and room sync exchanges (`sync_exchange`).
+    pub(crate) streams: libp2p_stream::Behaviour,
+}
+
+/// The gossipsub settings of a tim node, except that a node also validates every message in the
+/// application before it is forwarded (`validate_messages`). Public so that benchmarks compare tim
+/// with bare gossipsub under the same settings.
+pub fn gossipsub_config_builder() -> gossipsub::ConfigBuilder {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
+        .protocol_id(GOSSIP_PROTOCOL, gossipsub::Version::V1_1)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
+        .max_transmit_size(tim_protocol::MAX_FRAME_LEN + 1024)
+        .heartbeat_interval(Duration::from_millis(500));
+    builder
+}
+
+pub(crate) fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<Behaviour>> {
+    let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
+    let refresh = config.route_refresh;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            kad_config.set_query_timeout(Duration::from_secs(30));
+            kad_config.set_periodic_bootstrap_interval(Some(refresh));
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let gossip_config = gossipsub_config_builder().validate_messages().build()?;
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
+            let streams = libp2p_stream::Behaviour::new();
+            Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                identify,
+                kad,
+                gossipsub,
+                streams,
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| {
+            // Every tim node speaks every tim protocol, so a stream's first data goes out with its
+            // protocol proposal (multistream-select V1Lazy): one round trip less per direct message.
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
+        .build();
+    Ok(swarm)
+}

@@ -456,12 +456,27 @@ fn client(dir: &Path, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn client_commands_talk_to_a_running_node() {
     let dir = tempfile::tempdir().unwrap();
-    let _node = spawn(dir.path(), None);
+    let node = spawn(dir.path(), None);
     let peer = tim_node::protocol::AccountKey::generate().account_id().to_string();
     let (ok, out, err) = client(dir.path(), &["status", "--json"]);
     assert!(ok, "{err}");
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["peers"], 0);
+    // `--api` as `run --api` takes it (host:port), or as a URL; from an empty data dir, so the
+    // flag is what finds the node.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let host_port = node.api.trim_start_matches("http://").to_string();
+    for api in [host_port.as_str(), node.api.as_str()] {
+        let (ok, out, err) = client(
+            elsewhere.path(),
+            &["status", "--json", "--api", api, "--token", &node.token],
+        );
+        assert!(ok, "--api {api}: {err}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap()["account"],
+            status["account"]
+        );
+    }
 
     let (ok, out, err) = client(dir.path(), &["send", "--to", &peer, "hello from the cli", "--json"]);
     assert!(ok, "{err}");

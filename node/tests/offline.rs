@@ -7,22 +7,39 @@ mod common;
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use common::*;
+use futures::SinkExt;
 use tim_node::{
-    protocol::{encode, Action, Envelope, MessageId, Recipient, RoomId},
+    protocol::{
+        encode,
+        test_util::{direct, key},
+        Ack, Action, Envelope, MessageId, Recipient, RoomId,
+    },
     storage::Entry,
     Conversation, Event, Events, Multiaddr, Node,
 };
 
-/// Collects the mids of `message` events seen within `window`.
-async fn message_events(events: &mut Events, window: Duration) -> Vec<MessageId> {
+/// Collects the mids of `message` events until one for each of `until` was seen (those
+/// included). Events come out in the order the node emitted them, so once a marker that was sent
+/// after something else has arrived, every event that something caused is in the result.
+async fn message_events_until(events: &mut Events, what: &str, until: &[MessageId]) -> Vec<MessageId> {
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.next()).await {
-        if let Event::Message { mid, .. } = e {
+    while !until.iter().all(|m| seen.contains(m)) {
+        if let Event::Message { mid, .. } = expect_event(events, what, |e| matches!(e, Event::Message { .. })).await {
             seen.push(mid);
         }
     }
     seen
+}
+
+/// Sends a direct message from `from` to `to` and waits until `to_events` shows it; returns the
+/// mids of every message event `to` emitted up to it. The marker travels the path a late copy
+/// from `from` would take, after anything `from` sent before.
+async fn marker_from(from: &Node, to: &Node, to_events: &mut Events) -> Vec<MessageId> {
+    let marker = from
+        .send(Recipient::Account(to.account()), b"marker".to_vec(), None)
+        .await
+        .unwrap();
+    message_events_until(to_events, "the marker message", &[marker.mid]).await
 }
 
 /// The room history of a node as (mid, state) pairs, where state is the body or the tombstone.
@@ -98,10 +115,12 @@ async fn message_to_a_stopped_node_arrives_once_when_it_returns() {
     let page = b.history(&Conversation::Peer(a.account()), None, 10).await.unwrap();
     assert_eq!(page.entries.len(), 1);
     assert_eq!(a.metrics().outbox_depth, 0);
-    // Exactly one message event at B (the outbox does not send it again).
-    let seen = message_events(&mut b_ev, Duration::from_secs(2)).await;
-    assert!(seen.iter().filter(|m| **m == sent.mid).count() <= 1);
     assert_eq!(b.metrics().messages_in, 1);
+    // Exactly one message event at B (the outbox does not send it again): counted up to a later
+    // message from A, on the same path.
+    let seen = marker_from(&a, &b, &mut b_ev).await;
+    assert_eq!(seen.iter().filter(|m| **m == sent.mid).count(), 1, "{seen:?}");
+    assert_eq!(b.metrics().messages_in, 2);
 }
 
 /// Scenario 2: A sends to B and revokes it while B is stopped; B starts; B never emits a `message` event
@@ -143,9 +162,8 @@ async fn message_revoked_while_recipient_was_away_is_never_shown() {
         async move { (a2.metrics().outbox_depth == 0).then_some(()) }
     })
     .await;
-    assert!(!message_events(&mut b_ev, Duration::from_secs(2))
-        .await
-        .contains(&sent.mid));
+    let seen = marker_from(&a, &b, &mut b_ev).await;
+    assert!(!seen.contains(&sent.mid), "{seen:?}");
 }
 
 /// Scenario 3: A room of four; D is stopped; C posts, then revokes; D starts; D shows the message as
@@ -173,6 +191,13 @@ async fn room_member_that_was_away_sees_only_the_revoke() {
     expect_about(&mut b_ev, "message at B", Kind::Message, sent.mid).await;
     c.revoke(sent.mid).await.unwrap();
     expect_about(&mut b_ev, "revoke at B", Kind::Revoked, sent.mid).await;
+    // Every member D can sync from holds the tombstone, so none serves the message.
+    let (a2, mid) = (a.clone(), sent.mid);
+    eventually("the revoke at A", || {
+        let a2 = a2.clone();
+        async move { is_tombstone(&a2.entry(mid).await.ok()?, Action::Revoke).then_some(()) }
+    })
+    .await;
 
     let d_dir = dirs[3].path().to_path_buf();
     let (d, mut d_ev) = restart(|| config(&d_dir, vec![boot.clone()])).await;
@@ -185,9 +210,13 @@ async fn room_member_that_was_away_sees_only_the_revoke() {
     assert!(matches!(ev, Event::Revoked { .. }), "D showed {ev:?}");
     let state = room_state(&d, &room).await;
     assert_eq!(state.get(&sent.mid).map(String::as_str), Some("Revoke"));
-    assert!(!message_events(&mut d_ev, Duration::from_secs(2))
+    // A later post by C, by gossip or by sync: D's events up to it never show the message.
+    let after = c
+        .send(Recipient::Room(room.clone()), b"after the revoke".to_vec(), None)
         .await
-        .contains(&sent.mid));
+        .unwrap();
+    let seen = message_events_until(&mut d_ev, "the later post at D", &[after.mid]).await;
+    assert!(!seen.contains(&sent.mid), "{seen:?}");
 }
 
 /// Scenario 4: Two halves of a five-node mesh are cut apart by stopping the bridge; messages and a revoke
@@ -384,6 +413,7 @@ async fn duplicates_by_gossip_sync_and_retry_are_shown_once() {
     init_tracing();
     let room = RoomId::new("dups").unwrap();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let b_key = with_account(dirs[1].path(), 31);
     let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
     let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
     routed(&a, &b).await;
@@ -406,19 +436,27 @@ async fn duplicates_by_gossip_sync_and_retry_are_shown_once() {
         other => panic!("{other:?}"),
     };
     let synced_before = b.metrics().sync_pages_applied;
-    let seen = {
-        let mut seen = message_events(&mut b_ev, Duration::from_secs(1)).await;
-        a.relay(Recipient::Account(b.account()), frame.clone()).await.unwrap();
-        a.relay(Recipient::Account(b.account()), frame).await.unwrap();
-        let b2 = b.clone();
-        eventually("B re-syncs the room", || {
-            let b2 = b2.clone();
-            async move { (b2.metrics().sync_pages_applied > synced_before + 1).then_some(()) }
-        })
-        .await;
-        seen.extend(message_events(&mut b_ev, Duration::from_secs(2)).await);
-        seen
-    };
+    let mut seen = message_events_until(&mut b_ev, "both messages at B", &[r.mid, d.mid]).await;
+    // The retries, on a pipe of our own so that B's answers prove it processed them.
+    let (mut control, peer) = bare::bare_peer(&b).await;
+    let mut pipe = bare::open(&mut control, peer).await;
+    for id in [1, 2] {
+        pipe.send(bare::request_frame(id, frame.clone())).await.unwrap();
+    }
+    let acks = bare::answers(&mut pipe, &[1, 2]).await;
+    assert_eq!((acks[&1], acks[&2]), (Ack::Duplicate, Ack::Duplicate));
+    // A sync page's events come before the count of applied pages moves.
+    let b2 = b.clone();
+    eventually("B re-syncs the room", || {
+        let b2 = b2.clone();
+        async move { (b2.metrics().sync_pages_applied > synced_before + 1).then_some(()) }
+    })
+    .await;
+    // Everything that could show a copy is done: a new message after it collects what it did.
+    let marker = direct(&key(32), &b_key, b"marker", 1);
+    pipe.send(bare::request(3, &marker)).await.unwrap();
+    assert_eq!(bare::answers(&mut pipe, &[3]).await[&3], Ack::Stored);
+    seen.extend(message_events_until(&mut b_ev, "the marker at B", &[marker.id()]).await);
     assert_eq!(
         seen.iter().filter(|m| **m == r.mid).count(),
         1,
@@ -429,7 +467,7 @@ async fn duplicates_by_gossip_sync_and_retry_are_shown_once() {
         1,
         "direct message shown {seen:?}"
     );
-    assert_eq!(b.metrics().messages_in, 2);
+    assert_eq!(b.metrics().messages_in, 3, "the two and the marker");
     assert_eq!(room_state(&b, &room).await.len(), 1);
     assert_eq!(
         b.history(&Conversation::Peer(a.account()), None, 10)

@@ -6,83 +6,23 @@
 
 mod common;
 
-use std::time::Duration;
-
-use asynchronous_codec::{Bytes, Framed};
-use common::*;
+use asynchronous_codec::Bytes;
+use common::{bare::*, *};
 use futures::{SinkExt, StreamExt};
-use libp2p::{noise, swarm::SwarmEvent, tcp, yamux, PeerId, Stream, StreamProtocol, Swarm};
+use libp2p::{PeerId, Stream, StreamProtocol};
 use tim_node::{
     protocol::{
-        decode, encode, AccountKey, Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, RoomId, SyncPage,
-        SyncRequest, Wire,
+        decode, encode,
+        test_util::{direct, key},
+        Ack, Code, Envelope, Message, MessageId, PipeFrame, Recipient, RoomId, SyncPage, SyncRequest, Wire,
     },
     Events, Node,
 };
-use unsigned_varint::codec::UviBytes;
 
-const DIRECT: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
 const SYNC: StreamProtocol = StreamProtocol::new("/tim/sync/1.0.0");
 
-/// A bare peer: TCP + noise + yamux and nothing but raw streams, its swarm driven in a task.
-async fn bare_peer(node: &Node) -> (libp2p_stream::Control, PeerId) {
-    let mut swarm: Swarm<libp2p_stream::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let control = swarm.behaviour().new_control();
-    swarm.dial(addr(node).await).unwrap();
-    tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::OutgoingConnectionError { error, .. } = swarm.select_next_some().await {
-                panic!("bare peer could not connect: {error}");
-            }
-        }
-    });
-    (control, node.peer_id())
-}
-
-async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> Framed<Stream, UviBytes<Bytes>> {
-    let stream = tokio::time::timeout(WAIT, control.open_stream(peer, DIRECT))
-        .await
-        .expect("pipe opened in time")
-        .expect("node accepts pipes");
-    let mut codec = UviBytes::default();
-    codec.set_max_len(PipeFrame::MAX_LEN);
-    Framed::new(stream, codec)
-}
-
-fn request(id: u64, m: &Message) -> Bytes {
-    let envelope = encode(&Envelope::Message(m.clone())).unwrap();
-    Bytes::from(encode(&PipeFrame::Request { id, envelope }).unwrap())
-}
-
-/// Reads answers until one for each of `ids` arrived (any order); returns them by id.
-async fn answers(pipe: &mut Framed<Stream, UviBytes<Bytes>>, ids: &[u64]) -> std::collections::HashMap<u64, Ack> {
-    let mut got = std::collections::HashMap::new();
-    tokio::time::timeout(WAIT, async {
-        while got.len() < ids.len() {
-            let frame = pipe.next().await.expect("pipe open").expect("readable");
-            match decode::<PipeFrame>(&frame).unwrap() {
-                PipeFrame::Answer { id, ack } => {
-                    assert!(ids.contains(&id), "answer for an id never sent: {id}");
-                    assert!(got.insert(id, ack).is_none(), "two answers for {id}");
-                }
-                other => panic!("node sent a request on our pipe: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("answers in time");
-    got
-}
-
 /// Waits until the node has closed the pipe (end of stream or an error).
-async fn closed(pipe: &mut Framed<Stream, UviBytes<Bytes>>) {
+async fn closed(pipe: &mut Pipe) {
     tokio::time::timeout(WAIT, async {
         loop {
             match pipe.next().await {
@@ -99,25 +39,17 @@ async fn closed(pipe: &mut Framed<Stream, UviBytes<Bytes>>) {
 async fn a_bare_peer_gets_answers_by_id_and_forgeries_change_nothing() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
+    let me = with_account(dir.path(), 40);
     let (node, mut events) = start(dir.path(), vec![]).await;
     let (mut control, peer) = bare_peer(&node).await;
     let mut pipe = open(&mut control, peer).await;
-    let alice = AccountKey::from_secret_bytes(&[41; 32]);
-    let to = Recipient::Account(node.account());
+    let alice = key(41);
     let good: Vec<Message> = (0..3)
-        .map(|i| {
-            Message::sign(&alice, to.clone(), format!("hi {i}").into_bytes(), 1_000 + i, None)
-                .unwrap()
-                .into_inner()
-        })
+        .map(|i| direct(&alice, &me, format!("hi {i}").as_bytes(), 1_000 + i))
         .collect();
-    let mut altered = Message::sign(&alice, to.clone(), b"original".to_vec(), 2_000, None)
-        .unwrap()
-        .into_inner();
+    let mut altered = direct(&alice, &me, b"original", 2_000);
     altered.body = b"altered".to_vec();
-    let mut bad_sig = Message::sign(&alice, to.clone(), b"signed".to_vec(), 2_001, None)
-        .unwrap()
-        .into_inner();
+    let mut bad_sig = direct(&alice, &me, b"signed", 2_001);
     bad_sig.header.signature[5] ^= 1;
     // Five requests in one flush, with ids of the peer's choosing; a repeat of the first after.
     let batch = [
@@ -157,10 +89,10 @@ async fn a_bare_peer_gets_answers_by_id_and_forgeries_change_nothing() {
 async fn a_peer_breaking_the_framing_loses_its_pipe_not_the_node() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
+    let me = with_account(dir.path(), 43);
     let (node, _events) = start(dir.path(), vec![]).await;
     let (mut control, peer) = bare_peer(&node).await;
-    let alice = AccountKey::from_secret_bytes(&[42; 32]);
-    let to = Recipient::Account(node.account());
+    let alice = key(42);
 
     // Not a pipe frame at all.
     let mut pipe = open(&mut control, peer).await;
@@ -191,9 +123,7 @@ async fn a_peer_breaking_the_framing_loses_its_pipe_not_the_node() {
 
     // The node still serves a well-behaved pipe.
     let mut pipe = open(&mut control, peer).await;
-    let m = Message::sign(&alice, to, b"still here".to_vec(), 3_000, None)
-        .unwrap()
-        .into_inner();
+    let m = direct(&alice, &me, b"still here", 3_000);
     pipe.send(request(9, &m)).await.unwrap();
     assert_eq!(answers(&mut pipe, &[9]).await[&9], Ack::Stored);
     assert!(entry(&node, m.id()).await.is_some());

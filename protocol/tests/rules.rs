@@ -3,39 +3,21 @@
 
 use proptest::prelude::*;
 use tim_protocol::{
-    decode, encode, AccountKey, Ack, Action, Code, Control, Envelope, Message, PipeFrame, Recipient, RoomId,
-    RouteRecord, MAX_BODY_LEN, MAX_FRAME_LEN, WIRE_VERSION,
+    decode, encode,
+    test_util::{self, burn, key, revoke},
+    AccountKey, Ack, Action, Code, Control, Envelope, Message, PipeFrame, Recipient, RoomId, RouteRecord, MAX_BODY_LEN,
+    MAX_FRAME_LEN, WIRE_VERSION,
 };
 
-fn key(seed: u8) -> AccountKey {
-    AccountKey::from_secret_bytes(&[seed; 32])
-}
+/// The send time of the fixture messages (ms).
+const SENT_AT: u64 = 1_700_000_000_000;
 
 fn direct(from: &AccountKey, to: &AccountKey, body: &[u8]) -> Message {
-    Message::sign_with_nonce(
-        from,
-        Recipient::Account(to.account_id()),
-        body.to_vec(),
-        1_700_000_000_000,
-        None,
-        [7; 16],
-    )
-    .map(|v| v.into_inner())
-    .unwrap()
+    test_util::direct(from, to, body, SENT_AT)
 }
 
 fn room_msg(from: &AccountKey, body: &[u8]) -> Message {
-    let room = RoomId::new("general").unwrap();
-    Message::sign_with_nonce(
-        from,
-        Recipient::Room(room),
-        body.to_vec(),
-        1_700_000_000_000,
-        None,
-        [9; 16],
-    )
-    .unwrap()
-    .into_inner()
+    test_util::room_message(from, "general", body, SENT_AT)
 }
 
 /// Signs a control message without the signing-side checks, as a malicious peer could:
@@ -75,20 +57,16 @@ fn code_of<T: std::fmt::Debug>(r: Result<T, tim_protocol::Error>) -> Code {
 fn sender_may_revoke_direct_and_room() {
     let (alice, bob) = (key(1), key(2));
     let m = direct(&alice, &bob, b"hi");
-    let c = Control::sign(&alice, Action::Revoke, m.header.clone(), 5).unwrap();
-    let v = c.into_inner().verify().unwrap();
-    assert_eq!(v.id(), m.id());
+    assert_eq!(revoke(&alice, &m).verify().unwrap().id(), m.id());
     let r = room_msg(&alice, b"all");
-    let c = Control::sign(&alice, Action::Revoke, r.header.clone(), 5).unwrap();
-    assert_eq!(c.into_inner().verify().unwrap().id(), r.id());
+    assert_eq!(revoke(&alice, &r).verify().unwrap().id(), r.id());
 }
 
 #[test]
 fn recipient_may_burn_direct() {
     let (alice, bob) = (key(1), key(2));
     let m = direct(&alice, &bob, b"secret");
-    let c = Control::sign(&bob, Action::Burn, m.header.clone(), 5).unwrap();
-    assert_eq!(c.into_inner().verify().unwrap().id(), m.id());
+    assert_eq!(burn(&bob, &m).verify().unwrap().id(), m.id());
 }
 
 #[test]
@@ -156,9 +134,7 @@ fn burn_of_room_message_is_bad_parameters() {
 fn revoke_with_altered_target_header_is_rejected() {
     let (alice, bob) = (key(1), key(2));
     let m = direct(&alice, &bob, b"hi");
-    let mut c = Control::sign(&alice, Action::Revoke, m.header.clone(), 5)
-        .unwrap()
-        .into_inner();
+    let mut c = revoke(&alice, &m);
     c.target.header.sent_at += 1;
     assert_eq!(code_of(c.clone().verify()), Code::InvalidSignature);
     // Even re-signed by alice, the target header no longer carries alice's signature.
@@ -223,9 +199,7 @@ fn message_signature_replayed_as_revoke_or_burn_is_rejected() {
     // A revoke signature replayed as a burn (alice is not the recipient of her own message, so
     // use a message alice sent to herself, where she may do both).
     let selfie = direct(&alice, &alice, b"note to self");
-    let mut c = Control::sign(&alice, Action::Revoke, selfie.header.clone(), 5)
-        .unwrap()
-        .into_inner();
+    let mut c = revoke(&alice, &selfie);
     c.action = Action::Burn;
     assert_eq!(code_of(c.verify()), Code::InvalidSignature);
 }

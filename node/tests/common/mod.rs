@@ -2,6 +2,8 @@
 //! conditions with timeouts.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bare;
+
 use std::{future::Future, path::Path, time::Duration};
 
 use tim_node::{
@@ -22,7 +24,7 @@ pub fn init_tracing() {
 /// Writes a known account key into a data dir, so the test can sign as that account.
 pub fn with_account(dir: &Path, seed: u8) -> AccountKey {
     std::fs::create_dir_all(dir).unwrap();
-    let key = AccountKey::from_secret_bytes(&[seed; 32]);
+    let key = tim_node::protocol::test_util::key(seed);
     std::fs::write(dir.join("account.key"), hex(&key.secret_bytes())).unwrap();
     key
 }

@@ -16,7 +16,8 @@ pub(crate) struct Conn {
     /// The node's data dir (holds `api-addr` and `api-token`).
     #[arg(long, default_value = "tim-data", global = true)]
     data_dir: PathBuf,
-    /// API base URL (default: from the data dir).
+    /// API address: `host:port` as given to `run --api`, or a URL such as
+    /// `http://127.0.0.1:7117` (default: from the data dir).
     #[arg(long, global = true)]
     api: Option<String>,
     /// API token (default: from the data dir).
@@ -128,8 +129,8 @@ impl Client {
                 })
         };
         let base = match &conn.api {
-            Some(a) => a.trim_end_matches('/').to_string(),
-            None => read(ADDR_FILE)?,
+            Some(a) => base_url(a)?,
+            None => base_url(&read(ADDR_FILE)?)?,
         };
         let token = match &conn.token {
             Some(t) => t.clone(),
@@ -166,6 +167,31 @@ impl Client {
             );
         }
         Ok(value)
+    }
+}
+
+/// The API's base URL from `--api` or the data dir's `api-addr`: a `host:port` (what `run --api`
+/// takes) gets `http://`; an `http` or `https` URL is kept as it is, without a trailing `/`.
+fn base_url(api: &str) -> anyhow::Result<String> {
+    let api = api.trim().trim_end_matches('/');
+    let wrong = || anyhow!("--api {api:?}: give host:port (as to `run --api`) or a URL such as http://127.0.0.1:7117");
+    if let Some((scheme, rest)) = api.split_once("://") {
+        if !matches!(scheme, "http" | "https") || rest.is_empty() {
+            return Err(wrong());
+        }
+        return Ok(api.to_string());
+    }
+    if let Ok(addr) = api.parse::<std::net::SocketAddr>() {
+        return Ok(format!("http://{addr}"));
+    }
+    // A host name: `localhost:7117`.
+    match api.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty() && port.parse::<u16>().is_ok() && !host.contains(['/', ':', '[', ']', '@']) =>
+        {
+            Ok(format!("http://{api}"))
+        }
+        _ => Err(wrong()),
     }
 }
 
@@ -370,4 +396,33 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_url;
+
+    #[test]
+    fn api_takes_what_run_takes_or_a_url() {
+        let ok = |a: &str| base_url(a).unwrap_or_else(|e| panic!("{a}: {e}"));
+        assert_eq!(ok("127.0.0.1:7117"), "http://127.0.0.1:7117");
+        assert_eq!(ok("[::1]:7117"), "http://[::1]:7117");
+        assert_eq!(ok("localhost:7117"), "http://localhost:7117");
+        assert_eq!(ok("http://127.0.0.1:7117"), "http://127.0.0.1:7117");
+        assert_eq!(ok("http://127.0.0.1:7117/"), "http://127.0.0.1:7117");
+        assert_eq!(ok("https://tim.example:443"), "https://tim.example:443");
+        // The data dir's api-addr, as `run` writes it.
+        assert_eq!(ok("http://127.0.0.1:40123\n"), "http://127.0.0.1:40123");
+        for bad in [
+            "",
+            "7117",
+            "127.0.0.1",
+            "127.0.0.1:port",
+            "ftp://127.0.0.1:7117",
+            "http://",
+            "::1:7117",
+        ] {
+            assert!(base_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -248,10 +248,21 @@ impl EventLoop {
         let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
         sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
+        // One timer for the delivery state machine, reset only when its next deadline changes
+        // (not re-registered on every turn of the loop).
+        let delivery_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(delivery_timer);
+        let mut delivery_armed: Option<Instant> = None;
         loop {
             self.carry_out_deliveries();
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
             let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
+            if next_delivery != delivery_armed {
+                if let Some(at) = next_delivery {
+                    delivery_timer.as_mut().reset(at);
+                }
+                delivery_armed = next_delivery;
+            }
             tokio::select! {
                 biased;
                 command = self.cmd_rx.recv() => match command {
@@ -265,7 +276,8 @@ impl EventLoop {
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
                 Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
-                _ = tokio::time::sleep_until(next_delivery.unwrap_or_else(Instant::now)), if next_delivery.is_some() => {
+                _ = &mut delivery_timer, if delivery_armed.is_some() => {
+                    delivery_armed = None;
                     let now = self.now();
                     self.deliveries.handle_timeout(now);
                 }

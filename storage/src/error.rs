@@ -31,6 +31,9 @@ pub enum Error {
     /// The outbox holds as many entries as allowed (for this recipient, or in total).
     #[error("outbox full for {0}: too many undelivered messages")]
     OutboxFull(tim_protocol::AccountId),
+    /// The database directory could not be created or made owner-only.
+    #[error("data dir: {0}")]
+    DataDir(std::io::Error),
     /// A caller-supplied parameter is out of range.
     #[error("bad parameters: {0}")]
     BadParameters(&'static str),
@@ -40,7 +43,7 @@ impl Error {
     /// The stable code of this error.
     pub fn code(&self) -> Code {
         match self {
-            Error::Rocks(_) | Error::Corrupt { .. } => Code::StorageFailure,
+            Error::Rocks(_) | Error::Corrupt { .. } | Error::DataDir(_) => Code::StorageFailure,
             Error::Tombstoned(_) => Code::Tombstoned,
             Error::NotFound(_) => Code::NotFound,
             Error::Protocol(e) => e.code(),

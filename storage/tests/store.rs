@@ -1,12 +1,8 @@
 //! Store behaviour: idempotence, tombstones (before and after the message), history paging,
-//! restart and crash durability, concurrency, corrupt data, and bodies destroyed on disk.
+//! restart and crash durability, concurrency and corrupt data. Bodies destroyed on disk: shred.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::Path, sync::Arc};
 
 use tim_protocol::{
     decode, encode,
@@ -330,166 +326,6 @@ fn corrupt_and_oversized_values_are_typed_errors() {
     assert_eq!(store.entry(&id).unwrap_err().code(), Code::StorageFailure);
 }
 
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    hits
-}
-
-#[test]
-fn burned_body_is_gone_from_every_file() {
-    // A small message family (under one file): the pass compacts it whole, once.
-    burned_body_is_gone_from_every_file_with(Config::default());
-}
-
-#[test]
-fn burned_body_is_gone_from_every_file_of_a_large_family() {
-    // Files of 64 KiB under ~1.6 MB of messages: the pass compacts key by key.
-    burned_body_is_gone_from_every_file_with(Config {
-        message_file_size: 64 << 10,
-        ..Config::default()
-    });
-}
-
-fn burned_body_is_gone_from_every_file_with(config: Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("db"), config).unwrap();
-    let (a, b) = (key(1), key(2));
-    let marker = b"MARKER-7f3a9c1e-burn-me-for-real";
-    // Surround the marker with enough other data that it shares files with messages that stay.
-    for i in 0..2000u64 {
-        store
-            .put_message(
-                &direct(&a, &b, format!("filler {i} {}", "x".repeat(200)).as_bytes(), i)
-                    .verify()
-                    .unwrap(),
-                State::Received,
-            )
-            .unwrap();
-    }
-    let m = direct(&a, &b, marker, 1000).verify().unwrap();
-    store.put_message(&m, State::Received).unwrap();
-    store.flush().unwrap();
-    for i in 2000..4000u64 {
-        store
-            .put_message(
-                &direct(&a, &b, format!("filler {i} {}", "y".repeat(200)).as_bytes(), i)
-                    .verify()
-                    .unwrap(),
-                State::Received,
-            )
-            .unwrap();
-    }
-    store.flush().unwrap();
-    assert!(
-        !files_containing(dir.path(), marker).is_empty(),
-        "the marker should be on disk before the burn"
-    );
-    let burn = burn(&b, &m).verify().unwrap();
-    store.apply_tombstone(&burn).unwrap();
-    store.shred_now().unwrap();
-    assert_eq!(store.pending_shreds(), 0);
-    assert_eq!(files_containing(dir.path(), marker), Vec::<String>::new());
-    // The other messages are intact.
-    assert_eq!(store.history(&conv(&a, &b), None, 500).unwrap().entries.len(), 500);
-}
-
-#[test]
-fn the_shredder_runs_by_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let (a, b) = (key(1), key(2));
-    let marker = b"MARKER-background-shred-42";
-    let m = direct(&a, &b, marker, 1).verify().unwrap();
-    store.put_message(&m, State::Sent).unwrap();
-    store.flush().unwrap();
-    store.apply_tombstone(&revoke(&a, &m).verify().unwrap()).unwrap();
-    wait_until_no_file_holds(dir.path(), marker, "the background shredder did not destroy the body");
-}
-
-/// Polls (at most 20 s) until no file under `dir` contains `marker`.
-fn wait_until_no_file_holds(dir: &Path, marker: &[u8], failure: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !files_containing(dir, marker).is_empty() {
-        assert!(Instant::now() < deadline, "{failure}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn the_shredder_waits_for_its_delay_then_takes_a_burst_in_one_pass() {
-    const BURST: usize = 20;
-    let delay = Duration::from_secs(1);
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        shred_delay: delay,
-        ..Config::default()
-    };
-    let store = Store::open(dir.path().join("db"), config).unwrap();
-    let (a, b) = (key(1), key(2));
-    let marker = b"MARKER-burst-";
-    let messages: Vec<_> = (0..BURST)
-        .map(|i| {
-            direct(&a, &b, format!("MARKER-burst-{i:02}").as_bytes(), i as u64)
-                .verify()
-                .unwrap()
-        })
-        .collect();
-    for m in &messages {
-        store.put_message(m, State::Sent).unwrap();
-    }
-    store.flush().unwrap();
-    assert!(!files_containing(dir.path(), marker).is_empty());
-    // The shredder's clock starts at the first tombstone, which is after `started`: no pass can
-    // begin before `started + delay`.
-    let started = Instant::now();
-    for m in &messages {
-        store.apply_tombstone(&revoke(&a, m).verify().unwrap()).unwrap();
-    }
-    // Bodies are unreadable at once...
-    assert!(messages.iter().all(|m| store.message(&m.id()).unwrap().is_none()));
-    // ...but still on disk and all queued: a pass takes every pending id at once, so a full
-    // queue now means the whole burst goes in one pass.
-    let pending = store.pending_shreds();
-    let on_disk = files_containing(dir.path(), marker);
-    let looked_at = started.elapsed();
-    assert!(
-        looked_at < delay,
-        "the burst and the checks took {looked_at:?}, not under the shred delay of {delay:?}: \
-         this run cannot tell whether the shredder waited"
-    );
-    assert_eq!(pending, BURST, "a pass ran before the shred delay was over");
-    assert!(
-        !on_disk.is_empty(),
-        "the bodies left the disk before the shred delay was over"
-    );
-    // The shredder takes them by itself, and not before the delay.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.pending_shreds() > 0 {
-        assert!(Instant::now() < deadline, "the shredder did not take the burst");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let taken = started.elapsed();
-    assert!(
-        taken >= delay,
-        "the shredder took the burst after {taken:?}, before its delay"
-    );
-    wait_until_no_file_holds(dir.path(), marker, "the burst was not shredded");
-    assert_eq!(store.pending_shreds(), 0);
-}
-
 /// Set by `crash_keeps_acknowledged_writes` for its child: the database directory to write to.
 const CRASH_DIR_VAR: &str = "TIM_CRASH_DIR";
 
@@ -658,22 +494,6 @@ fn many_outbox_entries_finish_in_one_batch() {
     assert!(left.contains(&ms[2].id()) && left.contains(&ms[3].id()));
     // Nothing to do is fine.
     assert_eq!(store.outbox_done_many(&[]).unwrap(), Vec::<bool>::new());
-}
-
-#[test]
-fn queued_body_is_shredded_from_the_outbox_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let (a, b) = (key(1), key(2));
-    let marker = b"MARKER-outbox-7d1e-never-sent";
-    let m = direct(&a, &b, marker, 1).verify().unwrap();
-    store.put_outgoing(&m, outgoing(&b, &m, OutKind::Message)).unwrap();
-    store.flush().unwrap();
-    assert!(!files_containing(dir.path(), marker).is_empty());
-    store.apply_tombstone(&revoke(&a, &m).verify().unwrap()).unwrap();
-    store.shred_now().unwrap();
-    let hits = files_containing(dir.path(), marker);
-    assert_eq!(hits, Vec::<String>::new());
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! Node metadata in the `meta` family: the rooms this node has joined and the deadlines of
-//! burn-after-read timers, kept on disk so both survive a restart.
+//! Node metadata in the `meta` family: the rooms this node has joined, the deadlines of
+//! burn-after-read timers and the bodies still to be shredded, kept on disk so all three survive
+//! a restart (and a crash).
 
+use rocksdb::{ColumnFamily, DB};
 use tim_protocol::{MessageId, RoomId};
 
 use super::{corrupt, Store};
@@ -10,6 +12,9 @@ use crate::{Cf, Result, StoredMessage};
 const META_ROOM: &[u8] = b"room/";
 /// Meta key prefix: a burn-after-read deadline (`deadline u64 BE || mid`).
 const META_BURN: &[u8] = b"burn/";
+/// Meta key prefix: a destroyed body that may still sit in a file (`mid`). Written in the
+/// tombstone's batch, deleted once a shred pass has removed the body from every file.
+const META_SHRED: &[u8] = b"shred/";
 
 impl Store {
     /// Every pending burn-after-read deadline (ms since the epoch) with its message id, soonest
@@ -57,21 +62,46 @@ impl Store {
 
     /// Every meta key and value under `prefix`, in key order.
     fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut read_opts = rocksdb::ReadOptions::default();
-        read_opts.set_iterate_lower_bound(prefix.to_vec());
-        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::Meta), read_opts);
-        it.seek(prefix);
-        let mut out = Vec::new();
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-            it.next();
-        }
-        it.status()?;
-        Ok(out)
+        scan(&self.inner.db, self.cf(Cf::Meta), prefix)
     }
+}
+
+/// Every key and value of `cf` under `prefix`, in key order.
+fn scan(db: &DB, cf: &ColumnFamily, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut read_opts = rocksdb::ReadOptions::default();
+    read_opts.set_iterate_lower_bound(prefix.to_vec());
+    let mut it = db.raw_iterator_cf_opt(cf, read_opts);
+    it.seek(prefix);
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+        it.next();
+    }
+    it.status()?;
+    Ok(out)
+}
+
+/// The meta key recording that the body of `id` is yet to be shredded.
+pub(super) fn shred_key(id: &MessageId) -> Vec<u8> {
+    let mut key = META_SHRED.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The ids whose bodies a tombstone destroyed but no completed shred pass has yet removed from
+/// disk (the process stopped, or crashed, in between).
+pub(super) fn pending_shreds(db: &DB, meta: &ColumnFamily) -> Result<Vec<MessageId>> {
+    scan(db, meta, META_SHRED)?
+        .into_iter()
+        .map(|(key, _)| {
+            <[u8; 32]>::try_from(&key[META_SHRED.len()..])
+                .map(MessageId::from_bytes)
+                .map_err(|_| corrupt(Cf::Meta, &key, "bad shred key"))
+        })
+        .collect()
 }
 
 /// The meta key of a read message's burn-after-read deadline, if it has one.

@@ -102,7 +102,11 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `path`.
+    /// The directory and every file in it are made owner-only first (see
+    /// [`crate::restrict_to_owner`]).
     pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let path = path.as_ref();
+        crate::owner_only::restrict_to_owner_logged(path).map_err(Error::DataDir)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -128,10 +132,14 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        // Opening rotates RocksDB's log and may write new files with the process umask.
+        crate::restrict_to_owner(path).map_err(Error::DataDir)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         let seq = room_log::load_seq(&db)?;
         let counts = OutboxCounts::load(&db)?;
+        let unshredded = meta::pending_shreds(&db, cf_handle(&db, Cf::Meta))?;
+        let unshredded_count = unshredded.len();
         let inner = Arc::new(Inner {
             db,
             write_opts,
@@ -139,12 +147,21 @@ impl Store {
             seq: AtomicU64::new(seq),
             outbox_per_recipient: config.outbox_per_recipient,
             outbox_total: config.outbox_total,
-            shred: Mutex::new(Shred::default()),
+            shred: Mutex::new(Shred::with_pending(unshredded)),
             shred_delay: config.shred_delay,
             shred_cv: Condvar::new(),
             shred_pass: Mutex::new(()),
             message_file_size: config.message_file_size,
         });
+        // Bodies destroyed by a run that stopped before shredding them (a crash, a kill) leave
+        // every file before the store is handed out.
+        if unshredded_count > 0 {
+            let count = unshredded_count;
+            match inner.shred_pass() {
+                Ok(()) => tracing::info!(count, "shredded destroyed bodies a previous run left on disk"),
+                Err(e) => warn!(count, error = %e, "could not shred bodies left by a previous run; will retry"),
+            }
+        }
         let shredder = shred::spawn_shredder(Arc::downgrade(&inner))?;
         Ok(Store {
             inner,

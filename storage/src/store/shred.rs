@@ -1,7 +1,14 @@
 //! The shredder: removing destroyed bodies from every file on disk, not only hiding them. A
-//! tombstone queues its id; a background thread waits `Config::shred_delay` after the first
-//! queued id, then one pass flushes every family (so no write-ahead log holds a body) and
-//! compacts the bodies' keys through the bottommost level.
+//! tombstone queues its id (in memory, and in the meta family in the tombstone's own batch, so a
+//! crash loses nothing: `Store::open` shreds what a previous run left pending); a background
+//! thread waits `Config::shred_delay` after the first queued id, then one pass flushes every
+//! family (so no write-ahead log holds a body) and compacts the bodies' keys through the
+//! bottommost level.
+//!
+//! Peers choose how often bodies die, so the shredder paces itself: after a pass it rests at
+//! least `PASS_REST_FACTOR` times as long as the pass took. Whatever peers send, compaction takes
+//! at most 1 / (1 + `PASS_REST_FACTOR`) of the time; under a flood bodies wait longer in files
+//! (never readable: the tombstone deleted them at once), and one pass takes them all.
 
 use std::{
     collections::BTreeSet,
@@ -10,11 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rocksdb::{BottommostLevelCompaction, CompactOptions};
+use rocksdb::{BottommostLevelCompaction, CompactOptions, WriteBatch};
 use tim_protocol::MessageId;
 use tracing::{debug, warn};
 
-use super::{lock, Inner, Store};
+use super::{lock, meta::shred_key, Inner, Store};
 use crate::{keys::outbox_key, Cf, Error, OutKind, Result};
 
 /// At this many pending shreds or more, a shred pass compacts a whole family once instead of key
@@ -26,6 +33,8 @@ const OTHER_FILE_SIZE: u64 = 64 << 20;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How long the shredder waits after a failed pass before it tries again.
 const RETRY_WAIT: Duration = Duration::from_secs(1);
+/// After a pass, the shredder rests at least this many times as long as the pass took.
+const PASS_REST_FACTOR: u32 = 4;
 
 /// The shredder's queue.
 #[derive(Default)]
@@ -34,8 +43,22 @@ pub(super) struct Shred {
     pending: BTreeSet<MessageId>,
     /// When the oldest pending id was added.
     since: Option<Instant>,
+    /// The shredder's next pass is not before this (see `PASS_REST_FACTOR`).
+    rest_until: Option<Instant>,
     /// Set when the store closes; the shredder thread then returns.
     stop: bool,
+}
+
+impl Shred {
+    /// Queues ids found pending at start, due at once.
+    pub(super) fn with_pending(ids: Vec<MessageId>) -> Shred {
+        let since = (!ids.is_empty()).then(Instant::now);
+        Shred {
+            pending: ids.into_iter().collect(),
+            since,
+            ..Shred::default()
+        }
+    }
 }
 
 impl Store {
@@ -77,14 +100,25 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        let result = self.shred(&ids);
+        let started = Instant::now();
+        let result = self.shred(&ids).and_then(|()| self.forget_shredded(&ids));
+        let mut shred = lock(&self.shred);
+        shred.rest_until = Some(Instant::now() + started.elapsed() * PASS_REST_FACTOR);
         if result.is_err() {
             // Keep them for the next pass.
-            let mut shred = lock(&self.shred);
             shred.since.get_or_insert_with(Instant::now);
             shred.pending.extend(ids);
         }
         result
+    }
+
+    /// Deletes the persisted queue entries of bodies a pass has removed from every file.
+    fn forget_shredded(&self, ids: &[MessageId]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for id in ids {
+            batch.delete_cf(self.cf(Cf::Meta), shred_key(id));
+        }
+        Ok(self.db.write_opt(batch, &self.write_opts)?)
     }
 
     fn shred(&self, ids: &[MessageId]) -> Result<()> {
@@ -136,14 +170,19 @@ fn shred_whole(ids: usize, live: u64, file_size: u64) -> bool {
 }
 
 /// How long the shredder still sleeps at `now` before its next pass, given when the oldest
-/// pending body was queued (`since`) and the delay; `None` when a pass is due.
-fn time_to_pass(since: Option<Instant>, delay: Duration, now: Instant) -> Option<Duration> {
-    match since {
-        None => Some(IDLE_WAIT),
-        Some(since) => match delay.checked_sub(now.saturating_duration_since(since)) {
-            Some(left) if !left.is_zero() => Some(left),
-            _ => None,
-        },
+/// pending body was queued (`since`), the delay, and the end of its rest after the last pass;
+/// `None` when a pass is due.
+fn time_to_pass(
+    since: Option<Instant>,
+    delay: Duration,
+    rest_until: Option<Instant>,
+    now: Instant,
+) -> Option<Duration> {
+    let since = since?;
+    let due = (since + delay).max(rest_until.unwrap_or(since));
+    match due.checked_duration_since(now) {
+        Some(left) if !left.is_zero() => Some(left),
+        _ => None,
     }
 }
 
@@ -176,8 +215,13 @@ fn shredder_loop(inner: Weak<Inner>) {
                 if shred.stop {
                     break;
                 }
-                let Some(wait) = time_to_pass(shred.since, strong.shred_delay, Instant::now()) else {
-                    break;
+                let wait = match (
+                    shred.since,
+                    time_to_pass(shred.since, strong.shred_delay, shred.rest_until, Instant::now()),
+                ) {
+                    (None, _) => IDLE_WAIT,
+                    (Some(_), Some(wait)) => wait,
+                    (Some(_), None) => break,
                 };
                 shred = match strong.shred_cv.wait_timeout(shred, wait) {
                     Ok((guard, _)) => guard,
@@ -223,23 +267,66 @@ mod tests {
     fn the_shredder_sleeps_until_the_oldest_body_is_shred_delay_old() {
         let delay = Duration::from_millis(300);
         let t0 = Instant::now();
-        // Nothing pending: idle wait, whatever the time.
-        assert_eq!(time_to_pass(None, delay, t0), Some(IDLE_WAIT));
-        assert_eq!(time_to_pass(None, delay, t0 + delay * 10), Some(IDLE_WAIT));
+        // Nothing pending: no pass, whatever the time (the loop then sleeps IDLE_WAIT).
+        assert_eq!(time_to_pass(None, delay, None, t0), None);
         // Pending since t0: sleep out the rest of the delay, counted from t0 whatever the time
         // of the wake-up, and pass once it is over.
-        assert_eq!(time_to_pass(Some(t0), delay, t0), Some(delay));
+        assert_eq!(time_to_pass(Some(t0), delay, None, t0), Some(delay));
         assert_eq!(
-            time_to_pass(Some(t0), delay, t0 + Duration::from_millis(100)),
+            time_to_pass(Some(t0), delay, None, t0 + Duration::from_millis(100)),
             Some(Duration::from_millis(200))
         );
         assert_eq!(
-            time_to_pass(Some(t0), delay, t0 + delay - Duration::from_nanos(1)),
+            time_to_pass(Some(t0), delay, None, t0 + delay - Duration::from_nanos(1)),
             Some(Duration::from_nanos(1))
         );
-        assert_eq!(time_to_pass(Some(t0), delay, t0 + delay), None);
-        assert_eq!(time_to_pass(Some(t0), delay, t0 + delay * 5), None);
+        assert_eq!(time_to_pass(Some(t0), delay, None, t0 + delay), None);
+        assert_eq!(time_to_pass(Some(t0), delay, None, t0 + delay * 5), None);
         // No delay: every pending body is due at once.
-        assert_eq!(time_to_pass(Some(t0), Duration::ZERO, t0), None);
+        assert_eq!(time_to_pass(Some(t0), Duration::ZERO, None, t0), None);
+    }
+
+    #[test]
+    fn after_a_long_pass_the_shredder_rests_whatever_is_queued() {
+        let delay = Duration::from_millis(300);
+        let t0 = Instant::now();
+        // A pass of 2 s ended at t0: it rests 4 x 2 s, however early bodies were queued.
+        let rest_until = Some(t0 + Duration::from_secs(2) * PASS_REST_FACTOR);
+        assert_eq!(
+            time_to_pass(Some(t0), delay, rest_until, t0 + delay),
+            Some(Duration::from_secs(8) - delay)
+        );
+        assert_eq!(
+            time_to_pass(Some(t0), delay, rest_until, t0 + Duration::from_secs(7)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            time_to_pass(Some(t0), delay, rest_until, t0 + Duration::from_secs(8)),
+            None
+        );
+        // A rest already over never delays the shred delay's deadline.
+        let over = Some(t0);
+        assert_eq!(time_to_pass(Some(t0), delay, over, t0), Some(delay));
+        // Bodies queued after the rest ended still wait out their delay.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(time_to_pass(Some(later), delay, rest_until, later), Some(delay));
+    }
+
+    #[test]
+    fn compaction_takes_at_most_a_fifth_of_the_time_under_a_flood() {
+        // A fake clock: every pass takes `pass` and bodies are always pending (a flood).
+        let delay = Duration::from_millis(100);
+        let pass = Duration::from_millis(700);
+        let t0 = Instant::now();
+        let (mut now, mut busy, mut rest_until) = (t0, Duration::ZERO, None);
+        while now < t0 + Duration::from_secs(600) {
+            let since = Some(now);
+            now += time_to_pass(since, delay, rest_until, now).unwrap_or_default();
+            now += pass;
+            busy += pass;
+            rest_until = Some(now + pass * PASS_REST_FACTOR);
+        }
+        let share = busy.as_secs_f64() / (now - t0).as_secs_f64();
+        assert!(share <= 1.0 / (1.0 + f64::from(PASS_REST_FACTOR)) + 0.01, "{share}");
     }
 }

@@ -7,7 +7,12 @@ use rocksdb::WriteBatch;
 use tim_protocol::{encode, Control, MessageId, Recipient, Verified};
 use tracing::debug;
 
-use super::{decode_value, lock, messages::IDX_TOMBSTONE, meta::burn_key, now_ms, room_log, Store};
+use super::{
+    decode_value, lock,
+    messages::IDX_TOMBSTONE,
+    meta::{burn_key, shred_key},
+    now_ms, room_log, Store,
+};
 use crate::{keys::history_key, keys::outbox_key, Cf, OutKind, Outgoing, Result, StoredMessage, Tombstone};
 
 /// What `apply_tombstone` did.
@@ -83,6 +88,11 @@ impl Store {
             }
             if queued.is_some() {
                 batch.delete_cf(cf_out, queued_key);
+            }
+            // The shred queue is persisted with the deletion itself, so a crash between this
+            // write and the shred pass cannot leave the body's bytes behind (see `Store::open`).
+            if had_body || queued.is_some() {
+                batch.put_cf(self.cf(Cf::Meta), shred_key(&id), []);
             }
             if let Some(o) = &outgoing {
                 batch.put_cf(cf_out, outbox_key(&id, o.kind), encode(o)?);

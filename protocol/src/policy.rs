@@ -1,6 +1,7 @@
 //! The verification policy every peer applies on top of signatures (docs/protocol.md,
-//! "Verification rules"): who may revoke or burn a message, the revoke window, and where an item
-//! may arrive. Plain functions of their inputs; the caller supplies the clock.
+//! "Verification rules"): who may revoke or burn a message, the revoke window, signed times not
+//! in the future, and where an item may arrive. Plain functions of their inputs; the caller
+//! supplies the clock.
 
 use std::time::Duration;
 
@@ -27,6 +28,39 @@ pub fn check_permission(action: Action, target: &Header, by: &AccountId) -> Resu
             Recipient::Account(_) => Ok(()),
         },
     }
+}
+
+/// How far ahead of a receiver's clock a signed time (a message's `sent_at`, a control message's
+/// `at`) may lie: the clock skew tolerated between honest peers. Later times are refused (4104),
+/// so nobody can pin a message to the top of a history or stretch a revoke window forward.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The default grace a receiver allows, beyond the revoke window, between holding a message and
+/// receiving its revoke (delivery delay and retries while both are online).
+pub const DEFAULT_REVOKE_GRACE: Duration = Duration::from_secs(2 * 60);
+
+/// Refuses (4104) a signed time `at` (ms since the epoch) that lies more than [`MAX_CLOCK_SKEW`]
+/// after the receiver's `now`.
+pub fn check_not_future(what: &'static str, at: u64, now: u64) -> Result<()> {
+    let skew = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+    if at > now.saturating_add(skew) {
+        return Err(Error::BadParameters(format!("{what} lies in the future")));
+    }
+    Ok(())
+}
+
+/// What a receiver knows, on its own clock, when a control message arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverClock {
+    /// The receiver's time now, ms since the epoch.
+    pub now: u64,
+    /// Since when the receiver has held the target while running (ms since the epoch): the later
+    /// of when it stored the target and when it last started (a revoke made in time may have
+    /// waited in the revoker's outbox while the receiver was down). `None`: it does not hold the
+    /// target, so only the signed times can be judged.
+    pub held_since: Option<u64>,
+    /// How long beyond the window a revoke may take to reach a running receiver.
+    pub grace: Duration,
 }
 
 /// The revoke window: a revoke made at `at` (ms since the epoch) more than `window` after its
@@ -71,13 +105,33 @@ pub fn check_destination(target: &Header, local: &AccountId, via: &Via) -> Resul
     }
 }
 
-/// The rules a verified inbound control message must also pass at `local`: its destination, and
-/// for a revoke the window (measured with the revoke's own `at`).
-pub fn check_inbound_control(control: &Control, local: &AccountId, via: &Via, window: Option<Duration>) -> Result<()> {
+/// The rules a verified inbound control message must also pass at `local`: its destination, its
+/// signed times not in the future, and for a revoke the window twice: by the signed times (the
+/// revoke's `at` against the target's `sent_at`), and by the receiver's own clock, since both
+/// signed times are the revoker's choice: a revoke reaching a receiver that has held the target
+/// for longer than the window plus `clock.grace` is refused (4121).
+pub fn check_inbound_control(
+    control: &Control,
+    local: &AccountId,
+    via: &Via,
+    window: Option<Duration>,
+    clock: &ReceiverClock,
+) -> Result<()> {
     let target = &control.target.header;
     check_destination(target, local, via)?;
+    check_not_future("the control message's time", control.at, clock.now)?;
+    check_not_future("the target's sent_at", target.sent_at, clock.now)?;
     if control.action == Action::Revoke {
         check_revoke_window(target, control.at, window)?;
+        if let (Some(window), Some(held_since)) = (window, clock.held_since) {
+            let limit = u64::try_from(window.saturating_add(clock.grace).as_millis()).unwrap_or(u64::MAX);
+            if clock.now.saturating_sub(held_since) > limit {
+                return Err(Error::Expired(format!(
+                    "the revoke window of {} s has passed on this node's clock",
+                    window.as_secs()
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -149,6 +203,92 @@ mod tests {
             code(check_local_control(Action::Revoke, m.head(), &idb, 61_001, w)),
             Code::PermissionDenied
         );
+    }
+
+    fn revoke_at(m: &crate::Message, at: u64) -> Control {
+        let a = key(1);
+        Control::sign(&a, Action::Revoke, m.header.clone(), at)
+            .expect("a revoke by the sender")
+            .into_inner()
+    }
+
+    #[test]
+    fn the_receiver_judges_the_revoke_window_on_its_own_clock() {
+        let (a, b) = (key(1), key(2));
+        let local = b.account_id();
+        let w = Some(Duration::from_secs(60));
+        let grace = Duration::from_secs(120);
+        let sent = 1_000_000;
+        let m = direct(&a, &b, b"x", sent);
+        // Backdated: the revoke claims to be 1 ms after the message, but the receiver has held
+        // the message for 10 minutes: refused, whatever the signed times say.
+        let backdated = revoke_at(&m, sent + 1);
+        let clock = |now, held_since| ReceiverClock { now, held_since, grace };
+        let late = clock(sent + 600_000, Some(sent));
+        assert_eq!(
+            code(check_inbound_control(&backdated, &local, &Via::Direct, w, &late)),
+            Code::Expired
+        );
+        // Within window plus grace of holding it: accepted.
+        let in_time = clock(sent + 180_000, Some(sent));
+        assert!(check_inbound_control(&backdated, &local, &Via::Direct, w, &in_time).is_ok());
+        assert_eq!(
+            code(check_inbound_control(
+                &backdated,
+                &local,
+                &Via::Direct,
+                w,
+                &clock(sent + 180_001, Some(sent))
+            )),
+            Code::Expired
+        );
+        // Held since a restart 10 s ago (the revoke may have waited in an outbox): accepted.
+        let after_restart = clock(sent + 600_000, Some(sent + 590_000));
+        assert!(check_inbound_control(&backdated, &local, &Via::Direct, w, &after_restart).is_ok());
+        // Not held: only the signed times count.
+        assert!(check_inbound_control(&backdated, &local, &Via::Direct, w, &clock(sent + 600_000, None)).is_ok());
+        assert_eq!(
+            code(check_inbound_control(
+                &revoke_at(&m, sent + 61_000),
+                &local,
+                &Via::Direct,
+                w,
+                &clock(sent, None)
+            )),
+            Code::Expired
+        );
+        // No window: no limit on either clock.
+        assert!(check_inbound_control(&backdated, &local, &Via::Direct, None, &late).is_ok());
+    }
+
+    #[test]
+    fn signed_times_in_the_future_are_refused() {
+        let (a, b) = (key(1), key(2));
+        let local = b.account_id();
+        let now = 10_000_000;
+        let skew = MAX_CLOCK_SKEW.as_millis() as u64;
+        assert!(check_not_future("t", now + skew, now).is_ok());
+        assert_eq!(code(check_not_future("t", now + skew + 1, now)), Code::BadParameters);
+        let clock = ReceiverClock {
+            now,
+            held_since: None,
+            grace: DEFAULT_REVOKE_GRACE,
+        };
+        // A revoke dated an hour ahead, of a message sent now.
+        let m = direct(&a, &b, b"x", now);
+        let ahead = revoke_at(&m, now + 3_600_000);
+        assert_eq!(
+            code(check_inbound_control(&ahead, &local, &Via::Direct, None, &clock)),
+            Code::BadParameters
+        );
+        // A revoke of a message dated an hour ahead.
+        let future = direct(&a, &b, b"x", now + 3_600_000);
+        let of_future = revoke_at(&future, now + 3_600_001);
+        assert_eq!(
+            code(check_inbound_control(&of_future, &local, &Via::Direct, None, &clock)),
+            Code::BadParameters
+        );
+        assert!(check_inbound_control(&revoke_at(&m, now + 1), &local, &Via::Direct, None, &clock).is_ok());
     }
 
     #[test]

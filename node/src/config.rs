@@ -17,6 +17,9 @@ pub struct Config {
     /// Refuse revokes more than this long after the message was sent, on the sending side and on
     /// every verifying side. Default `None`: no limit, as tim.
     pub revoke_window: Option<Duration>,
+    /// With a revoke window set, how long beyond it a revoke may take to reach this node once it
+    /// holds the target (its own clock; see docs/protocol.md, "Revoke window"). Default 2 minutes.
+    pub revoke_grace: Duration,
     /// Lifetime of the route record this node publishes for its account. Default 1 hour.
     pub route_ttl: Duration,
     /// How often the route record is re-published (and the routing table refreshed). Default
@@ -73,6 +76,7 @@ impl Config {
             ],
             bootstrap: Vec::new(),
             revoke_window: None,
+            revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             route_ttl: Duration::from_secs(3600),
             route_refresh: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::{
     command::Command,
-    core::{now_ms, Core, Counters, Inline},
+    core::{now_ms, ClosingStore, Core, Counters, Inline},
     delivery::{Delivery, DeliveryKind},
     keys,
     net::EventLoop,
@@ -104,14 +104,15 @@ impl Node {
             account: account_key.account_id(),
             key: account_key,
             peer_id: node_key.public().to_peer_id(),
-            store,
+            store: ClosingStore::new(store, Some(closed_tx)),
             events,
             counters: counters.clone(),
             revoke_window: config.revoke_window,
+            revoke_grace: config.revoke_grace,
+            started_at: crate::core::now_ms(),
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
-            _closed: Some(closed_tx),
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop = EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;

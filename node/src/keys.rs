@@ -18,8 +18,9 @@ pub(crate) const NODE_KEY: &str = "node.key";
 pub(crate) const ACCOUNT_KEY: &str = "account.key";
 
 /// Loads the node and account keys from `dir`, creating them (and `dir`) on first start.
+/// The data dir is made owner-only first (0700, files 0600), tightening a looser existing one.
 pub(crate) fn load_or_create(dir: &Path) -> Result<(Keypair, AccountKey)> {
-    fs::create_dir_all(dir)?;
+    tim_storage::restrict_to_owner_logged(dir)?;
     let node_path = dir.join(NODE_KEY);
     let node = match fs::read(&node_path) {
         Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)

@@ -2,11 +2,13 @@
 //! store a message or apply a tombstone, and the [`Verdict`] that decides the ack or the gossip
 //! report.
 
-use tim_protocol::{decode, policy, Ack, Action, Code, Control, Envelope, Message, Verified, Via};
+use tim_protocol::{
+    decode, policy, policy::ReceiverClock, Ack, Action, Code, Control, Envelope, Message, Verified, Via,
+};
 use tim_storage::{PutOutcome, State, TombstoneOutcome};
 use tracing::{debug, warn};
 
-use super::{bump, Core};
+use super::{bump, now_ms, Core};
 use crate::{Error, Event, Result};
 
 /// What became of an inbound item; decides the ack and the gossip verdict.
@@ -80,6 +82,7 @@ impl Core {
         policy::check_destination(policy::header_of(&envelope), &self.account, via)?;
         match envelope {
             Envelope::Message(message) => {
+                policy::check_not_future("sent_at", message.head().sent_at, now_ms())?;
                 let message = message.verify()?;
                 if self.store.is_tombstoned(&message.id())? {
                     return Err(tim_storage::Error::Tombstoned(message.id()).into());
@@ -98,7 +101,9 @@ impl Core {
                 // message is not tombstoned (the two change in one batch), so only a target we do
                 // not hold needs the tombstone lookup.
                 let target = control.target.id();
-                let known = self.store.message(&target)?.map(|m| m.message.header);
+                let held = self.store.message(&target)?;
+                let held_since = held.as_ref().map(|m| m.stored_at.max(self.started_at));
+                let known = held.map(|m| m.message.header);
                 if known.is_none() && self.store.is_tombstoned(&target)? {
                     return Ok(Verdict::Duplicate);
                 }
@@ -112,7 +117,12 @@ impl Core {
                         return Err(e.into());
                     }
                 };
-                policy::check_inbound_control(&control, &self.account, via, self.revoke_window)?;
+                let clock = ReceiverClock {
+                    now: now_ms(),
+                    held_since,
+                    grace: self.revoke_grace,
+                };
+                policy::check_inbound_control(&control, &self.account, via, self.revoke_window, &clock)?;
                 valid();
                 match self.store.apply_tombstone(&control)? {
                     TombstoneOutcome::Duplicate => Ok(Verdict::Duplicate),

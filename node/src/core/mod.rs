@@ -2,12 +2,14 @@
 //! block on RocksDB, so they run on the blocking pool, or in place in the calling task when the
 //! node's inline slot is free ([`Inline`]).
 //!
+//! - `closing`: the store, closed on the blocking pool when the last holder drops it.
 //! - `metrics`: counters and their snapshot.
 //! - `inline`: the one slot for short store jobs done in place.
 //! - `local`: what the local account does (send, revoke or burn, mark read, delivery outcomes).
 //! - `inbound`: items from peers, and the verdict on each.
 //! - `room_sync`: serving and applying room sync pages.
 
+mod closing;
 mod inbound;
 mod inline;
 mod local;
@@ -22,9 +24,9 @@ use std::{
 
 use libp2p::PeerId;
 use tim_protocol::{AccountId, AccountKey, RoomId};
-use tim_storage::Store;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
+pub(crate) use closing::ClosingStore;
 pub(crate) use inbound::Verdict;
 pub(crate) use inline::Inline;
 pub(crate) use local::Destination;
@@ -46,19 +48,21 @@ pub(crate) struct Core {
     pub(crate) key: AccountKey,
     pub(crate) account: AccountId,
     pub(crate) peer_id: PeerId,
-    pub(crate) store: Store,
+    pub(crate) store: ClosingStore,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) revoke_window: Option<Duration>,
+    /// See `Config::revoke_grace`.
+    pub(crate) revoke_grace: Duration,
+    /// When this run of the node started (ms since the epoch): what it held before, it has held
+    /// while running only since then.
+    pub(crate) started_at: u64,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
     /// How many newest room-log entries to serve to a peer syncing from scratch.
     pub(crate) sync_window: usize,
     /// The node's one slot for store jobs done in place.
     pub(crate) inline: Inline,
-    /// Dropped after `store` (fields drop in declaration order): its receiver learns that the
-    /// database is closed and the data dir free. Keep it the last field.
-    pub(crate) _closed: Option<oneshot::Sender<()>>,
 }
 
 impl Core {

@@ -7,8 +7,8 @@ use tim_protocol::{decode, policy, Envelope, Message, MessageId, RoomId, SyncPag
 use tim_storage::{PutOutcome, State};
 use tracing::warn;
 
-use super::{bump, Core};
-use crate::Result;
+use super::{bump, now_ms, Core};
+use crate::{Error, Result};
 
 /// Most items in one served sync page.
 const SYNC_PAGE_ITEMS: usize = 256;
@@ -44,17 +44,26 @@ impl Core {
     }
 
     /// Applies a sync page from `peer` exactly as if its items came by gossip, tombstones first so
-    /// a message revoked while we were away is never shown, then records the cursor.
+    /// a message revoked while we were away is never shown, then records the cursor. If storing
+    /// any item failed here, the cursor stays and the first such error is returned: the next sync
+    /// asks for the page again rather than skip what this node did not keep.
     pub(crate) fn apply_sync(&self, room: &RoomId, peer: &[u8], page: &SyncPage) -> Result<()> {
         let via = Via::Room(room.clone());
         let mut messages = Vec::with_capacity(page.frames.len());
+        let mut store_failure: Option<tim_storage::Error> = None;
         for frame in &page.frames {
             // Control messages (and anything malformed) one by one, before any message.
             match decode::<Envelope>(frame) {
                 Ok(Envelope::Message(m)) => messages.push(m),
-                Ok(control) => {
-                    self.verdict_of(self.try_envelope(control, &via, || {}), &via);
-                }
+                Ok(control) => match self.try_envelope(control, &via, || {}) {
+                    Err(Error::Storage(e)) if !matches!(e, tim_storage::Error::Tombstoned(_)) => {
+                        warn!(error = %e, %room, "storing a control message of a sync page failed");
+                        store_failure.get_or_insert(e);
+                    }
+                    result => {
+                        self.verdict_of(result, &via);
+                    }
+                },
                 Err(e) => {
                     self.verdict_of(Err(e.into()), &via);
                 }
@@ -70,8 +79,10 @@ impl Core {
             .zip(known)
             .filter_map(|(m, known)| (!known).then_some(m))
             .collect();
+        let now = now_ms();
         let checked = par_map(messages, |m| -> Result<Verified<Message>> {
             policy::check_destination(m.head(), &self.account, &via)?;
+            policy::check_not_future("sent_at", m.head().sent_at, now)?;
             Ok(m.verify()?)
         });
         let mut verified = Vec::with_capacity(checked.len());
@@ -88,10 +99,17 @@ impl Core {
             match outcome {
                 Ok(PutOutcome::Stored) => self.stored(message),
                 Ok(PutOutcome::Duplicate) => {}
-                Err(e) => {
+                Err(e @ tim_storage::Error::Tombstoned(_)) => {
                     self.verdict_of(Err(e.into()), &via);
                 }
+                Err(e) => {
+                    warn!(error = %e, %room, "storing a message of a sync page failed");
+                    store_failure.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = store_failure {
+            return Err(e.into());
         }
         self.store.set_sync_cursor(room, peer, page.next)?;
         bump(&self.counters.sync_pages);
@@ -159,14 +177,15 @@ mod tests {
             account: key.account_id(),
             key,
             peer_id: PeerId::random(),
-            store,
+            store: crate::core::ClosingStore::new(store, None),
             events: broadcast::channel(64).0,
             counters: Default::default(),
             revoke_window: None,
+            revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
+            started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             sync_window: 10_000,
             inline: Inline::new(true),
-            _closed: None,
         }
     }
 
@@ -282,6 +301,60 @@ mod tests {
             Some(tim_storage::Entry::Tombstone(_))
         ));
         assert_eq!(core.store.sync_cursor(&room, b"peer").unwrap(), 46);
+    }
+
+    /// A tombstone of a sync page that this node fails to store: the cursor stays, so the next
+    /// sync brings the page (and the revoke) again instead of skipping past it.
+    #[test]
+    fn a_page_whose_tombstone_failed_to_store_keeps_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, alice) = (
+            AccountKey::from_secret_bytes(&[1; 32]),
+            AccountKey::from_secret_bytes(&[2; 32]),
+        );
+        let room = RoomId::new("general").unwrap();
+        let core = core(dir.path(), me, &room);
+        let target = post(&alice, &room, 1);
+        let revoke = Control::sign(&alice, Action::Revoke, target.header.clone(), 1_700_000_100_000).unwrap();
+        // The target's record is unreadable: applying the revoke fails in the store.
+        core.store
+            .raw_put_for_tests(tim_storage::Cf::Messages, target.id().as_bytes(), b"rot")
+            .unwrap();
+        let page = SyncPage {
+            frames: vec![
+                frame(Envelope::Control(revoke.get().clone())),
+                frame(Envelope::Message(post(&alice, &room, 2))),
+            ],
+            next: 7,
+            more: false,
+        };
+        let failed = core.apply_sync(&room, b"peer", &page).unwrap_err();
+        assert_eq!(failed.code(), tim_protocol::Code::StorageFailure);
+        assert_eq!(
+            core.store.sync_cursor(&room, b"peer").unwrap(),
+            0,
+            "the cursor moved past a lost revoke"
+        );
+        // Once the store can take it, the same page applies and the cursor moves.
+        core.store
+            .raw_put_for_tests(
+                tim_storage::Cf::Messages,
+                target.id().as_bytes(),
+                &encode(&tim_storage::StoredMessage {
+                    state: tim_storage::State::Received,
+                    stored_at: 1,
+                    read_at: None,
+                    message: target.clone(),
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        core.apply_sync(&room, b"peer", &page).unwrap();
+        assert_eq!(core.store.sync_cursor(&room, b"peer").unwrap(), 7);
+        assert!(matches!(
+            core.store.entry(&target.id()).unwrap(),
+            Some(tim_storage::Entry::Tombstone(_))
+        ));
     }
 
     #[test]

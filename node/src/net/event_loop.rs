@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
+    quiesce,
     rooms::{room_of, topic},
     swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
     sync_exchange::{self, SYNC_PROTOCOL},
@@ -241,7 +242,7 @@ impl EventLoop {
     }
 
     /// Runs until a shutdown command or the last handle is gone; `closed` resolves once the
-    /// store has closed (see `Core::_closed`).
+    /// store has closed (see `ClosingStore`).
     pub(crate) async fn run(mut self, closed: oneshot::Receiver<()>) {
         let mut refresh = tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -295,7 +296,13 @@ impl EventLoop {
         // Wait for store work in other tasks to finish, then drop the swarm (ending every
         // connection, so pipe tasks end) and everything else holding the core; the store closes
         // when the last task holding it ends. Handles hold it only for the length of a call.
-        let _ = self.inflight.acquire_many(self.max_inflight).await;
+        quiesce::wait_until_idle(
+            &self.inflight,
+            self.max_inflight,
+            &mut self.reports_rx,
+            &mut self.pipe_rx,
+        )
+        .await;
         drop(self);
         if tokio::time::timeout(CLOSE_WAIT, closed).await.is_err() {
             warn!("the store is still in use {CLOSE_WAIT:?} after stopping; it closes when that work ends");

@@ -9,11 +9,13 @@
 //! - `direct`: carries out the delivery state machine's outputs (`crate::delivery`).
 //! - `pipe`: one long-lived stream per peer for direct messages, both directions.
 //! - `accept`: serving inbound streams within a total and a per-peer limit.
+//! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
 
 mod accept;
 mod direct;
 mod event_loop;
 mod pipe;
+mod quiesce;
 mod room_sync;
 mod rooms;
 mod routing;

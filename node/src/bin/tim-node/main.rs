@@ -107,6 +107,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn real_main() -> anyhow::Result<()> {
+    // Every file the node creates (RocksDB's included) is the user's alone: 0600, dirs 0700.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let default_logs = match cli.command {
         Command::Run(_) => "info,libp2p=warn",
@@ -162,7 +164,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let shutdown = shutdown_signal();
     let token = api::load_or_create_token(&data_dir)?;
-    let (node, _events) = Node::start(config).await?;
+    // The API subscribes for itself; a receiver held here and never read would keep the last
+    // `event_capacity` events (bodies included, destroyed ones too) in memory.
+    let (node, events) = Node::start(config).await?;
+    drop(events);
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .with_context(|| format!("binding the API to {api_addr}"))?;

@@ -113,9 +113,12 @@ pub enum PipeFrame {
 
 impl Wire for PipeFrame {
     const NAME: &'static str = "pipe frame";
-    /// The largest envelope plus the version byte, the variant tag, the id and the length prefix.
-    const MAX_LEN: usize = MAX_FRAME_LEN + 1 + 4 + 8 + 8;
+    const MAX_LEN: usize = MAX_PIPE_FRAME_LEN;
 }
+
+/// The largest pipe frame: the largest envelope plus the version byte, the variant tag, the id and
+/// the length prefix.
+const MAX_PIPE_FRAME_LEN: usize = MAX_FRAME_LEN + 1 + 4 + 8 + 8;
 
 /// A member catching up asks a peer for a room's history after a point of that peer's log.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -192,9 +195,12 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
     if version != WIRE_VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
-    // bincode's own limit bounds what a length prefix may make it allocate.
+    // bincode's own limit bounds what a length prefix may make it allocate: the smallest of our
+    // limits that holds the type's (every `MAX_LEN` is one of them), so no claim passes `T::MAX_LEN`.
     let decoded = if T::MAX_LEN <= MAX_FRAME_LEN {
         bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_FRAME_LEN>())
+    } else if T::MAX_LEN <= MAX_PIPE_FRAME_LEN {
+        bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_PIPE_FRAME_LEN>())
     } else {
         bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_SYNC_PAGE_LEN>())
     };

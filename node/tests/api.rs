@@ -1,142 +1,18 @@
 //! Real `tim-node` processes driven only through the HTTP API and the WebSocket: DHT routing,
-//! revoke, burn, burn after reading, permission errors, a room, and bad requests.
+//! revoke, burn, burn after reading, permission errors, a room, and bad requests; `hostile`: what
+//! a web page in the user's browser and another local user can and cannot do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+#[path = "api/hostile.rs"]
+mod hostile;
+#[path = "api/support.rs"]
+mod support;
 
-use futures::StreamExt;
+use std::{path::Path, process::Command, time::Duration};
+
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A running `tim-node run` process; killed on drop.
-struct Proc {
-    child: Child,
-    api: String,
-    token: String,
-    account: String,
-    listen: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, bootstrap: Option<&str>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tim-node"));
-    cmd.args(["run", "--data-dir"]).arg(dir);
-    cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut api, mut account, mut listen) = (None, None, None);
-    while api.is_none() {
-        let line = rx.recv_timeout(WAIT).expect("tim-node printed its addresses");
-        let (key, value) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
-        let value = value.trim().to_string();
-        match key {
-            "account" => account = Some(value),
-            "listen" => listen = listen.or(Some(value)),
-            "api" => api = Some(value),
-            _ => {}
-        }
-    }
-    let token = std::fs::read_to_string(dir.join("api-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Proc {
-        child,
-        api: api.unwrap(),
-        token,
-        account: account.unwrap(),
-        listen: listen.unwrap(),
-    }
-}
-
-struct Api<'a> {
-    p: &'a Proc,
-    http: reqwest::Client,
-}
-
-impl Api<'_> {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.p.api))
-            .bearer_auth(&self.p.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws(p: &Proc) -> Ws {
-    let url = format!("{}/v1/events?token={}", p.api.replace("http://", "ws://"), p.token);
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-/// Waits for an event frame matching `pred`.
-async fn expect(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(WsMessage::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("socket ended waiting for {what}: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn is(v: &Value, kind: &str, mid: &str) -> bool {
-    v["type"] == kind && v["mid"] == mid
-}
-
-fn assert_error(got: (u16, Value), status: u16, code: u64, name: &str) -> Value {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    assert_eq!(got.1["error"]["name"], name, "{}", got.1);
-    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-    got.1["error"].clone()
-}
+use support::{assert_error, client, expect, is, spawn, ws, Api, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_through_the_api() {
@@ -436,21 +312,6 @@ async fn page_is_public_and_metrics_need_the_token() {
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
-}
-
-/// Runs a client command against the node in `dir`; returns (exit ok, stdout, stderr).
-fn client(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tim-node"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -294,7 +294,7 @@ fn mutated_send_requests() {
 async fn send_requests(node: Node) {
     let me = node.account().to_string();
     let token = "mutation-test-token".to_string();
-    let app = tim_node::api::router(node.clone(), token.clone());
+    let app = tim_node::api::router(node.clone(), token.clone(), tim_node::api::HostAllowlist::default());
 
     // Valid bodies: to this node's own account (stored, no delivery), with and without burn after
     // reading, with escapes, and to a room it has not joined (refused after decoding, 4104).
@@ -324,6 +324,7 @@ async fn send_requests(node: Node) {
         }
         let shown = String::from_utf8_lossy(&case[..case.len().min(300)]).into_owned();
         let request = Request::post("/v1/messages")
+            .header(header::HOST, "127.0.0.1")
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(case.clone()))

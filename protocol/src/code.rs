@@ -37,6 +37,9 @@ pub enum Code {
     Expired,
     /// 4401: missing or wrong API token.
     Unauthorized,
+    /// 4403: the local API refused the request's `Host` or `Origin`: a name it does not answer
+    /// to (DNS rebinding) or a page from another origin.
+    HostNotAllowed,
     /// 5103: the local store failed.
     StorageFailure,
     /// 5104: a queue or limit is full; retry later.
@@ -49,7 +52,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 19] = [
         Code::AlreadyExists,
         Code::BadParameters,
         Code::PermissionDenied,
@@ -64,6 +67,7 @@ impl Code {
         Code::UnsupportedVersion,
         Code::Expired,
         Code::Unauthorized,
+        Code::HostNotAllowed,
         Code::StorageFailure,
         Code::Overloaded,
         Code::Unreachable,
@@ -87,6 +91,7 @@ impl Code {
             Code::UnsupportedVersion => 4120,
             Code::Expired => 4121,
             Code::Unauthorized => 4401,
+            Code::HostNotAllowed => 4403,
             Code::StorageFailure => 5103,
             Code::Overloaded => 5104,
             Code::Unreachable => 5105,
@@ -116,6 +121,7 @@ impl Code {
             Code::UnsupportedVersion => "unsupported_version",
             Code::Expired => "expired",
             Code::Unauthorized => "unauthorized",
+            Code::HostNotAllowed => "host_not_allowed",
             Code::StorageFailure => "storage_failure",
             Code::Overloaded => "overloaded",
             Code::Unreachable => "unreachable",

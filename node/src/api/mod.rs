@@ -2,15 +2,19 @@
 //! WebSocket, a bearer token on every request. See docs/api.md.
 //!
 //! - `error`: the JSON error body and HTTP status of every [`crate::Error`].
+//! - `guard`: the security headers on every answer and the `Host`/`Origin` check
+//!   ([`HostAllowlist`]).
 //! - `json`: the JSON shapes of messages, acks and events.
-//! - `routes`: the handlers and the auth layer.
+//! - `routes`: the handlers and the auth layer; `page/`: the web page's files.
 
 mod error;
+mod guard;
 mod json;
 mod routes;
 
 use std::path::Path;
 
+pub use guard::HostAllowlist;
 pub use routes::router;
 
 use crate::{keys::write_private, Node, Result};
@@ -35,14 +39,16 @@ pub fn load_or_create_token(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Serves the API for `node` on `listener` until `shutdown` completes.
+/// Serves the API for `node` on `listener` until `shutdown` completes, answering only requests
+/// whose `Host` is in `hosts` (build it from the address `listener` is bound to).
 pub async fn serve(
     node: Node,
     token: String,
+    hosts: HostAllowlist,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, token))
+    axum::serve(listener, router(node, token, hosts))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,6 +1,7 @@
-//! The API's routes and its bearer-token layer.
+//! The API's routes and its bearer-token layer; the host check and the security headers
+//! (`guard`) wrap every route.
 
-use std::str::FromStr;
+use std::{str::FromStr, sync::Arc};
 
 use axum::{
     extract::{
@@ -23,7 +24,11 @@ use sha2::{Digest, Sha256};
 use tim_protocol::{AccountId, Code, MessageId, Recipient, RoomId, MAX_BODY_LEN};
 use tracing::debug;
 
-use super::{error::ApiError, json};
+use super::{
+    error::ApiError,
+    guard::{self, HostAllowlist},
+    json,
+};
 use crate::{Conversation, Node};
 
 /// Largest request body: a 64 KiB message body as JSON, with room for escaping.
@@ -39,8 +44,9 @@ struct AppState {
     token_digest: [u8; 32],
 }
 
-/// The API router for `node`, guarded by `token`.
-pub fn router(node: Node, token: String) -> Router {
+/// The API router for `node`, guarded by `token`; it answers only requests whose `Host` is in
+/// `hosts` (see [`HostAllowlist`]).
+pub fn router(node: Node, token: String, hosts: HostAllowlist) -> Router {
     let state = AppState {
         node,
         token_digest: Sha256::digest(token.as_bytes()).into(),
@@ -60,19 +66,40 @@ pub fn router(node: Node, token: String) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/", get(page))
+        .route("/page.js", get(page_script))
+        .route("/page.css", get(page_style))
         .route(
             "/metrics",
             get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), auth)),
         )
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        // Before auth and every handler, so a refused host learns nothing, not even a 401.
+        .layer(middleware::from_fn_with_state(Arc::new(hosts), guard::check_host))
+        // Outermost: refusals and errors get the headers too.
+        .layer(middleware::map_response(guard::security_headers))
         .with_state(state)
 }
 
-/// The web page: one self-contained HTML file compiled into the binary. Served without a token;
-/// every API call it makes carries one.
+/// The web page: HTML, script and style compiled into the binary (the script and style are
+/// files because the CSP allows nothing inline). Served without a token; every API call it makes
+/// carries one.
 async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+    Html(include_str!("page/index.html"))
+}
+
+async fn page_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("page/page.js"),
+    )
+}
+
+async fn page_style() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("page/page.css"),
+    )
 }
 
 /// Counters in Prometheus text format.

@@ -1,5 +1,7 @@
 // End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
-// headless Chromium exchange a message, revoke it, burn one, and talk in a room.
+// headless Chromium exchange a message, revoke it, burn one, and talk in a room, under the API's
+// Content Security Policy; a link with another token replaces the stored one only if the user
+// agrees.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -32,6 +34,12 @@ test("send, revoke, burn and a room message across two pages", { timeout: 180_00
   try {
     const alice = await browser.newPage({ viewport: { width: 1100, height: 640 } });
     const bob = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+    // Anything the CSP blocks (an inline script, the WebSocket) shows up here.
+    const blocked = [];
+    for (const page of [alice, bob]) {
+      page.on("console", (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) blocked.push(m.text()); });
+      page.on("pageerror", (e) => blocked.push(String(e)));
+    }
     await alice.goto(nodes.alice.url);
     await bob.goto(nodes.bob.url);
     await alice.waitForSelector(`#me:has-text("${nodes.alice.account}")`);
@@ -87,6 +95,39 @@ test("send, revoke, burn and a room message across two pages", { timeout: 180_00
     await alice.click("#compose button");
     await alice.waitForSelector('.msg.mine:has-text("see you in the lobby")');
     await alice.screenshot({ path: SHOT });
+    assert.deepEqual(blocked, []);
+
+    // A link carrying another token: the page asks, and keeps its token if the user says no.
+    const base = nodes.alice.url.replace(/\?.*$/, "");
+    const good = new URL(nodes.alice.url).searchParams.get("token");
+    const dialogs = [];
+    const answer = (accept) => alice.once("dialog", async (d) => { dialogs.push(d.message()); await (accept ? d.accept() : d.dismiss()); });
+    answer(false);
+    await alice.goto(base + "?token=not-the-token");
+    await alice.waitForSelector(`#me:has-text("${nodes.alice.account}")`);
+    assert.equal(dialogs.length, 1);
+    assert.match(dialogs[0], /different/);
+    assert.equal(await alice.evaluate(() => localStorage.getItem("tim-token")), good);
+    assert.ok(!alice.url().includes("token"), alice.url());
+
+    // If the user agrees, the link's token replaces it (a wrong one then shows the API's 401).
+    answer(true);
+    await alice.goto(base + "?token=not-the-token");
+    await alice.waitForSelector('#error:has-text("4401")');
+    assert.equal(dialogs.length, 2);
+    assert.equal(await alice.evaluate(() => localStorage.getItem("tim-token")), "not-the-token");
+    assert.ok(!alice.url().includes("token"), alice.url());
+
+    // Back to the right token; a link with the stored token asks nothing.
+    answer(true);
+    await alice.goto(nodes.alice.url);
+    await alice.waitForSelector(`#me:has-text("${nodes.alice.account}")`);
+    assert.equal(dialogs.length, 3);
+    alice.removeAllListeners("dialog");
+    alice.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+    await alice.goto(nodes.alice.url);
+    await alice.waitForSelector(`#me:has-text("${nodes.alice.account}")`);
+    assert.equal(dialogs.length, 3);
   } finally {
     await browser.close();
     proc.kill("SIGINT");

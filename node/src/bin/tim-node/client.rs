@@ -10,6 +10,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tim_node::api::{ADDR_FILE, TOKEN_FILE};
 
+use crate::token;
+
 /// Where the node is.
 #[derive(Args, Clone)]
 pub(crate) struct Conn {
@@ -20,7 +22,11 @@ pub(crate) struct Conn {
     /// `http://127.0.0.1:7117` (default: from the data dir).
     #[arg(long, global = true)]
     api: Option<String>,
-    /// API token (default: from the data dir).
+    /// Read the API token from this file (default: $TIM_TOKEN, else DATA_DIR/api-token).
+    #[arg(long, global = true, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Deprecated: the token on the command line is visible to every local user in `ps`; use
+    /// --token-file or TIM_TOKEN.
     #[arg(long, global = true)]
     token: Option<String>,
     /// Print raw JSON.
@@ -123,7 +129,7 @@ impl Client {
                 .map(|s| s.trim().to_string())
                 .with_context(|| {
                     format!(
-                        "reading {} (is the node running? or pass --api/--token)",
+                        "reading {} (is the node running? or pass --api and --token-file)",
                         path.display()
                     )
                 })
@@ -132,9 +138,17 @@ impl Client {
             Some(a) => base_url(a)?,
             None => base_url(&read(ADDR_FILE)?)?,
         };
-        let token = match &conn.token {
-            Some(t) => t.clone(),
-            None => read(TOKEN_FILE)?,
+        let token = if let Some(t) = &conn.token {
+            eprintln!(
+                "warning: --token is visible to other local users (ps, /proc); use --token-file PATH or {}",
+                token::ENV
+            );
+            t.clone()
+        } else {
+            match token::supplied(conn.token_file.as_deref())? {
+                Some(s) => s.token,
+                None => read(TOKEN_FILE)?,
+            }
         };
         Ok(Client {
             base,

@@ -35,9 +35,15 @@ async fn start_member(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/?token={token}", listener.local_addr()?);
     let mut stop = shutdown.clone();
-    tokio::spawn(api::serve(node.clone(), token, listener, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }));
+    tokio::spawn(api::serve(
+        node.clone(),
+        token,
+        api::HostAllowlist::default(),
+        listener,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
     Ok(Member {
         name,
         node,

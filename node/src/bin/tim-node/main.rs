@@ -10,6 +10,7 @@ use tim_node::{api, Config, Multiaddr, Node};
 
 mod client;
 mod demo;
+mod token;
 
 #[derive(Parser)]
 #[command(name = "tim-node", version, about = "A decentralized instant-messaging node")]
@@ -50,8 +51,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// A TOML file with any of: data_dir, listen, bootstrap, api, revoke_window_secs, sync_writes.
-    /// Flags override it.
+    /// A TOML file with any of: data_dir, listen, bootstrap, api, api_allowed_hosts,
+    /// revoke_window_secs, sync_writes. Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data dir (keys, database, API token). Default: ./tim-data
@@ -63,9 +64,18 @@ struct RunArgs {
     /// Bootstrap peers, each /ip4/…/tcp/…/p2p/<peer id>.
     #[arg(long, num_args = 1..)]
     bootstrap: Vec<Multiaddr>,
-    /// Local API address. Default: 127.0.0.1:7117 (port 0 picks a free one).
+    /// Local API address. Default: 127.0.0.1:7117 (port 0 picks a free one). Anything but
+    /// loopback exposes the API to the network (a warning says so).
     #[arg(long)]
     api: Option<SocketAddr>,
+    /// More names (or IP addresses, no port) that requests may carry in their Host header, besides
+    /// localhost, loopback addresses and the --api address.
+    #[arg(long, num_args = 1..)]
+    api_allowed_hosts: Vec<String>,
+    /// Serve this API token, read from a file (default: $TIM_TOKEN, else DATA_DIR/api-token,
+    /// created on first start).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Refuse revokes older than this many seconds (default: no limit).
     #[arg(long)]
     revoke_window_secs: Option<u64>,
@@ -79,6 +89,7 @@ struct FileConfig {
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     api: Option<SocketAddr>,
+    api_allowed_hosts: Vec<String>,
     revoke_window_secs: Option<u64>,
     sync_writes: bool,
 }
@@ -161,9 +172,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .api
         .or(file.api)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7117)));
+    let allowed = if args.api_allowed_hosts.is_empty() {
+        file.api_allowed_hosts
+    } else {
+        args.api_allowed_hosts
+    };
+    let hosts = api::HostAllowlist::new(api_addr.ip(), &allowed)?;
+    if !api_addr.ip().is_loopback() {
+        tracing::warn!(
+            %api_addr,
+            "the local API listens beyond loopback: anyone who can reach this address and holds the token controls this account"
+        );
+        eprintln!(
+            "warning: the API at {api_addr} is reachable from the network, not only from this machine;              it is protected by the token alone, over plain HTTP"
+        );
+    }
 
     let shutdown = shutdown_signal();
-    let token = api::load_or_create_token(&data_dir)?;
+    let (token, token_source) = match token::supplied(args.token_file.as_deref())? {
+        Some(s) => (s.token, s.source),
+        None => (
+            api::load_or_create_token(&data_dir)?,
+            data_dir.join(api::TOKEN_FILE).display().to_string(),
+        ),
+    };
     // The API subscribes for itself; a receiver held here and never read would keep the last
     // `event_capacity` events (bodies included, destroyed ones too) in memory.
     let (node, events) = Node::start(config).await?;
@@ -178,7 +210,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         banner.push_str(&format!("listen   {addr}\n"));
     }
     banner.push_str(&format!("api      http://{}\n", listener.local_addr()?));
-    banner.push_str(&format!("token    {}\n", data_dir.join(api::TOKEN_FILE).display()));
+    banner.push_str(&format!("token    {token_source}\n"));
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -190,7 +222,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         data_dir.join(api::ADDR_FILE),
         format!("http://{}\n", listener.local_addr()?),
     )?;
-    let server = tokio::spawn(api::serve(node.clone(), token, listener, shutdown));
+    let server = tokio::spawn(api::serve(node.clone(), token, hosts, listener, shutdown));
     server.await??;
     tracing::info!("shutting down");
     node.shutdown().await?;

@@ -1,66 +1,31 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tim</title>
-<style>
-  :root { --bg:#f6f7f9; --panel:#fff; --ink:#1d2330; --muted:#6b7385; --accent:#2f6fed; --mine:#e3ecff; --warn:#b3261e; }
-  * { box-sizing: border-box; }
-  body { margin:0; font:15px/1.4 system-ui, sans-serif; color:var(--ink); background:var(--bg); height:100vh; display:flex; flex-direction:column; }
-  header { display:flex; gap:1rem; align-items:center; padding:.6rem 1rem; background:var(--panel); border-bottom:1px solid #dde1e8; }
-  header h1 { font-size:1.1rem; margin:0; }
-  .mono { font-family: ui-monospace, monospace; font-size:.8rem; }
-  #me { color:var(--muted); overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
-  main { flex:1; display:flex; min-height:0; }
-  nav { width:17rem; background:var(--panel); border-right:1px solid #dde1e8; padding:.6rem; overflow:auto; }
-  nav h2 { font-size:.8rem; text-transform:uppercase; color:var(--muted); margin:.8rem 0 .3rem; }
-  nav button.conv { display:block; width:100%; text-align:left; border:0; background:none; padding:.35rem .4rem; border-radius:6px; cursor:pointer; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
-  nav button.conv.active { background:var(--mine); }
-  nav form { display:flex; gap:.3rem; margin-top:.3rem; }
-  nav input { flex:1; min-width:0; }
-  section { flex:1; display:flex; flex-direction:column; min-width:0; }
-  #title { padding:.6rem 1rem; border-bottom:1px solid #dde1e8; background:var(--panel); display:flex; justify-content:space-between; align-items:center; gap:.5rem; }
-  #log { flex:1; overflow:auto; padding:1rem; display:flex; flex-direction:column-reverse; gap:.4rem; }
-  .msg { max-width:70%; padding:.45rem .7rem; border-radius:10px; background:var(--panel); border:1px solid #e2e5eb; align-self:flex-start; }
-  .msg.mine { align-self:flex-end; background:var(--mine); }
-  .msg .meta { font-size:.75rem; color:var(--muted); display:flex; gap:.6rem; align-items:center; }
-  .msg.gone { font-style:italic; color:var(--muted); }
-  .msg button { font-size:.75rem; border:0; background:none; color:var(--accent); cursor:pointer; padding:0; }
-  .countdown { color:var(--warn); font-weight:600; }
-  #compose { display:flex; gap:.5rem; padding:.6rem 1rem; background:var(--panel); border-top:1px solid #dde1e8; }
-  #compose input[name=body] { flex:1; }
-  #error { color:var(--warn); padding:.3rem 1rem; min-height:1.6rem; }
-  input, button, select { font:inherit; padding:.35rem .5rem; }
-</style>
-</head>
-<body>
-<header><h1>tim</h1><span id="me" class="mono">connecting…</span><span id="peers"></span></header>
-<main>
-  <nav>
-    <h2>Chats</h2><div id="chats"></div>
-    <form id="newchat"><input name="account" placeholder="account id" class="mono" required><button>Chat</button></form>
-    <h2>Rooms</h2><div id="rooms"></div>
-    <form id="join"><input name="room" placeholder="room id" required><button>Join</button></form>
-  </nav>
-  <section>
-    <div id="title"><span id="convname">Pick a chat or a room</span><button id="leave" hidden>Leave room</button></div>
-    <div id="log"></div>
-    <div id="error" role="alert"></div>
-    <form id="compose" hidden>
-      <input name="body" placeholder="Message" autocomplete="off" required>
-      <select name="burn" title="burn after reading"><option value="">keep</option><option value="10">burn 10 s after reading</option><option value="30">burn 30 s after reading</option></select>
-      <button>Send</button>
-    </form>
-  </section>
-</main>
-<script>
+// The web page's script, served as /page.js (the CSP allows no inline script).
 "use strict";
-const params = new URLSearchParams(location.search);
-let token = params.get("token") || localStorage.getItem("tim-token");
-if (!token) token = prompt("API token (from DATA_DIR/api-token):") || "";
-localStorage.setItem("tim-token", token);
-if (params.has("token")) history.replaceState(null, "", location.pathname);
+const TOKEN_KEY = "tim-token";
+
+// The API token: the stored one, or one from `?token=` (as `tim-node demo` prints). A link must
+// not silently replace a stored token (whoever wrote the link would choose the token this page
+// sends), so a different one is taken only after the user agrees. The token leaves the URL at
+// once, so it stays out of the history and of anything that shows the address.
+function chooseToken() {
+  const params = new URLSearchParams(location.search);
+  const offered = params.get("token");
+  if (params.has("token")) {
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+  }
+  const stored = localStorage.getItem(TOKEN_KEY);
+  if (offered && offered !== stored) {
+    const replace = !stored || confirm("This link carries an API token different from the one this page has stored.\n\n" +
+      "Replace the stored token? Only do so if you started this node yourself (e.g. tim-node demo).");
+    if (replace) { localStorage.setItem(TOKEN_KEY, offered); return offered; }
+  }
+  if (stored) return stored;
+  const typed = (prompt("API token (from DATA_DIR/api-token):") || "").trim();
+  if (typed) localStorage.setItem(TOKEN_KEY, typed);
+  return typed;
+}
+const token = chooseToken();
 
 const $ = (s) => document.querySelector(s);
 const state = { me: null, chats: new Set(JSON.parse(localStorage.getItem("tim-chats") || "[]")), rooms: [], current: null, timers: {} };
@@ -197,6 +162,3 @@ $("#compose").onsubmit = async (e) => {
 
 refreshStatus().then(connectEvents).catch(showError);
 setInterval(() => refreshStatus().catch(() => {}), 5000);
-</script>
-</body>
-</html>

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bare::*, *};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tim_node::{protocol::Recipient, Event, Node};
 
 /// Fresh identities in the attack, and the silent pipes each opens (the measured attack: 300 × 4,
@@ -24,13 +24,52 @@ fn held(stream: &mut libp2p::Stream) -> bool {
     futures::AsyncReadExt::read(stream, &mut byte).now_or_never().is_none()
 }
 
+/// A fresh identity connected to `victim`: it dials and waits for the connection (again when
+/// refused, as a patient attacker would: the node limits handshakes in progress), then drives its
+/// swarm in a task.
+async fn attacker(victim: &Node) -> (libp2p_stream::Control, libp2p::PeerId) {
+    use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+    let target = addr(victim).await;
+    loop {
+        let mut swarm: libp2p::Swarm<libp2p_stream::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let control = swarm.behaviour().new_control();
+        swarm.dial(target.clone()).unwrap();
+        let connected = tokio::time::timeout(WAIT, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => return true,
+                    SwarmEvent::OutgoingConnectionError { .. } => return false,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if connected {
+            tokio::spawn(async move {
+                loop {
+                    swarm.select_next_some().await;
+                }
+            });
+            return (control, victim.peer_id());
+        }
+    }
+}
+
 /// Opens `PIPES_EACH` direct pipes from each of `ATTACKERS` fresh identities and never writes on
 /// them, re-opening the ones the node dropped (over a limit, or while its acceptor was busy) until
 /// the count held stops growing; returns them so they stay open as long as the caller holds them.
 async fn silent_pipes(victim: &Node) -> Vec<(libp2p_stream::Control, libp2p::PeerId, Vec<libp2p::Stream>)> {
     let mut attackers = Vec::new();
     for _ in 0..ATTACKERS {
-        let (control, peer) = bare_peer(victim).await;
+        let (control, peer) = attacker(victim).await;
         attackers.push((control, peer, Vec::new()));
     }
     let mut best = 0;
@@ -60,6 +99,10 @@ async fn silent_pipes(victim: &Node) -> Vec<(libp2p_stream::Control, libp2p::Pee
         }
         best = n;
     }
+    assert!(
+        best >= 1024,
+        "the attack filled only {best} of the node's 1,024 inbound pipes"
+    );
     attackers
 }
 

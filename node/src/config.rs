@@ -61,6 +61,21 @@ pub struct Config {
     /// How long destroyed bodies gather before one shred pass removes their bytes from disk (see
     /// `tim_storage::Config::shred_delay`). They are unreadable at once. Default 1 s.
     pub shred_delay: Duration,
+    /// Most inbound direct pipes served at once (4 at most per peer). When full, a pipe from a
+    /// peer this node chose to talk to (one it delivered to, or a bootstrap peer) displaces the
+    /// oldest stranger's; a stranger's is refused. Default 1,024.
+    pub max_inbound_pipes: usize,
+    /// Most connections being set up (handshakes) that peers opened. Default 128.
+    pub max_pending_incoming: u32,
+    /// Most established connections that peers opened. Peers this node chose to talk to are not
+    /// counted. Default 512.
+    pub max_established_incoming: u32,
+    /// Most established connections, both directions, not counting peers this node chose to
+    /// talk to. Default 1,024.
+    pub max_established: u32,
+    /// Most established connections with one peer (two is normal: both dialled at once).
+    /// Default 4.
+    pub max_established_per_peer: u32,
 }
 
 impl Config {
@@ -92,6 +107,11 @@ impl Config {
             sync_window: 10_000,
             sync_writes: false,
             shred_delay: Duration::from_secs(1),
+            max_inbound_pipes: 1024,
+            max_pending_incoming: 128,
+            max_established_incoming: 512,
+            max_established: 1024,
+            max_established_per_peer: 4,
         }
     }
 

@@ -4,7 +4,8 @@
 
 use bincode::{
     config::{Config, Configuration, Fixint, LittleEndian, NoLimit},
-    error::DecodeError,
+    de::{read::Reader, Decoder},
+    error::{AllowedEnumVariants, DecodeError},
     Decode, Encode,
 };
 
@@ -19,6 +20,10 @@ pub const MAX_FRAME_LEN: usize = crate::MAX_BODY_LEN + 4 * 1024;
 
 /// The largest room-sync page frame.
 pub const MAX_SYNC_PAGE_LEN: usize = 2 * 1024 * 1024;
+
+/// The largest pipe frame: the largest envelope plus the version byte, the variant tag, the id and
+/// the envelope's length prefix.
+const MAX_PIPE_FRAME_LEN: usize = MAX_FRAME_LEN + 1 + 4 + 8 + 8;
 
 fn raw_config() -> Configuration<LittleEndian, Fixint, NoLimit> {
     bincode::config::standard().with_fixed_int_encoding()
@@ -93,7 +98,11 @@ impl Wire for Ack {
 /// One frame on a direct pipe: the long-lived stream a node keeps to each peer it delivers to
 /// (`/tim/direct/2.0.0`). Requests carry the sender's id; each answer names the request it
 /// answers, so many requests share one stream and answers may come in any order.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+///
+/// Its decoding (written out below, the same bytes as the derived one) refuses an envelope length
+/// over the bytes the frame holds before allocating it, so a short frame cannot make the receiver
+/// reserve the limit.
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub enum PipeFrame {
     /// An [`Envelope`] frame for the receiving node.
     Request {
@@ -113,12 +122,45 @@ pub enum PipeFrame {
 
 impl Wire for PipeFrame {
     const NAME: &'static str = "pipe frame";
+    /// The largest envelope plus the version byte, the variant tag, the id and the length prefix.
     const MAX_LEN: usize = MAX_PIPE_FRAME_LEN;
 }
 
-/// The largest pipe frame: the largest envelope plus the version byte, the variant tag, the id and
-/// the length prefix.
-const MAX_PIPE_FRAME_LEN: usize = MAX_FRAME_LEN + 1 + 4 + 8 + 8;
+impl<Ctx> Decode<Ctx> for PipeFrame {
+    fn decode<D: Decoder<Context = Ctx>>(decoder: &mut D) -> std::result::Result<Self, DecodeError> {
+        match u32::decode(decoder)? {
+            0 => Ok(PipeFrame::Request {
+                id: u64::decode(decoder)?,
+                envelope: bytes_present(decoder)?,
+            }),
+            1 => Ok(PipeFrame::Answer {
+                id: u64::decode(decoder)?,
+                ack: Ack::decode(decoder)?,
+            }),
+            found => Err(DecodeError::UnexpectedVariant {
+                type_name: "PipeFrame",
+                allowed: &AllowedEnumVariants::Range { min: 0, max: 1 },
+                found,
+            }),
+        }
+    }
+}
+bincode::impl_borrow_decode!(PipeFrame);
+
+/// A length-prefixed byte string (as bincode encodes a `Vec<u8>`), refused as truncated when the
+/// input holds fewer bytes than the prefix claims, before anything is allocated for it.
+fn bytes_present<D: Decoder>(decoder: &mut D) -> std::result::Result<Vec<u8>, DecodeError> {
+    let len = u64::decode(decoder)?;
+    let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
+    if decoder.reader().peek_read(len).is_none() {
+        // Only slice readers can peek, and `decode` reads only slices: the bytes are not there.
+        return Err(DecodeError::UnexpectedEnd { additional: len });
+    }
+    decoder.claim_bytes_read(len)?;
+    let mut bytes = vec![0u8; len];
+    decoder.reader().read(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// A member catching up asks a peer for a room's history after a point of that peer's log.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -195,8 +237,8 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T> {
     if version != WIRE_VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
-    // bincode's own limit bounds what a length prefix may make it allocate: the smallest of our
-    // limits that holds the type's (every `MAX_LEN` is one of them), so no claim passes `T::MAX_LEN`.
+    // bincode's own limit, the type's own or the next above it, bounds what a length prefix may
+    // make it allocate.
     let decoded = if T::MAX_LEN <= MAX_FRAME_LEN {
         bincode::decode_from_slice::<T, _>(rest, limited_config::<MAX_FRAME_LEN>())
     } else if T::MAX_LEN <= MAX_PIPE_FRAME_LEN {

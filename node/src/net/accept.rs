@@ -1,62 +1,156 @@
 //! Serves the inbound streams of one protocol (direct pipes, room sync), each in its own task,
-//! within a total and a per-peer limit; a stream over a limit is dropped (its peer sees it fail).
+//! within the slots `budget::Admission` hands out: a stream refused a slot is dropped (its peer
+//! sees it fail), and one that a known peer's stream displaces is aborted. A served task that ends
+//! in any way, a panic included, frees its slot.
 
-use std::{collections::HashMap, future::Future};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+};
 
-use futures::StreamExt;
-use libp2p::{PeerId, Stream};
-use libp2p_stream::IncomingStreams;
-use tokio::task::{JoinHandle, JoinSet};
-use tracing::debug;
+use futures::{Stream, StreamExt};
+use libp2p::PeerId;
+use tokio::task::{AbortHandle, Id, JoinHandle, JoinSet};
+use tracing::{debug, warn};
 
-/// How many streams of one protocol are served at once.
-pub(crate) struct Limits {
-    pub(crate) total: usize,
-    pub(crate) per_peer: usize,
-}
+use super::budget::{Admission, Decision, KnownPeers, Limits};
+
+/// The peers this node chose to talk to, shared by the event loop (which adds them) and the
+/// accept tasks (which favour them when full).
+pub(crate) type Known = Arc<Mutex<KnownPeers>>;
 
 /// Serves every stream of `incoming` with `serve` (called when the stream is taken, its future
-/// run in a task of its own), within `limits`. Ends (and aborts what it serves) when aborted.
-pub(crate) fn serve_each<F, Fut>(
-    mut incoming: IncomingStreams,
+/// run in a task of its own), within `limits`, favouring the peers in `known` when full. Ends (and
+/// aborts what it serves) when aborted.
+pub(crate) fn serve_each<I, T, F, Fut>(
+    mut incoming: I,
     what: &'static str,
     limits: Limits,
+    known: Known,
     serve: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(PeerId, Stream) -> Fut + Send + 'static,
+    I: Stream<Item = (PeerId, T)> + Unpin + Send + 'static,
+    T: Send + 'static,
+    F: Fn(PeerId, T) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut serving: JoinSet<PeerId> = JoinSet::new();
-        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
+        let mut admission = Admission::new(limits);
+        let mut serving: JoinSet<()> = JoinSet::new();
+        // Each served task's slot, and each slot's task (to abort it when displaced).
+        let mut slot_of: HashMap<Id, u64> = HashMap::new();
+        let mut task_of: HashMap<u64, AbortHandle> = HashMap::new();
         loop {
             tokio::select! {
-                Some(ended) = serving.join_next(), if !serving.is_empty() => {
-                    if let Ok(peer) = ended {
-                        if let Some(n) = per_peer.get_mut(&peer) {
-                            *n -= 1;
-                            if *n == 0 {
-                                per_peer.remove(&peer);
+                Some(ended) = serving.join_next_with_id(), if !serving.is_empty() => {
+                    let id = match ended {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            if e.is_panic() {
+                                warn!(what, "a task serving an inbound stream panicked");
                             }
+                            e.id()
                         }
+                    };
+                    if let Some(slot) = slot_of.remove(&id) {
+                        task_of.remove(&slot);
+                        admission.release(slot);
                     }
                 }
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
-                    let count = per_peer.get(&peer).copied().unwrap_or(0);
-                    if count >= limits.per_peer || serving.len() >= limits.total {
-                        debug!(%peer, what, "refused an inbound stream over the limit");
-                        continue;
+                    let is_known = known.lock().map(|k| k.contains(&peer)).unwrap_or(false);
+                    match admission.admit(peer, is_known) {
+                        Decision::Refuse(why) => {
+                            debug!(%peer, what, ?why, open = admission.len(), "refused an inbound stream over the limit");
+                        }
+                        Decision::Admit { slot, evict } => {
+                            if let Some(old) = evict {
+                                if let Some(task) = task_of.remove(&old) {
+                                    slot_of.remove(&task.id());
+                                    task.abort();
+                                }
+                                debug!(%peer, what, "a known peer's stream displaced a stranger's");
+                            }
+                            let task = serving.spawn(serve(peer, stream));
+                            slot_of.insert(task.id(), slot);
+                            task_of.insert(slot, task);
+                        }
                     }
-                    per_peer.insert(peer, count + 1);
-                    let work = serve(peer, stream);
-                    serving.spawn(async move {
-                        work.await;
-                        peer
-                    });
                 }
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::channel::mpsc;
+    use tokio::sync::mpsc as tmpsc;
+
+    use super::*;
+
+    /// A stream the test hands in: its number, and where its task reports that it runs.
+    type Item = (PeerId, (u32, tmpsc::UnboundedSender<u32>));
+
+    fn server(limits: Limits, known: Known) -> (mpsc::UnboundedSender<Item>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded::<Item>();
+        let task = serve_each(
+            rx,
+            "test",
+            limits,
+            known,
+            |_, (n, running): (u32, tmpsc::UnboundedSender<u32>)| async move {
+                assert!(n != 0, "stream 0 panics its task");
+                let _ = running.send(n);
+                // Held until aborted.
+                std::future::pending::<()>().await;
+            },
+        );
+        (tx, task)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_serve_task_frees_its_peers_slot() {
+        let (tx, task) = server(Limits { total: 8, per_peer: 1 }, Known::default());
+        let peer = PeerId::random();
+        let (running_tx, mut running) = tmpsc::unbounded_channel();
+        tx.unbounded_send((peer, (0, running_tx.clone()))).unwrap();
+        // Offered again until taken: the panicked task's slot must come free.
+        let taken = tokio::time::timeout(Duration::from_secs(5), async {
+            for n in 1.. {
+                tx.unbounded_send((peer, (n, running_tx.clone()))).unwrap();
+                if let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(20), running.recv()).await {
+                    return n;
+                }
+            }
+            unreachable!()
+        })
+        .await;
+        assert!(taken.is_ok(), "the panicked task's slot was never freed");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_known_peer_displaces_a_stranger_and_the_strangers_task_ends() {
+        let known = Known::default();
+        let friend = PeerId::random();
+        known.lock().unwrap().insert(friend);
+        let (tx, task) = server(Limits { total: 1, per_peer: 4 }, known);
+        let (running_tx, mut running) = tmpsc::unbounded_channel();
+        let (stranger_tx, mut stranger_running) = tmpsc::unbounded_channel();
+        tx.unbounded_send((PeerId::random(), (1, stranger_tx))).unwrap();
+        assert_eq!(stranger_running.recv().await, Some(1));
+        // Full: another stranger is refused, the known peer is served.
+        tx.unbounded_send((PeerId::random(), (2, running_tx.clone()))).unwrap();
+        tx.unbounded_send((friend, (3, running_tx))).unwrap();
+        assert_eq!(running.recv().await, Some(3));
+        // The displaced stranger's task was aborted: its sender is gone.
+        assert_eq!(stranger_running.recv().await, None);
+        task.abort();
+    }
 }

@@ -14,6 +14,9 @@ impl EventLoop {
         while let Some(output) = self.deliveries.poll() {
             match output {
                 Output::OpenPipe { peer, generation } => {
+                    // This node chose this peer (it serves the route of an account it delivers
+                    // to): the peer's own streams are favoured from now on.
+                    self.mark_known(peer);
                     let pipe = Pipe::open(
                         self.streams.clone(),
                         self.core.clone(),

@@ -19,8 +19,12 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL},
+    accept::Known,
+    budget::Limits,
+    deadline::Timeouts,
+    pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
+    room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{room_of, topic},
     swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
     sync_exchange::{self, SYNC_PROTOCOL},
@@ -97,8 +101,13 @@ pub(crate) struct EventLoop {
     /// Serves inbound room sync exchanges; aborted at shutdown.
     sync_server: tokio::task::JoinHandle<()>,
     pub(super) request_timeout: Duration,
-    /// Room syncs in flight.
-    pub(super) syncing: HashSet<(RoomId, PeerId)>,
+    /// The peers this node chose to talk to: favoured by the inbound stream budgets when they
+    /// are full, and exempt from the connection limits.
+    known: Known,
+    /// Room syncs in flight, with their progress.
+    pub(super) syncing: HashMap<(RoomId, PeerId), SyncProgress>,
+    /// Bounds the sync pages being verified and stored at once.
+    pub(super) sync_applying: Arc<Semaphore>,
     /// Turns of the periodic sync (which member each room syncs with next).
     pub(super) sync_turn: usize,
     /// Burn-after-read timers.
@@ -179,12 +188,29 @@ impl EventLoop {
         let incoming = streams
             .accept(DIRECT_PROTOCOL)
             .map_err(|e| Error::Network(e.to_string()))?;
-        let pipe_server = pipe::serve_inbound(incoming, core.clone(), inflight.clone());
+        let known = Known::default();
+        let pipe_limits = Limits {
+            total: config.max_inbound_pipes.max(1),
+            per_peer: MAX_PIPES_PER_PEER,
+        };
+        let pipe_server = pipe::serve_inbound(
+            incoming,
+            core.clone(),
+            inflight.clone(),
+            known.clone(),
+            pipe_limits,
+            Timeouts::pipe(config.idle_connection_timeout),
+        );
         let sync_incoming = streams
             .accept(SYNC_PROTOCOL)
             .map_err(|e| Error::Network(e.to_string()))?;
-        let sync_server =
-            sync_exchange::serve_inbound(sync_incoming, core.clone(), inflight.clone(), config.request_timeout);
+        let sync_server = sync_exchange::serve_inbound(
+            sync_incoming,
+            core.clone(),
+            inflight.clone(),
+            known.clone(),
+            config.request_timeout,
+        );
         let deliveries = Deliveries::new(Settings {
             local: core.account,
             request_timeout: config.request_timeout,
@@ -211,7 +237,9 @@ impl EventLoop {
             pipe_server,
             sync_server,
             request_timeout: config.request_timeout,
-            syncing: HashSet::new(),
+            known,
+            syncing: HashMap::new(),
+            sync_applying: Arc::new(Semaphore::new(MAX_PAGES_APPLYING)),
             sync_turn: 0,
             burns: BTreeMap::new(),
             route_published: false,
@@ -219,6 +247,11 @@ impl EventLoop {
             route_refresh: config.route_refresh,
             sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
         };
+        for addr in &config.bootstrap {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                this.mark_known(peer);
+            }
+        }
         for (deadline, mid) in burns {
             this.burns.insert((instant_of(*deadline), *mid), ());
         }
@@ -231,6 +264,25 @@ impl EventLoop {
         }
         this.publish_route();
         Ok(this)
+    }
+
+    /// Remembers `peer` as one this node chose to talk to (see `budget`), and exempts it from the
+    /// connection limits; the peer forgotten to make room loses both.
+    pub(super) fn mark_known(&mut self, peer: PeerId) {
+        let forgotten = match self.known.lock() {
+            Ok(mut known) => {
+                if known.contains(&peer) {
+                    return;
+                }
+                known.insert(peer)
+            }
+            Err(_) => return,
+        };
+        let limits = &mut self.swarm.behaviour_mut().limits;
+        limits.bypass_peer_id(&peer);
+        if let Some(old) = forgotten {
+            limits.remove_peer_id(&old);
+        }
     }
 
     /// The time for the delivery state machine.
@@ -454,6 +506,7 @@ impl EventLoop {
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Streams(())) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {

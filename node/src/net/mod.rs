@@ -8,12 +8,17 @@
 //! - `room_sync`: when and with whom rooms catch up; `sync_exchange`: the exchange on the wire.
 //! - `direct`: carries out the delivery state machine's outputs (`crate::delivery`).
 //! - `pipe`: one long-lived stream per peer for direct messages, both directions.
-//! - `accept`: serving inbound streams within a total and a per-peer limit.
+//! - `accept`: serving inbound streams within their budget; `budget`: who gets a slot (a total
+//!   and a per-peer limit, known peers first when full); `deadline`: when a silent inbound stream
+//!   is closed; `frame`: pipe framing that never reserves more than what arrived.
 //! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
 
 mod accept;
+mod budget;
+mod deadline;
 mod direct;
 mod event_loop;
+mod frame;
 mod pipe;
 mod quiesce;
 mod room_sync;

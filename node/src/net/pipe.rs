@@ -7,19 +7,24 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use asynchronous_codec::{Bytes, Framed};
-use futures::{stream::FuturesUnordered, SinkExt, StreamExt};
+use asynchronous_codec::{Bytes, BytesMut, Decoder, Framed};
+use futures::{stream::FuturesUnordered, AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
-use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Via, Wire};
+use tim_protocol::{decode, encode, Ack, Code, PipeFrame, Via};
 use tokio::{
     sync::{mpsc, Semaphore},
     task::JoinHandle,
+    time::Instant,
 };
 use tracing::debug;
-use unsigned_varint::codec::UviBytes;
 
-use super::accept::{self, Limits};
+use super::{
+    accept::{self, Known},
+    budget::Limits,
+    deadline::{StreamClock, Timeouts, FRAME_TIMEOUT},
+    frame::{self, FrameCodec, MAX_ANSWER_FRAME, MAX_REQUEST_FRAME},
+};
 use crate::{core::Core, delivery::DeliveryOutcome};
 
 /// The direct-delivery protocol: one long-lived pipe per peer.
@@ -27,11 +32,11 @@ pub(crate) const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/dir
 /// Requests one inbound pipe verifies and stores at once; it stops reading beyond that.
 const PIPE_CONCURRENCY: usize = 64;
 /// Most inbound pipes from one peer (one per remote node is normal; a spare for a reconnect).
-const MAX_PIPES_PER_PEER: usize = 4;
-/// Most inbound pipes served at once.
-const MAX_INBOUND_PIPES: usize = 1024;
+pub(crate) const MAX_PIPES_PER_PEER: usize = 4;
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
+/// Bytes an inbound pipe reads from its stream at a time.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// What an outbound pipe reports back to the event loop.
 #[derive(Debug)]
@@ -47,10 +52,9 @@ pub(crate) enum PipeEvent {
     },
 }
 
-fn framed(stream: Stream) -> Framed<Stream, UviBytes<Bytes>> {
-    let mut codec = UviBytes::default();
-    codec.set_max_len(PipeFrame::MAX_LEN);
-    Framed::new(stream, codec)
+/// This node's side of an outbound pipe: requests written, only answers read.
+fn framed(stream: Stream) -> Framed<Stream, FrameCodec> {
+    Framed::new(stream, FrameCodec::new(MAX_ANSWER_FRAME, MAX_REQUEST_FRAME))
 }
 
 /// A request for the pipe's task: its id, the envelope frame, and the outcome to record on a
@@ -166,74 +170,143 @@ impl Drop for Pipe {
     }
 }
 
-/// Accepts inbound pipes and serves each in its own task, within the per-peer and total limits.
-/// Ends (and aborts every pipe it serves) when aborted.
-pub(crate) fn serve_inbound(incoming: IncomingStreams, core: Arc<Core>, inflight: Arc<Semaphore>) -> JoinHandle<()> {
-    let limits = Limits {
-        total: MAX_INBOUND_PIPES,
-        per_peer: MAX_PIPES_PER_PEER,
-    };
-    accept::serve_each(incoming, "pipe", limits, move |peer, stream| {
+/// Accepts inbound pipes and serves each in its own task, within `limits` (favouring `known`
+/// peers when full) and each within `timeouts`. Ends (and aborts every pipe it serves) when aborted.
+pub(crate) fn serve_inbound(
+    incoming: IncomingStreams,
+    core: Arc<Core>,
+    inflight: Arc<Semaphore>,
+    known: Known,
+    limits: Limits,
+    timeouts: Timeouts,
+) -> JoinHandle<()> {
+    accept::serve_each(incoming, "pipe", limits, known, move |peer, stream| {
         let (core, inflight) = (core.clone(), inflight.clone());
         async move {
-            if let Err(e) = serve(stream, &core, &inflight).await {
+            if let Err(e) = serve(stream, &core, &inflight, timeouts).await {
                 debug!(%peer, error = %e, "inbound pipe ended");
             }
         }
     })
 }
 
-/// Writes the answer to request `id`.
-async fn answer_on(pipe: &mut Framed<Stream, UviBytes<Bytes>>, id: u64, ack: Ack) -> Result<(), String> {
+/// Writes the answer to request `id`, within [`FRAME_TIMEOUT`] (a peer that stops reading its
+/// answers loses its pipe).
+async fn answer_on(pipe: &mut Stream, id: u64, ack: Ack) -> Result<(), String> {
     let frame = encode(&PipeFrame::Answer { id, ack }).map_err(|e| e.to_string())?;
-    pipe.send(Bytes::from(frame)).await.map_err(|e| e.to_string())
+    let mut out = BytesMut::new();
+    asynchronous_codec::Encoder::encode(&mut FrameCodec::new(0, MAX_ANSWER_FRAME), Bytes::from(frame), &mut out)
+        .map_err(|e| e.to_string())?;
+    let write = async {
+        pipe.write_all(&out).await?;
+        pipe.flush().await
+    };
+    match tokio::time::timeout(FRAME_TIMEOUT, write).await {
+        Ok(written) => written.map_err(|e| e.to_string()),
+        Err(_) => Err("the peer did not read its answer in time".into()),
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Serves one inbound pipe: each request is verified and stored (here if `core::Inline` allows, else
 /// on the blocking pool, at most [`PIPE_CONCURRENCY`] at once; always with a node-wide in-flight
-/// permit: without one it is answered `5104 overloaded`), and answered as soon as it is done.
-async fn serve(stream: Stream, core: &Arc<Core>, inflight: &Arc<Semaphore>) -> Result<(), String> {
-    let mut pipe = framed(stream);
+/// permit: without one it is answered `5104 overloaded`), and answered as soon as it is done. The
+/// pipe is closed when the peer breaks one of `timeouts` (see `deadline::StreamClock`).
+async fn serve(
+    mut stream: Stream,
+    core: &Arc<Core>,
+    inflight: &Arc<Semaphore>,
+    timeouts: Timeouts,
+) -> Result<(), String> {
+    let mut codec = FrameCodec::new(MAX_REQUEST_FRAME, 0);
+    // What has arrived and not yet been taken as frames: at most one frame and one chunk.
+    let mut buffer = BytesMut::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut clock = StreamClock::new(timeouts, now());
     let mut working = FuturesUnordered::new();
-    let mut reading = true;
+    // Whether the peer may still send (it has not closed its side), and whether this node reads.
+    let mut open = true;
+    let mut was_reading = true;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
     loop {
+        // Take every complete frame there is room to work on.
+        while working.len() < PIPE_CONCURRENCY {
+            let Some(frame) = codec.decode(&mut buffer).map_err(|e| e.to_string())? else {
+                break;
+            };
+            clock.frame_done(now());
+            let (id, envelope) = match decode::<PipeFrame>(&frame).map_err(|e| e.to_string())? {
+                PipeFrame::Request { id, envelope } => (id, envelope),
+                PipeFrame::Answer { .. } => return Err("peer sent an answer on its own pipe".into()),
+            };
+            let Ok(permit) = inflight.clone().try_acquire_owned() else {
+                answer_on(
+                    &mut stream,
+                    id,
+                    Ack::Refused {
+                        code: Code::Overloaded.number(),
+                    },
+                )
+                .await?;
+                continue;
+            };
+            if let Some(ack) = core.inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
+                drop(permit);
+                answer_on(&mut stream, id, ack).await?;
+                clock.activity(now());
+                continue;
+            }
+            let core = core.clone();
+            working.push(tokio::task::spawn_blocking(move || {
+                let ack = core.inbound(&envelope, &Via::Direct).ack();
+                drop(permit);
+                (id, ack)
+            }));
+        }
+        let reading = open && working.len() < PIPE_CONCURRENCY;
+        if reading && !was_reading {
+            clock.resumed(now());
+        }
+        was_reading = reading;
+        if reading {
+            clock.buffered(now(), frame::in_frame(&codec, buffer.len()));
+        }
+        if !open && working.is_empty() {
+            if frame::in_frame(&codec, buffer.len()) {
+                return Err("the peer closed its side inside a frame".into());
+            }
+            break;
+        }
+        let deadline = clock.deadline(reading, !working.is_empty());
+        if let Some(at) = deadline {
+            timer.as_mut().reset(Instant::from_std(at));
+        }
         tokio::select! {
             Some(answer) = working.next(), if !working.is_empty() => {
                 let (id, ack): (u64, Ack) = match answer {
                     Ok(answer) => answer,
                     Err(e) => return Err(format!("verification task failed: {e}")),
                 };
-                answer_on(&mut pipe, id, ack).await?;
+                answer_on(&mut stream, id, ack).await?;
+                clock.activity(now());
             }
-            frame = pipe.next(), if reading && working.len() < PIPE_CONCURRENCY => {
-                let Some(frame) = frame else {
-                    reading = false;
-                    continue;
-                };
-                let frame = frame.map_err(|e| e.to_string())?;
-                let (id, envelope) = match decode::<PipeFrame>(&frame).map_err(|e| e.to_string())? {
-                    PipeFrame::Request { id, envelope } => (id, envelope),
-                    PipeFrame::Answer { .. } => return Err("peer sent an answer on its own pipe".into()),
-                };
-                let Ok(permit) = inflight.clone().try_acquire_owned() else {
-                    answer_on(&mut pipe, id, Ack::Refused { code: Code::Overloaded.number() }).await?;
-                    continue;
-                };
-                if let Some(ack) = core.inline.try_run(|| core.inbound(&envelope, &Via::Direct).ack()) {
-                    drop(permit);
-                    answer_on(&mut pipe, id, ack).await?;
-                    continue;
+            read = stream.read(&mut chunk), if reading => {
+                match read.map_err(|e| e.to_string())? {
+                    0 => open = false,
+                    n => buffer.extend_from_slice(&chunk[..n]),
                 }
-                let core = core.clone();
-                working.push(tokio::task::spawn_blocking(move || {
-                    let ack = core.inbound(&envelope, &Via::Direct).ack();
-                    drop(permit);
-                    (id, ack)
-                }));
             }
-            else => break,
+            _ = &mut timer, if deadline.is_some() => {
+                if let Some(broken) = clock.expired(now(), reading, !working.is_empty()) {
+                    return Err(broken.to_string());
+                }
+            }
         }
     }
-    let _ = pipe.close().await;
+    let _ = stream.close().await;
     Ok(())
 }

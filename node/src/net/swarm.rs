@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use libp2p::{
-    allow_block_list, gossipsub, identify, kad, noise, swarm::NetworkBehaviour, tcp, yamux, StreamProtocol, Swarm,
+    allow_block_list, connection_limits, gossipsub, identify, kad, noise, swarm::NetworkBehaviour, tcp, yamux,
+    StreamProtocol, Swarm,
 };
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,10 @@ pub(crate) const GOSSIP_PROTOCOL: &str = "/tim/meshsub/1.1.0";
 /// Everything a tim node speaks.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Ceilings on connections (`Config::max_established*`, `max_pending_incoming`), first so a
+    /// connection over them is denied before any other behaviour sets up for it. Peers this node
+    /// chose to talk to are exempt (`EventLoop::mark_known`).
+    pub(crate) limits: connection_limits::Behaviour,
     /// Peers this node refuses to talk to (operator blocks, test partitions).
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Tells peers our listen addresses and protocols; feeds Kademlia's routing table.
@@ -74,7 +79,13 @@ pub(crate) fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Re
             let gossip_config = gossipsub_config_builder().validate_messages().build()?;
             let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
             let streams = libp2p_stream::Behaviour::new();
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_pending_incoming(Some(config.max_pending_incoming))
+                .with_max_established_incoming(Some(config.max_established_incoming))
+                .with_max_established(Some(config.max_established))
+                .with_max_established_per_peer(Some(config.max_established_per_peer));
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 blocked: allow_block_list::Behaviour::default(),
                 identify,
                 kad,

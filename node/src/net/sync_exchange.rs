@@ -15,7 +15,11 @@ use tokio::{
 };
 use tracing::debug;
 
-use super::accept::{self, Limits};
+use super::{
+    accept::{self, Known},
+    budget::Limits,
+    deadline::FIRST_FRAME_TIMEOUT,
+};
 use crate::core::Core;
 
 /// The room sync protocol.
@@ -39,7 +43,8 @@ async fn read_limited<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Resul
     Ok(buf)
 }
 
-/// Asks `peer` for the page of `request.room` after `request.after`, within `timeout`.
+/// Asks `peer` for the page of `request.room` after `request.after`, within `timeout`. A page with
+/// more items than asked for is refused (its size alone is bounded by the frame limit).
 pub(crate) async fn fetch(
     mut streams: Control,
     peer: PeerId,
@@ -57,26 +62,36 @@ pub(crate) async fn fetch(
         let page = read_limited(&mut stream, MAX_SYNC_PAGE_LEN)
             .await
             .map_err(|e| e.to_string())?;
-        decode::<SyncPage>(&page).map_err(|e| e.to_string())
+        let page = decode::<SyncPage>(&page).map_err(|e| e.to_string())?;
+        if page.frames.len() > request.limit as usize {
+            return Err(format!(
+                "a page of {} items, over the {} asked for",
+                page.frames.len(),
+                request.limit
+            ));
+        }
+        Ok(page)
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| format!("no page within {timeout:?}"))?
 }
 
-/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once and
-/// [`MAX_SERVING_PER_PEER`] for one peer. Ends (and aborts what it serves) when aborted.
+/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once (favouring
+/// `known` peers when full) and [`MAX_SERVING_PER_PEER`] for one peer, each within `timeout` and
+/// its request within [`FIRST_FRAME_TIMEOUT`]. Ends (and aborts what it serves) when aborted.
 pub(crate) fn serve_inbound(
     incoming: IncomingStreams,
     core: Arc<Core>,
     inflight: Arc<Semaphore>,
+    known: Known,
     timeout: Duration,
 ) -> JoinHandle<()> {
     let limits = Limits {
         total: MAX_SERVING,
         per_peer: MAX_SERVING_PER_PEER,
     };
-    accept::serve_each(incoming, "sync", limits, move |peer, stream| {
+    accept::serve_each(incoming, "sync", limits, known, move |peer, stream| {
         // A node-wide in-flight permit, taken now: without one the page is empty
         // (`more: false`), so the asker stops and syncs again later.
         let permit = inflight.clone().try_acquire_owned().ok();
@@ -91,10 +106,12 @@ pub(crate) fn serve_inbound(
     })
 }
 
-/// Reads one request and writes its page (read from the store on the blocking pool).
+/// Reads one request (the whole of it within [`FIRST_FRAME_TIMEOUT`]) and writes its page (read
+/// from the store on the blocking pool).
 async fn answer(mut stream: Stream, core: Arc<Core>, permit: Option<OwnedSemaphorePermit>) -> Result<(), String> {
-    let request = read_limited(&mut stream, MAX_SYNC_REQUEST_LEN)
+    let request = tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_limited(&mut stream, MAX_SYNC_REQUEST_LEN))
         .await
+        .map_err(|_| "no complete request in time".to_string())?
         .map_err(|e| e.to_string())?;
     let request: SyncRequest = decode(&request).map_err(|e| e.to_string())?;
     let page = match permit {

@@ -92,6 +92,11 @@ struct FileConfig {
     api_allowed_hosts: Vec<String>,
     revoke_window_secs: Option<u64>,
     sync_writes: bool,
+    max_inbound_pipes: Option<usize>,
+    max_pending_incoming: Option<u32>,
+    max_established_incoming: Option<u32>,
+    max_established: Option<u32>,
+    max_established_per_peer: Option<u32>,
 }
 
 fn init_logs(format: LogFormat, default: &str) {
@@ -168,6 +173,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .or(file.revoke_window_secs)
         .map(Duration::from_secs);
     config.sync_writes = file.sync_writes;
+    let set = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
+    set(&mut config.max_pending_incoming, file.max_pending_incoming);
+    set(&mut config.max_established_incoming, file.max_established_incoming);
+    set(&mut config.max_established, file.max_established);
+    set(&mut config.max_established_per_peer, file.max_established_per_peer);
+    config.max_inbound_pipes = file.max_inbound_pipes.unwrap_or(config.max_inbound_pipes);
     let api_addr = args
         .api
         .or(file.api)

@@ -52,6 +52,7 @@ pub mod tag {
     pub const REVOKE: &[u8] = b"tim/v1/revoke\0";
     /// Prefix of the bytes a recipient signs to burn a direct message.
     pub const BURN: &[u8] = b"tim/v1/burn\0";
-    /// Prefix of the bytes an account signs to publish where it is reachable.
-    pub const ROUTE: &[u8] = b"tim/v1/route\0";
+    /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
+    /// tuple carries a sequence number, so no v1 route signature verifies as v2).
+    pub const ROUTE: &[u8] = b"tim/v2/route\0";
 }

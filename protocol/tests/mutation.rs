@@ -413,7 +413,14 @@ fn route_records() -> Vec<RouteRecord> {
     .into_iter()
     .enumerate()
     .map(|(i, addrs)| {
-        RouteRecord::sign(&key(3 + i as u8), peer.clone(), addrs, SENT_AT + 60_000).expect("a fixture record")
+        RouteRecord::sign(
+            &key(3 + i as u8),
+            peer.clone(),
+            addrs,
+            SENT_AT + i as u64,
+            SENT_AT + 60_000,
+        )
+        .expect("a fixture record")
     })
     .collect()
 }
@@ -474,7 +481,10 @@ fn pipe_frame_length_claim_allocates_within_the_pipe_limit() {
     frame[len_at..len_at + 8].copy_from_slice(&2_000_000u64.to_le_bytes());
     let (result, largest) = largest_allocation(|| decode::<PipeFrame>(&frame));
     assert!(largest <= PipeFrame::MAX_LEN, "a {largest}-byte allocation");
-    assert!(matches!(result.map_err(|e| e.code()), Err(Code::Malformed | Code::TooLarge)));
+    assert!(matches!(
+        result.map_err(|e| e.code()),
+        Err(Code::Malformed | Code::TooLarge)
+    ));
 }
 
 #[test]
@@ -489,10 +499,16 @@ fn a_short_pipe_frame_claiming_a_large_envelope_allocates_nothing_of_that_size()
         assert_eq!(frame.len(), 21);
         let (result, largest) = largest_allocation(|| decode::<PipeFrame>(&frame));
         assert!(
-            matches!(result.as_ref().map_err(|e| e.code()), Err(Code::Malformed | Code::TooLarge)),
+            matches!(
+                result.as_ref().map_err(|e| e.code()),
+                Err(Code::Malformed | Code::TooLarge)
+            ),
             "{claimed}: {result:?}"
         );
-        assert!(largest < 1024, "a 21-byte frame claiming {claimed} bytes allocated {largest} at once");
+        assert!(
+            largest < 1024,
+            "a 21-byte frame claiming {claimed} bytes allocated {largest} at once"
+        );
     }
 }
 

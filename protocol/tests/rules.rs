@@ -322,21 +322,24 @@ fn unknown_header_version_is_typed() {
 #[test]
 fn route_records() {
     let alice = key(1);
-    let r = RouteRecord::sign(&alice, vec![1, 2, 3], vec![vec![4, 5]], 1000).unwrap();
+    let r = RouteRecord::sign(&alice, vec![1, 2, 3], vec![vec![4, 5]], 1, 1000).unwrap();
     assert!(r.verify(999).is_ok());
     assert_eq!(code_of(r.verify(1000)), Code::Expired);
     let mut forged = r.clone();
     forged.expires_at = 5000;
     assert_eq!(code_of(forged.verify(999)), Code::InvalidSignature);
+    let mut replayed = r.clone();
+    replayed.seq = 2;
+    assert_eq!(code_of(replayed.verify(999)), Code::InvalidSignature);
     let mut moved = r.clone();
     moved.addrs = vec![vec![6]];
     assert_eq!(code_of(moved.verify(999)), Code::InvalidSignature);
     let mut stolen = r;
     stolen.account = key(2).account_id();
     assert_eq!(code_of(stolen.verify(999)), Code::InvalidSignature);
-    let bytes = encode(&RouteRecord::sign(&alice, vec![9; 38], vec![], 7).unwrap()).unwrap();
+    let bytes = encode(&RouteRecord::sign(&alice, vec![9; 38], vec![], 1, 7).unwrap()).unwrap();
     assert_eq!(
-        code_of(RouteRecord::sign(&alice, vec![9; 38], vec![vec![1]; 17], 7)),
+        code_of(RouteRecord::sign(&alice, vec![9; 38], vec![vec![1]; 17], 1, 7)),
         Code::BadParameters
     );
     assert!(decode::<RouteRecord>(&bytes).is_ok());

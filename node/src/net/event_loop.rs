@@ -25,7 +25,8 @@ use super::{
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
-    rooms::{room_of, topic},
+    rooms::{self, room_of, topic},
+    routing,
     swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
     sync_exchange::{self, SYNC_PROTOCOL},
 };
@@ -94,7 +95,7 @@ pub(crate) struct EventLoop {
     /// Opens outbound streams (pipes, sync exchanges).
     pub(super) streams: libp2p_stream::Control,
     /// Route lookups in flight, and the handles waiting for their answer.
-    pub(super) lookups: HashMap<kad::QueryId, AccountId>,
+    pub(super) lookups: HashMap<kad::QueryId, routing::Lookup>,
     pub(super) lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
     /// Serves inbound pipes; aborted at shutdown.
     pipe_server: tokio::task::JoinHandle<()>,
@@ -133,7 +134,7 @@ impl EventLoop {
         burns: &[(u64, MessageId)],
         outbox: Vec<(MessageId, Outgoing)>,
     ) -> Result<Self> {
-        let mut swarm = build_swarm(key, config)?;
+        let mut swarm = build_swarm(key, config, core.counters.clone())?;
         let mut listeners = Vec::new();
         for addr in &config.listen {
             listeners.push(
@@ -176,7 +177,7 @@ impl EventLoop {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
         for room in rooms {
-            if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic(room)) {
+            if let Err(e) = rooms::join(&mut swarm.behaviour_mut().gossipsub, room) {
                 warn!(%room, error = %e, "could not rejoin room");
             }
         }
@@ -400,7 +401,7 @@ impl EventLoop {
             }
             Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
             Command::Join { room, reply } => {
-                let result = self.swarm.behaviour_mut().gossipsub.subscribe(&topic(&room));
+                let result = rooms::join(&mut self.swarm.behaviour_mut().gossipsub, &room);
                 let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
                 self.sync_room(&room);
             }

@@ -3,8 +3,9 @@
 //!
 //! - `event_loop`: [`EventLoop`], the one task that owns the swarm, and its select loop.
 //! - `swarm`: the composed behaviour, protocol names, and how the swarm is built.
-//! - `routing`: route records: publish, look up, check what others ask us to keep.
-//! - `rooms`: room topics, publishing, and gossip checks.
+//! - `routing`: route records: publish, look up, and the bounded store of what others ask us to
+//!   keep.
+//! - `rooms`: room topics, publishing, and gossip checks; `scoring`: gossipsub peer scores.
 //! - `room_sync`: when and with whom rooms catch up; `sync_exchange`: the exchange on the wire.
 //! - `direct`: carries out the delivery state machine's outputs (`crate::delivery`).
 //! - `pipe`: one long-lived stream per peer for direct messages, both directions.
@@ -24,6 +25,7 @@ mod quiesce;
 mod room_sync;
 mod rooms;
 mod routing;
+mod scoring;
 mod swarm;
 mod sync_exchange;
 

@@ -9,12 +9,25 @@ use tim_protocol::{MessageId, RoomId, Via};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::event_loop::{EventLoop, TaskReport};
+use super::{
+    event_loop::{EventLoop, TaskReport},
+    scoring,
+};
 use crate::core::{Core, Verdict};
 
 /// The gossipsub topic of a room.
 pub(super) fn topic(room: &RoomId) -> IdentTopic {
     IdentTopic::new(format!("tim/room/{room}"))
+}
+
+/// Subscribes to a room's topic and scores its peers there (so a `Reject` in the room counts
+/// against the peer that sent it). Returns whether the node was not subscribed yet.
+pub(super) fn join(gossipsub: &mut gossipsub::Behaviour, room: &RoomId) -> Result<bool, gossipsub::SubscriptionError> {
+    let topic = topic(room);
+    if let Err(e) = gossipsub.set_topic_params(topic.clone(), scoring::room_topic_params()) {
+        warn!(%room, error = e, "room joined without peer scoring");
+    }
+    gossipsub.subscribe(&topic)
 }
 
 /// The room of a topic, if it is a tim room topic.

@@ -4,7 +4,7 @@
 //! (direct pipes and room sync both run on the one `libp2p_stream` behaviour: see `pipe` and
 //! `sync_exchange`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use libp2p::{
     allow_block_list, connection_limits, gossipsub, identify, kad, noise, swarm::NetworkBehaviour, tcp, yamux,
@@ -12,10 +12,15 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{Config, Error, Result};
+use super::{
+    routing::{Kad, Limits, RouteStore},
+    scoring,
+};
+use crate::{core::Counters, Config, Error, Result};
 
-/// Kademlia protocol name: tim nodes only talk DHT with tim nodes.
-pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/kad/1.0.0");
+/// Kademlia protocol name: tim nodes only talk DHT with tim nodes. Version 2: route records
+/// carry a sequence number (docs/protocol.md), so nodes with v1 records form a separate DHT.
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/kad/2.0.0");
 /// Identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/tim/id/1.0.0";
 /// Gossipsub protocol: version 1.1 only (every tim node speaks it; offering the 1.0 fallback too
@@ -33,9 +38,11 @@ pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Tells peers our listen addresses and protocols; feeds Kademlia's routing table.
     pub(crate) identify: identify::Behaviour,
-    /// Account routing: signed route records, and peer discovery.
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Room traffic; every message is validated by the application before it is forwarded.
+    /// Account routing: signed route records (kept within bounds by `RouteStore`), and peer
+    /// discovery.
+    pub(crate) kad: Kad,
+    /// Room traffic; every message is validated by the application before it is forwarded, and
+    /// peers are scored (`scoring`).
     pub(crate) gossipsub: gossipsub::Behaviour,
     /// Streams handed to tasks: direct pipes (`pipe`) and room sync exchanges (`sync_exchange`).
     pub(crate) streams: libp2p_stream::Behaviour,
@@ -55,7 +62,11 @@ pub fn gossipsub_config_builder() -> gossipsub::ConfigBuilder {
     builder
 }
 
-pub(crate) fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Result<Swarm<Behaviour>> {
+pub(crate) fn build_swarm(
+    key: libp2p::identity::Keypair,
+    config: &Config,
+    counters: Arc<Counters>,
+) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let refresh = config.route_refresh;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -70,14 +81,25 @@ pub(crate) fn build_swarm(key: libp2p::identity::Keypair, config: &Config) -> Re
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+            // Inbound records go straight to `RouteStore::put`, which verifies and bounds them; a
+            // refusal resets the sender's request, so it is never told a dropped record is stored.
+            // Each node republishes its own record every `route_refresh`, so Kademlia's own
+            // replication, republication and caching are off: every record here was put by the
+            // peer that sent it, which is what the store's per-peer bound counts.
+            let limits = Limits::default();
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            kad_config.set_record_filtering(kad::StoreInserts::Unfiltered);
+            kad_config.set_record_ttl(Some(limits.max_ttl));
+            kad_config.set_replication_interval(None);
+            kad_config.set_publication_interval(None);
+            kad_config.set_caching(kad::Caching::Disabled);
             kad_config.set_query_timeout(Duration::from_secs(30));
             kad_config.set_periodic_bootstrap_interval(Some(refresh));
-            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+            let store = RouteStore::new(peer_id, limits, counters);
+            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             kad.set_mode(Some(kad::Mode::Server));
-            let gossip_config = gossipsub_config_builder().validate_messages().build()?;
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
+            let kad = Kad::new(kad);
+            let gossipsub = scoring::gossipsub()?;
             let streams = libp2p_stream::Behaviour::new();
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_pending_incoming(Some(config.max_pending_incoming))

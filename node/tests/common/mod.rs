@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bare;
+pub mod kad;
 
 use std::{future::Future, path::Path, time::Duration};
 

@@ -1,0 +1,113 @@
+//! Kademlia with a record store that knows who sent each record: a thin wrapper that tells the
+//! store the sending peer around every event from a peer's connection (an inbound `PutRecord` is
+//! stored while that event is handled), so the store can bound what one peer stores here.
+
+use std::{
+    ops::{Deref, DerefMut},
+    task::{Context, Poll},
+};
+
+use libp2p::{
+    core::{transport::PortUse, Endpoint},
+    kad,
+    swarm::{
+        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent,
+        ToSwarm,
+    },
+    Multiaddr, PeerId,
+};
+
+use super::store::RouteStore;
+
+/// The inner Kademlia behaviour.
+type Inner = kad::Behaviour<RouteStore>;
+
+/// `kad::Behaviour` over a [`RouteStore`], telling the store the source of each peer's request.
+pub(crate) struct Kad(Inner);
+
+impl Kad {
+    pub(crate) fn new(inner: Inner) -> Self {
+        Kad(inner)
+    }
+}
+
+impl Deref for Kad {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl DerefMut for Kad {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
+}
+
+impl NetworkBehaviour for Kad {
+    type ConnectionHandler = <Inner as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = kad::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.0
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.0
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.0
+            .handle_pending_outbound_connection(connection_id, maybe_peer, addresses, effective_role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.0
+            .handle_established_outbound_connection(connection_id, peer, addr, role_override, port_use)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        self.0.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.0.store_mut().set_source(Some(peer_id));
+        self.0.on_connection_handler_event(peer_id, connection_id, event);
+        self.0.store_mut().set_source(None);
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.0.poll(cx)
+    }
+}

@@ -1,0 +1,201 @@
+//! Account routing over Kademlia: publishing this account's signed route record, looking up
+//! another account's (the newest of the valid records found), and reacting to the records other
+//! nodes store here.
+//!
+//! - `store`: [`RouteStore`], what this node keeps for others and the decisions behind it.
+//! - `kad`: [`Kad`], Kademlia telling the store which peer sent each record.
+
+mod kad;
+mod store;
+
+use libp2p::{kad as libp2p_kad, multiaddr::Protocol};
+use tim_protocol::{encode, AccountId, RouteRecord};
+use tracing::{debug, info, warn};
+
+use self::store::{account_of, check_route, route_key, Route};
+pub(crate) use self::{
+    kad::Kad,
+    store::{Limits, RouteStore},
+};
+use super::event_loop::EventLoop;
+use crate::{
+    core::{bump, now_ms},
+    Error,
+};
+
+/// Valid records a lookup waits for (or the end of the query) before it takes the newest.
+const LOOKUP_ANSWERS: usize = 3;
+
+/// A route lookup in flight: whose, the newest valid route found so far, and how many valid
+/// records came.
+pub(super) struct Lookup {
+    account: AccountId,
+    best: Option<Route>,
+    answers: usize,
+}
+
+impl EventLoop {
+    /// Starts a route lookup for `account`, unless one is running.
+    pub(super) fn start_lookup(&mut self, account: AccountId) {
+        if self.lookups.values().any(|l| l.account == account) {
+            return;
+        }
+        let id = self.swarm.behaviour_mut().kad.get_record(route_key(&account));
+        let lookup = Lookup {
+            account,
+            best: None,
+            answers: 0,
+        };
+        self.lookups.insert(id, lookup);
+    }
+
+    pub(super) fn publish_route(&mut self) {
+        let me = self.core.peer_id;
+        let addrs: Vec<Vec<u8>> = self
+            .swarm
+            .listeners()
+            .chain(self.swarm.external_addresses())
+            .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+            .take(tim_protocol::MAX_ROUTE_ADDRS)
+            .map(|a| a.to_vec())
+            .collect();
+        let expires_at = now_ms().saturating_add(self.route_ttl.as_millis() as u64);
+        let seq = self.swarm.behaviour_mut().kad.store_mut().next_seq();
+        let signed = RouteRecord::sign(&self.core.key, me.to_bytes(), addrs, seq, expires_at);
+        let record = match signed.and_then(|r| encode(&r)) {
+            Ok(value) => libp2p_kad::Record {
+                key: route_key(&self.core.account),
+                value,
+                publisher: None,
+                expires: Some(std::time::Instant::now() + self.route_ttl),
+            },
+            Err(e) => {
+                warn!(error = %e, "could not sign route record");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, libp2p_kad::Quorum::One)
+        {
+            warn!(error = %e, "could not store route record");
+        }
+    }
+
+    fn route_found(&mut self, account: AccountId, route: Route) {
+        for addr in route.addrs {
+            self.swarm.add_peer_address(route.peer, addr);
+        }
+        for waiter in self.lookup_waiters.remove(&account).unwrap_or_default() {
+            let _ = waiter.send(Ok(route.peer));
+        }
+        let now = self.now();
+        self.deliveries.route_found(account, route.peer, route.expires_at, now);
+    }
+
+    fn route_failed(&mut self, account: AccountId) {
+        debug!(%account, "no route found");
+        for waiter in self.lookup_waiters.remove(&account).unwrap_or_default() {
+            let _ = waiter.send(Err(Error::Unreachable(account)));
+        }
+        let now = self.now();
+        self.deliveries.route_failed(account, now);
+    }
+
+    /// A lookup's progress: keeps the newest valid record; answers once `LOOKUP_ANSWERS` valid
+    /// records came or the query ended.
+    fn on_get_record(
+        &mut self,
+        id: libp2p_kad::QueryId,
+        result: Result<libp2p_kad::GetRecordOk, libp2p_kad::GetRecordError>,
+        last: bool,
+    ) {
+        let Some(lookup) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        if let Ok(libp2p_kad::GetRecordOk::FoundRecord(found)) = &result {
+            match check_route(&found.record, &lookup.account, now_ms()) {
+                Ok(route) => {
+                    lookup.answers += 1;
+                    if lookup.best.as_ref().is_none_or(|b| newer(&route, b)) {
+                        lookup.best = Some(route);
+                    }
+                }
+                Err(e) => {
+                    bump(&self.core.counters.forged_rejected);
+                    warn!(account = %lookup.account, error = %e, "ignored an invalid route record");
+                }
+            }
+        }
+        let enough = lookup.answers >= LOOKUP_ANSWERS;
+        if !(enough || last || result.is_err()) {
+            return;
+        }
+        let Some(lookup) = self.lookups.remove(&id) else {
+            return;
+        };
+        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            query.finish();
+        }
+        match lookup.best {
+            Some(route) => self.route_found(lookup.account, route),
+            None => self.route_failed(lookup.account),
+        }
+    }
+
+    pub(super) fn on_kad(&mut self, event: libp2p_kad::Event) {
+        match event {
+            libp2p_kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+                libp2p_kad::QueryResult::GetRecord(result) => self.on_get_record(id, result, step.last),
+                libp2p_kad::QueryResult::PutRecord(Ok(_)) => {
+                    if !self.route_published {
+                        info!("route record published");
+                    }
+                    self.route_published = true;
+                }
+                libp2p_kad::QueryResult::PutRecord(Err(e)) => {
+                    debug!(error = %e, "route record not yet replicated; will retry");
+                }
+                libp2p_kad::QueryResult::Bootstrap(Ok(_)) if step.last && !self.route_published => {
+                    self.publish_route();
+                }
+                _ => {}
+            },
+            libp2p_kad::Event::InboundRequest {
+                request: libp2p_kad::InboundRequest::PutRecord { .. },
+            } => self.on_records_stored(),
+            _ => {}
+        }
+    }
+
+    /// The store kept records other nodes sent (it verified them first). A fresh record means
+    /// its account is reachable: retry what waits for it.
+    fn on_records_stored(&mut self) {
+        use libp2p_kad::store::RecordStore;
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let now = now_ms();
+        let fresh: Vec<_> = store
+            .take_fresh()
+            .into_iter()
+            .filter_map(|key| {
+                let account = account_of(&key)?;
+                let route = check_route(store.get(&key)?.as_ref(), &account, now).ok()?;
+                Some((account, route))
+            })
+            .collect();
+        for (account, route) in fresh {
+            if self.deliveries.is_retrying(&account) {
+                self.route_found(account, route);
+                let now = self.now();
+                self.deliveries.retry_account_now(account, now);
+            }
+        }
+    }
+}
+
+/// Whether route `a` is newer than `b` (the same order as `RouteRecord::supersedes`).
+fn newer(a: &Route, b: &Route) -> bool {
+    (a.seq, a.expires_at) > (b.seq, b.expires_at)
+}

@@ -61,6 +61,17 @@ pub struct Config {
     /// How long destroyed bodies gather before one shred pass removes their bytes from disk (see
     /// `tim_storage::Config::shred_delay`). They are unreadable at once. Default 1 s.
     pub shred_delay: Duration,
+    /// Most direct messages held from one stranger (an account this one never wrote to); beyond
+    /// it they are refused with `5104` (the sender retries) until this account answers.
+    /// Default 100. See `tim_storage::Config::stranger_messages_each`.
+    pub stranger_messages_each: usize,
+    /// Most direct messages held from strangers in all; then the oldest is evicted. Default
+    /// 10,000.
+    pub stranger_messages_total: usize,
+    /// Most tombstones for messages never held here, per signer (beyond: `5104`). Default 100.
+    pub pending_tombstones_each: usize,
+    /// Most such tombstones in all; then the oldest is evicted. Default 10,000.
+    pub pending_tombstones_total: usize,
     /// Most inbound direct pipes served at once (4 at most per peer). When full, a pipe from a
     /// peer this node chose to talk to (one it delivered to, or a bootstrap peer) displaces the
     /// oldest stranger's; a stranger's is refused. Default 1,024.
@@ -107,6 +118,10 @@ impl Config {
             sync_window: 10_000,
             sync_writes: false,
             shred_delay: Duration::from_secs(1),
+            stranger_messages_each: 100,
+            stranger_messages_total: 10_000,
+            pending_tombstones_each: 100,
+            pending_tombstones_total: 10_000,
             max_inbound_pipes: 1024,
             max_pending_incoming: 128,
             max_established_incoming: 512,

@@ -86,6 +86,10 @@ impl Node {
             outbox_per_recipient: config.outbox_per_recipient,
             outbox_total: config.outbox_total,
             shred_delay: config.shred_delay,
+            stranger_messages_each: config.stranger_messages_each,
+            stranger_messages_total: config.stranger_messages_total,
+            pending_tombstones_each: config.pending_tombstones_each,
+            pending_tombstones_total: config.pending_tombstones_total,
             ..tim_storage::Config::default()
         };
         let (node_key, account_key, store, rooms, burns, outbox) = tokio::task::spawn_blocking(move || -> Result<_> {

@@ -251,3 +251,63 @@ async fn a_peer_holding_sync_streams_open_gets_only_its_share() {
     let again: SyncPage = decode(&sync_exchange(&mut control, peer, &request).await).unwrap();
     assert_eq!(again.frames.len(), 1);
 }
+
+/// A stranger (an account this node never wrote to) gets its share of stored messages and then
+/// `5104 overloaded` answers, which tell its node to keep the message and retry; a stranger's
+/// tombstones for messages never sent here are capped the same way and never enter history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_is_held_to_its_share() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let me = with_account(dir.path(), 50);
+    let mut c = config(dir.path(), vec![]);
+    c.stranger_messages_each = 2;
+    c.pending_tombstones_each = 2;
+    let (node, _events) = Node::start(c).await.unwrap();
+    let (mut control, peer) = bare_peer(&node).await;
+    let mut pipe = open(&mut control, peer).await;
+    let stranger = key(51);
+    let messages: Vec<Message> = (0..3)
+        .map(|i| direct(&stranger, &me, format!("unsolicited {i}").as_bytes(), 1_000 + i))
+        .collect();
+    for (i, m) in messages.iter().enumerate() {
+        pipe.send(request(i as u64, m)).await.unwrap();
+    }
+    let got = answers(&mut pipe, &[0, 1, 2]).await;
+    assert_eq!(got[&0], Ack::Stored);
+    assert_eq!(got[&1], Ack::Stored);
+    assert_eq!(
+        got[&2],
+        Ack::Refused {
+            code: Code::Overloaded.number()
+        }
+    );
+    assert!(node.entry(messages[2].id()).await.unwrap().is_none());
+
+    let never_sent: Vec<Message> = (0..3)
+        .map(|i| direct(&stranger, &me, b"never sent", 2_000 + i))
+        .collect();
+    for (i, m) in never_sent.iter().enumerate() {
+        let revoke = tim_node::protocol::test_util::revoke(&stranger, m);
+        pipe.send(request_frame(
+            10 + i as u64,
+            encode(&Envelope::Control(revoke)).unwrap(),
+        ))
+        .await
+        .unwrap();
+    }
+    let got = answers(&mut pipe, &[10, 11, 12]).await;
+    assert_eq!(got[&10], Ack::Stored);
+    assert_eq!(got[&11], Ack::Stored);
+    assert_eq!(
+        got[&12],
+        Ack::Refused {
+            code: Code::Overloaded.number()
+        }
+    );
+    let history = node
+        .history(&tim_node::Conversation::Peer(stranger.account_id()), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(history.entries.len(), 2, "only the two stored messages, no markers");
+}

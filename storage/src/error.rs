@@ -31,6 +31,13 @@ pub enum Error {
     /// The outbox holds as many entries as allowed (for this recipient, or in total).
     #[error("outbox full for {0}: too many undelivered messages")]
     OutboxFull(tim_protocol::AccountId),
+    /// This stranger (an account this node's account never wrote to) already has its share of
+    /// stored direct messages here; it may send more once it is answered.
+    #[error("too many stored messages from {0}, an account this node never wrote to")]
+    StrangerQuota(tim_protocol::AccountId),
+    /// This signer already has its share of tombstones for messages this node never held.
+    #[error("too many tombstones for unknown messages from {0}")]
+    PendingQuota(tim_protocol::AccountId),
     /// The database directory could not be created or made owner-only.
     #[error("data dir: {0}")]
     DataDir(std::io::Error),
@@ -48,7 +55,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::Protocol(e) => e.code(),
             Error::BadParameters(_) => Code::BadParameters,
-            Error::OutboxFull(_) => Code::Overloaded,
+            Error::OutboxFull(_) | Error::StrangerQuota(_) | Error::PendingQuota(_) => Code::Overloaded,
         }
     }
 }

@@ -71,6 +71,8 @@ impl Store {
         let (cf_msg, cf_idx, cf_tomb) = (self.cf(Cf::Messages), self.cf(Cf::History), self.cf(Cf::Tombstones));
         let now = now_ms();
         let mut counts = lock(&self.inner.write_lock);
+        let mut quotas = lock(&self.inner.quotas);
+        let mut evicted = Vec::new();
         let keys: Vec<[u8; 32]> = messages.iter().map(|(m, _, _)| *m.id().as_bytes()).collect();
         let tombs = db.batched_multi_get_cf(cf_tomb, &keys, false);
         let existing = db.batched_multi_get_cf(cf_msg, &keys, false);
@@ -89,6 +91,17 @@ impl Store {
                 out.push(Ok(PutOutcome::Duplicate));
                 continue;
             }
+            let head = message.head();
+            let direct = matches!(head.to, Recipient::Account(_));
+            if *state == State::Received && direct && !quotas.known.contains(&head.from) {
+                match self.hold_stranger_message(&mut quotas, &mut batch, head.from, &id, now, &mut evicted) {
+                    Err(e @ Error::StrangerQuota(_)) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    other => other?,
+                }
+            }
             if let Some(o) = outgoing {
                 if counts.is_full(&o.to, self.inner.outbox_per_recipient, self.inner.outbox_total) {
                     out.push(Err(Error::OutboxFull(o.to)));
@@ -96,6 +109,9 @@ impl Store {
                 }
                 batch.put_cf(self.cf(Cf::Outbox), outbox_key(&id, o.kind), encode(o)?);
                 queued.push(o.to);
+                if direct {
+                    self.make_known(&mut quotas, &mut batch, o.to)?;
+                }
             }
             let record = StoredMessage {
                 state: *state,
@@ -112,11 +128,18 @@ impl Store {
             out.push(Ok(PutOutcome::Stored));
         }
         if !batch.is_empty() {
-            db.write_opt(batch, &self.inner.write_opts)?;
+            if let Err(e) = db.write_opt(batch, &self.inner.write_opts) {
+                self.reload_quotas(&mut quotas);
+                return Err(e.into());
+            }
             self.inner.seq.store(seq, Ordering::Relaxed);
             for to in queued {
                 counts.add(to);
             }
+        }
+        drop((quotas, counts));
+        for victim in evicted {
+            self.inner.queue_shred(victim);
         }
         Ok(out)
     }

@@ -67,7 +67,7 @@ impl Store {
 }
 
 /// Every key and value of `cf` under `prefix`, in key order.
-fn scan(db: &DB, cf: &ColumnFamily, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(super) fn scan(db: &DB, cf: &ColumnFamily, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut read_opts = rocksdb::ReadOptions::default();
     read_opts.set_iterate_lower_bound(prefix.to_vec());
     let mut it = db.raw_iterator_cf_opt(cf, read_opts);

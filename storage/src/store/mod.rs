@@ -23,6 +23,7 @@ use crate::{Cf, Error, Result};
 mod messages;
 mod meta;
 mod outbox;
+mod quotas;
 mod room_log;
 mod shred;
 mod tombstones;
@@ -32,6 +33,7 @@ pub use room_log::LogPage;
 pub use tombstones::TombstoneOutcome;
 
 use outbox::OutboxCounts;
+use quotas::Quotas;
 use shred::Shred;
 
 /// Store settings.
@@ -56,6 +58,17 @@ pub struct Config {
     /// bodies are unreadable from the moment of the tombstone; this bounds only how long their
     /// bytes may linger in files.
     pub shred_delay: Duration,
+    /// Most direct messages held from one stranger (an account this node's account never wrote
+    /// to); beyond it they are refused with `5104`. Default 100. See `quotas.rs`.
+    pub stranger_messages_each: usize,
+    /// Most direct messages held from strangers in all; beyond it the oldest is evicted (deleted
+    /// and shredded). Default 10,000.
+    pub stranger_messages_total: usize,
+    /// Most tombstones for messages this node never held, per signer; beyond it refused with
+    /// `5104`. Default 100.
+    pub pending_tombstones_each: usize,
+    /// Most such tombstones in all; beyond it the oldest is evicted. Default 10,000.
+    pub pending_tombstones_total: usize,
 }
 
 impl Default for Config {
@@ -68,6 +81,10 @@ impl Default for Config {
             outbox_per_recipient: 10_000,
             outbox_total: 100_000,
             shred_delay: Duration::from_secs(1),
+            stranger_messages_each: 100,
+            stranger_messages_total: 10_000,
+            pending_tombstones_each: 100,
+            pending_tombstones_total: 10_000,
         }
     }
 }
@@ -91,6 +108,8 @@ struct Inner {
     shred_pass: Mutex<()>,
     /// Target SST file size of the message family (`Config::message_file_size`).
     message_file_size: u64,
+    /// What strangers hold here; locked inside `write_lock`, never alone.
+    quotas: Mutex<Quotas>,
 }
 
 /// A node's message store. Cheap to share behind an `Arc`; all methods take `&self` and block
@@ -138,6 +157,15 @@ impl Store {
         write_opts.set_sync(config.sync_writes);
         let seq = room_log::load_seq(&db)?;
         let counts = OutboxCounts::load(&db)?;
+        let quotas = Quotas::load(
+            &db,
+            quotas::Limits {
+                stranger_each: config.stranger_messages_each,
+                stranger_total: config.stranger_messages_total,
+                pending_each: config.pending_tombstones_each,
+                pending_total: config.pending_tombstones_total,
+            },
+        )?;
         let unshredded = meta::pending_shreds(&db, cf_handle(&db, Cf::Meta))?;
         let unshredded_count = unshredded.len();
         let inner = Arc::new(Inner {
@@ -152,6 +180,7 @@ impl Store {
             shred_cv: Condvar::new(),
             shred_pass: Mutex::new(()),
             message_file_size: config.message_file_size,
+            quotas: Mutex::new(quotas),
         });
         // Bodies destroyed by a run that stopped before shredding them (a crash, a kill) leave
         // every file before the store is handed out.

@@ -58,6 +58,7 @@ impl Store {
         let mut destroyed_queued = false;
         let outcome = {
             let mut counts = lock(&self.inner.write_lock);
+            let mut quotas = lock(&self.inner.quotas);
             let stored: Option<StoredMessage> = self.message(&id)?;
             // A held message is never tombstoned (every write of either holds this lock, and a
             // tombstone deletes its message in the same batch), so only a target not held needs
@@ -80,9 +81,28 @@ impl Store {
                 control: control.get().clone(),
             };
             let mut batch = WriteBatch::default();
+            match &stored {
+                // A stranger's message leaves the stranger quota with its body.
+                Some(record) => {
+                    let from = record.message.head().from;
+                    self.release_stranger_message(&mut quotas, &mut batch, &from, &id, record.stored_at)?;
+                }
+                // Pending: the target may still come and must then be refused. Counted against
+                // the signer's share (a stranger can sign such tombstones for free); one this
+                // node writes itself, or one that cancels a queued copy, is not.
+                None if queued.is_none() && outgoing.is_none() => {
+                    self.hold_pending_tombstone(&mut quotas, &mut batch, control.by, &id, tombstone.applied_at)?;
+                }
+                None => {}
+            }
             batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
             batch.delete_cf(cf_msg, id.as_bytes());
-            batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
+            // A direct conversation shows the marker only where it showed a message: a tombstone
+            // for a message never held here marks nothing (a stranger could fill a history with
+            // them). A room's history marks every revoke its members made, held or not.
+            if had_body || matches!(control.target.header.to, Recipient::Room(_)) {
+                batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
+            }
             if let Some(key) = stored.as_ref().and_then(burn_key) {
                 batch.delete_cf(self.cf(Cf::Meta), key);
             }
@@ -102,7 +122,10 @@ impl Store {
                 seq += 1;
                 self.log_append(&mut batch, room, seq, &id, room_log::LOG_TOMBSTONE);
             }
-            db.write_opt(batch, &self.inner.write_opts)?;
+            if let Err(e) = db.write_opt(batch, &self.inner.write_opts) {
+                self.reload_quotas(&mut quotas);
+                return Err(e.into());
+            }
             self.inner.seq.store(seq, Ordering::Relaxed);
             if let Some(q) = &queued {
                 counts.remove(&q.to);

@@ -47,7 +47,9 @@ pub enum Event {
         conversation: Conversation,
         /// Send time by the sender's clock, ms since the epoch.
         sent_at: u64,
-        /// The body.
+        /// The body. The local API leaves it out of the event of a received burn-after-reading
+        /// message (it is sealed until [`crate::Node::mark_read`] opens it and starts the
+        /// timer); an app that shows bodies to a person should do the same.
         body: Vec<u8>,
         /// Seconds after reading at which the receiver burns it.
         burn_after_read: Option<u32>,

@@ -45,6 +45,21 @@ pub struct ControlAck {
     pub conversation: Conversation,
 }
 
+/// What [`Node::mark_read`] hands back: the body of the message that was opened, and its read
+/// state. For a received burn-after-reading message this is the one place the local API gives out
+/// the body before it was read, so that showing the body and starting the timer are one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The message's id.
+    pub mid: MessageId,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// When the local account first read it, ms since the epoch; `None` for a message it sent.
+    pub read_at: Option<u64>,
+    /// When the node burns it (ms since the epoch), if it carries `burn_after_read`.
+    pub burn_at: Option<u64>,
+}
+
 /// A stream of [`Event`]s. A subscriber that falls behind by more than the configured capacity
 /// skips the oldest events (logged with their count).
 pub struct Events(broadcast::Receiver<Event>);
@@ -315,18 +330,21 @@ impl Node {
         Ok(self.cmd_tx.send(Command::Block { peer, blocked: false }).await?)
     }
 
-    /// Marks a received message read. If it carries `burn_after_read`, the node burns it that many
-    /// seconds later (the timer survives a restart); returns that deadline (ms since the epoch).
-    pub async fn mark_read(&self, mid: MessageId) -> Result<Option<u64>> {
-        let deadline = self.blocking(move |core| core.mark_read(mid)).await?;
-        if let Some(deadline) = deadline {
+    /// Opens a message: marks a received one read (the first read time stands) and returns its
+    /// body. If it carries `burn_after_read`, the node burns it that many seconds after the first
+    /// read (the timer survives a restart); [`Opened::burn_at`] is that deadline. A message the
+    /// local account sent is returned unchanged.
+    pub async fn mark_read(&self, mid: MessageId) -> Result<Opened> {
+        let opened = self.blocking(move |core| core.mark_read(mid)).await?;
+        if let Some(deadline) = opened.burn_at {
             self.cmd_tx.send(Command::ScheduleBurn { mid, deadline }).await?;
         }
-        Ok(deadline)
+        Ok(opened)
     }
 
     /// A page of a conversation's history, newest first; revoked and burned messages appear as
-    /// markers. `limit` is 1 to 500.
+    /// markers. `limit` is 1 to 500. Entries hold the bodies of unread burn-after-reading
+    /// messages too; the local API seals those until [`Node::mark_read`] opens them.
     pub async fn history(&self, conversation: &Conversation, before: Option<MessageId>, limit: usize) -> Result<Page> {
         let conv = conversation.to_storage(&self.account);
         self.blocking(move |core| Ok(core.store.history(&conv, before.as_ref(), limit)?))

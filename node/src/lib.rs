@@ -38,7 +38,7 @@ pub use crate::config::Config;
 pub use crate::core::Metrics;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
-pub use crate::handle::{ControlAck, Events, Node, Sent};
+pub use crate::handle::{ControlAck, Events, Node, Opened, Sent};
 pub use crate::net::gossipsub_config_builder;
 pub use crate::status::{RoomStatus, Status};
 pub use libp2p::{Multiaddr, PeerId};

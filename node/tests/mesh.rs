@@ -349,8 +349,9 @@ async fn burn_after_reading_burns_on_both_sides() {
     ));
     // Unread: nothing happens by itself.
     assert!(matches!(entry(&b, sent.mid).await, Some(Entry::Message(_))));
-    let deadline = b.mark_read(sent.mid).await.unwrap();
-    assert!(deadline.is_some());
+    let opened = b.mark_read(sent.mid).await.unwrap();
+    assert_eq!(opened.body, b"self-destructs");
+    assert!(opened.burn_at.is_some());
     expect_about(&mut b_ev, "burned at B", Kind::Burned, sent.mid).await;
     expect_about(&mut c_ev, "burned at C", Kind::Burned, sent.mid).await;
     for n in [&b, &c] {

@@ -1,10 +1,12 @@
-//! JSON shapes of the API: messages in history, acks, events.
+//! JSON shapes of the API: messages in history, acks, events. A received burn-after-reading
+//! message that was not read yet is sealed: history and events leave out its body, which only
+//! `POST /v1/messages/{mid}/read` hands out, starting the timer (see [`sealed`]).
 
 use serde_json::{json, Map, Value};
-use tim_protocol::{Header, Recipient};
+use tim_protocol::{AccountId, Header, Recipient};
 use tim_storage::Entry;
 
-use crate::{Conversation, Event};
+use crate::{core::burn_deadline, Conversation, Event};
 
 /// `{"to": account}` or `{"room": room}`.
 pub(crate) fn conversation(c: &Conversation) -> Map<String, Value> {
@@ -29,8 +31,17 @@ pub(crate) fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
 
-/// A history entry: `mid, from, to | room, sent_at, state`, and `body` only while it exists.
-pub(crate) fn entry(e: &Entry) -> Value {
+/// Whether the API withholds a message's body from the local account `local`: it carries
+/// `burn_after_read`, another account sent it, and it has not been read. Showing such a body
+/// must start its timer, so the body comes only with the read call; the sender's copy is never
+/// sealed.
+pub(crate) fn sealed(from: &AccountId, burn_after_read: Option<u32>, read_at: Option<u64>, local: &AccountId) -> bool {
+    burn_after_read.is_some() && from != local && read_at.is_none()
+}
+
+/// A history entry seen by `local`: `mid, from, to | room, sent_at, state`, then `body` while it
+/// exists and is not [`sealed`] (`"sealed": true` instead), `read_at` and `burn_at` once read.
+pub(crate) fn entry(e: &Entry, local: &AccountId) -> Value {
     let h = e.header();
     let mut m = Map::new();
     m.insert("mid".into(), json!(e.id()));
@@ -43,9 +54,16 @@ pub(crate) fn entry(e: &Entry) -> Value {
     match e {
         Entry::Message(s) => {
             m.insert("state".into(), json!(s.state.as_str()));
-            m.insert("body".into(), json!(text(&s.message.body)));
+            if sealed(&h.from, h.burn_after_read, s.read_at, local) {
+                m.insert("sealed".into(), json!(true));
+            } else {
+                m.insert("body".into(), json!(text(&s.message.body)));
+            }
             if let Some(read_at) = s.read_at {
                 m.insert("read_at".into(), json!(read_at));
+                if let Some(secs) = h.burn_after_read {
+                    m.insert("burn_at".into(), json!(burn_deadline(read_at, secs)));
+                }
             }
         }
         Entry::Tombstone(t) => {
@@ -61,8 +79,10 @@ pub(crate) fn entry(e: &Entry) -> Value {
     Value::Object(m)
 }
 
-/// An event frame for the WebSocket: `{"type": ..., ...}`.
-pub(crate) fn event(e: &Event) -> Value {
+/// An event frame for the WebSocket as `local` sees it: `{"type": ..., ...}`. A `message` event
+/// is emitted when the message is stored, before anyone can have read it, so a received
+/// burn-after-reading message is always [`sealed`] here.
+pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
     let mut m = Map::new();
     match e {
         Event::Message {
@@ -78,7 +98,11 @@ pub(crate) fn event(e: &Event) -> Value {
             m.insert("from".into(), json!(from));
             m.extend(conversation(conv));
             m.insert("sent_at".into(), json!(sent_at));
-            m.insert("body".into(), json!(text(body)));
+            if sealed(from, *burn_after_read, None, local) {
+                m.insert("sealed".into(), json!(true));
+            } else {
+                m.insert("body".into(), json!(text(body)));
+            }
             if let Some(s) = burn_after_read {
                 m.insert("burn_after_read".into(), json!(s));
             }
@@ -122,4 +146,72 @@ pub(crate) fn event(e: &Event) -> Value {
         }
     }
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use tim_protocol::{AccountKey, Message};
+    use tim_storage::{State, StoredMessage};
+
+    use super::*;
+
+    /// A history entry of a direct message from `from` to `to`, read at `read_at`.
+    fn stored(from: &AccountKey, to: AccountId, burn: Option<u32>, read_at: Option<u64>) -> Entry {
+        let message = Message::sign(from, Recipient::Account(to), b"secret".to_vec(), 1_000, burn).unwrap();
+        Entry::Message(StoredMessage {
+            state: State::Received,
+            stored_at: 1_000,
+            read_at,
+            message: message.into_inner(),
+        })
+    }
+
+    #[test]
+    fn an_unread_received_burn_message_is_sealed() {
+        let (them, me) = (AccountKey::generate(), AccountKey::generate());
+        let me_id = me.account_id();
+        let v = entry(&stored(&them, me_id, Some(5), None), &me_id);
+        assert_eq!(v["sealed"], true);
+        assert!(v.get("body").is_none() && !v.to_string().contains("secret"), "{v}");
+        assert_eq!(v["burn_after_read"], 5);
+    }
+
+    #[test]
+    fn read_own_and_plain_messages_show_their_body() {
+        let (them, me) = (AccountKey::generate(), AccountKey::generate());
+        let (them_id, me_id) = (them.account_id(), me.account_id());
+        // Read: body, read time and deadline.
+        let v = entry(&stored(&them, me_id, Some(5), Some(2_000)), &me_id);
+        assert_eq!(
+            (v["body"].as_str(), v["read_at"].as_u64(), v["burn_at"].as_u64()),
+            (Some("secret"), Some(2_000), Some(7_000))
+        );
+        assert!(v.get("sealed").is_none(), "{v}");
+        // The sender's copy, and a message without burn_after_read.
+        for v in [
+            entry(&stored(&me, them_id, Some(5), None), &me_id),
+            entry(&stored(&them, me_id, None, None), &me_id),
+        ] {
+            assert_eq!(v["body"], "secret", "{v}");
+            assert!(v.get("sealed").is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_received_burn_message_event_is_sealed_and_the_senders_is_not() {
+        let (them, me) = (AccountKey::generate().account_id(), AccountKey::generate().account_id());
+        let ev = |from: AccountId, to: AccountId| Event::Message {
+            mid: tim_protocol::MessageId::from_bytes([7; 32]),
+            from,
+            conversation: Conversation::Peer(to),
+            sent_at: 1,
+            body: b"secret".to_vec(),
+            burn_after_read: Some(5),
+        };
+        let v = event(&ev(them, them), &me);
+        assert_eq!(v["sealed"], true);
+        assert!(!v.to_string().contains("secret"), "{v}");
+        let v = event(&ev(me, them), &me);
+        assert_eq!(v["body"], "secret");
+    }
 }

@@ -292,14 +292,22 @@ async fn burn(State(st): State<AppState>, Path(mid): Path<String>) -> Result<Jso
     control(st, mid, true).await
 }
 
+/// Opens a message: the only answer that carries the body of a sealed (received, unread
+/// burn-after-reading) message, because it also starts the burn timer.
 async fn read(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let mid = parse_mid(&raw)?;
-    let burn_at = st
+    let opened = st
         .node
         .mark_read(mid)
         .await
         .map_err(|e| ApiError::from(e).about("mid", raw))?;
-    Ok(Json(json!({"ok": true, "mid": mid, "burn_at": burn_at})))
+    Ok(Json(json!({
+        "ok": true,
+        "mid": mid,
+        "body": json::text(&opened.body),
+        "read_at": opened.read_at,
+        "burn_at": opened.burn_at,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -328,8 +336,9 @@ async fn history(
         .history(&conv, before, limit)
         .await
         .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+    let local = st.node.account();
     Ok(Json(json!({
-        "messages": page.entries.iter().map(json::entry).collect::<Vec<_>>(),
+        "messages": page.entries.iter().map(|e| json::entry(e, &local)).collect::<Vec<_>>(),
         "next": page.next,
     })))
 }
@@ -372,16 +381,17 @@ async fn leave(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Js
 
 async fn events(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let events = st.node.subscribe();
-    ws.on_upgrade(move |socket| forward_events(socket, events))
+    let local = st.node.account();
+    ws.on_upgrade(move |socket| forward_events(socket, events, local))
 }
 
-/// Sends every node event as a JSON text frame until the client goes away.
-async fn forward_events(mut socket: WebSocket, mut events: crate::Events) {
+/// Sends every node event as a JSON text frame, as `local` sees it, until the client goes away.
+async fn forward_events(mut socket: WebSocket, mut events: crate::Events, local: AccountId) {
     loop {
         tokio::select! {
             event = events.next() => {
                 let Some(event) = event else { break };
-                let frame = json::event(&event).to_string();
+                let frame = json::event(&event, &local).to_string();
                 if socket.send(WsMessage::Text(frame.into())).await.is_err() {
                     break;
                 }

@@ -7,8 +7,8 @@ use tim_protocol::{
 use tim_storage::{OutKind, Outgoing, State, TombstoneOutcome};
 use tracing::warn;
 
-use super::{bump, now_ms, Core};
-use crate::{delivery::DeliveryOutcome, Error, Event, Result};
+use super::{bump, burn_deadline, now_ms, Core};
+use crate::{delivery::DeliveryOutcome, Error, Event, Opened, Result};
 
 /// Where a control message must go after it was applied locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,25 +101,36 @@ impl Core {
         Ok((control, route, frame))
     }
 
-    /// Marks a received message read; returns its burn deadline, if it has one. Reading a message
-    /// the local account sent changes nothing.
-    pub(crate) fn mark_read(&self, mid: MessageId) -> Result<Option<u64>> {
+    /// Marks a received message read and returns its body with its read time and burn deadline.
+    /// Opening a message the local account sent changes nothing.
+    pub(crate) fn mark_read(&self, mid: MessageId) -> Result<Opened> {
         let Some(stored) = self.store.message(&mid)? else {
             return Err(match self.store.tombstone(&mid)? {
                 Some(_) => Error::Tombstoned(mid),
                 None => Error::NotFound(mid),
             });
         };
-        if stored.message.head().from == self.account {
-            return Ok(None);
-        }
-        let Some(record) = self.store.mark_read(&mid, now_ms())? else {
-            return Err(Error::Tombstoned(mid));
+        let record = if stored.message.head().from == self.account {
+            stored
+        } else {
+            match self.store.mark_read(&mid, now_ms())? {
+                Some(record) => record,
+                // Burned or revoked between the two reads.
+                None => return Err(Error::Tombstoned(mid)),
+            }
         };
-        let h = record.message.head();
-        Ok(h.burn_after_read
+        let burn_at = record
+            .message
+            .head()
+            .burn_after_read
             .zip(record.read_at)
-            .map(|(secs, read_at)| read_at.saturating_add(u64::from(secs) * 1000)))
+            .map(|(secs, read_at)| burn_deadline(read_at, secs));
+        Ok(Opened {
+            mid,
+            read_at: record.read_at,
+            burn_at,
+            body: record.message.body,
+        })
     }
 
     /// Outbox entries are done, acknowledged (`delivered`) or given up, in one write. A delivered

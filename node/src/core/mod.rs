@@ -35,6 +35,12 @@ pub(crate) use metrics::{bump, Counters};
 
 use crate::{Conversation, Event};
 
+/// When a message read at `read_at` (ms since the epoch) that burns `secs` after reading is
+/// burned; the store keeps the same deadline (`tim_storage` records it at the read).
+pub(crate) fn burn_deadline(read_at: u64, secs: u32) -> u64 {
+    read_at.saturating_add(u64::from(secs) * 1000)
+}
+
 /// Milliseconds since the Unix epoch by the local clock.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()

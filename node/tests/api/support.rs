@@ -108,6 +108,18 @@ impl Api<'_> {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+    /// A GET whose answer is kept as the raw text, to check what the bytes on the wire hold.
+    pub(crate) async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.p.api))
+            .bearer_auth(&self.p.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -125,13 +137,18 @@ pub(crate) async fn ws(p: &Proc) -> Ws {
 
 /// Waits for an event frame matching `pred`.
 pub(crate) async fn expect(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    expect_frame(ws, what, pred).await.0
+}
+
+/// Waits for an event frame matching `pred`; returns it parsed and as the text that arrived.
+pub(crate) async fn expect_frame(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> (Value, String) {
     tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
                     if pred(&v) {
-                        return v;
+                        return (v, t.to_string());
                     }
                 }
                 Some(Ok(_)) => {}

@@ -1,7 +1,7 @@
 // End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
-// headless Chromium exchange a message, revoke it, burn one, and talk in a room, under the API's
-// Content Security Policy; a link with another token replaces the stored one only if the user
-// agrees.
+// headless Chromium exchange a message, revoke it, burn one, read a sealed burn-after-reading
+// one, and talk in a room, under the API's Content Security Policy; a link with another token
+// replaces the stored one only if the user agrees.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -25,7 +25,7 @@ function startDemo() {
   });
 }
 
-test("send, revoke, burn and a room message across two pages", { timeout: 180_000 }, async () => {
+test("send, revoke, burn, burn after reading and a room message across two pages", { timeout: 180_000 }, async () => {
   const { proc, nodes } = await startDemo();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -64,6 +64,22 @@ test("send, revoke, burn and a room message across two pages", { timeout: 180_00
     await bob.click('.msg:has-text("burn me") button:has-text("burn")', { timeout: 30_000 });
     await bob.waitForSelector('.msg.gone:has-text("message burned by me")', { timeout: 30_000 });
     await alice.waitForSelector('.msg.gone:has-text("message burned by")', { timeout: 30_000 });
+
+    // Burn after reading: bob's page shows a sealed message without its body until he clicks to
+    // read it; then the body and the countdown, then the burned placeholder on both pages.
+    await alice.selectOption("#compose select", "10");
+    await alice.fill("#compose input[name=body]", "read me once");
+    await alice.click("#compose button");
+    await alice.selectOption("#compose select", "");
+    await alice.waitForSelector('.msg.mine:has-text("read me once")');
+    const reveal = await bob.waitForSelector('.msg button.reveal:has-text("click to read (burns 10 s after)")', { timeout: 30_000 });
+    const sealedMid = await reveal.evaluate((b) => b.closest(".msg").dataset.mid);
+    assert.ok(!(await bob.content()).includes("read me once"), "the sealed body reached bob's page");
+    await reveal.click();
+    await bob.waitForSelector(`.msg[data-mid="${sealedMid}"]:has-text("read me once") .countdown:has-text("burns in")`);
+    await alice.waitForSelector(`.msg.mine[data-mid="${sealedMid}"]:has-text("read me once")`);
+    await bob.waitForSelector(`.msg.gone[data-mid="${sealedMid}"]:has-text("message burned by me")`, { timeout: 30_000 });
+    await alice.waitForSelector(`.msg.gone[data-mid="${sealedMid}"]:has-text("message burned by")`, { timeout: 30_000 });
 
     // A room message.
     for (const page of [alice, bob]) {

@@ -28,7 +28,7 @@ function chooseToken() {
 const token = chooseToken();
 
 const $ = (s) => document.querySelector(s);
-const state = { me: null, chats: new Set(JSON.parse(localStorage.getItem("tim-chats") || "[]")), rooms: [], current: null, timers: {} };
+const state = { me: null, chats: new Set(JSON.parse(localStorage.getItem("tim-chats") || "[]")), rooms: [], current: null };
 const short = (id) => id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
 
 async function api(method, path, body) {
@@ -92,14 +92,21 @@ function renderMessage(m) {
     div.append(`message ${m.state} by ${m.by === state.me ? "me" : short(m.by)}`);
     div.append(meta); return div;
   }
-  const body = document.createElement("div"); body.textContent = m.body; div.append(body);
+  if (m.sealed) {
+    // A received burn-after-reading message not yet read: the API withholds its body until the
+    // read call, which starts the timer, so the user sees it only by asking to.
+    const reveal = action(`click to read (burns ${m.burn_after_read} s after)`, () => openSealed(m, div));
+    reveal.className = "reveal"; div.append(reveal);
+  } else {
+    const body = document.createElement("div"); body.textContent = m.body; div.append(body);
+  }
   if (m.state === "sent" || m.state === "delivered") meta.append(" · " + m.state);
   if (mine) meta.append(action("revoke", () => control(m.mid, "revoke")));
   if (!mine && m.to) {
     meta.append(action("burn", () => control(m.mid, "burn")));
-    if (m.burn_after_read) {
+    if (m.burn_at) {
       const c = document.createElement("span"); c.className = "countdown"; meta.append(c);
-      startCountdown(m, c);
+      countdown(m.burn_at, c);
     }
   }
   div.append(meta); return div;
@@ -108,12 +115,19 @@ function action(label, fn) { const b = document.createElement("button"); b.textC
 async function control(mid, kind) {
   try { await api("POST", `/v1/messages/${mid}/${kind}`); showError(null); } catch (e) { showError(e); }
 }
-async function startCountdown(m, el) {
-  // Displaying a burn-after-reading message marks it read; the node burns it when the time is up.
-  let burnAt = state.timers[m.mid];
-  if (!burnAt) {
-    try { burnAt = (await api("POST", `/v1/messages/${m.mid}/read`)).burn_at; state.timers[m.mid] = burnAt; } catch (e) { showError(e); return; }
-  }
+// Reads a sealed message: the answer carries its body and burn deadline.
+async function openSealed(m, div) {
+  try {
+    const r = await api("POST", `/v1/messages/${m.mid}/read`);
+    showError(null);
+    // The log may have been redrawn meanwhile; then the history has the body now.
+    if (div.isConnected) div.replaceWith(renderMessage({ ...m, sealed: false, body: r.body, read_at: r.read_at, burn_at: r.burn_at }));
+    else loadHistory();
+  } catch (e) { showError(e); }
+}
+// Shows the seconds left until `burnAt`; the node burns the message then, and its `burned`
+// event redraws the log.
+function countdown(burnAt, el) {
   const tick = () => {
     const left = Math.max(0, Math.ceil((burnAt - Date.now()) / 1000));
     el.textContent = "burns in " + left + " s";

@@ -73,7 +73,8 @@ pub(crate) enum ClientCmd {
         conn: Conn,
         mid: String,
     },
-    /// Mark a received message read (starts its burn-after-reading timer).
+    /// Open a message: print its body and mark it read (starts its burn-after-reading timer; a
+    /// sealed message's body is shown only this way).
     Read {
         #[command(flatten)]
         conn: Conn,
@@ -247,9 +248,22 @@ fn line(v: &Value) -> String {
                 .filter(|s| *s != "message")
                 .map(|s| format!("({s})"))
                 .unwrap_or_default(),
-            v["body"].as_str().unwrap_or(""),
+            body(v),
         ),
     }
+}
+
+/// A message's body, or for a sealed one (an unread burn-after-reading message) how to open it:
+/// the API withholds that body until `read` starts its timer.
+fn body(v: &Value) -> String {
+    if v["sealed"] == true {
+        return format!(
+            "[sealed: `read {}` shows it; it burns {} s later]",
+            v["mid"].as_str().unwrap_or(""),
+            v["burn_after_read"]
+        );
+    }
+    v["body"].as_str().unwrap_or("").to_string()
 }
 
 impl ClientCmd {
@@ -317,9 +331,9 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
                 .await?;
             let note = v["burn_at"]
                 .as_u64()
-                .map(|t| format!(", burns at {t}"))
+                .map(|t| format!(" (burns at {t})"))
                 .unwrap_or_default();
-            print(&v, format!("read {mid}{note}"));
+            print(&v, format!("read {mid}{note}: {}", v["body"].as_str().unwrap_or("")));
         }
         ClientCmd::History {
             with,

@@ -152,7 +152,11 @@ async fn scenario(members: &mut [Member; 3]) -> anyhow::Result<()> {
         )
         .await?;
     saw(bob, "carol's burn-after-reading message", message(sent.mid)).await?;
-    bob.node.mark_read(sent.mid).await?;
+    let opened = bob.node.mark_read(sent.mid).await?;
+    if opened.body != b"this will self-destruct" || opened.burn_at.is_none() {
+        bail!("opening carol's message gave {opened:?}");
+    }
+    println!("      bob    opened it (the timer starts now)");
     saw(bob, "it burn after reading", burned(sent.mid)).await?;
     saw(carol, "it burned on her side too", burned(sent.mid)).await?;
     checks += 3;

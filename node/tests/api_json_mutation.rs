@@ -21,7 +21,10 @@ use axum::{
 use futures::FutureExt;
 use serde_json::{json, Value};
 use tim_node::{
-    protocol::{AccountId, MAX_BODY_LEN},
+    protocol::{
+        test_util::{mutation_cases, Rng},
+        AccountId, MAX_BODY_LEN,
+    },
     Config, Node,
 };
 use tower::ServiceExt;
@@ -70,39 +73,6 @@ const MAX_REQUEST_ALLOCATION: usize = 2 * MAX_REQUEST_BYTES;
 /// bad room id, a room not joined), unknown account (an id that does not parse), malformed JSON,
 /// too large.
 const REQUEST_ERRORS: [u16; 4] = [4104, 4106, 4113, 4114];
-
-fn cases() -> usize {
-    std::env::var("TIM_MUTATION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
-/// xorshift64* with a fixed seed: every run sends the same bodies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Where a value or token may start: after `:`, `,` or `[`, or at a quote.
 fn value_starts(bytes: &[u8]) -> Vec<usize> {
@@ -317,7 +287,7 @@ async fn send_requests(node: Node) {
     let mut rng = Rng(0x5eed_0a91);
     let (mut ok, mut largest) = (0usize, 0usize);
     let mut refused: BTreeMap<u16, usize> = BTreeMap::new();
-    for i in 0..cases() {
+    for i in 0..mutation_cases() {
         let mut case = rng.pick(&seeds).clone();
         for _ in 0..*rng.pick(&[1, 1, 1, 1, 1, 1, 2, 2, 2, 3]) {
             case = mutate(&mut rng, &case, &seeds);
@@ -368,7 +338,7 @@ async fn send_requests(node: Node) {
     }
     eprintln!(
         "send request: {} cases, {ok} accepted, refused {refused:?}, largest allocation {largest} in {:.2?}",
-        cases(),
+        mutation_cases(),
         started.elapsed()
     );
     // Every assertion above had something to check.

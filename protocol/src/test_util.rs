@@ -39,3 +39,42 @@ fn control(by: &AccountKey, action: Action, target: &Message) -> Control {
         .expect("a fixture control message the rules allow")
         .into_inner()
 }
+
+/// How many mutation cases a decoder test runs: `TIM_MUTATION_CASES`, else 100,000.
+pub fn mutation_cases() -> usize {
+    std::env::var("TIM_MUTATION_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// xorshift64*: a tiny deterministic generator for mutation tests. Seeded with a fixed value,
+/// every run tries the same cases, so a failure reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`; `n > 0`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// A random byte.
+    pub fn byte(&mut self) -> u8 {
+        self.next_u64() as u8
+    }
+
+    /// One of `items`, uniformly; `items` is not empty.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}

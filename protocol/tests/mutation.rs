@@ -13,7 +13,7 @@ use std::{cell::Cell, collections::BTreeMap, panic, sync::Once, time::Instant};
 
 use tim_protocol::{
     decode, encode,
-    test_util::{burn, key, revoke},
+    test_util::{burn, key, mutation_cases, revoke, Rng},
     AccountKey, Ack, Code, Envelope, Message, PipeFrame, Recipient, RoomId, RouteRecord, SyncPage, SyncRequest, Wire,
     MAX_FRAME_LEN, MAX_ROUTE_ADDRS, MAX_SYNC_PAGE_LEN,
 };
@@ -56,37 +56,7 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 /// The send time of the fixture messages (ms).
 const SENT_AT: u64 = 1_700_000_000_000;
 
-/// Random cases per decoder, on top of the systematic huge-length cases.
-fn cases() -> usize {
-    std::env::var("TIM_MUTATION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
-/// xorshift64*: tiny and deterministic; the seeds below are fixed, so every run tries the same
-/// cases and a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n`; `n > 0`.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
+// Random cases per decoder (`mutation_cases`), on top of the systematic huge-length cases.
 
 /// Values a hostile peer writes into a length or count field: the integer limits, the frame
 /// limits and just past them, and `usize::MAX / 24 + 1`, which overflows `count * size_of::<Vec<u8>>()`.
@@ -193,7 +163,7 @@ fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The cases for one decoder: every length candidate of every seed set to every huge value
-/// (systematic), then `cases()` random cases of 1 to 3 stacked mutations of a random seed.
+/// (systematic), then `mutation_cases()` random cases of 1 to 3 stacked mutations of a random seed.
 fn corpus_cases(seeds: &[Vec<u8>], corpus: &[Vec<u8>], seed: u64) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for s in seeds {
@@ -206,7 +176,7 @@ fn corpus_cases(seeds: &[Vec<u8>], corpus: &[Vec<u8>], seed: u64) -> Vec<Vec<u8>
         }
     }
     let mut rng = Rng(seed);
-    for _ in 0..cases() {
+    for _ in 0..mutation_cases() {
         let mut case = seeds[rng.below(seeds.len())].clone();
         let stacked = [1, 1, 1, 1, 1, 1, 2, 2, 2, 3][rng.below(10)];
         for _ in 0..stacked {
@@ -279,7 +249,7 @@ fn run<T: Wire>(name: &str, seeds: &[Vec<u8>], corpus: &[Vec<u8>], seed: u64, ch
     eprintln!("{name}: {tally:?} in {:.2?}", started.elapsed());
     // Each assertion above must have had something to check: mutants that decode and mutants
     // that are refused, for too large as well as malformed.
-    assert!(tally.cases > cases(), "{name}: fewer cases than asked");
+    assert!(tally.cases > mutation_cases(), "{name}: fewer cases than asked");
     assert!(tally.decoded > 0, "{name}: no mutant decoded");
     assert!(
         tally.refused.get("malformed").is_some_and(|&n| n > 0),

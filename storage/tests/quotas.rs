@@ -3,14 +3,17 @@
 //! `5104`) and in total (the oldest evicted), across restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::outgoing;
+
 use std::path::Path;
 
 use tim_protocol::{
-    encode,
     test_util::{direct, key, revoke},
-    AccountKey, Code, Envelope, Message,
+    AccountKey, Code, Message,
 };
-use tim_storage::{Config, Conversation, OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
+use tim_storage::{Config, Conversation, OutKind, PutOutcome, State, Store, TombstoneOutcome};
 
 fn open(dir: &Path, each: usize, total: usize) -> Store {
     let config = Config {
@@ -28,15 +31,6 @@ fn received(store: &Store, from: &AccountKey, to: &AccountKey, i: u64) -> tim_st
         .verify()
         .unwrap();
     store.put_message(&m, State::Received)
-}
-
-fn outgoing(to: &AccountKey, m: &Message) -> Outgoing {
-    Outgoing {
-        to: to.account_id(),
-        kind: OutKind::Message,
-        frame: encode(&Envelope::Message(m.clone())).unwrap(),
-        queued_at: 1,
-    }
 }
 
 #[test]
@@ -64,7 +58,9 @@ fn a_stranger_gets_its_share_and_no_more_until_answered() {
     );
     // Answering makes the account known: it is no longer held to a stranger's share.
     let reply = direct(&me, &stranger, b"hi", 10).verify().unwrap();
-    store.put_outgoing(&reply, outgoing(&stranger, &reply)).unwrap();
+    store
+        .put_outgoing(&reply, outgoing(&stranger, &reply, OutKind::Message))
+        .unwrap();
     for i in 5..10 {
         assert_eq!(received(&store, &stranger, &me, i).unwrap(), PutOutcome::Stored);
     }
@@ -122,7 +118,9 @@ fn when_strangers_fill_the_total_the_oldest_stranger_message_goes() {
     // A contact's messages are never evicted, whatever strangers send.
     let friend = key(30);
     let reply = direct(&me, &friend, b"hello friend", 20).verify().unwrap();
-    store.put_outgoing(&reply, outgoing(&friend, &reply)).unwrap();
+    store
+        .put_outgoing(&reply, outgoing(&friend, &reply, OutKind::Message))
+        .unwrap();
     let from_friend = direct(&friend, &me, b"from a friend", 21).verify().unwrap();
     store.put_message(&from_friend, State::Received).unwrap();
     for (i, s) in (40..60).map(key).enumerate() {

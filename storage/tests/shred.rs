@@ -7,17 +7,17 @@
 //! files would miss a body that is still there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::outgoing;
+
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
-use tim_protocol::{
-    encode,
-    test_util::{burn, direct, key, revoke},
-    AccountKey, Envelope, Message,
-};
-use tim_storage::{Config, Conversation, OutKind, Outgoing, State, Store};
+use tim_protocol::test_util::{burn, direct, key, revoke};
+use tim_storage::{Config, Conversation, OutKind, State, Store};
 
 fn open(dir: &Path) -> Store {
     Store::open(dir, Config::default()).unwrap()
@@ -199,15 +199,6 @@ fn the_shredder_waits_for_its_delay_then_takes_a_burst_in_one_pass() {
     );
     wait_until_no_file_holds(dir.path(), &markers, "the burst was not shredded");
     assert_eq!(store.pending_shreds(), 0);
-}
-
-fn outgoing(to: &AccountKey, m: &Message, kind: OutKind) -> Outgoing {
-    Outgoing {
-        to: to.account_id(),
-        kind,
-        frame: encode(&Envelope::Message(m.clone())).unwrap(),
-        queued_at: 1,
-    }
 }
 
 #[test]

@@ -2,14 +2,18 @@
 //! restart and crash durability, concurrency and corrupt data. Bodies destroyed on disk: shred.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::outgoing;
+
 use std::{path::Path, sync::Arc};
 
 use tim_protocol::{
-    decode, encode,
+    decode,
     test_util::{burn, direct, key, revoke, room_message},
     AccountKey, Action, Code, Envelope, Message, MessageId, Recipient, RoomId,
 };
-use tim_storage::{Cf, Config, Conversation, Entry, OutKind, Outgoing, PutOutcome, State, Store, TombstoneOutcome};
+use tim_storage::{Cf, Config, Conversation, Entry, OutKind, PutOutcome, State, Store, TombstoneOutcome};
 
 /// A store without stranger quotas: these tests store thousands of messages and tombstones
 /// from accounts never written to (quotas.rs tests the quotas).
@@ -406,15 +410,6 @@ fn crash_keeps_acknowledged_writes() {
         } else {
             assert!(store.message(id).unwrap().is_some(), "message {i} lost");
         }
-    }
-}
-
-fn outgoing(to: &AccountKey, m: &Message, kind: OutKind) -> Outgoing {
-    Outgoing {
-        to: to.account_id(),
-        kind,
-        frame: encode(&Envelope::Message(m.clone())).unwrap(),
-        queued_at: 1,
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) async fn direct(count: usize) -> anyhow::Result<Vec<Row>> {
         }
     })
     .await?;
+    // B has written to A once, as in any conversation: A is not a stranger at B, whose stranger
+    // quota (100 messages until answered) would otherwise refuse most of the run.
+    b.send(Recipient::Account(a.account()), b"hello".to_vec(), None).await?;
     let mut echo = BareEcho::start(400).await?;
     let body = vec![b'x'; 200];
     let mut tim_trip = async || -> anyhow::Result<Duration> {

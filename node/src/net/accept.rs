@@ -120,8 +120,10 @@ mod tests {
         let peer = PeerId::random();
         let (running_tx, mut running) = tmpsc::unbounded_channel();
         tx.unbounded_send((peer, (0, running_tx.clone()))).unwrap();
-        // Offered again until taken: the panicked task's slot must come free.
-        let taken = tokio::time::timeout(Duration::from_secs(5), async {
+        // Offered again until taken: the panicked task's slot must come free. A generous bound:
+        // the panic hook prints a backtrace on this runtime's only thread, and symbolising it in
+        // a debug build on a busy machine can take seconds.
+        let taken = tokio::time::timeout(Duration::from_secs(60), async {
             for n in 1.. {
                 tx.unbounded_send((peer, (n, running_tx.clone()))).unwrap();
                 if let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(20), running.recv()).await {

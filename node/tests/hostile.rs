@@ -28,17 +28,10 @@ fn held(stream: &mut libp2p::Stream) -> bool {
 /// refused, as a patient attacker would: the node limits handshakes in progress), then drives its
 /// swarm in a task.
 async fn attacker(victim: &Node) -> (libp2p_stream::Control, libp2p::PeerId) {
-    use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+    use libp2p::swarm::SwarmEvent;
     let target = addr(victim).await;
     loop {
-        let mut swarm: libp2p::Swarm<libp2p_stream::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = bare_swarm();
         let control = swarm.behaviour().new_control();
         swarm.dial(target.clone()).unwrap();
         let connected = tokio::time::timeout(WAIT, async {

@@ -20,16 +20,21 @@ pub const DIRECT: StreamProtocol = StreamProtocol::new("/tim/direct/2.0.0");
 /// One direct pipe: length-prefixed `PipeFrame`s.
 pub type Pipe = Framed<Stream, UviBytes<Bytes>>;
 
-/// A bare peer dialing `node`, its swarm driven in a task.
-pub async fn bare_peer(node: &Node) -> (libp2p_stream::Control, PeerId) {
-    let mut swarm: Swarm<libp2p_stream::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
+/// A bare swarm with a fresh identity: TCP + noise + yamux and raw streams only.
+pub fn bare_swarm() -> Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        .build()
+}
+
+/// A bare peer dialing `node`, its swarm driven in a task.
+pub async fn bare_peer(node: &Node) -> (libp2p_stream::Control, PeerId) {
+    let mut swarm = bare_swarm();
     let control = swarm.behaviour().new_control();
     swarm.dial(addr(node).await).unwrap();
     tokio::spawn(async move {

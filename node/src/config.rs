@@ -87,6 +87,51 @@ pub struct Config {
     /// Most established connections with one peer (two is normal: both dialled at once).
     /// Default 4.
     pub max_established_per_peer: u32,
+    /// Serve as a relay (circuit relay v2) for nodes that peers cannot dial: for a site node with
+    /// a public address. Default `false`. Every node can *use* relays either way.
+    pub relay_server: bool,
+    /// Relay limits when serving (`relay_server`).
+    pub relay_limits: RelayLimits,
+    /// Relay reservations a node keeps while peers cannot dial it (AutoNAT says private).
+    /// Default 2.
+    pub relay_reservations: usize,
+    /// Addresses peers can dial this node at, known in advance (a site node's public address);
+    /// published at once, without waiting for AutoNAT to confirm them. Default: none.
+    pub external_addrs: Vec<Multiaddr>,
+}
+
+/// What a relay grants the nodes it serves (libp2p's own resource limits).
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    /// Most reservations held at once. Default 128.
+    pub max_reservations: usize,
+    /// Most reservations one peer holds. Default 4.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before the node renews it. Default 1 hour.
+    pub reservation_duration: Duration,
+    /// Most circuits relayed at once. Default 64.
+    pub max_circuits: usize,
+    /// Most circuits one peer opens at once. Default 4.
+    pub max_circuits_per_peer: usize,
+    /// A circuit is closed after this long (the two nodes then reconnect, ideally directly by
+    /// hole punching). Default 30 minutes.
+    pub max_circuit_duration: Duration,
+    /// A circuit is closed after this many bytes in each direction. Default 16 MiB.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 64,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: Duration::from_secs(30 * 60),
+            max_circuit_bytes: 16 << 20,
+        }
+    }
 }
 
 impl Config {
@@ -127,6 +172,10 @@ impl Config {
             max_established_incoming: 512,
             max_established: 1024,
             max_established_per_peer: 4,
+            relay_server: false,
+            relay_limits: RelayLimits::default(),
+            relay_reservations: 2,
+            external_addrs: Vec::new(),
         }
     }
 

@@ -34,13 +34,13 @@ mod keys;
 mod net;
 mod status;
 
-pub use crate::config::Config;
+pub use crate::config::{Config, RelayLimits};
 pub use crate::core::Metrics;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
 pub use crate::handle::{ControlAck, Events, Node, Opened, Sent};
 pub use crate::net::gossipsub_config_builder;
-pub use crate::status::{RoomStatus, Status};
+pub use crate::status::{ConnectionStatus, Reachability, RoomStatus, Status};
 pub use libp2p::{Multiaddr, PeerId};
 pub use tim_protocol as protocol;
 pub use tim_storage as storage;

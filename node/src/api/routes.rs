@@ -157,6 +157,24 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         m.sync_pages_applied,
     );
     put(
+        "tim_relay_reservations_served_total",
+        "counter",
+        "Relay reservations granted to other nodes.",
+        m.relay_reservations_served,
+    );
+    put(
+        "tim_relay_circuits_served_total",
+        "counter",
+        "Circuits relayed for other nodes.",
+        m.relay_circuits_served,
+    );
+    put(
+        "tim_holes_punched_total",
+        "counter",
+        "Relayed connections upgraded to direct ones.",
+        m.holes_punched,
+    );
+    put(
         "tim_outbox_depth",
         "gauge",
         "Undelivered outbox entries.",
@@ -230,6 +248,14 @@ async fn status(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         "listen_addrs": s.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "peers": s.peers,
         "rooms": s.rooms.iter().map(|r| json!({"room": r.room, "peers": r.peers})).collect::<Vec<_>>(),
+        "reachability": s.reachability.as_str(),
+        "external_addrs": s.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "relays": s.relays.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "connections": s.connections.iter().map(|c| json!({
+            "peer": c.peer.to_string(),
+            "addr": c.addr.to_string(),
+            "relayed": c.relayed,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -13,6 +13,9 @@ pub(crate) struct Counters {
     pub(crate) invalid_rejected: AtomicU64,
     pub(crate) delivery_failures: AtomicU64,
     pub(crate) sync_pages: AtomicU64,
+    pub(crate) relay_reservations: AtomicU64,
+    pub(crate) relay_circuits: AtomicU64,
+    pub(crate) holes_punched: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -36,6 +39,12 @@ pub struct Metrics {
     pub outbox_depth: u64,
     /// Room sync pages received and applied.
     pub sync_pages_applied: u64,
+    /// Relay reservations this node granted (with `--relay`; renewals not counted).
+    pub relay_reservations_served: u64,
+    /// Circuits this node relayed (with `--relay`).
+    pub relay_circuits_served: u64,
+    /// Relayed connections this node upgraded to direct ones by hole punching (DCUtR).
+    pub holes_punched: u64,
 }
 
 impl Counters {
@@ -51,6 +60,9 @@ impl Counters {
             delivery_failures: g(&self.delivery_failures),
             outbox_depth: 0,
             sync_pages_applied: g(&self.sync_pages),
+            relay_reservations_served: g(&self.relay_reservations),
+            relay_circuits_served: g(&self.relay_circuits),
+            holes_punched: g(&self.holes_punched),
         }
     }
 }

@@ -20,10 +20,13 @@ use tracing::{debug, info, warn};
 
 use super::{
     accept::Known,
+    addrs,
     budget::Limits,
     deadline::Timeouts,
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
+    reachability::{ReachabilityState, RelaySettings},
+    relay::{is_circuit, Connections},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{self, room_of, topic},
     routing,
@@ -45,6 +48,10 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping node waits for the last task using its store before it reports stopped
 /// anyway (the store then closes when that task ends).
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
+/// How often reachability is re-decided (relay back-offs ending, the undecided period ending).
+const REACHABILITY_TICK: Duration = Duration::from_secs(5);
+/// With no AutoNAT verdict after this long, a node acts as private and seeks relays.
+const UNDECIDED_AFTER: Duration = Duration::from_secs(30);
 
 /// What other tasks report back to the loop.
 pub(super) enum TaskReport {
@@ -117,6 +124,14 @@ pub(crate) struct EventLoop {
     pub(super) route_ttl: Duration,
     route_refresh: Duration,
     sync_interval: Duration,
+    /// Whether peers can dial this node, and the relays it holds slots on.
+    pub(super) reachability: ReachabilityState,
+    /// The listeners that listen through a relay, and their relay.
+    pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// Established connections (status, relay candidates).
+    pub(super) connections: Connections,
+    /// The peers given as bootstrap: preferred relays.
+    pub(super) bootstrap_peers: HashSet<PeerId>,
 }
 
 /// The tokio instant of a wall-clock deadline (ms since the epoch).
@@ -135,6 +150,17 @@ impl EventLoop {
         outbox: Vec<(MessageId, Outgoing)>,
     ) -> Result<Self> {
         let mut swarm = build_swarm(key, config, core.counters.clone())?;
+        let mut reachability = ReachabilityState::new(
+            RelaySettings {
+                wanted: config.relay_reservations,
+                undecided_after: UNDECIDED_AFTER,
+            },
+            Instant::now().into_std(),
+        );
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+            reachability.address_confirmed(addr.clone(), Instant::now().into_std());
+        }
         let mut listeners = Vec::new();
         for addr in &config.listen {
             listeners.push(
@@ -247,6 +273,17 @@ impl EventLoop {
             route_ttl: config.route_ttl,
             route_refresh: config.route_refresh,
             sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
+            reachability,
+            relay_listeners: HashMap::new(),
+            connections: Connections::default(),
+            bootstrap_peers: config
+                .bootstrap
+                .iter()
+                .filter_map(|a| match a.iter().last() {
+                    Some(Protocol::P2p(peer)) => Some(peer),
+                    _ => None,
+                })
+                .collect(),
         };
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
@@ -301,6 +338,8 @@ impl EventLoop {
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
         sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reachability_tick = tokio::time::interval(REACHABILITY_TICK);
+        reachability_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         // One timer for the delivery state machine, reset only when its next deadline changes
         // (not re-registered on every turn of the loop).
@@ -309,6 +348,7 @@ impl EventLoop {
         let mut delivery_armed: Option<Instant> = None;
         loop {
             self.carry_out_deliveries();
+            self.carry_out_relay_actions();
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
             let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
             if next_delivery != delivery_armed {
@@ -337,6 +377,7 @@ impl EventLoop {
                 }
                 _ = refresh.tick() => self.publish_route(),
                 _ = sync_tick.tick() => self.sync_all(),
+                _ = reachability_tick.tick() => self.on_reachability_tick(),
                 _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
                     self.fire_burns()
                 }
@@ -461,6 +502,15 @@ impl EventLoop {
             listen_addrs,
             peers: self.swarm.connected_peers().count(),
             rooms,
+            reachability: self.reachability_now(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .filter(|a| !is_circuit(a))
+                .cloned()
+                .collect(),
+            relays: self.reachability.relays(),
+            connections: self.connections.list(),
         }
     }
 
@@ -511,17 +561,38 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                self.on_protocols(peer_id, &info.protocols);
                 if info.protocols.contains(&KAD_PROTOCOL) {
-                    for addr in info.listen_addrs {
+                    for addr in addrs::dialable(info.listen_addrs) {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => self.on_relay_server(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(event)) => self.on_autonat_client(event),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
+                debug!(client = %event.client, address = %event.tested_addr, ok = event.result.is_ok(), "dialled an address back");
+            }
+            // The relay client confirms circuit addresses itself (so identify announces them); only
+            // a direct address confirmed by AutoNAT makes the node public.
+            SwarmEvent::ExternalAddrConfirmed { address } if !is_circuit(&address) => {
+                info!(%address, "external address confirmed");
+                self.reachability.address_confirmed(address, Instant::now().into_std());
+            }
+            SwarmEvent::ExternalAddrExpired { address } if !is_circuit(&address) => {
+                self.reachability.address_expired(&address, Instant::now().into_std());
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
+                ref endpoint,
                 num_established,
                 ..
             } => {
+                self.connections.established(connection_id, peer_id, endpoint);
                 if num_established.get() == 1 {
                     self.core.emit(Event::PeerConnected { peer: peer_id });
                     // The node of some waiting recipient may be back: retry its deliveries now.
@@ -534,10 +605,15 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.core.emit(Event::PeerDisconnected { peer: peer_id });
+                self.connections.closed(connection_id, peer_id, num_established);
+                if num_established == 0 {
+                    self.reachability.disconnected(&peer_id, Instant::now().into_std());
+                    self.core.emit(Event::PeerDisconnected { peer: peer_id });
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");

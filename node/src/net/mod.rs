@@ -12,9 +12,14 @@
 //! - `accept`: serving inbound streams within their budget; `budget`: who gets a slot (a total
 //!   and a per-peer limit, known peers first when full); `deadline`: when a silent inbound stream
 //!   is closed; `frame`: pipe framing that never reserves more than what arrived.
+//! - `reachability`: whether peers can dial this node, and which relays it holds slots on;
+//!   `relay`: feeding it from AutoNAT, identify and the relay client, and carrying out its
+//!   decisions (hole punching and relaying for others run in their libp2p behaviours).
+//! - `addrs`: which of a peer's addresses are worth dialling (no loopback from other hosts).
 //! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
 
 mod accept;
+mod addrs;
 mod budget;
 mod deadline;
 mod direct;
@@ -22,6 +27,8 @@ mod event_loop;
 mod frame;
 mod pipe;
 mod quiesce;
+mod reachability;
+mod relay;
 mod room_sync;
 mod rooms;
 mod routing;
@@ -30,4 +37,5 @@ mod swarm;
 mod sync_exchange;
 
 pub(crate) use event_loop::EventLoop;
+pub use reachability::Reachability;
 pub use swarm::gossipsub_config_builder;

@@ -7,8 +7,9 @@
 use std::{sync::Arc, time::Duration};
 
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, kad, noise, swarm::NetworkBehaviour, tcp, yamux,
-    StreamProtocol, Swarm,
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, noise, relay,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+    tcp, yamux, StreamProtocol, Swarm,
 };
 use sha2::{Digest, Sha256};
 
@@ -46,6 +47,33 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     /// Streams handed to tasks: direct pipes (`pipe`) and room sync exchanges (`sync_exchange`).
     pub(crate) streams: libp2p_stream::Behaviour,
+    /// Listening and dialling through relays (`/p2p-circuit` addresses).
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Relaying for others, with `Config::relay_server` only.
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    /// Upgrades relayed connections to direct ones by hole punching.
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Asks peers to dial this node's candidate addresses back (learns whether it is public).
+    pub(crate) autonat_client: autonat::v2::client::Behaviour,
+    /// Dials back the addresses peers ask about.
+    pub(crate) autonat_server: autonat::v2::server::Behaviour,
+}
+
+/// The relay server's behaviour under `limits`, with libp2p's default rate limits per peer and
+/// per IP on reservations and circuits.
+fn relay_service(peer_id: libp2p::PeerId, limits: &crate::RelayLimits) -> relay::Behaviour {
+    let config = relay::Config {
+        max_reservations: limits.max_reservations,
+        max_reservations_per_peer: limits.max_reservations_per_peer,
+        reservation_duration: limits.reservation_duration,
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        // libp2p refuses durations beyond u32::MAX seconds.
+        max_circuit_duration: limits.max_circuit_duration.min(Duration::from_secs(u32::MAX as u64)),
+        max_circuit_bytes: limits.max_circuit_bytes,
+        ..relay::Config::default()
+    };
+    relay::Behaviour::new(peer_id, config)
 }
 
 /// The gossipsub settings of a tim node, except that a node also validates every message in the
@@ -78,7 +106,9 @@ pub(crate) fn build_swarm(
         )
         .map_err(|e| net(&e))?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
             // Inbound records go straight to `RouteStore::put`, which verifies and bounds them; a
@@ -106,6 +136,11 @@ pub(crate) fn build_swarm(
                 .with_max_established_incoming(Some(config.max_established_incoming))
                 .with_max_established(Some(config.max_established))
                 .with_max_established_per_peer(Some(config.max_established_per_peer));
+            let relay_server = Toggle::from(
+                config
+                    .relay_server
+                    .then(|| relay_service(peer_id, &config.relay_limits)),
+            );
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 blocked: allow_block_list::Behaviour::default(),
@@ -113,6 +148,14 @@ pub(crate) fn build_swarm(
                 kad,
                 gossipsub,
                 streams,
+                relay_client,
+                relay_server,
+                dcutr: dcutr::Behaviour::new(peer_id),
+                autonat_client: autonat::v2::client::Behaviour::new(
+                    rand::rngs::OsRng,
+                    autonat::v2::client::Config::default(),
+                ),
+                autonat_server: autonat::v2::server::Behaviour::new(rand::rngs::OsRng),
             })
         })
         .map_err(|e| net(&e))?

@@ -385,13 +385,33 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
+            let relays: Vec<&str> = v["relays"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let connections = v["connections"].as_array().map_or(0, Vec::len);
+            let relayed = v["connections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["relayed"].as_bool() == Some(true))
+                .count();
+            let reach = match (v["reachability"].as_str().unwrap_or("unknown"), relays.is_empty()) {
+                (r, true) => r.to_string(),
+                (r, false) => format!("{r}, through relays {}", relays.join(", ")),
+            };
             print(
                 &v,
                 format!(
-                    "account  {}\npeer_id  {}\npeers    {}\nrooms    {}\nlisten   {}",
+                    "account  {}\npeer_id  {}\nreach    {}\npeers    {} ({} connections, {} relayed)\nrooms    {}\nlisten   {}",
                     v["account"].as_str().unwrap_or(""),
                     v["peer_id"].as_str().unwrap_or(""),
+                    reach,
                     v["peers"],
+                    connections,
+                    relayed,
                     if rooms.is_empty() { "-".into() } else { rooms.join(", ") },
                     addrs.join("\n         ")
                 ),

@@ -51,8 +51,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// A TOML file with any of: data_dir, listen, bootstrap, api, api_allowed_hosts,
-    /// revoke_window_secs, sync_writes. Flags override it.
+    /// A TOML file with any of the options in docs/api.md (data_dir, listen, bootstrap, api,
+    /// relay, external_addrs, ...). Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data dir (keys, database, API token). Default: ./tim-data
@@ -79,6 +79,13 @@ struct RunArgs {
     /// Refuse revokes older than this many seconds (default: no limit).
     #[arg(long)]
     revoke_window_secs: Option<u64>,
+    /// Serve as a relay for nodes behind NATs (for a node with a public address).
+    #[arg(long)]
+    relay: bool,
+    /// Addresses peers can dial this node at, known in advance (a public site's address), e.g.
+    /// /ip4/203.0.113.7/tcp/4001. Published at once; AutoNAT finds the others.
+    #[arg(long, num_args = 1..)]
+    external_addr: Vec<Multiaddr>,
 }
 
 /// The TOML config file.
@@ -97,6 +104,13 @@ struct FileConfig {
     max_established_incoming: Option<u32>,
     max_established: Option<u32>,
     max_established_per_peer: Option<u32>,
+    relay: bool,
+    external_addrs: Vec<Multiaddr>,
+    relay_reservations: Option<usize>,
+    relay_max_reservations: Option<usize>,
+    relay_max_circuits: Option<usize>,
+    relay_max_circuit_secs: Option<u64>,
+    relay_max_circuit_bytes: Option<u64>,
 }
 
 fn init_logs(format: LogFormat, default: &str) {
@@ -179,6 +193,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     set(&mut config.max_established, file.max_established);
     set(&mut config.max_established_per_peer, file.max_established_per_peer);
     config.max_inbound_pipes = file.max_inbound_pipes.unwrap_or(config.max_inbound_pipes);
+    config.relay_server = args.relay || file.relay;
+    config.external_addrs = if args.external_addr.is_empty() {
+        file.external_addrs
+    } else {
+        args.external_addr
+    };
+    config.relay_reservations = file.relay_reservations.unwrap_or(config.relay_reservations);
+    let limits = &mut config.relay_limits;
+    limits.max_reservations = file.relay_max_reservations.unwrap_or(limits.max_reservations);
+    limits.max_circuits = file.relay_max_circuits.unwrap_or(limits.max_circuits);
+    if let Some(secs) = file.relay_max_circuit_secs {
+        limits.max_circuit_duration = Duration::from_secs(secs);
+    }
+    limits.max_circuit_bytes = file.relay_max_circuit_bytes.unwrap_or(limits.max_circuit_bytes);
     let api_addr = args
         .api
         .or(file.api)

@@ -8,7 +8,11 @@
 mod kad;
 mod store;
 
-use libp2p::{kad as libp2p_kad, multiaddr::Protocol};
+use libp2p::{
+    kad as libp2p_kad,
+    multiaddr::Protocol,
+    swarm::dial_opts::{DialOpts, PeerCondition},
+};
 use tim_protocol::{encode, AccountId, RouteRecord};
 use tracing::{debug, info, warn};
 
@@ -51,11 +55,8 @@ impl EventLoop {
 
     pub(super) fn publish_route(&mut self) {
         let me = self.core.peer_id;
-        let addrs: Vec<Vec<u8>> = self
-            .swarm
-            .listeners()
-            .chain(self.swarm.external_addresses())
-            .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+        let addrs: Vec<Vec<u8>> = published_addrs(&self.swarm)
+            .into_iter()
             .take(tim_protocol::MAX_ROUTE_ADDRS)
             .map(|a| a.to_vec())
             .collect();
@@ -85,8 +86,21 @@ impl EventLoop {
     }
 
     fn route_found(&mut self, account: AccountId, route: Route) {
-        for addr in route.addrs {
-            self.swarm.add_peer_address(route.peer, addr);
+        let addrs = super::addrs::dialable(route.addrs);
+        debug!(%account, peer = %route.peer, ?addrs, "route found");
+        for addr in &addrs {
+            self.swarm.add_peer_address(route.peer, addr.clone());
+        }
+        // Dial the record's addresses now: no behaviour keeps a relay circuit address for a peer
+        // it has not met, so a later dial by peer id alone would not try it.
+        if !addrs.is_empty() && !self.swarm.is_connected(&route.peer) {
+            let opts = DialOpts::peer_id(route.peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(peer = %route.peer, error = %e, "not dialled");
+            }
         }
         for waiter in self.lookup_waiters.remove(&account).unwrap_or_default() {
             let _ = waiter.send(Ok(route.peer));
@@ -193,6 +207,39 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// The addresses a route record carries, most useful first: confirmed external addresses (peers
+/// can dial them), then circuit addresses through the relays this node holds a slot on (anyone
+/// can reach it there), then its other listen addresses (reachable on its own network). Each
+/// once; unspecified addresses (`0.0.0.0`) never, loopback ones only when there is nothing else
+/// (see `addrs`).
+fn published_addrs(swarm: &libp2p::Swarm<super::swarm::Behaviour>) -> Vec<libp2p::Multiaddr> {
+    use super::relay::is_circuit;
+    let me = *swarm.local_peer_id();
+    let unspecified = |a: &libp2p::Multiaddr| a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()));
+    // Circuit addresses appear both as listen addresses and (ending in this node's id) as
+    // external ones: publish each once, without the id (the record names the peer).
+    let bare = |a: &libp2p::Multiaddr| {
+        let mut a = a.clone();
+        if a.iter().last() == Some(Protocol::P2p(me)) {
+            a.pop();
+        }
+        a
+    };
+    let direct = swarm.external_addresses().filter(|a| !is_circuit(a));
+    let circuits = swarm
+        .listeners()
+        .chain(swarm.external_addresses())
+        .filter(|a| is_circuit(a));
+    let others = swarm.listeners().filter(|a| !is_circuit(a));
+    let mut out: Vec<libp2p::Multiaddr> = Vec::new();
+    for addr in direct.chain(circuits).chain(others).map(bare) {
+        if !unspecified(&addr) && !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    super::addrs::dialable(out)
 }
 
 /// Whether route `a` is newer than `b` (the same order as `RouteRecord::supersedes`).

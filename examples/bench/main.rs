@@ -10,7 +10,11 @@
 //!   returns; time until it converged;
 //! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
 //!   sync) vs a bare ed25519 verify loop;
-//! - `storage [--count 1000000]`: history pages, restart time, RSS and disk with that many messages.
+//! - `storage [--count 1000000]`: history pages, restart time, RSS and disk with that many messages;
+//! - `processes [--nodes 100] [--members 10] [--count 20] [--idle-secs 60]`: real `tim-node`
+//!   processes (the release binary: `cargo build --release -p tim-node` first), each bootstrapped
+//!   from a random earlier one; connections and RSS per node after idling, then a room of random
+//!   members: finding each other, messages and revokes to every member, a late member catching up.
 //!
 //! Prints the machine, a table (p50 / p99 / max, throughput, CPU time of the phase) and writes
 //! `bench-<scenario>.json`.
@@ -24,7 +28,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     report::{machine, print_table, Row},
-    scenarios::{catchup::catchup, direct::direct, room, storage},
+    scenarios::{catchup::catchup, direct::direct, network, room, storage},
 };
 
 mod baselines;
@@ -76,7 +80,16 @@ async fn main() -> anyhow::Result<()> {
         }
         "ingest" => catchup(flag("--count", 10_000), 0).await?,
         "storage" => storage::storage(flag("--count", 1_000_000)).await?,
-        other => bail!("unknown scenario {other}; try direct, room, catchup, ingest or storage"),
+        "processes" => {
+            network::processes(
+                flag("--nodes", 100),
+                flag("--members", 10),
+                flag("--count", 20),
+                Duration::from_secs(flag("--idle-secs", 60) as u64),
+            )
+            .await?
+        }
+        other => bail!("unknown scenario {other}; try direct, room, catchup, ingest, storage or processes"),
     };
     print_table(&rows);
     let mut result: HashMap<&str, serde_json::Value> = HashMap::new();

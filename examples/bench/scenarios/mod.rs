@@ -7,6 +7,7 @@ use crate::STEP;
 
 pub(crate) mod catchup;
 pub(crate) mod direct;
+pub(crate) mod network;
 pub(crate) mod room;
 pub(crate) mod storage;
 

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netns::{run_in, Lab, RELAY_IP};
+use netns::{run_in, Lab, RELAY_IPS};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tim-node");
@@ -34,8 +34,9 @@ struct LabNode {
 }
 
 impl LabNode {
-    fn start(name: &'static str, ns: &str, root: &Path, args: &[String]) -> LabNode {
-        let dir = root.join(name);
+    /// Starts `tim-node run` in `ns` with data dir `root/<dir>` and log `root/<name>.log`.
+    fn start(name: &'static str, dir: &str, ns: &str, root: &Path, args: &[String]) -> LabNode {
+        let dir = root.join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(root.join(format!("{name}.log"))).unwrap();
         let mut cmd = Command::new("ip");
@@ -66,6 +67,11 @@ impl LabNode {
 
     fn status(&self) -> Result<Value, String> {
         self.cli(&["status"])
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn log_tail(&self, root: &Path) -> String {
@@ -138,50 +144,87 @@ fn home_nodes_behind_nats_reach_each_other_through_the_dht_and_a_relay() {
     drop(lab);
 }
 
+/// Indexes into the lab's nodes.
+const RELAY_A: usize = 0;
+const H1: usize = 2;
+const H2: usize = 3;
+
+/// The relays this node holds a live reservation on.
+fn relays_of(status: &Value) -> Vec<String> {
+    status["relays"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect()
+}
+
 fn scenario(lab: &Lab, root: &Path, nodes: &mut Vec<LabNode>) -> Result<(), String> {
-    let tcp = format!("/ip4/{RELAY_IP}/tcp/4001");
-    let quic = format!("/ip4/{RELAY_IP}/udp/4001/quic-v1");
-    let relay_args = vec![
-        "--relay".to_string(),
-        "--listen".into(),
-        tcp.clone(),
-        quic.clone(),
-        "--external-addr".into(),
-        tcp.clone(),
-        quic.clone(),
-    ];
-    nodes.push(LabNode::start("relay", &lab.inet, root, &relay_args));
-    let relay_status = wait_for("the relay's API", Duration::from_secs(60), || {
-        Ok(nodes[0].status().ok())
-    })?;
-    let relay_peer = text(&relay_status, "peer_id")?;
-    let home_args = vec![
+    let mut bootstrap = vec!["--bootstrap".to_string()];
+    let mut relay_peers = Vec::new();
+    for (i, ip) in RELAY_IPS.iter().enumerate() {
+        let tcp = format!("/ip4/{ip}/tcp/4001");
+        let quic = format!("/ip4/{ip}/udp/4001/quic-v1");
+        let relay_args = vec![
+            "--relay".to_string(),
+            "--listen".into(),
+            tcp.clone(),
+            quic.clone(),
+            "--external-addr".into(),
+            tcp.clone(),
+            quic.clone(),
+        ];
+        let (name, dir) = if i == 0 {
+            ("relay-a", "relay-a")
+        } else {
+            ("relay-b", "relay-b")
+        };
+        nodes.push(LabNode::start(name, dir, &lab.inet, root, &relay_args));
+        let status = wait_for("a relay's API", Duration::from_secs(60), || Ok(nodes[i].status().ok()))?;
+        let peer = text(&status, "peer_id")?;
+        bootstrap.push(format!("{tcp}/p2p/{peer}"));
+        bootstrap.push(format!("{quic}/p2p/{peer}"));
+        relay_peers.push(peer);
+    }
+    // Each home node holds one reservation, so losing its relay means finding the other.
+    let config = root.join("home.toml");
+    std::fs::write(&config, "relay_reservations = 1\n").map_err(|e| e.to_string())?;
+    let mut home_args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
         "--listen".to_string(),
         "/ip4/0.0.0.0/tcp/4001".into(),
         "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
-        "--bootstrap".into(),
-        format!("{tcp}/p2p/{relay_peer}"),
-        format!("{quic}/p2p/{relay_peer}"),
     ];
-    nodes.push(LabNode::start("h1", &lab.homes[0], root, &home_args));
-    nodes.push(LabNode::start("h2", &lab.homes[1], root, &home_args));
-    let (h1, h2) = (&nodes[1], &nodes[2]);
+    home_args.extend(bootstrap);
+    nodes.push(LabNode::start("h1", "h1", &lab.homes[0], root, &home_args));
+    nodes.push(LabNode::start("h2", "h2", &lab.homes[1], root, &home_args));
 
-    // Each home node learns it is private and holds a reservation on the relay.
+    // Each home node learns it is private and holds a reservation on one of the relays.
     let mut accounts = Vec::new();
-    for home in [h1, h2] {
+    for home in [&nodes[H1], &nodes[H2]] {
         let status = wait_for(
             &format!("{} private with a relay reservation", home.name),
             Duration::from_secs(120),
             || {
                 let s = home.status()?;
-                let relays = s["relays"].as_array().cloned().unwrap_or_default();
-                Ok((s["reachability"] == "private" && relays.iter().any(|r| *r == relay_peer.as_str())).then_some(s))
+                let relays = relays_of(&s);
+                let ok = s["reachability"] == "private"
+                    && relays.len() == 1
+                    && relays.iter().all(|r| relay_peers.contains(r));
+                Ok(ok.then_some(s))
             },
         )?;
         accounts.push(text(&status, "account")?);
     }
-    say("nat_lab: both home nodes are private and reserved a slot on the relay");
+    say("nat_lab: both home nodes are private and reserved a slot on a relay");
+    exchange(&nodes[H1], &nodes[H2], &accounts)?;
+    failover(lab, root, nodes, &home_args, &relay_peers, &accounts)
+}
+
+/// Messages, revoke, burn after reading and a room between the two home nodes, then whether
+/// their connection became direct.
+fn exchange(h1: &LabNode, h2: &LabNode, accounts: &[String]) -> Result<(), String> {
     let (a1, a2) = (accounts[0].clone(), accounts[1].clone());
 
     // A 1:1 message from h1 to h2: h1 finds h2's route record (circuit address) in the DHT.
@@ -299,5 +342,42 @@ fn scenario(lab: &Lab, root: &Path, nodes: &mut Vec<LabNode>) -> Result<(), Stri
             "stayed relayed (hole punching did not succeed)"
         }
     ));
+    Ok(())
+}
+
+/// h2's relay stops: h2 reserves on the other relay and republishes its route record; a
+/// restarted h1 (no connection to h2 left) finds it through the DHT and reaches it there.
+fn failover(
+    lab: &Lab,
+    root: &Path,
+    nodes: &mut [LabNode],
+    home_args: &[String],
+    relay_peers: &[String],
+    accounts: &[String],
+) -> Result<(), String> {
+    let old = relays_of(&nodes[H2].status()?);
+    let lost = old.first().ok_or("h2 holds no relay")?.clone();
+    let index = relay_peers.iter().position(|p| *p == lost).ok_or("unknown relay")?;
+    let other = relay_peers[1 - index].clone();
+    nodes[H1].stop();
+    nodes[RELAY_A + index].stop();
+    wait_for("h2 moves to the other relay", Duration::from_secs(90), || {
+        Ok((relays_of(&nodes[H2].status()?) == [other.clone()]).then_some(()))
+    })?;
+    say("nat_lab: h2's relay stopped; h2 reserved a slot on the other relay");
+    nodes[H1] = LabNode::start("h1-restarted", "h1", &lab.homes[0], root, home_args);
+    let h1 = &nodes[H1];
+    wait_for("h1 back", Duration::from_secs(60), || Ok(h1.status().ok()))?;
+    let sent = h1.cli(&["send", "--to", &accounts[1], "after the relay moved"])?;
+    let mid = text(&sent, "mid")?;
+    wait_for(
+        "h2 receives a message through its new relay",
+        Duration::from_secs(90),
+        || {
+            let history = nodes[H2].cli(&["history", "--with", &accounts[0]])?;
+            Ok(entry(&history, &mid).map(|_| ()))
+        },
+    )?;
+    say("nat_lab: a restarted h1 found h2 through the DHT at its new relay and delivered");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!                 "internet" (203.0.113.0/24, bridge in the inet namespace)
-//!                 relay/bootstrap node 203.0.113.1
+//!                 relay/bootstrap nodes 203.0.113.1 and .2
 //!                 |                                   |
 //!   router r1: wan 203.0.113.11, masquerade   router r2: wan 203.0.113.12, masquerade
 //!                 |                                   |
@@ -13,8 +13,8 @@
 
 use std::process::Command;
 
-/// The relay's address on the lab's "internet".
-pub(crate) const RELAY_IP: &str = "203.0.113.1";
+/// The relays' addresses on the lab's "internet".
+pub(crate) const RELAY_IPS: [&str; 2] = ["203.0.113.1", "203.0.113.2"];
 
 /// The namespaces of one lab; removed on drop.
 pub(crate) struct Lab {
@@ -78,7 +78,9 @@ impl Lab {
         }
         let inet = self.inet.as_str();
         run_in(inet, "ip", &["link", "add", "br0", "type", "bridge"])?;
-        run_in(inet, "ip", &["addr", "add", &format!("{RELAY_IP}/24"), "dev", "br0"])?;
+        for ip in RELAY_IPS {
+            run_in(inet, "ip", &["addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
+        }
         run_in(inet, "ip", &["link", "set", "br0", "up"])?;
         for (i, (router, home)) in self.routers.iter().zip(&self.homes).enumerate() {
             let n = i + 1;

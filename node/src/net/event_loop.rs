@@ -1,6 +1,7 @@
 //! The one task that owns the `Swarm`. It is driven by [`Command`]s from handles (with oneshot
 //! replies), swarm events, pipe events, reports of work done in other tasks, and timers: the
-//! delivery state machine's timeout, route refresh, the periodic room sync, and burns.
+//! delivery state machine's timeout, route refresh, the periodic room sync, burns, and the
+//! network tick (connection manager, room discovery).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -21,9 +22,12 @@ use tracing::{debug, info, warn};
 use super::{
     accept::Known,
     budget::Limits,
+    connections::{self, Connections},
     deadline::Timeouts,
+    discovery::Discovery,
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
+    room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{self, room_of, topic},
     routing,
@@ -45,6 +49,8 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping node waits for the last task using its store before it reports stopped
 /// anyway (the store then closes when that task ends).
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
+/// How often the connection manager and room discovery look at the state of things.
+const NET_TICK: Duration = Duration::from_secs(1);
 
 /// What other tasks report back to the loop.
 pub(super) enum TaskReport {
@@ -104,7 +110,12 @@ pub(crate) struct EventLoop {
     pub(super) request_timeout: Duration,
     /// The peers this node chose to talk to: favoured by the inbound stream budgets when they
     /// are full, and exempt from the connection limits.
-    known: Known,
+    pub(super) known: Known,
+    /// Which connections to keep (`connections`), and room discovery's decisions (`discovery`)
+    /// with its queries in flight.
+    pub(super) connections: Connections,
+    pub(super) discovery: Discovery,
+    pub(super) discovery_queries: HashMap<kad::QueryId, (RoomId, Query)>,
     /// Room syncs in flight, with their progress.
     pub(super) syncing: HashMap<(RoomId, PeerId), SyncProgress>,
     /// Bounds the sync pages being verified and stored at once.
@@ -114,6 +125,10 @@ pub(crate) struct EventLoop {
     /// Burn-after-read timers.
     burns: BTreeMap<(Instant, MessageId), ()>,
     pub(super) route_published: bool,
+    /// The put of this node's route record in flight, if any: a node not yet published retries
+    /// on a new connection only when none is (each put dials the closest peers, whose
+    /// connections would otherwise start ever more puts, each making the last one stale).
+    pub(super) route_put: Option<kad::QueryId>,
     pub(super) route_ttl: Duration,
     route_refresh: Duration,
     sync_interval: Duration,
@@ -220,6 +235,7 @@ impl EventLoop {
             retention: config.outbox_retention,
             max_relays: config.max_pending_relays,
         });
+        let core_peer = core.peer_id;
         let mut this = EventLoop {
             swarm,
             core,
@@ -239,11 +255,19 @@ impl EventLoop {
             sync_server,
             request_timeout: config.request_timeout,
             known,
+            connections: Connections::new(connections::Settings {
+                high: config.max_connections,
+                low: config.target_connections,
+                grace: config.connection_grace,
+            }),
+            discovery: Discovery::new(core_peer, room_discovery::settings(config)),
+            discovery_queries: HashMap::new(),
             syncing: HashMap::new(),
             sync_applying: Arc::new(Semaphore::new(MAX_PAGES_APPLYING)),
             sync_turn: 0,
             burns: BTreeMap::new(),
             route_published: false,
+            route_put: None,
             route_ttl: config.route_ttl,
             route_refresh: config.route_refresh,
             sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
@@ -252,6 +276,10 @@ impl EventLoop {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 this.mark_known(peer);
             }
+        }
+        let now = Instant::now().into_std();
+        for room in rooms {
+            this.discovery.join(room.clone(), now);
         }
         for (deadline, mid) in burns {
             this.burns.insert((instant_of(*deadline), *mid), ());
@@ -301,6 +329,8 @@ impl EventLoop {
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
         sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut net_tick = tokio::time::interval_at(Instant::now() + NET_TICK, NET_TICK);
+        net_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         // One timer for the delivery state machine, reset only when its next deadline changes
         // (not re-registered on every turn of the loop).
@@ -309,6 +339,7 @@ impl EventLoop {
         let mut delivery_armed: Option<Instant> = None;
         loop {
             self.carry_out_deliveries();
+            self.carry_out_discovery();
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
             let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
             if next_delivery != delivery_armed {
@@ -337,6 +368,10 @@ impl EventLoop {
                 }
                 _ = refresh.tick() => self.publish_route(),
                 _ = sync_tick.tick() => self.sync_all(),
+                _ = net_tick.tick() => {
+                    self.manage_connections();
+                    self.tick_discovery();
+                }
                 _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
                     self.fire_burns()
                 }
@@ -402,11 +437,16 @@ impl EventLoop {
             Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
             Command::Join { room, reply } => {
                 let result = rooms::join(&mut self.swarm.behaviour_mut().gossipsub, &room);
+                let joined = result.is_ok();
                 let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
                 self.sync_room(&room);
+                if joined {
+                    self.discovery.join(room, Instant::now().into_std());
+                }
             }
             Command::Leave { room, reply } => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
+                self.discovery.leave(&room);
                 let _ = reply.send(Ok(()));
             }
             Command::Lookup { account, reply } => {
@@ -522,22 +562,29 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.connections.connected(peer_id, Instant::now().into_std());
+                if self.connections.over() {
+                    self.manage_connections();
+                }
                 if num_established.get() == 1 {
                     self.core.emit(Event::PeerConnected { peer: peer_id });
                     // The node of some waiting recipient may be back: retry its deliveries now.
                     let now = self.now();
                     self.deliveries.peer_connected(peer_id, now);
                 }
-                if !self.route_published {
+                if !self.route_published && self.route_put.is_none() {
                     self.publish_route();
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
                 ..
             } => {
-                self.core.emit(Event::PeerDisconnected { peer: peer_id });
+                self.connections.disconnected(&peer_id, num_established);
+                if num_established == 0 {
+                    self.core.emit(Event::PeerDisconnected { peer: peer_id });
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");

@@ -12,16 +12,24 @@
 //! - `accept`: serving inbound streams within their budget; `budget`: who gets a slot (a total
 //!   and a per-peer limit, known peers first when full); `deadline`: when a silent inbound stream
 //!   is closed; `frame`: pipe framing that never reserves more than what arrived.
+//! - `connections`: the connection manager, which peers to keep and which to close (high and low
+//!   watermarks, protections); `pruning`: the loop's side of it.
+//! - `discovery`: when a room member announces itself, looks up the others and whom it dials;
+//!   `room_discovery`: the loop's side of it, on Kademlia provider records.
 //! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
 
 mod accept;
 mod budget;
+mod connections;
 mod deadline;
 mod direct;
+mod discovery;
 mod event_loop;
 mod frame;
 mod pipe;
+mod pruning;
 mod quiesce;
+mod room_discovery;
 mod room_sync;
 mod rooms;
 mod routing;

@@ -52,7 +52,8 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// A TOML file with any of: data_dir, listen, bootstrap, api, api_allowed_hosts,
-    /// revoke_window_secs, sync_writes. Flags override it.
+    /// revoke_window_secs, sync_writes, max_connections, target_connections and the connection
+    /// limits (docs/api.md). Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data dir (keys, database, API token). Default: ./tim-data
@@ -79,6 +80,12 @@ struct RunArgs {
     /// Refuse revokes older than this many seconds (default: no limit).
     #[arg(long)]
     revoke_window_secs: Option<u64>,
+    /// Connected peers above which the least valuable are closed (default 64).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connected peers that pruning brings the count down to (default 48).
+    #[arg(long)]
+    target_connections: Option<usize>,
 }
 
 /// The TOML config file.
@@ -97,6 +104,8 @@ struct FileConfig {
     max_established_incoming: Option<u32>,
     max_established: Option<u32>,
     max_established_per_peer: Option<u32>,
+    max_connections: Option<usize>,
+    target_connections: Option<usize>,
 }
 
 fn init_logs(format: LogFormat, default: &str) {
@@ -179,6 +188,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     set(&mut config.max_established, file.max_established);
     set(&mut config.max_established_per_peer, file.max_established_per_peer);
     config.max_inbound_pipes = file.max_inbound_pipes.unwrap_or(config.max_inbound_pipes);
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        config.max_connections = n;
+    }
+    if let Some(n) = args.target_connections.or(file.target_connections) {
+        config.target_connections = n;
+    }
     let api_addr = args
         .api
         .or(file.api)

@@ -87,6 +87,21 @@ pub struct Config {
     /// Most established connections with one peer (two is normal: both dialled at once).
     /// Default 4.
     pub max_established_per_peer: u32,
+    /// The connection manager's high watermark: with more peers connected than this, the least
+    /// valuable are closed down to `target_connections`. Peers in a joined room's mesh, with an
+    /// open outbound pipe or a room sync in flight, protected relays, and peers connected for
+    /// less than `connection_grace` are never closed, so the count can stay above it while they
+    /// need it. The hard ceilings above still apply. Default 64.
+    pub max_connections: usize,
+    /// The low watermark that pruning brings the peer count down to. Default 48.
+    pub target_connections: usize,
+    /// How long a new connection is safe from pruning (its Kademlia query, identify exchange or
+    /// room handshake may be under way). Default 10 s.
+    pub connection_grace: Duration,
+    /// How often a room member re-announces itself for each joined room (a Kademlia provider
+    /// record) and looks up the room's members, when the room's mesh is healthy; a short mesh is
+    /// looked up sooner. Default 10 minutes.
+    pub room_announce_interval: Duration,
     /// Serve as a relay (circuit relay v2) for nodes that peers cannot dial: for a site node with
     /// a public address. Default `false`. Every node can *use* relays either way.
     pub relay_server: bool,
@@ -172,6 +187,10 @@ impl Config {
             max_established_incoming: 512,
             max_established: 1024,
             max_established_per_peer: 4,
+            max_connections: 64,
+            target_connections: 48,
+            connection_grace: Duration::from_secs(10),
+            room_announce_interval: Duration::from_secs(600),
             relay_server: false,
             relay_limits: RelayLimits::default(),
             relay_reservations: 2,

@@ -130,7 +130,13 @@ async fn silent_pipes_from_many_identities_do_not_block_an_honest_message() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let (victim, mut victim_events) = start(dv.path(), vec![]).await;
+    // The connection manager would close the attackers' idle connections (they are strangers,
+    // over `max_connections`) and so their pipes: raised here so that this test measures the
+    // pipe budget on its own, as the last line of defence.
+    let mut config = config(dv.path(), vec![]);
+    config.max_connections = 4096;
+    config.target_connections = 4096;
+    let (victim, mut victim_events) = Node::start(config).await.unwrap();
     let bootstrap = vec![addr(&victim).await];
     // A stranger: the victim has never talked to it.
     let (stranger, _se) = start(dh.path(), bootstrap.clone()).await;

@@ -1,6 +1,7 @@
 //! The one task that owns the `Swarm`. It is driven by [`Command`]s from handles (with oneshot
 //! replies), swarm events, pipe events, reports of work done in other tasks, and timers: the
-//! delivery state machine's timeout, route refresh, the periodic room sync, and burns.
+//! delivery state machine's timeout, route refresh, the periodic room sync, burns, and the
+//! network tick (connection manager, room discovery).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -22,11 +23,14 @@ use super::{
     accept::Known,
     addrs,
     budget::Limits,
+    connections::{self, Connections},
     deadline::Timeouts,
+    discovery::Discovery,
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
     reachability::{ReachabilityState, RelaySettings},
-    relay::{is_circuit, Connections},
+    relay::{is_circuit, Links},
+    room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{self, room_of, topic},
     routing,
@@ -52,6 +56,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(30);
 const REACHABILITY_TICK: Duration = Duration::from_secs(5);
 /// With no AutoNAT verdict after this long, a node acts as private and seeks relays.
 const UNDECIDED_AFTER: Duration = Duration::from_secs(30);
+/// How often the connection manager and room discovery look at the state of things.
+const NET_TICK: Duration = Duration::from_secs(1);
 
 /// What other tasks report back to the loop.
 pub(super) enum TaskReport {
@@ -111,7 +117,12 @@ pub(crate) struct EventLoop {
     pub(super) request_timeout: Duration,
     /// The peers this node chose to talk to: favoured by the inbound stream budgets when they
     /// are full, and exempt from the connection limits.
-    known: Known,
+    pub(super) known: Known,
+    /// Which connections to keep (`connections`), and room discovery's decisions (`discovery`)
+    /// with its queries in flight.
+    pub(super) connections: Connections,
+    pub(super) discovery: Discovery,
+    pub(super) discovery_queries: HashMap<kad::QueryId, (RoomId, Query)>,
     /// Room syncs in flight, with their progress.
     pub(super) syncing: HashMap<(RoomId, PeerId), SyncProgress>,
     /// Bounds the sync pages being verified and stored at once.
@@ -121,6 +132,10 @@ pub(crate) struct EventLoop {
     /// Burn-after-read timers.
     burns: BTreeMap<(Instant, MessageId), ()>,
     pub(super) route_published: bool,
+    /// The put of this node's route record in flight, if any: a node not yet published retries
+    /// on a new connection only when none is (each put dials the closest peers, whose
+    /// connections would otherwise start ever more puts, each making the last one stale).
+    pub(super) route_put: Option<kad::QueryId>,
     pub(super) route_ttl: Duration,
     route_refresh: Duration,
     sync_interval: Duration,
@@ -128,8 +143,8 @@ pub(crate) struct EventLoop {
     pub(super) reachability: ReachabilityState,
     /// The listeners that listen through a relay, and their relay.
     pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
-    /// Established connections (status, relay candidates).
-    pub(super) connections: Connections,
+    /// Established connections and their addresses (status, relay candidates).
+    pub(super) links: Links,
     /// The peers given as bootstrap: preferred relays.
     pub(super) bootstrap_peers: HashSet<PeerId>,
 }
@@ -246,6 +261,7 @@ impl EventLoop {
             retention: config.outbox_retention,
             max_relays: config.max_pending_relays,
         });
+        let core_peer = core.peer_id;
         let mut this = EventLoop {
             swarm,
             core,
@@ -265,17 +281,25 @@ impl EventLoop {
             sync_server,
             request_timeout: config.request_timeout,
             known,
+            connections: Connections::new(connections::Settings {
+                high: config.max_connections,
+                low: config.target_connections,
+                grace: config.connection_grace,
+            }),
+            discovery: Discovery::new(core_peer, room_discovery::settings(config)),
+            discovery_queries: HashMap::new(),
             syncing: HashMap::new(),
             sync_applying: Arc::new(Semaphore::new(MAX_PAGES_APPLYING)),
             sync_turn: 0,
             burns: BTreeMap::new(),
             route_published: false,
+            route_put: None,
             route_ttl: config.route_ttl,
             route_refresh: config.route_refresh,
             sync_interval: config.room_sync_interval.max(Duration::from_millis(100)),
             reachability,
             relay_listeners: HashMap::new(),
-            connections: Connections::default(),
+            links: Links::default(),
             bootstrap_peers: config
                 .bootstrap
                 .iter()
@@ -289,6 +313,10 @@ impl EventLoop {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 this.mark_known(peer);
             }
+        }
+        let now = Instant::now().into_std();
+        for room in rooms {
+            this.discovery.join(room.clone(), now);
         }
         for (deadline, mid) in burns {
             this.burns.insert((instant_of(*deadline), *mid), ());
@@ -340,6 +368,8 @@ impl EventLoop {
         sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut reachability_tick = tokio::time::interval(REACHABILITY_TICK);
         reachability_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut net_tick = tokio::time::interval_at(Instant::now() + NET_TICK, NET_TICK);
+        net_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         // One timer for the delivery state machine, reset only when its next deadline changes
         // (not re-registered on every turn of the loop).
@@ -349,6 +379,7 @@ impl EventLoop {
         loop {
             self.carry_out_deliveries();
             self.carry_out_relay_actions();
+            self.carry_out_discovery();
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
             let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
             if next_delivery != delivery_armed {
@@ -378,6 +409,10 @@ impl EventLoop {
                 _ = refresh.tick() => self.publish_route(),
                 _ = sync_tick.tick() => self.sync_all(),
                 _ = reachability_tick.tick() => self.on_reachability_tick(),
+                _ = net_tick.tick() => {
+                    self.manage_connections();
+                    self.tick_discovery();
+                }
                 _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
                     self.fire_burns()
                 }
@@ -443,11 +478,16 @@ impl EventLoop {
             Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
             Command::Join { room, reply } => {
                 let result = rooms::join(&mut self.swarm.behaviour_mut().gossipsub, &room);
+                let joined = result.is_ok();
                 let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
                 self.sync_room(&room);
+                if joined {
+                    self.discovery.join(room, Instant::now().into_std());
+                }
             }
             Command::Leave { room, reply } => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
+                self.discovery.leave(&room);
                 let _ = reply.send(Ok(()));
             }
             Command::Lookup { account, reply } => {
@@ -510,7 +550,7 @@ impl EventLoop {
                 .cloned()
                 .collect(),
             relays: self.reachability.relays(),
-            connections: self.connections.list(),
+            connections: self.links.list(),
         }
     }
 
@@ -592,14 +632,18 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                self.connections.established(connection_id, peer_id, endpoint);
+                self.links.established(connection_id, peer_id, endpoint);
+                self.connections.connected(peer_id, Instant::now().into_std());
+                if self.connections.over() {
+                    self.manage_connections();
+                }
                 if num_established.get() == 1 {
                     self.core.emit(Event::PeerConnected { peer: peer_id });
                     // The node of some waiting recipient may be back: retry its deliveries now.
                     let now = self.now();
                     self.deliveries.peer_connected(peer_id, now);
                 }
-                if !self.route_published {
+                if !self.route_published && self.route_put.is_none() {
                     self.publish_route();
                 }
             }
@@ -609,7 +653,8 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                self.connections.closed(connection_id, peer_id, num_established);
+                self.links.closed(connection_id, peer_id, num_established);
+                self.connections.disconnected(&peer_id, num_established);
                 if num_established == 0 {
                     self.reachability.disconnected(&peer_id, Instant::now().into_std());
                     self.core.emit(Event::PeerDisconnected { peer: peer_id });

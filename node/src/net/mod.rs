@@ -12,6 +12,10 @@
 //! - `accept`: serving inbound streams within their budget; `budget`: who gets a slot (a total
 //!   and a per-peer limit, known peers first when full); `deadline`: when a silent inbound stream
 //!   is closed; `frame`: pipe framing that never reserves more than what arrived.
+//! - `connections`: the connection manager, which peers to keep and which to close (high and low
+//!   watermarks, protections); `pruning`: the loop's side of it.
+//! - `discovery`: when a room member announces itself, looks up the others and whom it dials;
+//!   `room_discovery`: the loop's side of it, on Kademlia provider records.
 //! - `reachability`: whether peers can dial this node, and which relays it holds slots on;
 //!   `relay`: feeding it from AutoNAT, identify and the relay client, and carrying out its
 //!   decisions (hole punching and relaying for others run in their libp2p behaviours).
@@ -21,14 +25,18 @@
 mod accept;
 mod addrs;
 mod budget;
+mod connections;
 mod deadline;
 mod direct;
+mod discovery;
 mod event_loop;
 mod frame;
 mod pipe;
+mod pruning;
 mod quiesce;
 mod reachability;
 mod relay;
+mod room_discovery;
 mod room_sync;
 mod rooms;
 mod routing;

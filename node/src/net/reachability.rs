@@ -142,6 +142,13 @@ impl ReachabilityState {
         relays
     }
 
+    /// Relays this node holds or asked for a slot on: their connections must stay.
+    pub(crate) fn relays_in_use(&self) -> Vec<PeerId> {
+        let mut relays: Vec<PeerId> = self.slots.keys().copied().collect();
+        relays.sort();
+        relays
+    }
+
     /// AutoNAT confirmed that peers can dial `addr`.
     pub(crate) fn address_confirmed(&mut self, addr: Multiaddr, now: Instant) {
         self.confirmed.insert(addr);

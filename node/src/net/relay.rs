@@ -18,7 +18,7 @@ use crate::{core::bump, status::ConnectionStatus};
 
 /// The connections this node has, for the status and the choice of relays.
 #[derive(Default)]
-pub(super) struct Connections {
+pub(super) struct Links {
     /// Every established connection: its peer, remote address and whether it goes through a
     /// relay.
     open: HashMap<ConnectionId, ConnectionStatus>,
@@ -26,7 +26,7 @@ pub(super) struct Connections {
     dialled: HashMap<PeerId, Multiaddr>,
 }
 
-impl Connections {
+impl Links {
     pub(super) fn established(&mut self, id: ConnectionId, peer: PeerId, endpoint: &ConnectedPoint) {
         let relayed = endpoint.is_relayed();
         let addr = endpoint.get_remote_address().clone();
@@ -129,7 +129,7 @@ impl EventLoop {
         if !protocols.contains(&relay::HOP_PROTOCOL_NAME) {
             return;
         }
-        let Some(addr) = self.connections.dialled(&peer).cloned() else {
+        let Some(addr) = self.links.dialled(&peer).cloned() else {
             // A relay this node never dialled: its address for the circuit is unknown.
             return;
         };
@@ -212,7 +212,7 @@ impl EventLoop {
     /// the direct connection and their requests are retried, so nothing acknowledged is lost.
     pub(super) fn on_reachability_tick(&mut self) {
         self.reachability.tick(tokio::time::Instant::now().into_std());
-        for id in self.connections.redundant_relayed() {
+        for id in self.links.redundant_relayed() {
             debug!(connection = ?id, "closing a relayed connection: a direct one exists");
             self.swarm.close_connection(id);
         }
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn a_relayed_connection_is_redundant_once_the_peer_has_a_direct_one() {
         let (relay, peer) = (PeerId::random(), PeerId::random());
-        let mut c = Connections::default();
+        let mut c = Links::default();
         c.established(
             ConnectionId::new_unchecked(1),
             relay,

@@ -96,6 +96,8 @@ impl EventLoop {
     }
 
     fn on_gossip(&mut self, id: gossipsub::MessageId, source: PeerId, message: gossipsub::Message) {
+        // A peer that forwards room traffic is worth more than an idle one (`connections`).
+        self.connections.active(&source, tokio::time::Instant::now().into_std());
         let room = room_of(&message.topic);
         let permit = self.inflight.clone().try_acquire_owned().ok();
         let (Some(room), Some(permit)) = (room.clone(), permit) else {

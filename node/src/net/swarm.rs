@@ -123,6 +123,10 @@ pub(crate) fn build_swarm(
             kad_config.set_replication_interval(None);
             kad_config.set_publication_interval(None);
             kad_config.set_caching(kad::Caching::Disabled);
+            // Room members announce themselves (provider records, `room_discovery`) and
+            // re-announce on their own schedule, so Kademlia's own provider republication is off.
+            kad_config.set_provider_record_ttl(Some(super::room_discovery::PROVIDER_TTL));
+            kad_config.set_provider_publication_interval(None);
             kad_config.set_query_timeout(Duration::from_secs(30));
             kad_config.set_periodic_bootstrap_interval(Some(refresh));
             let store = RouteStore::new(peer_id, limits, counters);

@@ -52,7 +52,7 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// A TOML file with any of the options in docs/api.md (data_dir, listen, bootstrap, api,
-    /// relay, external_addrs, ...). Flags override it.
+    /// max_connections, relay, external_addrs, ...). Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data dir (keys, database, API token). Default: ./tim-data
@@ -79,6 +79,12 @@ struct RunArgs {
     /// Refuse revokes older than this many seconds (default: no limit).
     #[arg(long)]
     revoke_window_secs: Option<u64>,
+    /// Connected peers above which the least valuable are closed (default 64).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connected peers that pruning brings the count down to (default 48).
+    #[arg(long)]
+    target_connections: Option<usize>,
     /// Serve as a relay for nodes behind NATs (for a node with a public address).
     #[arg(long)]
     relay: bool,
@@ -104,6 +110,8 @@ struct FileConfig {
     max_established_incoming: Option<u32>,
     max_established: Option<u32>,
     max_established_per_peer: Option<u32>,
+    max_connections: Option<usize>,
+    target_connections: Option<usize>,
     relay: bool,
     external_addrs: Vec<Multiaddr>,
     relay_reservations: Option<usize>,
@@ -193,6 +201,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     set(&mut config.max_established, file.max_established);
     set(&mut config.max_established_per_peer, file.max_established_per_peer);
     config.max_inbound_pipes = file.max_inbound_pipes.unwrap_or(config.max_inbound_pipes);
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        config.max_connections = n;
+    }
+    if let Some(n) = args.target_connections.or(file.target_connections) {
+        config.target_connections = n;
+    }
     config.relay_server = args.relay || file.relay;
     config.external_addrs = if args.external_addr.is_empty() {
         file.external_addrs

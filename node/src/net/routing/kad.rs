@@ -1,8 +1,11 @@
 //! Kademlia with a record store that knows who sent each record: a thin wrapper that tells the
 //! store the sending peer around every event from a peer's connection (an inbound `PutRecord` is
-//! stored while that event is handled), so the store can bound what one peer stores here.
+//! stored while that event is handled), so the store can bound what one peer stores here, and
+//! the IP address of that connection, so it can bound what one address announces.
 
 use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
     ops::{Deref, DerefMut},
     task::{Context, Poll},
 };
@@ -10,6 +13,7 @@ use std::{
 use libp2p::{
     core::{transport::PortUse, Endpoint},
     kad,
+    multiaddr::Protocol,
     swarm::{
         ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent,
         ToSwarm,
@@ -22,12 +26,33 @@ use super::store::RouteStore;
 /// The inner Kademlia behaviour.
 type Inner = kad::Behaviour<RouteStore>;
 
-/// `kad::Behaviour` over a [`RouteStore`], telling the store the source of each peer's request.
-pub(crate) struct Kad(Inner);
+/// `kad::Behaviour` over a [`RouteStore`], telling the store the source of each peer's request,
+/// and noting which peers Kademlia talked with (their connections are in use: see `connections`).
+pub(crate) struct Kad(Inner, Addresses, HashSet<PeerId>);
+
+/// Most peers noted as active between two looks of the event loop.
+const MAX_ACTIVE: usize = 4096;
+
+/// The IP address of each established connection that has one (bounded by the connections).
+type Addresses = HashMap<ConnectionId, IpAddr>;
+
+/// The first IP address in `addr` (a relayed connection's is its relay's).
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
 
 impl Kad {
     pub(crate) fn new(inner: Inner) -> Self {
-        Kad(inner)
+        Kad(inner, HashMap::new(), HashSet::new())
+    }
+
+    /// The peers Kademlia exchanged messages with since the last call.
+    pub(crate) fn take_active(&mut self) -> Vec<PeerId> {
+        self.2.drain().collect()
     }
 }
 
@@ -93,6 +118,17 @@ impl NetworkBehaviour for Kad {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match &event {
+            FromSwarm::ConnectionEstablished(e) => {
+                if let Some(ip) = ip_of(e.endpoint.get_remote_address()) {
+                    self.1.insert(e.connection_id, ip);
+                }
+            }
+            FromSwarm::ConnectionClosed(e) => {
+                self.1.remove(&e.connection_id);
+            }
+            _ => {}
+        }
         self.0.on_swarm_event(event)
     }
 
@@ -102,9 +138,13 @@ impl NetworkBehaviour for Kad {
         connection_id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        self.0.store_mut().set_source(Some(peer_id));
+        if self.2.len() < MAX_ACTIVE {
+            self.2.insert(peer_id);
+        }
+        let ip = self.1.get(&connection_id).copied();
+        self.0.store_mut().set_source(Some(peer_id), ip);
         self.0.on_connection_handler_event(peer_id, connection_id, event);
-        self.0.store_mut().set_source(None);
+        self.0.store_mut().set_source(None, None);
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {

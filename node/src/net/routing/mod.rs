@@ -3,9 +3,11 @@
 //! nodes store here.
 //!
 //! - `store`: [`RouteStore`], what this node keeps for others and the decisions behind it.
-//! - `kad`: [`Kad`], Kademlia telling the store which peer sent each record.
+//! - `providers`: the bounded provider records of room members (`super::room_discovery`).
+//! - `kad`: [`Kad`], Kademlia telling the store which peer (and address) sent each record.
 
 mod kad;
+mod providers;
 mod store;
 
 use libp2p::{
@@ -75,13 +77,14 @@ impl EventLoop {
                 return;
             }
         };
-        if let Err(e) = self
+        match self
             .swarm
             .behaviour_mut()
             .kad
             .put_record(record, libp2p_kad::Quorum::One)
         {
-            warn!(error = %e, "could not store route record");
+            Ok(id) => self.route_put = Some(id),
+            Err(e) => warn!(error = %e, "could not store route record"),
         }
     }
 
@@ -161,20 +164,33 @@ impl EventLoop {
 
     pub(super) fn on_kad(&mut self, event: libp2p_kad::Event) {
         match event {
-            libp2p_kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+            libp2p_kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                step,
+                stats,
+                ..
+            } => match result {
                 libp2p_kad::QueryResult::GetRecord(result) => self.on_get_record(id, result, step.last),
-                libp2p_kad::QueryResult::PutRecord(Ok(_)) => {
-                    if !self.route_published {
-                        info!("route record published");
+                libp2p_kad::QueryResult::PutRecord(result) => {
+                    if self.route_put == Some(id) {
+                        self.route_put = None;
                     }
-                    self.route_published = true;
-                }
-                libp2p_kad::QueryResult::PutRecord(Err(e)) => {
-                    debug!(error = %e, "route record not yet replicated; will retry");
+                    match result {
+                        Ok(_) => {
+                            if !self.route_published {
+                                info!("route record published");
+                            }
+                            self.route_published = true;
+                        }
+                        Err(e) => debug!(error = %e, "route record not yet replicated; will retry"),
+                    }
                 }
                 libp2p_kad::QueryResult::Bootstrap(Ok(_)) if step.last && !self.route_published => {
                     self.publish_route();
                 }
+                libp2p_kad::QueryResult::GetProviders(result) => self.on_providers(id, result, step.last),
+                libp2p_kad::QueryResult::StartProviding(result) => self.on_announced(id, result, &stats),
                 _ => {}
             },
             libp2p_kad::Event::InboundRequest {

@@ -1,11 +1,13 @@
 //! The Kademlia record store of a tim node: only valid route records, the newest per account,
 //! each kept no longer than its signed expiry, at most `Limits::per_source` from one sending peer
 //! and `Limits::max_records` in all. A refused record makes `put` fail, so Kademlia resets the
-//! sender's request instead of acknowledging it. Provider records are refused: tim uses none.
+//! sender's request instead of acknowledging it. Provider records (room members, see
+//! `providers`) are kept within their own bounds.
 
 use std::{
     borrow::Cow,
     collections::{HashMap, VecDeque},
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -21,6 +23,7 @@ use libp2p::{
 use tim_protocol::{decode, AccountId, RouteRecord};
 use tracing::debug;
 
+use super::providers::Providers;
 use crate::{
     core::{bump, now_ms, Counters},
     Error, Result,
@@ -210,6 +213,10 @@ pub(crate) struct RouteStore {
     /// The peer whose request Kademlia is handling now (set by `super::kad::Kad`); `None` for
     /// this node's own puts.
     source: Option<PeerId>,
+    /// The IP address of that peer's connection, if it has one.
+    source_ip: Option<IpAddr>,
+    /// Room members' provider records.
+    providers: Providers,
     /// Keys just stored for peers: the event loop checks whether they make a waiting delivery
     /// reachable.
     fresh: VecDeque<kad::RecordKey>,
@@ -228,6 +235,8 @@ impl RouteStore {
             records: HashMap::new(),
             count: HashMap::new(),
             source: None,
+            source_ip: None,
+            providers: Providers::new(local, Default::default()),
             fresh: VecDeque::new(),
             last_seq: 0,
             counters,
@@ -235,8 +244,9 @@ impl RouteStore {
         }
     }
 
-    pub(super) fn set_source(&mut self, source: Option<PeerId>) {
+    pub(super) fn set_source(&mut self, source: Option<PeerId>, ip: Option<IpAddr>) {
         self.source = source;
+        self.source_ip = ip;
     }
 
     /// The `seq` for this node's next record: its wall clock in ms, or one more than the last if
@@ -272,7 +282,7 @@ impl RouteStore {
 
 impl RecordStore for RouteStore {
     type RecordsIter<'a> = std::vec::IntoIter<Cow<'a, kad::Record>>;
-    type ProvidedIter<'a> = std::iter::Empty<Cow<'a, ProviderRecord>>;
+    type ProvidedIter<'a> = std::vec::IntoIter<Cow<'a, ProviderRecord>>;
 
     fn get(&self, k: &kad::RecordKey) -> Option<Cow<'_, kad::Record>> {
         let stored = self.records.get(k)?;
@@ -340,19 +350,33 @@ impl RecordStore for RouteStore {
         live.map(|s| Cow::Borrowed(&s.record)).collect::<Vec<_>>().into_iter()
     }
 
-    fn add_provider(&mut self, _record: ProviderRecord) -> kad::store::Result<()> {
-        Err(StoreError::MaxProvidedKeys)
+    fn add_provider(&mut self, record: ProviderRecord) -> kad::store::Result<()> {
+        // Kademlia takes a provider record only from the provider's own connection (or this
+        // node's own), so the source is the provider.
+        let ip = if record.provider == self.local {
+            None
+        } else {
+            self.source_ip
+        };
+        let provider = record.provider;
+        self.providers.add(record, ip, Instant::now()).map_err(|why| {
+            debug!(%provider, ?why, "provider record refused");
+            StoreError::MaxProvidedKeys
+        })
     }
 
-    fn providers(&self, _key: &kad::RecordKey) -> Vec<ProviderRecord> {
-        Vec::new()
+    fn providers(&self, key: &kad::RecordKey) -> Vec<ProviderRecord> {
+        self.providers.providers(key, Instant::now())
     }
 
     fn provided(&self) -> Self::ProvidedIter<'_> {
-        std::iter::empty()
+        let own = self.providers.local_records().into_iter().map(Cow::Owned);
+        own.collect::<Vec<_>>().into_iter()
     }
 
-    fn remove_provider(&mut self, _key: &kad::RecordKey, _provider: &PeerId) {}
+    fn remove_provider(&mut self, key: &kad::RecordKey, provider: &PeerId) {
+        self.providers.remove(key, provider);
+    }
 }
 
 #[cfg(test)]

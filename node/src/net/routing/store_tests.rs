@@ -30,9 +30,9 @@ fn record(key: &AccountKey, seq: u64, expires_at: u64) -> kad::Record {
 }
 
 fn put_from(s: &mut RouteStore, source: PeerId, r: kad::Record) -> kad::store::Result<()> {
-    s.set_source(Some(source));
+    s.set_source(Some(source), None);
     let result = s.put(r);
-    s.set_source(None);
+    s.set_source(None, None);
     result
 }
 
@@ -197,7 +197,7 @@ fn own_records_always_fit_and_are_never_evicted() {
 }
 
 #[test]
-fn invalid_records_and_provider_records_are_refused() {
+fn invalid_records_and_provider_records_under_other_keys_are_refused() {
     let mut s = store(Limits::default());
     let (alice, bob) = (AccountKey::generate(), AccountKey::generate());
     let mut wrong_key = record(&alice, 1, NOW + 60_000);
@@ -209,9 +209,19 @@ fn invalid_records_and_provider_records_are_refused() {
     assert!(put_from(&mut s, PeerId::random(), forged).is_err());
     let junk = kad::Record::new(kad::RecordKey::new(&"/other"), vec![1, 2, 3]);
     assert!(put_from(&mut s, PeerId::random(), junk).is_err());
+    // Provider records only under room-provider keys (32 bytes), never under a route key.
     let provider = ProviderRecord::new(kad::RecordKey::new(&"k"), PeerId::random(), vec![]);
     assert!(s.add_provider(provider).is_err());
+    let provider = ProviderRecord::new(route_key(&alice.account_id()), PeerId::random(), vec![]);
+    assert!(s.add_provider(provider).is_err());
     assert_eq!(s.records().count(), 0);
+    let room = kad::RecordKey::new(&[7u8; 32]);
+    let member = PeerId::random();
+    s.add_provider(ProviderRecord::new(room.clone(), member, vec![]))
+        .unwrap();
+    assert_eq!(s.providers(&room)[0].provider, member);
+    s.remove_provider(&room, &member);
+    assert!(s.providers(&room).is_empty());
 }
 
 #[test]

@@ -1,0 +1,190 @@
+//! Room discovery decisions under a fake clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+const MIN: Duration = Duration::from_secs(2);
+const MAX: Duration = Duration::from_secs(60);
+const REPUBLISH: Duration = Duration::from_secs(600);
+
+fn discovery() -> Discovery {
+    Discovery::new(
+        PeerId::random(),
+        Settings {
+            republish: REPUBLISH,
+            retry_min: MIN,
+            retry_max: MAX,
+            want: 3,
+            low: 2,
+        },
+    )
+}
+
+fn room(name: &str) -> RoomId {
+    RoomId::new(name).unwrap()
+}
+
+fn drain(d: &mut Discovery) -> Vec<Output> {
+    std::iter::from_fn(|| d.poll()).collect()
+}
+
+fn peers(mesh: usize, members: usize) -> RoomPeers {
+    RoomPeers { mesh, members }
+}
+
+#[test]
+fn joining_announces_and_looks_up_at_once_and_leaving_stops_announcing() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    assert_eq!(
+        drain(&mut d),
+        vec![Output::Announce(r.clone()), Output::LookUp(r.clone())]
+    );
+    // Joining again changes nothing.
+    d.join(r.clone(), t0);
+    assert!(drain(&mut d).is_empty());
+    d.leave(&r);
+    assert_eq!(drain(&mut d), vec![Output::StopAnnouncing(r.clone())]);
+    // A left room is not announced or looked up any more, and its late answers are ignored.
+    d.announced(&r, true, t0);
+    d.lookup_done(&r, peers(0, 0), t0);
+    d.tick(t0 + REPUBLISH * 2, |_| peers(0, 0));
+    assert!(drain(&mut d).is_empty());
+    assert!(!d.is_joined(&r));
+}
+
+#[test]
+fn a_healthy_room_is_announced_and_looked_up_every_republish_interval() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    d.announced(&r, true, t0);
+    d.lookup_done(&r, peers(2, 2), t0);
+    d.tick(t0 + REPUBLISH - Duration::from_secs(1), |_| peers(2, 2));
+    assert!(drain(&mut d).is_empty());
+    d.tick(t0 + REPUBLISH, |_| peers(2, 2));
+    assert_eq!(
+        drain(&mut d),
+        vec![Output::Announce(r.clone()), Output::LookUp(r.clone())]
+    );
+    // Nothing more while those run.
+    d.tick(t0 + REPUBLISH * 3, |_| peers(2, 2));
+    assert!(drain(&mut d).is_empty());
+}
+
+#[test]
+fn a_short_mesh_is_looked_up_on_a_backoff_that_resets_when_someone_new_is_found() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    let mut now = t0;
+    // Lookups that find no one: 2 s, 4 s, 8 s, ... up to 60 s.
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        d.lookup_done(&r, peers(0, 0), now);
+        let mut t = now;
+        loop {
+            t += Duration::from_secs(1);
+            d.tick(t, |_| peers(0, 0));
+            if drain(&mut d).contains(&Output::LookUp(r.clone())) {
+                break;
+            }
+        }
+        waits.push((t - now).as_secs());
+        now = t;
+    }
+    assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60]);
+    // A lookup that finds a new member brings the short wait back.
+    d.found(&r, [PeerId::random()], |_| false, peers(0, 0), now);
+    assert_eq!(drain(&mut d).len(), 1);
+    d.lookup_done(&r, peers(0, 0), now);
+    d.tick(now + MIN, |_| peers(0, 0));
+    assert_eq!(drain(&mut d), vec![Output::LookUp(r.clone())]);
+}
+
+#[test]
+fn a_small_room_whose_members_are_all_known_waits_for_the_republish_interval() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    d.announced(&r, true, t0);
+    // The one other member is connected already: nothing new, though the mesh is short.
+    let other = PeerId::random();
+    d.found(&r, [other], |p| *p == other, peers(1, 1), t0);
+    assert!(drain(&mut d).is_empty());
+    d.lookup_done(&r, peers(1, 1), t0);
+    d.tick(t0 + REPUBLISH - Duration::from_secs(1), |_| peers(1, 1));
+    assert!(drain(&mut d).is_empty());
+    d.tick(t0 + REPUBLISH, |_| peers(1, 1));
+    assert_eq!(
+        drain(&mut d),
+        vec![Output::Announce(r.clone()), Output::LookUp(r.clone())]
+    );
+}
+
+#[test]
+fn a_mesh_that_falls_short_is_looked_up_at_once() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    d.announced(&r, true, t0);
+    d.lookup_done(&r, peers(3, 3), t0);
+    d.tick(t0 + Duration::from_secs(1), |_| peers(3, 3));
+    assert!(drain(&mut d).is_empty());
+    d.tick(t0 + Duration::from_secs(2), |_| peers(1, 1));
+    assert_eq!(drain(&mut d), vec![Output::LookUp(r.clone())]);
+}
+
+#[test]
+fn an_announcement_nobody_took_is_retried_on_the_backoff() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    d.lookup_done(&r, peers(2, 2), t0);
+    d.announced(&r, false, t0);
+    d.tick(t0 + MIN, |_| peers(2, 2));
+    assert_eq!(drain(&mut d), vec![Output::Announce(r.clone())]);
+    d.announced(&r, false, t0 + MIN);
+    d.tick(t0 + MIN * 2, |_| peers(2, 2));
+    assert!(drain(&mut d).is_empty());
+    d.tick(t0 + MIN * 3, |_| peers(2, 2));
+    assert_eq!(drain(&mut d), vec![Output::Announce(r.clone())]);
+}
+
+#[test]
+fn found_members_are_dialled_up_to_the_wanted_size_and_not_again_soon() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    let local = d.local;
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    let connected = PeerId::random();
+    let found: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+    let all: Vec<PeerId> = [local, connected].into_iter().chain(found.iter().copied()).collect();
+    // One member connected already, want 3: two dials, never to itself or the connected one.
+    d.found(&r, all.clone(), |p| *p == connected, peers(1, 1), t0);
+    assert_eq!(drain(&mut d), vec![Output::Dial(found[0]), Output::Dial(found[1])]);
+    // The next lookup within `retry_max` does not dial them again, but others.
+    d.lookup_done(&r, peers(1, 1), t0);
+    d.tick(t0 + MIN, |_| peers(1, 1));
+    assert_eq!(drain(&mut d), vec![Output::LookUp(r.clone())]);
+    d.found(&r, all.clone(), |p| *p == connected, peers(1, 1), t0 + MIN);
+    assert_eq!(drain(&mut d), vec![Output::Dial(found[2]), Output::Dial(found[3])]);
+    // After `retry_max`, the first ones may be dialled again.
+    d.lookup_done(&r, peers(1, 1), t0 + MIN);
+    d.tick(t0 + MAX + MIN, |_| peers(1, 1));
+    drain(&mut d);
+    d.found(&r, all, |p| *p == connected, peers(1, 1), t0 + MAX + MIN);
+    assert_eq!(drain(&mut d), vec![Output::Dial(found[0]), Output::Dial(found[1])]);
+}
+
+#[test]
+fn a_flood_of_providers_costs_at_most_want_dials_per_lookup() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    let flood: Vec<PeerId> = (0..10_000).map(|_| PeerId::random()).collect();
+    d.found(&r, flood.iter().copied(), |_| false, peers(0, 0), t0);
+    d.found(&r, flood.iter().copied(), |_| false, peers(0, 0), t0);
+    assert_eq!(drain(&mut d).len(), 3);
+    assert!(d.dialled.len() <= MAX_DIALLED);
+}

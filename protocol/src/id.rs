@@ -116,12 +116,15 @@ impl AccountId {
         payload: &[u8],
         signature: &[u8; 64],
     ) -> Result<()> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| Error::InvalidSignature(what))?;
         let mut bytes = Vec::with_capacity(tag.len() + payload.len());
         bytes.extend_from_slice(tag);
         bytes.extend_from_slice(payload);
-        key.verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(signature))
-            .map_err(|_| Error::InvalidSignature(what))
+        crate::batch::verify_one(&crate::batch::SignedBytes {
+            what,
+            key: &self.0,
+            bytes: &bytes,
+            signature,
+        })
     }
 }
 

@@ -13,11 +13,14 @@
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
+//! - [`batch`]: batch signature verification whose verdicts are exactly `verify_strict`'s, and
+//!   [`batch::verify_messages`], the batched [`Message::verify`].
 //! - `test_util` (feature `test-util`): deterministic keys and messages for tests.
 //!
 //! docs/protocol.md specifies the byte layouts and the verification rules.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod code;
 mod codec;
 mod control;

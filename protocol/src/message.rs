@@ -11,6 +11,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// The largest message body, in bytes.
 pub const MAX_BODY_LEN: usize = 64 * 1024;
 
+/// What a bad header signature is reported as (`Error::InvalidSignature`).
+pub(crate) const HEADER_WHAT: &str = "message header";
+
 /// Who a message is for. The variant is the message's kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum Recipient {
@@ -108,7 +111,7 @@ impl SignedHeader {
         self.header.check_fields()?;
         self.header
             .from
-            .verify_tagged("message header", tag::MESSAGE, &raw(&self.header), &self.signature)?;
+            .verify_tagged(HEADER_WHAT, tag::MESSAGE, &raw(&self.header), &self.signature)?;
         Ok(self.id())
     }
 }
@@ -183,14 +186,22 @@ impl Message {
     }
 
     /// Verifies the header (fields and signature) and that the body matches it.
+    /// [`crate::batch::verify_messages`] is the same for many messages, batching the signatures.
     pub fn verify(self) -> Result<Verified<Message>> {
+        self.check_unsigned()?;
+        let id = self.header.verify()?;
+        Ok(Verified::new(self, id))
+    }
+
+    /// Every check of [`Message::verify`] before the signature, in its order: the body against
+    /// the header, then the header's fields.
+    pub(crate) fn check_unsigned(&self) -> Result<()> {
         let h = &self.header.header;
         if self.body.len() != h.body_len as usize || <[u8; 32]>::from(Sha256::digest(&self.body)) != h.body_hash {
             // Report an oversized claim as such before the mismatch.
             h.check_fields()?;
             return Err(Error::BodyMismatch);
         }
-        let id = self.header.verify()?;
-        Ok(Verified::new(self, id))
+        h.check_fields()
     }
 }

@@ -71,7 +71,9 @@ impl Core {
         }
         // Messages already held (stored or tombstoned) are skipped unverified: a periodic re-sync
         // brings back mostly what gossip delivered. The rest: the same checks as gossip, verified
-        // on every core, stored in one batch.
+        // on every core, stored in one batch. One `verify_strict` each, not
+        // `tim_protocol::batch`: a batch that agrees with `verify_strict` must test every R for
+        // torsion, which costs about what batching saves (docs/performance.md, issue 14).
         let ids: Vec<MessageId> = messages.iter().map(Message::id).collect();
         let known = self.store.known_many(&ids)?;
         let messages: Vec<Message> = messages

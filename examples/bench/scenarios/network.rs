@@ -51,6 +51,16 @@ impl Proc {
         self.call(reqwest::Method::GET, "/v1/status", None).await
     }
 
+    /// Whether the node sees at least one peer subscribed to `room`.
+    async fn has_room_peer(&self, room: &str) -> anyhow::Result<bool> {
+        let s = self.status().await?;
+        Ok(s["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["room"] == room && r["peers"].as_u64().unwrap_or(0) >= 1))
+    }
+
     fn rss_mb(&self) -> f64 {
         let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         text.lines()
@@ -209,16 +219,9 @@ pub(crate) async fn processes(nodes: usize, members: usize, count: usize, idle: 
     }
     for &i in members_idx {
         let p = &procs[i];
-        let t = time_until(STEP, || async {
-            let s = p.status().await?;
-            Ok(s["rooms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["room"] == room && r["peers"].as_u64().unwrap_or(0) >= 1))
-        })
-        .await
-        .context("a member did not find the room")?;
+        let t = time_until(STEP, || async { p.has_room_peer(room).await })
+            .await
+            .context("a member did not find the room")?;
         // From the joins to this member's first room peer (members are polled one after the
         // other, so this is an upper bound for the later ones).
         let _ = t;
@@ -279,16 +282,9 @@ pub(crate) async fn processes(nodes: usize, members: usize, count: usize, idle: 
     late_p
         .call(reqwest::Method::POST, &format!("/v1/rooms/{room}/join"), None)
         .await?;
-    let late_found = time_until(STEP, || async {
-        let s = late_p.status().await?;
-        Ok(s["rooms"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["room"] == room && r["peers"].as_u64().unwrap_or(0) >= 1))
-    })
-    .await
-    .context("the late member did not find the room")?;
+    let late_found = time_until(STEP, || async { late_p.has_room_peer(room).await })
+        .await
+        .context("the late member did not find the room")?;
     let late_caught_up = time_until(STEP * 2, || async {
         Ok(all_with(room_states(late_p, room).await?, Some("revoked")))
     })

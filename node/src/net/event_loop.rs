@@ -32,7 +32,7 @@ use super::{
     relay::{is_circuit, Links},
     room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
-    rooms::{self, room_of, topic},
+    rooms::{self, topic},
     routing,
     swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
     sync_exchange::{self, SYNC_PROTOCOL},
@@ -41,7 +41,6 @@ use crate::{
     command::Command,
     core::{now_ms, Core},
     delivery::{Deliveries, Delivery, Now, Output, Settings},
-    status::{RoomStatus, Status},
     Config, Error, Event, Result,
 };
 
@@ -516,41 +515,6 @@ impl EventLoop {
             }
             Command::Cancel { mid } => self.deliveries.cancel(mid),
             Command::Shutdown { .. } => {}
-        }
-    }
-
-    fn status(&self) -> Status {
-        let me = self.core.peer_id;
-        let listen_addrs = self
-            .swarm
-            .listeners()
-            .map(|a| a.clone().with(Protocol::P2p(me)))
-            .collect();
-        let gossip = &self.swarm.behaviour().gossipsub;
-        let rooms = gossip
-            .topics()
-            .filter_map(room_of)
-            .map(|room| {
-                let hash = topic(&room).hash();
-                let peers = gossip.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count();
-                RoomStatus { room, peers }
-            })
-            .collect();
-        Status {
-            account: self.core.account,
-            peer_id: me,
-            listen_addrs,
-            peers: self.swarm.connected_peers().count(),
-            rooms,
-            reachability: self.reachability_now(),
-            external_addrs: self
-                .swarm
-                .external_addresses()
-                .filter(|a| !is_circuit(a))
-                .cloned()
-                .collect(),
-            relays: self.reachability.relays(),
-            connections: self.links.list(),
         }
     }
 

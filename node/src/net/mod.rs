@@ -20,6 +20,7 @@
 //!   `relay`: feeding it from AutoNAT, identify and the relay client, and carrying out its
 //!   decisions (hole punching and relaying for others run in their libp2p behaviours).
 //! - `addrs`: which of a peer's addresses are worth dialling (no loopback from other hosts).
+//! - `status_report`: what `Node::status` reports.
 //! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
 
 mod accept;
@@ -41,6 +42,7 @@ mod room_sync;
 mod rooms;
 mod routing;
 mod scoring;
+mod status_report;
 mod swarm;
 mod sync_exchange;
 

@@ -88,6 +88,16 @@ pub enum Event {
         /// What failed: the recipient's refusal code, or `5105 unreachable`.
         code: Code,
     },
+    /// A replica confirmed, with a signed receipt, that it destroyed a message the local account
+    /// revoked or burned.
+    DeletionConfirmed {
+        /// The destroyed message.
+        mid: MessageId,
+        /// The replica's account.
+        by: AccountId,
+        /// When it applied the tombstone, ms since the epoch by its clock.
+        at: u64,
+    },
     /// A peer connected (first connection).
     PeerConnected {
         /// The peer.

@@ -17,11 +17,13 @@ use crate::{
     keys,
     net::EventLoop,
     status::Status,
-    Config, Conversation, Error, Event, Metrics, Result,
+    Config, Conversation, Deletion, Error, Event, Metrics, Result,
 };
 
 /// Capacity of the command channel from handles to the event loop.
 const COMMAND_CAPACITY: usize = 256;
+/// Capacity of the channel of deletion receipts from inbound work to the event loop.
+const RECEIPT_CAPACITY: usize = 1024;
 
 /// Returned by [`Node::send`] as soon as the message is signed and stored locally (state `sent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +121,7 @@ impl Node {
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let (closed_tx, closed_rx) = oneshot::channel();
+        let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
             key: account_key,
@@ -132,9 +135,19 @@ impl Node {
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
+            receipts_out: receipts_tx,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let event_loop = EventLoop::new(node_key, &config, core.clone(), cmd_rx, &rooms, &burns, outbox).await?;
+        let event_loop = EventLoop::new(
+            node_key,
+            &config,
+            core.clone(),
+            (cmd_rx, receipts_rx),
+            &rooms,
+            &burns,
+            outbox,
+        )
+        .await?;
         let node = Node {
             cmd_tx,
             core: Arc::downgrade(&core),
@@ -311,6 +324,7 @@ impl Node {
         let mid = match &envelope {
             Envelope::Message(m) => m.id(),
             Envelope::Control(c) => c.target.id(),
+            Envelope::Receipt(r) => r.target,
         };
         let command = match to {
             Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),
@@ -349,6 +363,19 @@ impl Node {
         let conv = conversation.to_storage(&self.account);
         self.blocking(move |core| Ok(core.store.history(&conv, before.as_ref(), limit)?))
             .await
+    }
+
+    /// Where a revoke or burn the local account made took effect: the replicas expected to
+    /// confirm it, the signed receipts they sent, and those still pending. `4109` when `mid` was
+    /// not revoked or burned here, `4105` when another account did it.
+    pub async fn deletion(&self, mid: MessageId) -> Result<Deletion> {
+        self.blocking(move |core| core.deletion(mid)).await
+    }
+
+    /// How many replicas confirmed each of these deletions (0 for an id that is not one of the
+    /// local account's deletions).
+    pub async fn confirmed_counts(&self, mids: Vec<MessageId>) -> Result<Vec<usize>> {
+        self.blocking(move |core| core.confirmed_counts(&mids)).await
     }
 
     /// The message or tombstone with this id, as stored here.

@@ -35,7 +35,7 @@ mod net;
 mod status;
 
 pub use crate::config::{Config, RelayLimits};
-pub use crate::core::Metrics;
+pub use crate::core::{Confirmation, Deletion, Metrics};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
 pub use crate::handle::{ControlAck, Events, Node, Opened, Sent};

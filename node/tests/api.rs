@@ -111,6 +111,43 @@ async fn three_processes_through_the_api() {
         assert!(h["messages"][0].get("body").is_none(), "{h}");
     }
 
+    // B's node confirms the revoke with a signed receipt: C sees where its deletion took effect.
+    let ev = expect(&mut ws_c, "deletion confirmed at C", |v| {
+        is(v, "deletion_confirmed", &mid)
+    })
+    .await;
+    assert_eq!(ev["by"], b.account.as_str());
+    let (s, d) = api_c.get(&format!("/v1/messages/{mid}/deletion")).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        (&d["kind"], &d["expected"], &d["pending"], &d["confirmed"][0]["account"]),
+        (&json!("revoke"), &json!([b.account]), &json!([]), &json!(b.account))
+    );
+    let (_, h) = api_c
+        .get(&format!("/v1/conversations/{}/messages?limit=10", b.account))
+        .await;
+    assert_eq!(
+        (&h["messages"][0]["confirmed"], &h["messages"][0]["expected"]),
+        (&json!(1), &json!(1))
+    );
+    // Only the account that made the deletion has one; an id without a tombstone has none.
+    assert_error(
+        api_b.get(&format!("/v1/messages/{mid}/deletion")).await,
+        403,
+        4105,
+        "permission_denied",
+    );
+    assert_error(
+        api_c.get(&format!("/v1/messages/{unknown}/deletion")).await,
+        404,
+        4109,
+        "not_found",
+    );
+    let (_, h) = api_b
+        .get(&format!("/v1/conversations/{}/messages?limit=10", c.account))
+        .await;
+    assert!(h["messages"][0].get("confirmed").is_none(), "{h}");
+
     // Burn by the receiver.
     let (_, sent) = api_c
         .post("/v1/messages", json!({"to": b.account, "body": "burn me"}))
@@ -282,7 +319,7 @@ fn demo_script_runs_and_every_check_holds() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("all 10 checks held"), "{stdout}");
+    assert!(stdout.contains("all 12 checks held"), "{stdout}");
     // It cleans up after itself.
     let dir = stdout.lines().next().and_then(|l| l.rsplit(' ').next()).unwrap();
     assert!(!Path::new(dir).exists(), "{dir} left behind");
@@ -360,6 +397,15 @@ fn client_commands_talk_to_a_running_node() {
         serde_json::from_str::<Value>(&out).unwrap()["messages"][0]["state"],
         "revoked"
     );
+    // The peer is offline (nobody serves that account): its confirmation is pending.
+    let (ok, out, err) = client(dir.path(), &["deletion", &mid]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("deleted on 0 of 1") && out.contains(&format!("pending     {peer}")),
+        "{out}"
+    );
+    let (ok, out, _) = client(dir.path(), &["history", "--with", &peer]);
+    assert!(ok && out.contains("deleted on 0 of 1"), "{out}");
 
     // Failures exit non-zero with the code and the message.
     let (ok, _, err) = client(dir.path(), &["revoke", &mid]);

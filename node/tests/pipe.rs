@@ -189,6 +189,7 @@ async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
         match decode::<Envelope>(frame).unwrap() {
             Envelope::Message(m) => posts.push(m.id()),
             Envelope::Control(c) => revoked.push(c.target.id()),
+            Envelope::Receipt(r) => panic!("a sync page carried a receipt for {}", r.target),
         }
     }
     assert_eq!(posts, vec![sent[0], sent[2]]);

@@ -9,7 +9,7 @@ use bincode::{
     Decode, Encode,
 };
 
-use crate::{Control, Error, Message, Result, SignedHeader};
+use crate::{Control, Error, Message, Receipt, Result, SignedHeader};
 
 /// The first byte of every frame. A frame with another first byte is refused with
 /// [`Error::UnsupportedVersion`].
@@ -56,6 +56,9 @@ impl Wire for Message {
 impl Wire for Control {
     const NAME: &'static str = "control";
 }
+impl Wire for Receipt {
+    const NAME: &'static str = "receipt";
+}
 impl Wire for SignedHeader {
     const NAME: &'static str = "signed header";
 }
@@ -70,6 +73,8 @@ pub enum Envelope {
     Message(Message),
     /// A revoke or a burn.
     Control(Control),
+    /// A deletion receipt, for the account that signed a revoke or burn (direct paths only).
+    Receipt(Receipt),
 }
 
 impl Wire for Envelope {

@@ -10,6 +10,7 @@
 //! - `control`: [`Control`] (a revoke or a burn) and who may send which.
 //! - [`policy`]: the verification policy on top of signatures: who may revoke or burn, the
 //!   revoke window, where an item may arrive ([`Via`]).
+//! - `receipt`: [`Receipt`], a replica's signed statement that it applied a tombstone.
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -28,6 +29,7 @@ mod error;
 mod id;
 mod message;
 pub mod policy;
+mod receipt;
 mod route;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
@@ -43,6 +45,7 @@ pub use error::{Error, Result};
 pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};
 pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, PROTOCOL_VERSION};
 pub use policy::Via;
+pub use receipt::Receipt;
 pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
 pub use verified::Verified;
 
@@ -55,6 +58,8 @@ pub mod tag {
     pub const REVOKE: &[u8] = b"tim/v1/revoke\0";
     /// Prefix of the bytes a recipient signs to burn a direct message.
     pub const BURN: &[u8] = b"tim/v1/burn\0";
+    /// Prefix of the bytes a replica signs to confirm it applied a revoke or burn.
+    pub const RECEIPT: &[u8] = b"tim/v1/receipt\0";
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{AccountId, Action, Control, Envelope, Error, Header, Recipient, Result, RoomId};
+use crate::{AccountId, Action, Control, Envelope, Error, Header, Receipt, Recipient, Result, RoomId};
 
 /// The path an inbound item arrived on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,12 +136,62 @@ pub fn check_inbound_control(
     Ok(())
 }
 
-/// The header an envelope is about: its own, or its control message's target.
-pub fn header_of(envelope: &Envelope) -> &Header {
+/// The header an envelope is about: its own, or its control message's target. A receipt names
+/// only its target's id: `None`.
+pub fn header_of(envelope: &Envelope) -> Option<&Header> {
     match envelope {
-        Envelope::Message(m) => m.head(),
-        Envelope::Control(c) => &c.target.header,
+        Envelope::Message(m) => Some(m.head()),
+        Envelope::Control(c) => Some(&c.target.header),
+        Envelope::Receipt(_) => None,
     }
+}
+
+/// The account whose replica of `target` a tombstone signed by `by` must reach, for a direct
+/// message: the other party (the recipient of a revoke, the sender of a burn). `None` for a room
+/// message (every member holds one) and for a message to oneself (no other replica).
+pub fn direct_replica(target: &Header, by: &AccountId) -> Option<AccountId> {
+    match &target.to {
+        Recipient::Room(_) => None,
+        Recipient::Account(to) if *to == target.from => None,
+        Recipient::Account(to) if to == by => Some(target.from),
+        Recipient::Account(to) => Some(*to),
+    }
+}
+
+/// Receipts arrive only on direct paths (4104); checked before the receipt's signature.
+pub fn check_receipt_path(via: &Via) -> Result<()> {
+    match via {
+        Via::Direct => Ok(()),
+        Via::Room(_) => Err(Error::BadParameters("receipts arrive only on direct paths".into())),
+    }
+}
+
+/// Whether a verified `receipt` is one `local` asked for: it arrived directly (4104), is addressed
+/// to `local` (4105), answers a tombstone `local` signed (`tombstone`: the control message of this
+/// node's tombstone for the target, if any; 4105), comes from a replica of the target (for a
+/// direct message only the other party; in a room any member; 4105), and is not dated in the
+/// future (4104).
+pub fn check_receipt(
+    receipt: &Receipt,
+    local: &AccountId,
+    via: &Via,
+    tombstone: Option<&Control>,
+    now: u64,
+) -> Result<()> {
+    check_receipt_path(via)?;
+    if receipt.to != *local {
+        return Err(Error::PermissionDenied("receipt addressed to another account"));
+    }
+    let Some(control) = tombstone.filter(|c| c.by == *local) else {
+        return Err(Error::PermissionDenied("no deletion by this account to confirm"));
+    };
+    let target = &control.target.header;
+    if let Recipient::Account(_) = target.to {
+        if direct_replica(target, local) != Some(receipt.by) {
+            return Err(Error::PermissionDenied("the signer holds no replica of this message"));
+        }
+    }
+    check_not_future("the receipt's time", receipt.at, now)
 }
 
 #[cfg(test)]
@@ -316,6 +366,69 @@ mod tests {
         assert_eq!(
             code(check_destination(rm.head(), &c.account_id(), &Via::Direct)),
             Code::BadParameters
+        );
+    }
+
+    #[test]
+    fn receipts_only_from_replicas_for_this_accounts_deletions() {
+        use crate::{test_util::revoke, Receipt};
+        let (a, b, c) = (key(1), key(2), key(3));
+        let (ida, idb) = (a.account_id(), b.account_id());
+        let m = direct(&a, &b, b"x", 1_000);
+        let tomb = revoke(&a, &m);
+        let now = 10_000;
+        let receipt = |by: &crate::AccountKey, to| Receipt::sign(by, m.id(), to, 2_000).unwrap().into_inner();
+        // Bob, the other party, confirms Alice's revoke.
+        assert!(check_receipt(&receipt(&b, ida), &ida, &Via::Direct, Some(&tomb), now).is_ok());
+        // A stranger holds no replica of a direct message.
+        assert_eq!(
+            code(check_receipt(&receipt(&c, ida), &ida, &Via::Direct, Some(&tomb), now)),
+            Code::PermissionDenied
+        );
+        // Addressed to someone else, or about a deletion this account did not make.
+        assert_eq!(
+            code(check_receipt(&receipt(&a, idb), &ida, &Via::Direct, Some(&tomb), now)),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            code(check_receipt(&receipt(&b, ida), &ida, &Via::Direct, None, now)),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            code(check_receipt(&receipt(&a, idb), &idb, &Via::Direct, Some(&tomb), now)),
+            Code::PermissionDenied
+        );
+        // Only on direct paths, and not from the future.
+        let room = RoomId::new("r").unwrap();
+        assert_eq!(
+            code(check_receipt(
+                &receipt(&b, ida),
+                &ida,
+                &Via::Room(room),
+                Some(&tomb),
+                now
+            )),
+            Code::BadParameters
+        );
+        let late = Receipt::sign(&b, m.id(), ida, now + 6 * 60 * 1000)
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            code(check_receipt(&late, &ida, &Via::Direct, Some(&tomb), now)),
+            Code::BadParameters
+        );
+        // In a room any member may confirm; a burn is confirmed by the sender.
+        let rm = room_message(&a, "r", b"x", 1_000);
+        let room_tomb = revoke(&a, &rm);
+        let by_c = Receipt::sign(&c, rm.id(), ida, 2_000).unwrap().into_inner();
+        assert!(check_receipt(&by_c, &ida, &Via::Direct, Some(&room_tomb), now).is_ok());
+        let burned = crate::test_util::burn(&b, &m);
+        let by_a = Receipt::sign(&a, m.id(), idb, 2_000).unwrap().into_inner();
+        assert!(check_receipt(&by_a, &idb, &Via::Direct, Some(&burned), now).is_ok());
+        let by_c = Receipt::sign(&c, m.id(), idb, 2_000).unwrap().into_inner();
+        assert_eq!(
+            code(check_receipt(&by_c, &idb, &Via::Direct, Some(&burned), now)),
+            Code::PermissionDenied
         );
     }
 }

@@ -302,6 +302,11 @@ fn envelopes() -> Vec<Envelope> {
         Envelope::Control(revoke(&alice, &direct)),
         Envelope::Control(burn(&bob, &burner)),
         Envelope::Control(revoke(&alice, &in_room)),
+        Envelope::Receipt(
+            tim_protocol::Receipt::sign(&bob, direct.id(), alice.account_id(), 7)
+                .expect("a receipt to another account")
+                .into_inner(),
+        ),
     ]
 }
 
@@ -490,6 +495,7 @@ fn mutated_envelopes() {
         let _ = match envelope {
             Envelope::Message(m) => m.verify().map(|_| ()),
             Envelope::Control(c) => c.verify().map(|_| ()),
+            Envelope::Receipt(r) => r.verify().map(|_| ()),
         };
     });
 }

@@ -8,6 +8,7 @@
 //! | `outbox` | mid (32), kind (1: 0 message, 1 control) | [`crate::Outgoing`] record |
 //! | `room_log` | room prefix, seq (u64 BE) | mid (32), kind (1: 0 message, 1 tombstone) |
 //! | `sync` | room prefix, peer id bytes | last seq synced from that peer (u64 BE) |
+//! | `receipts` | target mid (32), replica account (32) | signed [`tim_protocol::Receipt`] |
 //! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `seq` | joined rooms, burn timers, log sequence |
 //!
 //! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
@@ -32,11 +33,13 @@ pub enum Cf {
     Sync,
     /// Node metadata: joined rooms, burn-after-read deadlines, the last room-log sequence number.
     Meta,
+    /// Deletion receipts from replicas, for messages this node's account revoked or burned.
+    Receipts,
 }
 
 impl Cf {
     /// Every column family, in creation order.
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Messages,
         Cf::History,
         Cf::Tombstones,
@@ -44,6 +47,7 @@ impl Cf {
         Cf::RoomLog,
         Cf::Sync,
         Cf::Meta,
+        Cf::Receipts,
     ];
 
     /// The RocksDB name.
@@ -56,6 +60,7 @@ impl Cf {
             Cf::RoomLog => "room_log",
             Cf::Sync => "sync",
             Cf::Meta => "meta",
+            Cf::Receipts => "receipts",
         }
     }
 }

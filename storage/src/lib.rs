@@ -14,7 +14,8 @@
 //!     bodies leave every file under the database directory;
 //!   - `outbox.rs`: frames waiting for a recipient's acknowledgement, and their limits;
 //!   - `room_log.rs`: each room's arrival log served to members catching up, and sync cursors;
-//!   - `meta.rs`: joined rooms, burn-after-read deadlines and the persisted shred queue.
+//!   - `meta.rs`: joined rooms, burn-after-read deadlines and the persisted shred queue;
+//!   - `receipts.rs`: deletion receipts replicas sent for this account's revokes and burns.
 //! - `owner_only`: [`restrict_to_owner`], owner-only modes for the data dir and the database.
 //!
 //! Every logical change is one atomic `WriteBatch`; a mutex serialises the check-then-write of
@@ -31,4 +32,4 @@ pub use error::{Error, Result};
 pub use keys::{Cf, Conversation};
 pub use owner_only::{restrict_to_owner, restrict_to_owner_logged};
 pub use record::{Entry, OutKind, Outgoing, State, StoredMessage, Tombstone};
-pub use store::{Config, LogPage, Page, PutOutcome, Store, TombstoneOutcome, MAX_PAGE};
+pub use store::{Config, LogPage, Page, PutOutcome, ReceiptOutcome, Store, TombstoneOutcome, MAX_PAGE};

@@ -94,6 +94,8 @@ pub enum OutKind {
     Message = 0,
     /// A revoke or burn of a direct message.
     Control = 1,
+    /// A deletion receipt for the account that signed a revoke or burn this node applied.
+    Receipt = 2,
 }
 
 /// A frame waiting in the outbox for an account's node to acknowledge it.

@@ -6,7 +6,10 @@ use serde_json::{json, Map, Value};
 use tim_protocol::{AccountId, Header, Recipient};
 use tim_storage::Entry;
 
-use crate::{core::burn_deadline, Conversation, Event};
+use crate::{
+    core::{burn_deadline, expected_replicas},
+    Conversation, Deletion, Event,
+};
 
 /// `{"to": account}` or `{"room": room}`.
 pub(crate) fn conversation(c: &Conversation) -> Map<String, Value> {
@@ -40,8 +43,10 @@ pub(crate) fn sealed(from: &AccountId, burn_after_read: Option<u32>, read_at: Op
 }
 
 /// A history entry seen by `local`: `mid, from, to | room, sent_at, state`, then `body` while it
-/// exists and is not [`sealed`] (`"sealed": true` instead), `read_at` and `burn_at` once read.
-pub(crate) fn entry(e: &Entry, local: &AccountId) -> Value {
+/// exists and is not [`sealed`] (`"sealed": true` instead), `read_at` and `burn_at` once read. A
+/// marker of `local`'s own revoke or burn carries `confirmed` (`confirmed`: how many replicas sent
+/// a receipt) and `expected` (how many must, or null for a room).
+pub(crate) fn entry(e: &Entry, local: &AccountId, confirmed: Option<usize>) -> Value {
     let h = e.header();
     let mut m = Map::new();
     m.insert("mid".into(), json!(e.id()));
@@ -74,9 +79,29 @@ pub(crate) fn entry(e: &Entry, local: &AccountId) -> Value {
             m.insert("state".into(), json!(state));
             m.insert("by".into(), json!(t.by()));
             m.insert("at".into(), json!(t.at()));
+            if t.by() == *local {
+                let expected = expected_replicas(t.header(), local).map(|e| e.len());
+                m.insert("confirmed".into(), json!(confirmed.unwrap_or(0)));
+                m.insert("expected".into(), json!(expected));
+            }
         }
     }
     Value::Object(m)
+}
+
+/// `{mid, kind, expected, confirmed: [{account, at}], pending}` of a deletion.
+pub(crate) fn deletion(d: &Deletion) -> Value {
+    json!({
+        "mid": d.mid,
+        "kind": d.action.as_str(),
+        "expected": d.expected,
+        "confirmed": d
+            .confirmed
+            .iter()
+            .map(|c| json!({"account": c.account, "at": c.at}))
+            .collect::<Vec<_>>(),
+        "pending": d.pending,
+    })
 }
 
 /// An event frame for the WebSocket as `local` sees it: `{"type": ..., ...}`. A `message` event
@@ -139,6 +164,12 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("code".into(), json!(code.number()));
             m.insert("name".into(), json!(code.name()));
         }
+        Event::DeletionConfirmed { mid, by, at } => {
+            m.insert("type".into(), json!("deletion_confirmed"));
+            m.insert("mid".into(), json!(mid));
+            m.insert("by".into(), json!(by));
+            m.insert("at".into(), json!(at));
+        }
         Event::PeerConnected { peer } | Event::PeerDisconnected { peer } => {
             m.insert("type".into(), json!("peer"));
             m.insert("peer".into(), json!(peer.to_string()));
@@ -166,11 +197,15 @@ mod tests {
         })
     }
 
+    fn entry_of(e: &Entry, local: &AccountId) -> Value {
+        entry(e, local, None)
+    }
+
     #[test]
     fn an_unread_received_burn_message_is_sealed() {
         let (them, me) = (AccountKey::generate(), AccountKey::generate());
         let me_id = me.account_id();
-        let v = entry(&stored(&them, me_id, Some(5), None), &me_id);
+        let v = entry_of(&stored(&them, me_id, Some(5), None), &me_id);
         assert_eq!(v["sealed"], true);
         assert!(v.get("body").is_none() && !v.to_string().contains("secret"), "{v}");
         assert_eq!(v["burn_after_read"], 5);
@@ -181,7 +216,7 @@ mod tests {
         let (them, me) = (AccountKey::generate(), AccountKey::generate());
         let (them_id, me_id) = (them.account_id(), me.account_id());
         // Read: body, read time and deadline.
-        let v = entry(&stored(&them, me_id, Some(5), Some(2_000)), &me_id);
+        let v = entry_of(&stored(&them, me_id, Some(5), Some(2_000)), &me_id);
         assert_eq!(
             (v["body"].as_str(), v["read_at"].as_u64(), v["burn_at"].as_u64()),
             (Some("secret"), Some(2_000), Some(7_000))
@@ -189,8 +224,8 @@ mod tests {
         assert!(v.get("sealed").is_none(), "{v}");
         // The sender's copy, and a message without burn_after_read.
         for v in [
-            entry(&stored(&me, them_id, Some(5), None), &me_id),
-            entry(&stored(&them, me_id, None, None), &me_id),
+            entry_of(&stored(&me, them_id, Some(5), None), &me_id),
+            entry_of(&stored(&them, me_id, None, None), &me_id),
         ] {
             assert_eq!(v["body"], "secret", "{v}");
             assert!(v.get("sealed").is_none(), "{v}");

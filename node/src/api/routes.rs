@@ -1,7 +1,7 @@
 //! The API's routes and its bearer-token layer; the host check and the security headers
 //! (`guard`) wrap every route.
 
-use std::{str::FromStr, sync::Arc};
+use std::{collections::HashMap, str::FromStr, sync::Arc};
 
 use axum::{
     extract::{
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tim_protocol::{AccountId, Code, MessageId, Recipient, RoomId, MAX_BODY_LEN};
+use tim_storage::Entry;
 use tracing::debug;
 
 use super::{
@@ -57,6 +58,7 @@ pub fn router(node: Node, token: String, hosts: HostAllowlist) -> Router {
         .route("/v1/messages/{mid}/revoke", post(revoke))
         .route("/v1/messages/{mid}/burn", post(burn))
         .route("/v1/messages/{mid}/read", post(read))
+        .route("/v1/messages/{mid}/deletion", get(deletion))
         .route("/v1/conversations/{account}/messages", get(direct_history))
         .route("/v1/rooms/{room}/messages", get(room_history))
         .route("/v1/rooms/{room}/join", post(join))
@@ -173,6 +175,24 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         "counter",
         "Relayed connections upgraded to direct ones.",
         m.holes_punched,
+    );
+    put(
+        "tim_receipts_sent_total",
+        "counter",
+        "Deletion receipts queued for the accounts whose revokes and burns this node applied.",
+        m.receipts_sent,
+    );
+    put(
+        "tim_receipts_confirmed_total",
+        "counter",
+        "Deletion receipts kept for this account's revokes and burns.",
+        m.receipts_confirmed,
+    );
+    put(
+        "tim_receipts_refused_total",
+        "counter",
+        "Deletion receipts refused (forged, misdirected or over a bound).",
+        m.receipts_refused,
     );
     put(
         "tim_outbox_depth",
@@ -336,6 +356,17 @@ async fn read(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Jso
     })))
 }
 
+/// Which replicas confirmed a revoke or burn of the local account.
+async fn deletion(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let mid = parse_mid(&raw)?;
+    let deletion = st
+        .node
+        .deletion(mid)
+        .await
+        .map_err(|e| ApiError::from(e).about("mid", raw))?;
+    Ok(Json(json::deletion(&deletion)))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
@@ -361,10 +392,29 @@ async fn history(
         .node
         .history(&conv, before, limit)
         .await
-        .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+        .map_err(|e| ApiError::from(e).about(about.0, about.1.clone()))?;
     let local = st.node.account();
+    // This account's own deletions carry how many replicas confirmed them.
+    let own_deletions: Vec<MessageId> = page
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Tombstone(t) if t.by() == local => Some(t.target()),
+            _ => None,
+        })
+        .collect();
+    let counts = st
+        .node
+        .confirmed_counts(own_deletions.clone())
+        .await
+        .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+    let confirmed: HashMap<MessageId, usize> = own_deletions.into_iter().zip(counts).collect();
     Ok(Json(json!({
-        "messages": page.entries.iter().map(|e| json::entry(e, &local)).collect::<Vec<_>>(),
+        "messages": page
+            .entries
+            .iter()
+            .map(|e| json::entry(e, &local, confirmed.get(&e.id()).copied()))
+            .collect::<Vec<_>>(),
         "next": page.next,
     })))
 }

@@ -79,7 +79,10 @@ impl Core {
     }
 
     pub(super) fn try_envelope(&self, envelope: Envelope, via: &Via, valid: impl FnOnce()) -> Result<Verdict> {
-        policy::check_destination(policy::header_of(&envelope), &self.account, via)?;
+        // A receipt names no header; `policy::check_receipt` judges its path.
+        if let Some(header) = policy::header_of(&envelope) {
+            policy::check_destination(header, &self.account, via)?;
+        }
         match envelope {
             Envelope::Message(message) => {
                 policy::check_not_future("sent_at", message.head().sent_at, now_ms())?;
@@ -124,7 +127,7 @@ impl Core {
                 };
                 policy::check_inbound_control(&control, &self.account, via, self.revoke_window, &clock)?;
                 valid();
-                match self.store.apply_tombstone(&control)? {
+                match self.apply_inbound_tombstone(&control)? {
                     TombstoneOutcome::Duplicate => Ok(Verdict::Duplicate),
                     TombstoneOutcome::Applied { .. } => {
                         self.tombstoned(&control);
@@ -132,6 +135,7 @@ impl Core {
                     }
                 }
             }
+            Envelope::Receipt(receipt) => self.receipt_in(receipt, via),
         }
     }
 

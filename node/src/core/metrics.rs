@@ -16,6 +16,9 @@ pub(crate) struct Counters {
     pub(crate) relay_reservations: AtomicU64,
     pub(crate) relay_circuits: AtomicU64,
     pub(crate) holes_punched: AtomicU64,
+    pub(crate) receipts_sent: AtomicU64,
+    pub(crate) receipts_confirmed: AtomicU64,
+    pub(crate) receipts_refused: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -45,6 +48,12 @@ pub struct Metrics {
     pub relay_circuits_served: u64,
     /// Relayed connections this node upgraded to direct ones by hole punching (DCUtR).
     pub holes_punched: u64,
+    /// Deletion receipts this node queued for the accounts whose revokes and burns it applied.
+    pub receipts_sent: u64,
+    /// Deletion receipts kept for this account's revokes and burns.
+    pub receipts_confirmed: u64,
+    /// Receipts refused: forged, misdirected, about no deletion of this account, or over a bound.
+    pub receipts_refused: u64,
 }
 
 impl Counters {
@@ -63,6 +72,9 @@ impl Counters {
             relay_reservations_served: g(&self.relay_reservations),
             relay_circuits_served: g(&self.relay_circuits),
             holes_punched: g(&self.holes_punched),
+            receipts_sent: g(&self.receipts_sent),
+            receipts_confirmed: g(&self.receipts_confirmed),
+            receipts_refused: g(&self.receipts_refused),
         }
     }
 }

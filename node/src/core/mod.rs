@@ -8,12 +8,15 @@
 //! - `local`: what the local account does (send, revoke or burn, mark read, delivery outcomes).
 //! - `inbound`: items from peers, and the verdict on each.
 //! - `room_sync`: serving and applying room sync pages.
+//! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
+//!   own revokes and burns.
 
 mod closing;
 mod inbound;
 mod inline;
 mod local;
 mod metrics;
+mod receipts;
 mod room_sync;
 
 use std::{
@@ -24,7 +27,7 @@ use std::{
 
 use libp2p::PeerId;
 use tim_protocol::{AccountId, AccountKey, RoomId};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 pub(crate) use closing::ClosingStore;
 pub(crate) use inbound::Verdict;
@@ -32,8 +35,10 @@ pub(crate) use inline::Inline;
 pub(crate) use local::Destination;
 pub use metrics::Metrics;
 pub(crate) use metrics::{bump, Counters};
+pub(crate) use receipts::expected_replicas;
+pub use receipts::{Confirmation, Deletion};
 
-use crate::{Conversation, Event};
+use crate::{delivery::Delivery, Conversation, Event};
 
 /// When a message read at `read_at` (ms since the epoch) that burns `secs` after reading is
 /// burned; the store keeps the same deadline (`tim_storage` records it at the read).
@@ -69,6 +74,9 @@ pub(crate) struct Core {
     pub(crate) sync_window: usize,
     /// The node's one slot for store jobs done in place.
     pub(crate) inline: Inline,
+    /// Deletion receipts queued by inbound work, for the event loop to deliver (bounded: what
+    /// does not fit waits in the outbox until the next start).
+    pub(crate) receipts_out: mpsc::Sender<Delivery>,
 }
 
 impl Core {

@@ -44,6 +44,9 @@ pub(crate) enum DeliveryKind {
     Message,
     /// A revoke or burn of the local account, in the outbox.
     Control,
+    /// A deletion receipt for another account's revoke or burn, in the outbox; its failure is
+    /// logged, not reported (it is about someone else's message).
+    Receipt,
     /// A frame signed by anyone, forwarded as is (`Node::relay`); not in the outbox, counted
     /// against `Settings::max_relays`.
     Relay,
@@ -55,6 +58,7 @@ impl DeliveryKind {
         match self {
             DeliveryKind::Message => Some(OutKind::Message),
             DeliveryKind::Control => Some(OutKind::Control),
+            DeliveryKind::Receipt => Some(OutKind::Receipt),
             DeliveryKind::Relay => None,
         }
     }
@@ -89,6 +93,7 @@ impl Delivery {
         let kind = match out.kind {
             OutKind::Message => DeliveryKind::Message,
             OutKind::Control => DeliveryKind::Control,
+            OutKind::Receipt => DeliveryKind::Receipt,
         };
         Delivery::new(out.to, mid, out.frame, kind, out.queued_at)
     }
@@ -540,6 +545,10 @@ impl Deliveries {
     }
 
     fn report_failed(&mut self, delivery: &Delivery, code: Code) {
+        if delivery.kind == DeliveryKind::Receipt {
+            info!(mid = %delivery.mid, to = %delivery.to, %code, "deletion receipt given up");
+            return;
+        }
         warn!(mid = %delivery.mid, to = %delivery.to, %code, "delivery given up");
         self.outputs.push_back(Output::Failed {
             mid: delivery.mid,

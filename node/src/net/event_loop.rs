@@ -93,6 +93,8 @@ pub(crate) struct EventLoop {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) core: Arc<Core>,
     cmd_rx: mpsc::Receiver<Command>,
+    /// Deletion receipts queued by inbound work (`Core::receipts_out`).
+    receipts_rx: mpsc::Receiver<Delivery>,
     pub(super) reports_tx: mpsc::Sender<TaskReport>,
     reports_rx: mpsc::Receiver<TaskReport>,
     /// Bounds inbound work in other tasks; at shutdown, waiting for all permits waits for it.
@@ -158,7 +160,7 @@ impl EventLoop {
         key: libp2p::identity::Keypair,
         config: &Config,
         core: Arc<Core>,
-        cmd_rx: mpsc::Receiver<Command>,
+        (cmd_rx, receipts_rx): (mpsc::Receiver<Command>, mpsc::Receiver<Delivery>),
         rooms: &[RoomId],
         burns: &[(u64, MessageId)],
         outbox: Vec<(MessageId, Outgoing)>,
@@ -265,6 +267,7 @@ impl EventLoop {
             swarm,
             core,
             cmd_rx,
+            receipts_rx,
             reports_tx,
             reports_rx,
             inflight,
@@ -398,6 +401,10 @@ impl EventLoop {
                     None => break,
                 },
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
+                Some(receipt) = self.receipts_rx.recv() => {
+                    let now = self.now();
+                    self.deliveries.deliver(receipt, now);
+                }
                 Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = &mut delivery_timer, if delivery_armed.is_some() => {

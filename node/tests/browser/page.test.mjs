@@ -57,6 +57,8 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     await alice.click('.msg.mine:has-text("hello from the browser") button:has-text("revoke")');
     await alice.waitForSelector('.msg.gone:has-text("message revoked by me")', { timeout: 30_000 });
     await bob.waitForSelector('.msg.gone:has-text("message revoked by")', { timeout: 30_000 });
+    // Bob's node confirms with a signed receipt; Alice's page updates live.
+    await alice.waitForSelector('.msg.gone:has-text("message revoked by me") .deleted-on:has-text("deleted on 1 of 1")', { timeout: 30_000 });
 
     // Bob burns a message from alice: both pages show it burned.
     await alice.fill("#compose input[name=body]", "burn me");

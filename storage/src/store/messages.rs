@@ -108,7 +108,7 @@ impl Store {
                     continue;
                 }
                 batch.put_cf(self.cf(Cf::Outbox), outbox_key(&id, o.kind), encode(o)?);
-                queued.push(o.to);
+                queued.push((o.to, o.kind));
                 if direct {
                     self.make_known(&mut quotas, &mut batch, o.to)?;
                 }
@@ -133,8 +133,8 @@ impl Store {
                 return Err(e.into());
             }
             self.inner.seq.store(seq, Ordering::Relaxed);
-            for to in queued {
-                counts.add(to);
+            for (to, kind) in queued {
+                counts.add(to, kind);
             }
         }
         drop((quotas, counts));

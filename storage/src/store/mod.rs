@@ -3,7 +3,8 @@
 //!
 //! Each concern adds its own `impl Store` block: `messages` (put, get, history), `tombstones`
 //! (revoke and burn), `shred` (removing destroyed bodies from disk), `outbox`, `room_log`
-//! (catch-up log and sync cursors) and `meta` (joined rooms, burn-after-read deadlines).
+//! (catch-up log and sync cursors), `meta` (joined rooms, burn-after-read deadlines) and
+//! `receipts` (deletion receipts for this account's revokes and burns).
 
 use std::{
     path::Path,
@@ -24,11 +25,13 @@ mod messages;
 mod meta;
 mod outbox;
 mod quotas;
+mod receipts;
 mod room_log;
 mod shred;
 mod tombstones;
 
 pub use messages::{Page, PutOutcome, MAX_PAGE};
+pub use receipts::ReceiptOutcome;
 pub use room_log::LogPage;
 pub use tombstones::TombstoneOutcome;
 
@@ -53,6 +56,12 @@ pub struct Config {
     pub outbox_per_recipient: usize,
     /// Most undelivered outbox entries in total. Default 100,000.
     pub outbox_total: usize,
+    /// Most deletion receipts waiting in the outbox, counted apart from the entries above.
+    /// Default 10,000; beyond it a tombstone is applied without queuing its receipt.
+    pub outbox_receipts: usize,
+    /// Most deletion receipts kept for one message this node's account revoked or burned (an
+    /// open room has no fixed membership); later ones are refused. Default 4,096.
+    pub receipts_per_message: usize,
     /// How long the shredder lets destroyed bodies gather before one pass removes them all from
     /// disk. Default 1 s: a burst of revokes costs one flush and compaction, not one each. The
     /// bodies are unreadable from the moment of the tombstone; this bounds only how long their
@@ -80,6 +89,8 @@ impl Default for Config {
             max_open_files: 256,
             outbox_per_recipient: 10_000,
             outbox_total: 100_000,
+            outbox_receipts: 10_000,
+            receipts_per_message: 4_096,
             shred_delay: Duration::from_secs(1),
             stranger_messages_each: 100,
             stranger_messages_total: 10_000,
@@ -100,6 +111,8 @@ struct Inner {
     seq: AtomicU64,
     outbox_per_recipient: usize,
     outbox_total: usize,
+    outbox_receipts: usize,
+    receipts_per_message: usize,
     /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
     shred: Mutex<Shred>,
     shred_cv: Condvar,
@@ -175,6 +188,8 @@ impl Store {
             seq: AtomicU64::new(seq),
             outbox_per_recipient: config.outbox_per_recipient,
             outbox_total: config.outbox_total,
+            outbox_receipts: config.outbox_receipts,
+            receipts_per_message: config.receipts_per_message,
             shred: Mutex::new(Shred::with_pending(unshredded)),
             shred_delay: config.shred_delay,
             shred_cv: Condvar::new(),

@@ -1,5 +1,7 @@
-//! The outbox: direct messages and control messages waiting for the recipient's node to
-//! acknowledge them, with per-recipient and total limits kept as in-memory counts.
+//! The outbox: direct messages, control messages and deletion receipts waiting for the
+//! recipient's node to acknowledge them, with per-recipient and total limits kept as in-memory
+//! counts. Receipts have a budget of their own, so peers that make this node owe them receipts
+//! can never fill the space its own messages need.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,11 +11,13 @@ use tim_protocol::{encode, AccountId, MessageId};
 use super::{cf_handle, corrupt, decode_value, lock, Store};
 use crate::{keys::outbox_key, Cf, OutKind, Outgoing, Result, State};
 
-/// How many outbox entries wait, per recipient and in total; guarded by the store's write lock.
+/// How many outbox entries wait, per recipient and in total (messages and control messages), and
+/// how many receipts; guarded by the store's write lock.
 #[derive(Default)]
 pub(super) struct OutboxCounts {
     per: HashMap<AccountId, usize>,
     total: usize,
+    receipts: usize,
 }
 
 impl OutboxCounts {
@@ -23,7 +27,7 @@ impl OutboxCounts {
         for item in db.iterator_cf(cf_handle(db, Cf::Outbox), rocksdb::IteratorMode::Start) {
             let (key, value) = item?;
             let out: Outgoing = decode_value(Cf::Outbox, &key, &value)?;
-            counts.add(out.to);
+            counts.add(out.to, out.kind);
         }
         Ok(counts)
     }
@@ -34,12 +38,25 @@ impl OutboxCounts {
         mine >= per_recipient || self.total >= total
     }
 
-    pub(super) fn add(&mut self, to: AccountId) {
+    /// Whether `max` receipts already wait.
+    pub(super) fn receipts_full(&self, max: usize) -> bool {
+        self.receipts >= max
+    }
+
+    pub(super) fn add(&mut self, to: AccountId, kind: OutKind) {
+        if kind == OutKind::Receipt {
+            self.receipts += 1;
+            return;
+        }
         *self.per.entry(to).or_default() += 1;
         self.total += 1;
     }
 
-    pub(super) fn remove(&mut self, to: &AccountId) {
+    pub(super) fn remove(&mut self, to: &AccountId, kind: OutKind) {
+        if kind == OutKind::Receipt {
+            self.receipts = self.receipts.saturating_sub(1);
+            return;
+        }
         if let Some(n) = self.per.get_mut(to) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -102,20 +119,25 @@ impl Store {
                     batch.put_cf(self.cf(Cf::Messages), id.as_bytes(), encode(&record)?);
                 }
             }
-            recipients.push(entry.to);
+            recipients.push((entry.to, entry.kind));
             existed.push(true);
         }
         if !recipients.is_empty() {
             db.write_opt(batch, &self.inner.write_opts)?;
         }
-        for to in &recipients {
-            counts.remove(to);
+        for (to, kind) in &recipients {
+            counts.remove(to, *kind);
         }
         Ok(existed)
     }
 
-    /// How many entries the outbox holds.
+    /// How many messages and control messages the outbox holds (receipts apart).
     pub fn outbox_len(&self) -> usize {
         lock(&self.inner.write_lock).total
+    }
+
+    /// How many deletion receipts the outbox holds.
+    pub fn outbox_receipts(&self) -> usize {
+        lock(&self.inner.write_lock).receipts
     }
 }

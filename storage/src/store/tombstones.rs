@@ -34,7 +34,7 @@ impl Store {
     /// of the message (it is never sent). Works when the target was never stored. The body's
     /// bytes are then shredded from disk by the background shredder (see [`Store::shred_now`]).
     pub fn apply_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
-        self.write_tombstone(control, None)
+        Ok(self.write_tombstone(control, None)?.0)
     }
 
     /// [`Store::apply_tombstone`], and queues the control message in the outbox in the same batch.
@@ -43,10 +43,28 @@ impl Store {
         control: &Verified<Control>,
         outgoing: Outgoing,
     ) -> Result<TombstoneOutcome> {
-        self.write_tombstone(control, Some(outgoing))
+        Ok(self.write_tombstone(control, Some(outgoing))?.0)
     }
 
-    fn write_tombstone(&self, control: &Verified<Control>, outgoing: Option<Outgoing>) -> Result<TombstoneOutcome> {
+    /// [`Store::apply_tombstone`] of another account's revoke or burn, queuing this node's deletion
+    /// receipt for its signer (`receipt`, of kind [`OutKind::Receipt`]) in the same batch, so a
+    /// crash cannot lose it. Receipts have their own outbox budget (`Config::outbox_receipts`):
+    /// when it is full the tombstone is applied and the receipt is not queued. Returns the outcome
+    /// and whether the receipt was queued (never for a duplicate).
+    pub fn apply_tombstone_with_receipt(
+        &self,
+        control: &Verified<Control>,
+        receipt: Outgoing,
+    ) -> Result<(TombstoneOutcome, bool)> {
+        debug_assert_eq!(receipt.kind, OutKind::Receipt);
+        self.write_tombstone(control, Some(receipt))
+    }
+
+    fn write_tombstone(
+        &self,
+        control: &Verified<Control>,
+        mut outgoing: Option<Outgoing>,
+    ) -> Result<(TombstoneOutcome, bool)> {
         let db = &self.inner.db;
         let id = control.id();
         let (cf_msg, cf_idx, cf_tomb, cf_out) = (
@@ -64,7 +82,14 @@ impl Store {
             // tombstone deletes its message in the same batch), so only a target not held needs
             // the tombstone lookup.
             if stored.is_none() && db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
-                return Ok(TombstoneOutcome::Duplicate);
+                return Ok((TombstoneOutcome::Duplicate, false));
+            }
+            let ours = outgoing.as_ref().is_some_and(|o| o.kind == OutKind::Control);
+            if outgoing.as_ref().is_some_and(|o| o.kind == OutKind::Receipt)
+                && counts.receipts_full(self.inner.outbox_receipts)
+            {
+                debug!(%id, "receipt budget full; the tombstone is applied without a receipt");
+                outgoing = None;
             }
             let had_body = stored.is_some();
             let queued_key = outbox_key(&id, OutKind::Message);
@@ -90,7 +115,7 @@ impl Store {
                 // Pending: the target may still come and must then be refused. Counted against
                 // the signer's share (a stranger can sign such tombstones for free); one this
                 // node writes itself, or one that cancels a queued copy, is not.
-                None if queued.is_none() && outgoing.is_none() => {
+                None if queued.is_none() && !ours => {
                     self.hold_pending_tombstone(&mut quotas, &mut batch, control.by, &id, tombstone.applied_at)?;
                 }
                 None => {}
@@ -128,11 +153,11 @@ impl Store {
             }
             self.inner.seq.store(seq, Ordering::Relaxed);
             if let Some(q) = &queued {
-                counts.remove(&q.to);
+                counts.remove(&q.to, q.kind);
                 destroyed_queued = true;
             }
             if let Some(o) = &outgoing {
-                counts.add(o.to);
+                counts.add(o.to, o.kind);
             }
             TombstoneOutcome::Applied { had_body }
         };
@@ -140,7 +165,7 @@ impl Store {
             self.inner.queue_shred(id);
         }
         debug!(%id, action = control.action.as_str(), ?outcome, "tombstone applied");
-        Ok(outcome)
+        Ok((outcome, outgoing.is_some()))
     }
 
     /// The tombstone of this id, if any.

@@ -90,6 +90,13 @@ function renderMessage(m) {
   if (m.state === "revoked" || m.state === "burned") {
     div.classList.add("gone");
     div.append(`message ${m.state} by ${m.by === state.me ? "me" : short(m.by)}`);
+    // This account's own deletion: how many replicas confirmed it with a signed receipt.
+    if (m.confirmed !== undefined) {
+      const tally = document.createElement("span"); tally.className = "deleted-on";
+      tally.textContent = "deleted on " + m.confirmed + (m.expected === null ? "" : " of " + m.expected);
+      tally.title = "replicas that confirmed, with a signed receipt, that they destroyed it";
+      meta.append(tally);
+    }
     div.append(meta); return div;
   }
   if (m.sealed) {
@@ -148,6 +155,8 @@ function connectEvents() {
     if (ev.type === "peer") { refreshStatus().catch(showError); return; }
     if (ev.type === "message" && ev.to && !state.chats.has(ev.to)) { state.chats.add(ev.to); saveChats(); renderNav(); }
     if (ev.type === "delivery_failed") showError(`delivery of ${short(ev.mid)} failed: ${ev.name}`);
+    // A receipt names only the message: redraw if it is on screen.
+    if (ev.type === "deletion_confirmed" && document.querySelector(`#log [data-mid="${ev.mid}"]`)) { loadHistory(); return; }
     if (belongs(ev)) loadHistory();
   };
   ws.onclose = () => setTimeout(connectEvents, 1000);

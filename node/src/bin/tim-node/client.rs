@@ -73,6 +73,12 @@ pub(crate) enum ClientCmd {
         conn: Conn,
         mid: String,
     },
+    /// Show which replicas confirmed, with signed receipts, a revoke or burn you made.
+    Deletion {
+        #[command(flatten)]
+        conn: Conn,
+        mid: String,
+    },
     /// Open a message: print its body and mark it read (starts its burn-after-reading timer; a
     /// sealed message's body is shown only this way).
     Read {
@@ -222,8 +228,22 @@ fn line(v: &Value) -> String {
         .unwrap_or_else(|| format!("@{}", who("to")));
     match v["state"].as_str().or(v["type"].as_str()) {
         Some(s @ ("revoked" | "burned")) => {
-            format!("{} {place} [{s} by {}]", v["mid"].as_str().unwrap_or(""), who("by"))
+            let tally = match (v["confirmed"].as_u64(), v["expected"].as_u64()) {
+                (Some(n), Some(of)) => format!(", deleted on {n} of {of}"),
+                (Some(n), None) => format!(", deleted on {n}"),
+                _ => String::new(),
+            };
+            format!(
+                "{} {place} [{s} by {}{tally}]",
+                v["mid"].as_str().unwrap_or(""),
+                who("by")
+            )
         }
+        Some("deletion_confirmed") => format!(
+            "{} deletion confirmed by {}",
+            v["mid"].as_str().unwrap_or(""),
+            who("by")
+        ),
         Some("delivered") => format!("{} delivered to {}", v["mid"].as_str().unwrap_or(""), who("to")),
         Some("peer") => format!(
             "peer {} {}",
@@ -266,12 +286,39 @@ fn body(v: &Value) -> String {
     v["body"].as_str().unwrap_or("").to_string()
 }
 
+/// `revoke of <mid>: deleted on 1 of 1`, then a line per confirming replica and per pending one.
+fn deletion_report(v: &Value) -> String {
+    let confirmed = v["confirmed"].as_array().cloned().unwrap_or_default();
+    let of = match v["expected"].as_array() {
+        Some(expected) => format!(" of {}", expected.len()),
+        None => String::new(),
+    };
+    let mut out = format!(
+        "{} of {}: deleted on {}{of}",
+        v["kind"].as_str().unwrap_or(""),
+        v["mid"].as_str().unwrap_or(""),
+        confirmed.len()
+    );
+    for c in &confirmed {
+        out.push_str(&format!(
+            "\n  confirmed by {} at {}",
+            c["account"].as_str().unwrap_or(""),
+            c["at"]
+        ));
+    }
+    for p in v["pending"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\n  pending     {}", p.as_str().unwrap_or("")));
+    }
+    out
+}
+
 impl ClientCmd {
     fn conn(&self) -> &Conn {
         match self {
             ClientCmd::Send { conn, .. }
             | ClientCmd::Revoke { conn, .. }
             | ClientCmd::Burn { conn, .. }
+            | ClientCmd::Deletion { conn, .. }
             | ClientCmd::Read { conn, .. }
             | ClientCmd::History { conn, .. }
             | ClientCmd::Rooms { conn, .. }
@@ -324,6 +371,12 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
                 .call(Method::POST, &format!("/v1/messages/{mid}/burn"), None)
                 .await?;
             print(&v, format!("burned {mid}"));
+        }
+        ClientCmd::Deletion { mid, .. } => {
+            let v = client
+                .call(Method::GET, &format!("/v1/messages/{mid}/deletion"), None)
+                .await?;
+            print(&v, deletion_report(&v));
         }
         ClientCmd::Read { mid, .. } => {
             let v = client

@@ -107,6 +107,9 @@ fn message(mid: MessageId) -> impl Fn(&Event) -> bool {
 fn revoked(mid: MessageId) -> impl Fn(&Event) -> bool {
     move |e| matches!(e, Event::Revoked { mid: m, .. } if *m == mid)
 }
+fn confirmed_by(mid: MessageId, by: tim_node::protocol::AccountId) -> impl Fn(&Event) -> bool {
+    move |e| matches!(e, Event::DeletionConfirmed { mid: m, by: b, .. } if *m == mid && *b == by)
+}
 fn burned(mid: MessageId) -> impl Fn(&Event) -> bool {
     move |e| matches!(e, Event::Burned { mid: m, .. } if *m == mid)
 }
@@ -140,7 +143,13 @@ async fn scenario(members: &mut [Member; 3]) -> anyhow::Result<()> {
     saw(bob, "alice's message", message(sent.mid)).await?;
     alice.node.revoke(sent.mid).await?;
     saw(bob, "the revoke (the message is gone from his disk)", revoked(sent.mid)).await?;
-    checks += 2;
+    saw(
+        alice,
+        "bob's signed deletion receipt",
+        confirmed_by(sent.mid, bob.node.account()),
+    )
+    .await?;
+    checks += 3;
 
     println!("\n3. carol sends bob a message that burns 1 s after reading; bob reads it");
     let sent = carol
@@ -185,7 +194,17 @@ async fn scenario(members: &mut [Member; 3]) -> anyhow::Result<()> {
     carol.node.revoke(sent.mid).await?;
     saw(alice, "the room revoke", revoked(sent.mid)).await?;
     saw(bob, "the room revoke", revoked(sent.mid)).await?;
-    checks += 4;
+    // The two receipts may come in either order.
+    let waiting = std::sync::Mutex::new(vec![alice.node.account(), bob.node.account()]);
+    let both = |e: &Event| match (e, waiting.lock()) {
+        (Event::DeletionConfirmed { mid, by, .. }, Ok(mut left)) if *mid == sent.mid => {
+            left.retain(|a| a != by);
+            left.is_empty()
+        }
+        _ => false,
+    };
+    saw(carol, "alice's and bob's deletion receipts", both).await?;
+    checks += 5;
 
     println!("\nall {checks} checks held");
     Ok(())

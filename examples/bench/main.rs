@@ -3,9 +3,10 @@
 //! `cargo run --release -p tim-node --example bench -- <scenario> [options]`, scenarios:
 //! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo
 //!   (latency taken in alternating rounds of both);
-//! - `room [--members 10] [--count 200] [--tim-only|--bare-only]`: fan-out and revoke convergence
-//!   vs bare gossipsub as a star and all connected (alternating rounds; `--tim-only` skips the
-//!   baselines, `--bare-only` runs only the all-connected one; both for profiling);
+//! - `room [--members 10] [--count 200] [--tim-only|--bare-only] [--no-receipts]`: fan-out and
+//!   revoke convergence vs bare gossipsub as a star and all connected (alternating rounds;
+//!   `--tim-only` skips the baselines, `--bare-only` runs only the all-connected one; both for
+//!   profiling; `--no-receipts`: members send no deletion receipts);
 //! - `catchup [--count 1000] [--revokes count/20]`: a member that missed messages and revokes
 //!   returns; time until it converged;
 //! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
@@ -72,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 room::Phases::All
             };
-            room::room(flag("--members", 10), flag("--count", 200), phases).await?
+            let receipts = !args.iter().any(|a| a == "--no-receipts");
+            room::room(flag("--members", 10), flag("--count", 200), phases, receipts).await?
         }
         "catchup" => {
             let count = flag("--count", 1_000);

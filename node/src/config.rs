@@ -20,6 +20,11 @@ pub struct Config {
     /// With a revoke window set, how long beyond it a revoke may take to reach this node once it
     /// holds the target (its own clock; see docs/protocol.md, "Revoke window"). Default 2 minutes.
     pub revoke_grace: Duration,
+    /// Send a signed deletion receipt to the account whose revoke or burn this node applies
+    /// (docs/protocol.md, "Deletion receipts"). A receipt tells that account this node was
+    /// online and when it applied it; `false` sends none, as a person may turn off read
+    /// receipts. Receipts for this account's own deletions are kept either way. Default `true`.
+    pub deletion_receipts: bool,
     /// Lifetime of the route record this node publishes for its account. Default 1 hour.
     pub route_ttl: Duration,
     /// How often the route record is re-published (and the routing table refreshed). Default
@@ -163,6 +168,7 @@ impl Config {
             bootstrap: Vec::new(),
             revoke_window: None,
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
+            deletion_receipts: true,
             route_ttl: Duration::from_secs(3600),
             route_refresh: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),

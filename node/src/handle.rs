@@ -135,6 +135,7 @@ impl Node {
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
+            deletion_receipts: config.deletion_receipts,
             receipts_out: receipts_tx,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);

@@ -245,3 +245,29 @@ async fn forged_and_misdirected_receipts_are_refused_and_counted() {
     assert_eq!(accounts(&d), vec![b.account()], "only B's genuine receipt counts");
     assert_eq!(a.confirmed_counts(vec![kept.mid]).await.unwrap(), vec![0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_receipts_off_applies_the_revoke_and_sends_none() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
+    let mut quiet = config(dirs[1].path(), vec![addr(&a).await]);
+    quiet.deletion_receipts = false;
+    let (b, mut b_ev) = Node::start(quiet).await.unwrap();
+    routed(&a, &b).await;
+    let sent = a
+        .send(Recipient::Account(b.account()), b"x".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    a.revoke(sent.mid).await.unwrap();
+    expect_about(&mut b_ev, "the revoke at B", Kind::Revoked, sent.mid).await;
+    // A receipt is queued in the tombstone's own write: had B made one, it would count by now.
+    assert_eq!(b.metrics().receipts_sent, 0);
+    assert!(is_tombstone(
+        &entry(&b, sent.mid).await,
+        tim_node::protocol::Action::Revoke
+    ));
+    let d = a.deletion(sent.mid).await.unwrap();
+    assert_eq!(d.pending, Some(vec![b.account()]));
+}

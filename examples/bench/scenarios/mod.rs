@@ -13,12 +13,24 @@ pub(crate) mod storage;
 
 /// Starts `n` tim nodes on loopback under `dir`, every one after the first bootstrapping from it.
 pub(crate) async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node, Events)>> {
-    let first = Node::start(Config::loopback(dir.join("0"))).await?;
+    tim_nodes_with(n, dir, |_| {}).await
+}
+
+/// [`tim_nodes`], each config changed by `configure` first.
+pub(crate) async fn tim_nodes_with(
+    n: usize,
+    dir: &std::path::Path,
+    configure: impl Fn(&mut Config),
+) -> anyhow::Result<Vec<(Node, Events)>> {
+    let mut c = Config::loopback(dir.join("0"));
+    configure(&mut c);
+    let first = Node::start(c).await?;
     let boot = first.0.status().await?.listen_addrs;
     let mut nodes = vec![first];
     for i in 1..n {
         let mut c = Config::loopback(dir.join(i.to_string()));
         c.bootstrap = boot.clone();
+        configure(&mut c);
         nodes.push(Node::start(c).await?);
     }
     Ok(nodes)

@@ -10,7 +10,7 @@ use tim_node::{
 use crate::{
     baselines::BareRoom,
     report::{cpu_time, percentile_of, rss_mb, tcp_segments, Row},
-    scenarios::{tim_nodes, wait_room_peers},
+    scenarios::{tim_nodes_with, wait_room_peers},
     STEP,
 };
 
@@ -57,9 +57,10 @@ pub(crate) enum Phases {
     BareOnly,
 }
 
-pub(crate) async fn room(members: usize, count: usize, phases: Phases) -> anyhow::Result<Vec<Row>> {
+/// `receipts`: whether members send deletion receipts to the revoker (`Config::deletion_receipts`).
+pub(crate) async fn room(members: usize, count: usize, phases: Phases, receipts: bool) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let mut nodes = tim_nodes(members + 1, dir.path()).await?;
+    let mut nodes = tim_nodes_with(members + 1, dir.path(), |c| c.deletion_receipts = receipts).await?;
     let room = RoomId::new("bench")?;
     for (n, _) in &nodes {
         n.join(room.clone()).await?;

@@ -74,6 +74,8 @@ pub(crate) struct Core {
     pub(crate) sync_window: usize,
     /// The node's one slot for store jobs done in place.
     pub(crate) inline: Inline,
+    /// See `Config::deletion_receipts`.
+    pub(crate) deletion_receipts: bool,
     /// Deletion receipts queued by inbound work, for the event loop to deliver (bounded: what
     /// does not fit waits in the outbox until the next start).
     pub(crate) receipts_out: mpsc::Sender<Delivery>,

@@ -53,8 +53,8 @@ impl Core {
     /// Applies a verified inbound revoke or burn. One signed by another account also queues this
     /// node's receipt for its signer in the same write, and hands it to the event loop.
     pub(super) fn apply_inbound_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
-        if control.by == self.account {
-            // This account's own control, back from a room or another device: nobody to tell.
+        if control.by == self.account || !self.deletion_receipts {
+            // This account's own control (back from a room or another device): nobody to tell.
             return Ok(self.store.apply_tombstone(control)?);
         }
         let at = now_ms();

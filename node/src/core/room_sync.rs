@@ -188,6 +188,7 @@ mod tests {
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             sync_window: 10_000,
             inline: Inline::new(true),
+            deletion_receipts: true,
             receipts_out: tokio::sync::mpsc::channel(16).0,
         }
     }

@@ -105,6 +105,7 @@ struct FileConfig {
     api_allowed_hosts: Vec<String>,
     revoke_window_secs: Option<u64>,
     sync_writes: bool,
+    deletion_receipts: Option<bool>,
     max_inbound_pipes: Option<usize>,
     max_pending_incoming: Option<u32>,
     max_established_incoming: Option<u32>,
@@ -195,6 +196,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .or(file.revoke_window_secs)
         .map(Duration::from_secs);
     config.sync_writes = file.sync_writes;
+    config.deletion_receipts = file.deletion_receipts.unwrap_or(config.deletion_receipts);
     let set = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
     set(&mut config.max_pending_incoming, file.max_pending_incoming);
     set(&mut config.max_established_incoming, file.max_established_incoming);

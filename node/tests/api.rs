@@ -269,6 +269,16 @@ async fn three_processes_through_the_api() {
     );
     let (_, after) = api_c.get(&format!("/v1/conversations/{}/messages", b.account)).await;
     assert_eq!(before, after);
+    // A body sent as `curl -d` sends it (form content type) is read as the JSON it is.
+    let raw = http
+        .post(format!("{}/v1/messages", c.api))
+        .bearer_auth(&c.token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(json!({"to": b.account, "body": "sent like curl -d"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 200);
 
     // No token, a wrong token, a WebSocket without token: 401.
     let resp = http.get(format!("{}/v1/status", c.api)).send().await.unwrap();

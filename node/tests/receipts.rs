@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use tim_node::{
     protocol::{encode, AccountId, Code, Envelope, MessageId, Receipt, Recipient, RoomId},
-    Deletion, Event, Events, Node,
+    Deletion, Event, Events, Node, Sent,
 };
 
 /// Waits for `deletion_confirmed` of `mid` by `by`.
@@ -23,6 +23,16 @@ async fn confirmed_by(events: &mut Events, mid: MessageId, by: AccountId) {
 
 fn accounts(d: &Deletion) -> Vec<AccountId> {
     d.confirmed.iter().map(|c| c.account).collect()
+}
+
+/// Sends `body` from `from` to `to` and waits until `to` stored it.
+async fn received(from: &Node, to: &Node, to_events: &mut Events, body: &[u8]) -> Sent {
+    let sent = from
+        .send(Recipient::Account(to.account()), body.to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(to_events, "the message at its recipient", Kind::Message, sent.mid).await;
+    sent
 }
 
 /// Waits until `node`'s deletion of `mid` has `n` confirmations.
@@ -42,11 +52,7 @@ async fn a_direct_revoke_is_confirmed_by_the_recipient_and_survives_a_restart() 
     let (b, mut b_ev) = start(dirs[1].path(), vec![boot]).await;
     routed(&a, &b).await;
 
-    let sent = a
-        .send(Recipient::Account(b.account()), b"take it back".to_vec(), None)
-        .await
-        .unwrap();
-    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    let sent = received(&a, &b, &mut b_ev, b"take it back").await;
     // Nothing deleted yet: no deletion to report.
     assert_eq!(a.deletion(sent.mid).await.unwrap_err().code(), Code::NotFound);
     a.revoke(sent.mid).await.unwrap();
@@ -82,11 +88,7 @@ async fn a_revoke_while_the_recipient_is_away_is_confirmed_when_it_returns() {
     let (a, mut a_ev) = start(dirs[1].path(), vec![boot.clone()]).await;
     let (b, mut b_ev) = start(dirs[2].path(), vec![boot.clone()]).await;
     routed(&a, &b).await;
-    let sent = a
-        .send(Recipient::Account(b.account()), b"before B leaves".to_vec(), None)
-        .await
-        .unwrap();
-    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    let sent = received(&a, &b, &mut b_ev, b"before B leaves").await;
     let b_account = b.account();
     stop(b, b_ev).await;
 
@@ -110,11 +112,7 @@ async fn a_burn_is_confirmed_by_the_senders_node() {
     let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
     let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
     routed(&a, &b).await;
-    let sent = a
-        .send(Recipient::Account(b.account()), b"burn me".to_vec(), None)
-        .await
-        .unwrap();
-    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    let sent = received(&a, &b, &mut b_ev, b"burn me").await;
     b.burn(sent.mid).await.unwrap();
     confirmed_by(&mut b_ev, sent.mid, a.account()).await;
     let d = b.deletion(sent.mid).await.unwrap();
@@ -195,11 +193,7 @@ async fn forged_and_misdirected_receipts_are_refused_and_counted() {
     routed(&mallory, &a).await;
 
     // A revokes a message to B; B's genuine receipt arrives.
-    let sent = a
-        .send(Recipient::Account(b.account()), b"x".to_vec(), None)
-        .await
-        .unwrap();
-    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    let sent = received(&a, &b, &mut b_ev, b"x").await;
     a.revoke(sent.mid).await.unwrap();
     confirmed_by(&mut a_ev, sent.mid, b.account()).await;
     // A message A did not delete.
@@ -255,11 +249,7 @@ async fn a_replica_with_receipts_off_applies_the_revoke_and_sends_none() {
     quiet.deletion_receipts = false;
     let (b, mut b_ev) = Node::start(quiet).await.unwrap();
     routed(&a, &b).await;
-    let sent = a
-        .send(Recipient::Account(b.account()), b"x".to_vec(), None)
-        .await
-        .unwrap();
-    expect_about(&mut b_ev, "the message at B", Kind::Message, sent.mid).await;
+    let sent = received(&a, &b, &mut b_ev, b"x").await;
     a.revoke(sent.mid).await.unwrap();
     expect_about(&mut b_ev, "the revoke at B", Kind::Revoked, sent.mid).await;
     // A receipt is queued in the tombstone's own write: had B made one, it would count by now.

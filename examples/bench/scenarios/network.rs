@@ -156,7 +156,7 @@ async fn room_states(p: &Proc, room: &str) -> anyhow::Result<Vec<(String, String
     let v = p
         .call(
             reqwest::Method::GET,
-            &format!("/v1/rooms/{room}/messages?limit=1000"),
+            &format!("/v1/rooms/{room}/messages?limit=500"),
             None,
         )
         .await?;
@@ -252,9 +252,28 @@ pub(crate) async fn processes(nodes: usize, members: usize, count: usize, idle: 
     for &i in members_idx {
         let p = &procs[i];
         delivered.push(
-            time_until(STEP * 2, || async { Ok(all_with(room_states(p, room).await?, None)) })
-                .await
-                .context("a member missed messages")?,
+            match time_until(STEP * 2, || async { Ok(all_with(room_states(p, room).await?, None)) }).await {
+                Ok(t) => t,
+                Err(e) => {
+                    // Say how far each member got, and how it sees the room, before giving up.
+                    for &j in members_idx {
+                        let held = room_states(&procs[j], room).await.map(|s| s.len()).unwrap_or(0);
+                        let status = procs[j].status().await.unwrap_or(Value::Null);
+                        let room_peers = status["rooms"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|r| r["room"] == room)
+                            .map(|r| r["peers"].clone())
+                            .unwrap_or(Value::Null);
+                        println!(
+                            "member {j}: {held} of {count} messages, {room_peers} room peers, {} peers",
+                            status["peers"]
+                        );
+                    }
+                    return Err(e.context("a member missed messages"));
+                }
+            },
         );
     }
     let delivered_wall = sent.elapsed();

@@ -3,17 +3,20 @@
 //! other members, and which of the members found it dials. The event loop carries out the
 //! `Output`s (`room_discovery.rs`) and reports back what the DHT answered.
 //!
-//! Rules (docs/protocol.md, "Room discovery"): on joining, announce and look up at once. Then
+//! Rules (docs/protocol.md, "Room discovery"): on joining, announce and look up at once, then
+//! keep looking up on a backoff (`retry_min`, doubling up to `retry_max`) whatever the lookups
+//! find: members that join at about the same time cannot see each other's announcements in their
+//! first lookups, and groups that met early would otherwise stay apart. After that joining phase,
 //! re-announce every `republish` and look up as often. A room with fewer than `low` peers in its
 //! mesh is looked up sooner while lookups find new members (after `retry_min`) or find none at
-//! all (after `retry_min`, doubling up to `retry_max`); once a lookup finds only members already
-//! known, the room is as big as the DHT shows it and waits for `republish` (members joining later
-//! look it up themselves). It is looked up again at once when its mesh falls below `low` after
-//! being healthy. An
-//! announcement no peer took is retried on the same backoff. Of the members a lookup finds, the
-//! node dials those it is not connected to, until the room would have `want` connected members,
-//! at most `want` per lookup, and a peer it dialled in the last `retry_max` not again (a provider
-//! that is gone, or that never subscribes to the room, costs one dial per `retry_max`).
+//! all (on the backoff). It is looked up again at once when its mesh falls below `low` after
+//! being healthy. An announcement no peer took is retried on the same backoff. Of the members a
+//! lookup finds, the node dials those it is not connected to, until the room would have `want`
+//! connected members, at most `want` per lookup; when the room has them already, it still dials
+//! one new member per lookup, so that groups of members that found only each other get joined by
+//! a bridge (the connection manager prunes bridges gossipsub does not need). A peer it dialled in
+//! the last `retry_max` is not dialled again (a provider that is gone, or that never subscribes
+//! to the room, costs one dial per `retry_max`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -80,6 +83,8 @@ struct Room {
     fresh: usize,
     /// Whether the mesh was at `low` or more at the last tick.
     healthy: bool,
+    /// Whether the joining phase (lookups on the backoff, whatever they find) is over.
+    settled: bool,
 }
 
 /// The discovery state machine (see the module doc).
@@ -121,6 +126,7 @@ impl Discovery {
             found: 0,
             fresh: 0,
             healthy: false,
+            settled: false,
         };
         if self.rooms.insert(room.clone(), state).is_none() {
             self.outputs.push_back(Output::Announce(room.clone()));
@@ -214,7 +220,9 @@ impl Discovery {
                 continue;
             }
             state.fresh += 1;
-            if seen.members + state.dials >= s.want || state.dials >= s.want {
+            let full = seen.members + state.dials >= s.want;
+            // A full room still gets one bridge per lookup.
+            if state.dials >= s.want || (full && state.dials > 0) {
                 continue;
             }
             state.dials += 1;
@@ -228,28 +236,34 @@ impl Discovery {
         }
     }
 
-    /// A lookup for `room` ended. A healthy room is looked up again after `republish`; so is a
-    /// short one whose lookup found members but none new (the room is as big as the DHT shows
-    /// it: members that join later look this one up themselves). A short room whose lookup found
-    /// someone new is looked up again soon; one whose lookup found no member at all (nobody
-    /// announced yet, or the DHT is not ready) on the backoff.
+    /// A lookup for `room` ended. A short room whose lookup found someone new is looked up again
+    /// soon (`retry_min`). Otherwise, in the joining phase, the next lookup comes on the backoff,
+    /// whatever this one found, until the backoff reaches `retry_max`. After it, a short room
+    /// whose lookup found no member at all (nobody announced yet, or the DHT is not ready) stays
+    /// on the backoff; anything else waits for `republish` (the room is as big as the DHT shows
+    /// it: members that join later look this one up themselves).
     pub(crate) fn lookup_done(&mut self, room: &RoomId, seen: RoomPeers, now: Instant) {
         let s = self.settings;
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
         state.looking = false;
-        if seen.mesh >= s.low || (state.found > 0 && state.fresh == 0) {
+        let short = seen.mesh < s.low;
+        let backoff = |state: &mut Room| {
+            state.next_lookup = now + state.lookup_retry;
+            state.lookup_retry = (state.lookup_retry * 2).min(s.retry_max);
+        };
+        if short && state.fresh > 0 {
+            state.lookup_retry = s.retry_min;
+            state.next_lookup = now + s.retry_min;
+        } else if !state.settled {
+            state.settled = state.lookup_retry >= s.retry_max;
+            backoff(state);
+        } else if short && state.found == 0 {
+            backoff(state);
+        } else {
             state.lookup_retry = s.retry_min;
             state.next_lookup = now + s.republish;
-        } else {
-            if state.fresh > 0 {
-                state.lookup_retry = s.retry_min;
-            }
-            state.next_lookup = now + state.lookup_retry;
-            if state.fresh == 0 {
-                state.lookup_retry = (state.lookup_retry * 2).min(s.retry_max);
-            }
         }
     }
 

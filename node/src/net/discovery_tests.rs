@@ -28,8 +28,37 @@ fn drain(d: &mut Discovery) -> Vec<Output> {
     std::iter::from_fn(|| d.poll()).collect()
 }
 
+/// The outputs that are announcements (lookups of the joining phase left out).
+fn announces(d: &mut Discovery) -> Vec<Output> {
+    drain(d)
+        .into_iter()
+        .filter(|o| !matches!(o, Output::LookUp(_)))
+        .collect()
+}
+
 fn peers(mesh: usize, members: usize) -> RoomPeers {
     RoomPeers { mesh, members }
+}
+
+/// Runs the joining phase of `r` (joined at `t0`) with lookups that find nothing new while the
+/// room looks like `seen`: returns the waits between lookups and the time of the last lookup's end.
+fn joining_phase(d: &mut Discovery, r: &RoomId, t0: Instant, seen: RoomPeers) -> (Vec<u64>, Instant) {
+    let mut now = t0;
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        d.lookup_done(r, seen, now);
+        let mut t = now;
+        loop {
+            t += Duration::from_secs(1);
+            d.tick(t, |_| seen);
+            if drain(d).contains(&Output::LookUp(r.clone())) {
+                break;
+            }
+        }
+        waits.push((t - now).as_secs());
+        now = t;
+    }
+    (waits, now)
 }
 
 #[test]
@@ -59,16 +88,19 @@ fn a_healthy_room_is_announced_and_looked_up_every_republish_interval() {
     d.join(r.clone(), t0);
     drain(&mut d);
     d.announced(&r, true, t0);
-    d.lookup_done(&r, peers(2, 2), t0);
-    d.tick(t0 + REPUBLISH - Duration::from_secs(1), |_| peers(2, 2));
-    assert!(drain(&mut d).is_empty());
+    // Members joining together miss each other's announcements: even a healthy room keeps
+    // looking on the backoff for a while after joining.
+    let (waits, t1) = joining_phase(&mut d, &r, t0, peers(2, 2));
+    assert_eq!(waits, vec![2, 4, 8, 16, 32, 60]);
+    d.lookup_done(&r, peers(2, 2), t1);
     d.tick(t0 + REPUBLISH, |_| peers(2, 2));
-    assert_eq!(
-        drain(&mut d),
-        vec![Output::Announce(r.clone()), Output::LookUp(r.clone())]
-    );
-    // Nothing more while those run.
-    d.tick(t0 + REPUBLISH * 3, |_| peers(2, 2));
+    assert_eq!(drain(&mut d), vec![Output::Announce(r.clone())]);
+    d.tick(t1 + REPUBLISH - Duration::from_secs(1), |_| peers(2, 2));
+    assert!(drain(&mut d).is_empty());
+    d.tick(t1 + REPUBLISH, |_| peers(2, 2));
+    assert_eq!(drain(&mut d), vec![Output::LookUp(r.clone())]);
+    // Nothing more while it runs.
+    d.tick(t1 + REPUBLISH * 3, |_| peers(2, 2));
     assert!(drain(&mut d).is_empty());
 }
 
@@ -112,14 +144,13 @@ fn a_small_room_whose_members_are_all_known_waits_for_the_republish_interval() {
     let other = PeerId::random();
     d.found(&r, [other], |p| *p == other, peers(1, 1), t0);
     assert!(drain(&mut d).is_empty());
-    d.lookup_done(&r, peers(1, 1), t0);
-    d.tick(t0 + REPUBLISH - Duration::from_secs(1), |_| peers(1, 1));
-    assert!(drain(&mut d).is_empty());
-    d.tick(t0 + REPUBLISH, |_| peers(1, 1));
-    assert_eq!(
-        drain(&mut d),
-        vec![Output::Announce(r.clone()), Output::LookUp(r.clone())]
-    );
+    let (_, t1) = joining_phase(&mut d, &r, t0, peers(1, 1));
+    d.found(&r, [other], |p| *p == other, peers(1, 1), t1);
+    d.lookup_done(&r, peers(1, 1), t1);
+    d.tick(t1 + REPUBLISH - Duration::from_secs(1), |_| peers(1, 1));
+    assert!(!drain(&mut d).contains(&Output::LookUp(r.clone())));
+    d.tick(t1 + REPUBLISH, |_| peers(1, 1));
+    assert_eq!(drain(&mut d), vec![Output::LookUp(r.clone())]);
 }
 
 #[test]
@@ -143,12 +174,12 @@ fn an_announcement_nobody_took_is_retried_on_the_backoff() {
     d.lookup_done(&r, peers(2, 2), t0);
     d.announced(&r, false, t0);
     d.tick(t0 + MIN, |_| peers(2, 2));
-    assert_eq!(drain(&mut d), vec![Output::Announce(r.clone())]);
+    assert_eq!(announces(&mut d), vec![Output::Announce(r.clone())]);
     d.announced(&r, false, t0 + MIN);
     d.tick(t0 + MIN * 2, |_| peers(2, 2));
-    assert!(drain(&mut d).is_empty());
+    assert!(announces(&mut d).is_empty());
     d.tick(t0 + MIN * 3, |_| peers(2, 2));
-    assert_eq!(drain(&mut d), vec![Output::Announce(r.clone())]);
+    assert_eq!(announces(&mut d), vec![Output::Announce(r.clone())]);
 }
 
 #[test]
@@ -187,4 +218,19 @@ fn a_flood_of_providers_costs_at_most_want_dials_per_lookup() {
     d.found(&r, flood.iter().copied(), |_| false, peers(0, 0), t0);
     assert_eq!(drain(&mut d).len(), 3);
     assert!(d.dialled.len() <= MAX_DIALLED);
+}
+
+#[test]
+fn a_room_with_its_wanted_members_still_dials_one_bridge_per_lookup() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    // Three members connected (want 3): a group that may have found only itself. Of the new
+    // members the lookup found, one is dialled, to join the groups.
+    let others: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+    d.found(&r, others.iter().copied(), |_| false, peers(3, 3), t0);
+    assert_eq!(drain(&mut d), vec![Output::Dial(others[0])]);
+    // Not more in the same lookup.
+    d.found(&r, others.iter().copied(), |_| false, peers(3, 3), t0);
+    assert!(drain(&mut d).is_empty());
 }

@@ -33,7 +33,7 @@ use super::{
     room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{self, topic},
-    routing,
+    routing::{self, RouteDials},
     swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
     sync_exchange::{self, SYNC_PROTOCOL},
 };
@@ -146,6 +146,8 @@ pub(crate) struct EventLoop {
     pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     /// Established connections and their addresses (status, relay candidates).
     pub(super) links: Links,
+    /// Route dials in flight, to dial again without an address that reached another node.
+    pub(super) route_dials: RouteDials,
     /// The peers given as bootstrap: preferred relays.
     pub(super) bootstrap_peers: HashSet<PeerId>,
 }
@@ -302,6 +304,7 @@ impl EventLoop {
             reachability,
             relay_listeners: HashMap::new(),
             links: Links::default(),
+            route_dials: RouteDials::default(),
             bootstrap_peers: config
                 .bootstrap
                 .iter()
@@ -596,6 +599,11 @@ impl EventLoop {
                 self.reachability.address_expired(&address, Instant::now().into_std());
             }
             SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                ref error,
+                ..
+            } => self.on_dial_failed(peer, error),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
@@ -604,6 +612,7 @@ impl EventLoop {
                 ..
             } => {
                 self.links.established(connection_id, peer_id, endpoint);
+                self.route_dials.forget(&peer_id);
                 self.connections.connected(peer_id, Instant::now().into_std());
                 if self.connections.over() {
                     self.manage_connections();

@@ -5,7 +5,10 @@
 //! - `store`: [`RouteStore`], what this node keeps for others and the decisions behind it.
 //! - `providers`: the bounded provider records of room members (`super::room_discovery`).
 //! - `kad`: [`Kad`], Kademlia telling the store which peer (and address) sent each record.
+//! - `dials`: [`RouteDials`], the addresses of each route dial, to dial again without one that
+//!   reached another node.
 
+mod dials;
 mod kad;
 mod providers;
 mod store;
@@ -20,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use self::store::{account_of, check_route, route_key, Route};
 pub(crate) use self::{
+    dials::RouteDials,
     kad::Kad,
     store::{Limits, RouteStore},
 };
@@ -97,19 +101,45 @@ impl EventLoop {
         // Dial the record's addresses now: no behaviour keeps a relay circuit address for a peer
         // it has not met, so a later dial by peer id alone would not try it.
         if !addrs.is_empty() && !self.swarm.is_connected(&route.peer) {
-            let opts = DialOpts::peer_id(route.peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                debug!(peer = %route.peer, error = %e, "not dialled");
-            }
+            self.dial_route(route.peer, addrs);
         }
         for waiter in self.lookup_waiters.remove(&account).unwrap_or_default() {
             let _ = waiter.send(Ok(route.peer));
         }
         let now = self.now();
         self.deliveries.route_found(account, route.peer, route.expires_at, now);
+    }
+
+    fn dial_route(&mut self, peer: libp2p::PeerId, addrs: Vec<libp2p::Multiaddr>) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs.clone())
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) => self.route_dials.started(peer, addrs),
+            Err(e) => debug!(%peer, error = %e, "not dialled"),
+        }
+    }
+
+    /// A dial of `peer` failed. When one of a route's addresses reached another node (or this
+    /// one), the dial failed whole; the rest of the addresses are dialled again without it.
+    pub(super) fn on_dial_failed(&mut self, peer: libp2p::PeerId, error: &libp2p::swarm::DialError) {
+        use libp2p::swarm::DialError;
+        let lying = match error {
+            DialError::WrongPeerId { address, .. } | DialError::LocalPeerId { address } => address,
+            _ => {
+                self.route_dials.forget(&peer);
+                return;
+            }
+        };
+        match self.route_dials.reached_another_node(&peer, lying) {
+            Some(rest) => {
+                debug!(%peer, address = %lying, "a route address reached another node; dialling the others");
+                let _ = self.swarm.behaviour_mut().kad.remove_address(&peer, lying);
+                self.dial_route(peer, rest);
+            }
+            None => debug!(%peer, address = %lying, "a route address reached another node"),
+        }
     }
 
     fn route_failed(&mut self, account: AccountId) {

@@ -87,6 +87,45 @@ fn a_full_receipt_budget_still_applies_the_tombstone() {
 }
 
 #[test]
+fn one_revoker_that_never_takes_its_receipts_fills_only_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let (greedy, honest, me) = (key(1), key(2), key(3));
+    let config = Config {
+        outbox_receipts_each: 2,
+        outbox_receipts: 10,
+        ..Config::default()
+    };
+    let store = open(dir.path(), config.clone());
+    let apply = |by: &tim_protocol::AccountKey, i: u64| {
+        let m = room_message(by, "r", format!("m{i}").as_bytes(), 1_000 + i)
+            .verify()
+            .unwrap();
+        store.put_message(&m, State::Received).unwrap();
+        let control = revoke(by, &m).verify().unwrap();
+        let receipt = Receipt::sign(&me, m.id(), by.account_id(), 2_000).unwrap();
+        store
+            .apply_tombstone_with_receipt(&control, receipt_out(by.account_id(), &receipt))
+            .unwrap()
+            .1
+    };
+    let queued: Vec<bool> = (0..4).map(|i| apply(&greedy, i)).collect();
+    assert_eq!(queued, vec![true, true, false, false]);
+    assert!(apply(&honest, 10), "another revoker still gets its receipt");
+    drop(store);
+    // The shares are counted again from disk.
+    let store = open(dir.path(), config);
+    assert_eq!(store.outbox_receipts(), 3);
+    let m = room_message(&greedy, "r", b"after restart", 5_000).verify().unwrap();
+    store.put_message(&m, State::Received).unwrap();
+    let control = revoke(&greedy, &m).verify().unwrap();
+    let receipt = Receipt::sign(&me, m.id(), greedy.account_id(), 6_000).unwrap();
+    let (_, queued) = store
+        .apply_tombstone_with_receipt(&control, receipt_out(greedy.account_id(), &receipt))
+        .unwrap();
+    assert!(!queued);
+}
+
+#[test]
 fn a_receipt_does_not_exempt_a_strangers_pending_tombstone_from_its_quota() {
     let dir = tempfile::tempdir().unwrap();
     let (me, stranger) = (key(1), key(2));

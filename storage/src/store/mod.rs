@@ -59,6 +59,9 @@ pub struct Config {
     /// Most deletion receipts waiting in the outbox, counted apart from the entries above.
     /// Default 10,000; beyond it a tombstone is applied without queuing its receipt.
     pub outbox_receipts: usize,
+    /// Most deletion receipts waiting for one account (a room member that revokes a lot and never
+    /// takes its receipts fills only this share). Default 1,000.
+    pub outbox_receipts_each: usize,
     /// Most deletion receipts kept for one message this node's account revoked or burned (an
     /// open room has no fixed membership); later ones are refused. Default 4,096.
     pub receipts_per_message: usize,
@@ -90,6 +93,7 @@ impl Default for Config {
             outbox_per_recipient: 10_000,
             outbox_total: 100_000,
             outbox_receipts: 10_000,
+            outbox_receipts_each: 1_000,
             receipts_per_message: 4_096,
             shred_delay: Duration::from_secs(1),
             stranger_messages_each: 100,
@@ -112,6 +116,7 @@ struct Inner {
     outbox_per_recipient: usize,
     outbox_total: usize,
     outbox_receipts: usize,
+    outbox_receipts_each: usize,
     receipts_per_message: usize,
     /// Ids whose bodies were deleted but may still sit in a WAL or SST file.
     shred: Mutex<Shred>,
@@ -189,6 +194,7 @@ impl Store {
             outbox_per_recipient: config.outbox_per_recipient,
             outbox_total: config.outbox_total,
             outbox_receipts: config.outbox_receipts,
+            outbox_receipts_each: config.outbox_receipts_each,
             receipts_per_message: config.receipts_per_message,
             shred: Mutex::new(Shred::with_pending(unshredded)),
             shred_delay: config.shred_delay,

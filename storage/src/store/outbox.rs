@@ -18,6 +18,7 @@ pub(super) struct OutboxCounts {
     per: HashMap<AccountId, usize>,
     total: usize,
     receipts: usize,
+    receipts_per: HashMap<AccountId, usize>,
 }
 
 impl OutboxCounts {
@@ -38,14 +39,15 @@ impl OutboxCounts {
         mine >= per_recipient || self.total >= total
     }
 
-    /// Whether `max` receipts already wait.
-    pub(super) fn receipts_full(&self, max: usize) -> bool {
-        self.receipts >= max
+    /// Whether one more receipt for `to` would exceed `each` receipts for it or `total` in all.
+    pub(super) fn receipts_full(&self, to: &AccountId, each: usize, total: usize) -> bool {
+        self.receipts >= total || self.receipts_per.get(to).copied().unwrap_or(0) >= each
     }
 
     pub(super) fn add(&mut self, to: AccountId, kind: OutKind) {
         if kind == OutKind::Receipt {
             self.receipts += 1;
+            *self.receipts_per.entry(to).or_default() += 1;
             return;
         }
         *self.per.entry(to).or_default() += 1;
@@ -54,7 +56,13 @@ impl OutboxCounts {
 
     pub(super) fn remove(&mut self, to: &AccountId, kind: OutKind) {
         if kind == OutKind::Receipt {
-            self.receipts = self.receipts.saturating_sub(1);
+            if let Some(n) = self.receipts_per.get_mut(to) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.receipts_per.remove(to);
+                }
+                self.receipts = self.receipts.saturating_sub(1);
+            }
             return;
         }
         if let Some(n) = self.per.get_mut(to) {

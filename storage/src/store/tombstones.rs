@@ -85,9 +85,10 @@ impl Store {
                 return Ok((TombstoneOutcome::Duplicate, false));
             }
             let ours = outgoing.as_ref().is_some_and(|o| o.kind == OutKind::Control);
-            if outgoing.as_ref().is_some_and(|o| o.kind == OutKind::Receipt)
-                && counts.receipts_full(self.inner.outbox_receipts)
-            {
+            if outgoing.as_ref().is_some_and(|o| {
+                o.kind == OutKind::Receipt
+                    && counts.receipts_full(&o.to, self.inner.outbox_receipts_each, self.inner.outbox_receipts)
+            }) {
                 debug!(%id, "receipt budget full; the tombstone is applied without a receipt");
                 outgoing = None;
             }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use libp2p::{gossipsub::MessageAcceptance, identify, kad, multiaddr::Protocol, swarm::SwarmEvent, PeerId, Swarm};
+use libp2p::{gossipsub::MessageAcceptance, kad, multiaddr::Protocol, swarm::SwarmEvent, PeerId, Swarm};
 use tim_protocol::{AccountId, Action, MessageId, RoomId};
 use tim_storage::Outgoing;
 use tokio::{
@@ -21,7 +21,6 @@ use tracing::{debug, info, warn};
 
 use super::{
     accept::Known,
-    addrs,
     budget::Limits,
     connections::{self, Connections},
     deadline::Timeouts,
@@ -29,19 +28,19 @@ use super::{
     pipe::{self, Pipe, PipeEvent, DIRECT_PROTOCOL, MAX_PIPES_PER_PEER},
     quiesce,
     reachability::{ReachabilityState, RelaySettings},
-    relay::{is_circuit, Links},
+    relay::Links,
     room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
     rooms::{self, topic},
     routing::{self, RouteDials},
-    swarm::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL},
+    swarm::{build_swarm, Behaviour},
     sync_exchange::{self, SYNC_PROTOCOL},
 };
 use crate::{
     command::Command,
     core::{now_ms, Core},
     delivery::{Deliveries, Delivery, Now, Output, Settings},
-    Config, Error, Event, Result,
+    Config, Error, Result,
 };
 
 /// Capacity of the channels that bring reports of other tasks and pipe events to the loop.
@@ -565,86 +564,6 @@ impl EventLoop {
                     .map(|(_, destination, frame)| Command::send_control(mid, destination, frame));
                 let _ = reports.blocking_send(TaskReport::Burned { mid, result });
             });
-        }
-    }
-
-    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Streams(())) => {}
-            SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                self.on_protocols(peer_id, &info.protocols);
-                if info.protocols.contains(&KAD_PROTOCOL) {
-                    for addr in addrs::dialable(info.listen_addrs) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.on_relay_client(event),
-            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => self.on_relay_server(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
-            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(event)) => self.on_autonat_client(event),
-            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
-                debug!(client = %event.client, address = %event.tested_addr, ok = event.result.is_ok(), "dialled an address back");
-            }
-            // The relay client confirms circuit addresses itself (so identify announces them); only
-            // a direct address confirmed by AutoNAT makes the node public.
-            SwarmEvent::ExternalAddrConfirmed { address } if !is_circuit(&address) => {
-                info!(%address, "external address confirmed");
-                self.reachability.address_confirmed(address, Instant::now().into_std());
-            }
-            SwarmEvent::ExternalAddrExpired { address } if !is_circuit(&address) => {
-                self.reachability.address_expired(&address, Instant::now().into_std());
-            }
-            SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
-                ref error,
-                ..
-            } => self.on_dial_failed(peer, error),
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                ref endpoint,
-                num_established,
-                ..
-            } => {
-                self.links.established(connection_id, peer_id, endpoint);
-                self.route_dials.forget(&peer_id);
-                self.connections.connected(peer_id, Instant::now().into_std());
-                if self.connections.over() {
-                    self.manage_connections();
-                }
-                if num_established.get() == 1 {
-                    self.core.emit(Event::PeerConnected { peer: peer_id });
-                    // The node of some waiting recipient may be back: retry its deliveries now.
-                    let now = self.now();
-                    self.deliveries.peer_connected(peer_id, now);
-                }
-                if !self.route_published && self.route_put.is_none() {
-                    self.publish_route();
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                connection_id,
-                num_established,
-                ..
-            } => {
-                self.links.closed(connection_id, peer_id, num_established);
-                self.connections.disconnected(&peer_id, num_established);
-                if num_established == 0 {
-                    self.reachability.disconnected(&peer_id, Instant::now().into_std());
-                    self.core.emit(Event::PeerDisconnected { peer: peer_id });
-                }
-            }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                info!(%address, "listening");
-                self.publish_route();
-            }
-            other => debug!(event = ?other, "swarm event"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! over Kademlia, rooms over gossipsub and their catch-up, and direct delivery over pipes.
 //!
 //! - `event_loop`: [`EventLoop`], the one task that owns the swarm, and its select loop.
-//! - `swarm`: the composed behaviour, protocol names, and how the swarm is built.
+//! - `swarm`: the composed behaviour, protocol names, and how the swarm is built;
+//!   `swarm_events`: the loop's answer to each swarm event.
 //! - `routing`: route records: publish, look up, and the bounded store of what others ask us to
 //!   keep.
 //! - `rooms`: room topics, publishing, and gossip checks; `scoring`: gossipsub peer scores.
@@ -44,6 +45,7 @@ mod routing;
 mod scoring;
 mod status_report;
 mod swarm;
+mod swarm_events;
 mod sync_exchange;
 
 pub(crate) use event_loop::EventLoop;

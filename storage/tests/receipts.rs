@@ -25,6 +25,25 @@ fn receipt_out(to: tim_protocol::AccountId, receipt: &Receipt) -> Outgoing {
     }
 }
 
+/// `replica` stores room message `body` of `by`, then applies `by`'s revoke of it with its own
+/// receipt: the message's id, the outcome and whether the receipt was queued.
+fn revoke_held_with_receipt(
+    store: &Store,
+    by: &tim_protocol::AccountKey,
+    replica: &tim_protocol::AccountKey,
+    body: &[u8],
+    sent_at: u64,
+) -> (MessageId, TombstoneOutcome, bool) {
+    let m = room_message(by, "r", body, sent_at).verify().unwrap();
+    store.put_message(&m, State::Received).unwrap();
+    let control = revoke(by, &m).verify().unwrap();
+    let receipt = Receipt::sign(replica, m.id(), by.account_id(), sent_at + 1).unwrap();
+    let (outcome, queued) = store
+        .apply_tombstone_with_receipt(&control, receipt_out(by.account_id(), &receipt))
+        .unwrap();
+    (m.id(), outcome, queued)
+}
+
 #[test]
 fn a_receipt_is_queued_with_its_tombstone_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,18 +89,11 @@ fn a_full_receipt_budget_still_applies_the_tombstone() {
     };
     let store = open(dir.path(), config);
     for i in 0..3u64 {
-        let m = room_message(&alice, "r", format!("m{i}").as_bytes(), 1_000 + i)
-            .verify()
-            .unwrap();
-        store.put_message(&m, State::Received).unwrap();
-        let control = revoke(&alice, &m).verify().unwrap();
-        let receipt = Receipt::sign(&bob, m.id(), alice.account_id(), 2_000).unwrap();
-        let (outcome, queued) = store
-            .apply_tombstone_with_receipt(&control, receipt_out(alice.account_id(), &receipt))
-            .unwrap();
+        let (mid, outcome, queued) =
+            revoke_held_with_receipt(&store, &alice, &bob, format!("m{i}").as_bytes(), 1_000 + i);
         assert_eq!(outcome, TombstoneOutcome::Applied { had_body: true });
         assert_eq!(queued, i < 2, "receipt {i}");
-        assert!(store.message(&m.id()).unwrap().is_none(), "the body is gone either way");
+        assert!(store.message(&mid).unwrap().is_none(), "the body is gone either way");
     }
     assert_eq!(store.outbox_receipts(), 2);
 }
@@ -97,16 +109,7 @@ fn one_revoker_that_never_takes_its_receipts_fills_only_its_share() {
     };
     let store = open(dir.path(), config.clone());
     let apply = |by: &tim_protocol::AccountKey, i: u64| {
-        let m = room_message(by, "r", format!("m{i}").as_bytes(), 1_000 + i)
-            .verify()
-            .unwrap();
-        store.put_message(&m, State::Received).unwrap();
-        let control = revoke(by, &m).verify().unwrap();
-        let receipt = Receipt::sign(&me, m.id(), by.account_id(), 2_000).unwrap();
-        store
-            .apply_tombstone_with_receipt(&control, receipt_out(by.account_id(), &receipt))
-            .unwrap()
-            .1
+        revoke_held_with_receipt(&store, by, &me, format!("m{i}").as_bytes(), 1_000 + i).2
     };
     let queued: Vec<bool> = (0..4).map(|i| apply(&greedy, i)).collect();
     assert_eq!(queued, vec![true, true, false, false]);
@@ -115,13 +118,7 @@ fn one_revoker_that_never_takes_its_receipts_fills_only_its_share() {
     // The shares are counted again from disk.
     let store = open(dir.path(), config);
     assert_eq!(store.outbox_receipts(), 3);
-    let m = room_message(&greedy, "r", b"after restart", 5_000).verify().unwrap();
-    store.put_message(&m, State::Received).unwrap();
-    let control = revoke(&greedy, &m).verify().unwrap();
-    let receipt = Receipt::sign(&me, m.id(), greedy.account_id(), 6_000).unwrap();
-    let (_, queued) = store
-        .apply_tombstone_with_receipt(&control, receipt_out(greedy.account_id(), &receipt))
-        .unwrap();
+    let (_, _, queued) = revoke_held_with_receipt(&store, &greedy, &me, b"after restart", 5_000);
     assert!(!queued);
 }
 

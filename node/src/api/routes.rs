@@ -408,11 +408,14 @@ async fn history(
             _ => None,
         })
         .collect();
-    let counts = st
-        .node
-        .confirmed_counts(own_deletions.clone())
-        .await
-        .map_err(|e| ApiError::from(e).about(about.0, about.1))?;
+    let counts = if own_deletions.is_empty() {
+        Vec::new()
+    } else {
+        st.node
+            .confirmed_counts(own_deletions.clone())
+            .await
+            .map_err(|e| ApiError::from(e).about(about.0, about.1))?
+    };
     let confirmed: HashMap<MessageId, usize> = own_deletions.into_iter().zip(counts).collect();
     Ok(Json(json!({
         "messages": page

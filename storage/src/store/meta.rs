@@ -68,20 +68,26 @@ impl Store {
 
 /// Every key and value of `cf` under `prefix`, in key order.
 pub(super) fn scan(db: &DB, cf: &ColumnFamily, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    visit(db, cf, prefix, |k, v| out.push((k.to_vec(), v.to_vec())))?;
+    Ok(out)
+}
+
+/// Calls `f` with every key and value of `cf` under `prefix`, in key order, copying nothing.
+pub(super) fn visit(db: &DB, cf: &ColumnFamily, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     let mut read_opts = rocksdb::ReadOptions::default();
     read_opts.set_iterate_lower_bound(prefix.to_vec());
     let mut it = db.raw_iterator_cf_opt(cf, read_opts);
     it.seek(prefix);
-    let mut out = Vec::new();
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
         if !k.starts_with(prefix) {
             break;
         }
-        out.push((k.to_vec(), v.to_vec()));
+        f(k, v);
         it.next();
     }
     it.status()?;
-    Ok(out)
+    Ok(())
 }
 
 /// The meta key recording that the body of `id` is yet to be shredded.

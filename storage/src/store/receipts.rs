@@ -6,7 +6,11 @@
 use rocksdb::WriteBatch;
 use tim_protocol::{encode, AccountId, MessageId, Receipt, Verified};
 
-use super::{decode_value, lock, meta::scan, Store};
+use super::{
+    decode_value, lock,
+    meta::{scan, visit},
+    Store,
+};
 use crate::{Cf, Result};
 
 /// What `put_receipt` did.
@@ -55,22 +59,10 @@ impl Store {
             .collect()
     }
 
-    /// How many receipts are kept for `target` (a key-only scan; nothing is decoded).
+    /// How many receipts are kept for `target` (nothing is copied or decoded).
     pub fn receipt_count(&self, target: &MessageId) -> Result<usize> {
-        let prefix = target.as_bytes();
-        let mut read_opts = rocksdb::ReadOptions::default();
-        read_opts.set_iterate_lower_bound(prefix.to_vec());
-        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(Cf::Receipts), read_opts);
-        it.seek(prefix);
         let mut n = 0;
-        while let Some(k) = it.key() {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            n += 1;
-            it.next();
-        }
-        it.status()?;
+        visit(&self.inner.db, self.cf(Cf::Receipts), target.as_bytes(), |_, _| n += 1)?;
         Ok(n)
     }
 }

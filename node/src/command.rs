@@ -45,6 +45,8 @@ pub(crate) enum Command {
     Block { peer: PeerId, blocked: bool },
     /// Drop the queued, not yet sent copies of a message (it was revoked).
     Cancel { mid: MessageId },
+    /// Drop every queued delivery to an account (the local account blocked it).
+    CancelAccount { account: AccountId },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },
 }

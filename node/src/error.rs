@@ -24,6 +24,9 @@ pub enum Error {
     /// The account's route could not be found or its node not reached.
     #[error("account {0} is unreachable")]
     Unreachable(tim_protocol::AccountId),
+    /// The local account blocked this account: nothing goes to it or comes from it.
+    #[error("account {0} is blocked")]
+    Blocked(tim_protocol::AccountId),
     /// A queue or limit is full.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
@@ -48,6 +51,7 @@ impl Error {
             Error::BadParameters(_) | Error::Network(_) => Code::BadParameters,
             Error::Tombstoned(_) => Code::Tombstoned,
             Error::Unreachable(_) => Code::Unreachable,
+            Error::Blocked(_) => Code::Blocked,
             Error::Overloaded(_) => Code::Overloaded,
             Error::Io(_) => Code::StorageFailure,
             Error::NodeStopped => Code::NodeStopped,

@@ -1,7 +1,7 @@
 //! What a node reports to the app: [`Event`]s, and the local view of a conversation.
 
 use libp2p::PeerId;
-use tim_protocol::{AccountId, Action, Code, Header, MessageId, Recipient, RoomId};
+use tim_protocol::{AccountId, Action, Code, ContactState, Header, MessageId, Recipient, RoomId};
 
 /// A conversation from the local account's point of view: the other account, or a room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,6 +97,20 @@ pub enum Event {
         by: AccountId,
         /// When it applied the tombstone, ms since the epoch by its clock.
         at: u64,
+    },
+    /// Another account asks the local account to become a contact.
+    ContactRequest {
+        /// Who asks.
+        from: AccountId,
+        /// Its note.
+        note: String,
+    },
+    /// Where the local account stands with another account changed (either side acted).
+    Contact {
+        /// The other account.
+        account: AccountId,
+        /// The new state.
+        state: ContactState,
     },
     /// A peer connected (first connection).
     PeerConnected {

@@ -19,6 +19,8 @@ pub enum Code {
     UnknownAccount,
     /// 4109: the referenced message or object does not exist here.
     NotFound,
+    /// 4110: the receiving account blocked the sender (or the local account blocked the peer).
+    Blocked,
     /// 4111: the message id was revoked or burned; its content is gone for good.
     Tombstoned,
     /// 4113: bytes or text that do not decode into what they claim to be.
@@ -52,12 +54,13 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::AlreadyExists,
         Code::BadParameters,
         Code::PermissionDenied,
         Code::UnknownAccount,
         Code::NotFound,
+        Code::Blocked,
         Code::Tombstoned,
         Code::Malformed,
         Code::TooLarge,
@@ -82,6 +85,7 @@ impl Code {
             Code::PermissionDenied => 4105,
             Code::UnknownAccount => 4106,
             Code::NotFound => 4109,
+            Code::Blocked => 4110,
             Code::Tombstoned => 4111,
             Code::Malformed => 4113,
             Code::TooLarge => 4114,
@@ -112,6 +116,7 @@ impl Code {
             Code::PermissionDenied => "permission_denied",
             Code::UnknownAccount => "unknown_account",
             Code::NotFound => "not_found",
+            Code::Blocked => "blocked",
             Code::Tombstoned => "tombstoned",
             Code::Malformed => "malformed",
             Code::TooLarge => "too_large",
@@ -158,6 +163,7 @@ mod tests {
         assert_eq!(Code::BadParameters.number(), 4104);
         assert_eq!(Code::PermissionDenied.number(), 4105);
         assert_eq!(Code::NotFound.number(), 4109);
+        assert_eq!(Code::Blocked.number(), 4110);
         assert_eq!(Code::Malformed.number(), 4113);
         assert_eq!(Code::TooLarge.number(), 4114);
         assert_eq!(Code::StorageFailure.number(), 5103);

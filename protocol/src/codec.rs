@@ -9,7 +9,7 @@ use bincode::{
     Decode, Encode,
 };
 
-use crate::{Control, Error, Message, Receipt, Result, SignedHeader};
+use crate::{ContactOp, Control, Error, Message, Receipt, Result, SignedHeader};
 
 /// The first byte of every frame. A frame with another first byte is refused with
 /// [`Error::UnsupportedVersion`].
@@ -75,6 +75,8 @@ pub enum Envelope {
     Control(Control),
     /// A deletion receipt, for the account that signed a revoke or burn (direct paths only).
     Receipt(Receipt),
+    /// A contact operation, for the account it names (direct paths only).
+    Contact(ContactOp),
 }
 
 impl Wire for Envelope {

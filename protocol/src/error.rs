@@ -49,6 +49,12 @@ pub enum Error {
     /// A parameter that is invalid for this operation (burn of a room message, bad room id, ...).
     #[error("bad parameters: {0}")]
     BadParameters(String),
+    /// What the operation would create exists already (a contact request to a contact).
+    #[error("already exists: {0}")]
+    AlreadyExists(&'static str),
+    /// What the operation refers to does not exist (no contact request to accept).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
 }
 
 impl Error {
@@ -63,6 +69,8 @@ impl Error {
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::BadParameters(_) => Code::BadParameters,
             Error::Expired(_) => Code::Expired,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::NotFound(_) => Code::NotFound,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - `control`: [`Control`] (a revoke or a burn) and who may send which.
 //! - [`policy`]: the verification policy on top of signatures: who may revoke or burn, the
 //!   revoke window, where an item may arrive ([`Via`]).
+//! - [`contact`]: [`ContactOp`], a signed contact request, accept, reject or remove, and the
+//!   state machine ([`contact::on_local`], [`contact::on_remote`]) both sides run on them.
 //! - `receipt`: [`Receipt`], a replica's signed statement that it applied a tombstone.
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
@@ -24,6 +26,7 @@
 pub mod batch;
 pub mod code;
 mod codec;
+pub mod contact;
 mod control;
 mod error;
 mod id;
@@ -40,6 +43,7 @@ pub use codec::{
     decode, encode, Ack, Envelope, PipeFrame, SyncPage, SyncRequest, Wire, MAX_FRAME_LEN, MAX_SYNC_PAGE_LEN,
     WIRE_VERSION,
 };
+pub use contact::{ContactAction, ContactOp, ContactState};
 pub use control::{Action, Control};
 pub use error::{Error, Result};
 pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};
@@ -60,6 +64,8 @@ pub mod tag {
     pub const BURN: &[u8] = b"tim/v1/burn\0";
     /// Prefix of the bytes a replica signs to confirm it applied a revoke or burn.
     pub const RECEIPT: &[u8] = b"tim/v1/receipt\0";
+    /// Prefix of the bytes an account signs for a contact operation.
+    pub const CONTACT: &[u8] = b"tim/v1/contact\0";
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";

@@ -142,8 +142,23 @@ pub fn header_of(envelope: &Envelope) -> Option<&Header> {
     match envelope {
         Envelope::Message(m) => Some(m.head()),
         Envelope::Control(c) => Some(&c.target.header),
-        Envelope::Receipt(_) => None,
+        Envelope::Receipt(_) | Envelope::Contact(_) => None,
     }
+}
+
+/// Whether a verified contact operation may be applied by `local` at `now`: it arrived directly
+/// (4104), is addressed to `local` (4105) and is not dated in the future (4104). Whether it is
+/// newer than the last one applied from its signer is the store's question.
+pub fn check_contact(op: &crate::ContactOp, local: &AccountId, via: &Via, now: u64) -> Result<()> {
+    if *via != Via::Direct {
+        return Err(Error::BadParameters(
+            "contact operations arrive only on direct paths".into(),
+        ));
+    }
+    if op.to != *local {
+        return Err(Error::PermissionDenied("a contact operation for another account"));
+    }
+    check_not_future("contact operation", op.at, now)
 }
 
 /// The account whose replica of `target` a tombstone signed by `by` must reach, for a direct

@@ -307,6 +307,23 @@ fn envelopes() -> Vec<Envelope> {
                 .expect("a receipt to another account")
                 .into_inner(),
         ),
+        Envelope::Contact(
+            tim_protocol::ContactOp::sign(
+                &alice,
+                bob.account_id(),
+                tim_protocol::ContactAction::Request {
+                    note: "hi, it's alice".into(),
+                },
+                8,
+            )
+            .expect("a contact request")
+            .into_inner(),
+        ),
+        Envelope::Contact(
+            tim_protocol::ContactOp::sign(&bob, alice.account_id(), tim_protocol::ContactAction::Accept, 9)
+                .expect("an accept")
+                .into_inner(),
+        ),
     ]
 }
 
@@ -496,6 +513,7 @@ fn mutated_envelopes() {
             Envelope::Message(m) => m.verify().map(|_| ()),
             Envelope::Control(c) => c.verify().map(|_| ()),
             Envelope::Receipt(r) => r.verify().map(|_| ()),
+            Envelope::Contact(c) => c.verify().map(|_| ()),
         };
     });
 }

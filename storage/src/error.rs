@@ -38,6 +38,9 @@ pub enum Error {
     /// This signer already has its share of tombstones for messages this node never held.
     #[error("too many tombstones for unknown messages from {0}")]
     PendingQuota(tim_protocol::AccountId),
+    /// A bounded set is full (its name says which).
+    #[error("too many {0}")]
+    TooMany(&'static str),
     /// The database directory could not be created or made owner-only.
     #[error("data dir: {0}")]
     DataDir(std::io::Error),
@@ -55,7 +58,9 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::Protocol(e) => e.code(),
             Error::BadParameters(_) => Code::BadParameters,
-            Error::OutboxFull(_) | Error::StrangerQuota(_) | Error::PendingQuota(_) => Code::Overloaded,
+            Error::OutboxFull(_) | Error::StrangerQuota(_) | Error::PendingQuota(_) | Error::TooMany(_) => {
+                Code::Overloaded
+            }
         }
     }
 }

@@ -5,11 +5,13 @@
 //! | `messages` | mid (32) | [`crate::StoredMessage`] record |
 //! | `history` | conversation prefix, sent_at (u64 BE), mid (32) | 1 byte: 0 message, 1 tombstone |
 //! | `tombstones` | mid (32) | [`crate::Tombstone`] record |
-//! | `outbox` | mid (32), kind (1: 0 message, 1 control) | [`crate::Outgoing`] record |
+//! | `outbox` | id (32), kind (1: 0 message, 1 control, 2 receipt, 3 contact) | [`crate::Outgoing`] record |
 //! | `room_log` | room prefix, seq (u64 BE) | mid (32), kind (1: 0 message, 1 tombstone) |
 //! | `sync` | room prefix, peer id bytes | last seq synced from that peer (u64 BE) |
 //! | `receipts` | target mid (32), replica account (32) | signed [`tim_protocol::Receipt`] |
-//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `seq` | joined rooms, burn timers, log sequence |
+//! | `inbox` | `0x00`, conversation prefix | newest `sent_at` (u64 BE), unread count (u32 BE) |
+//! | `inbox` | `0x01`, newest `sent_at` (u64 BE), conversation prefix | empty: the recency index |
+//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `shred/<mid>`, `block/<account>`, `contact/<account>`, `known/`, `strange/`, `pending/`, `seq` | joined rooms, burn timers, shred queue, blocks, contacts, quotas, log sequence |
 //!
 //! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
 //! `a` and `b` (the same on both sides), `0x02 || len (u8) || room id` for a room.
@@ -35,11 +37,13 @@ pub enum Cf {
     Meta,
     /// Deletion receipts from replicas, for messages this node's account revoked or burned.
     Receipts,
+    /// Each conversation's newest activity and unread count, and a recency index over them.
+    Inbox,
 }
 
 impl Cf {
     /// Every column family, in creation order.
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Messages,
         Cf::History,
         Cf::Tombstones,
@@ -48,6 +52,7 @@ impl Cf {
         Cf::Sync,
         Cf::Meta,
         Cf::Receipts,
+        Cf::Inbox,
     ];
 
     /// The RocksDB name.
@@ -61,6 +66,7 @@ impl Cf {
             Cf::Sync => "sync",
             Cf::Meta => "meta",
             Cf::Receipts => "receipts",
+            Cf::Inbox => "inbox",
         }
     }
 }
@@ -89,6 +95,26 @@ impl Conversation {
         match &header.to {
             Recipient::Account(to) => Conversation::direct(header.from, *to),
             Recipient::Room(room) => Conversation::Room(room.clone()),
+        }
+    }
+
+    /// The conversation a [`Conversation::prefix`] names; `None` for bytes that are not one.
+    pub(crate) fn from_prefix(bytes: &[u8]) -> Option<Conversation> {
+        match bytes.split_first()? {
+            (1, rest) if rest.len() == 64 => {
+                let a = AccountId::from_bytes(rest[..32].try_into().ok()?).ok()?;
+                let b = AccountId::from_bytes(rest[32..].try_into().ok()?).ok()?;
+                Some(Conversation::Direct(a, b))
+            }
+            (2, rest) => {
+                let (len, name) = rest.split_first()?;
+                if name.len() != usize::from(*len) {
+                    return None;
+                }
+                let room = RoomId::new(std::str::from_utf8(name).ok()?).ok()?;
+                Some(Conversation::Room(room))
+            }
+            _ => None,
         }
     }
 
@@ -154,6 +180,21 @@ mod tests {
         let b = AccountKey::generate().account_id();
         assert_eq!(Conversation::direct(a, b), Conversation::direct(b, a));
         assert_eq!(Conversation::direct(a, b).prefix().len(), 65);
+    }
+
+    #[test]
+    fn a_prefix_names_its_conversation_and_nothing_else_parses() {
+        let a = AccountKey::generate().account_id();
+        let b = AccountKey::generate().account_id();
+        let room = Conversation::Room(RoomId::new("lobby").unwrap_or_else(|_| unreachable!()));
+        for c in [Conversation::direct(a, b), room.clone()] {
+            assert_eq!(Conversation::from_prefix(&c.prefix()), Some(c));
+        }
+        let mut long = room.prefix();
+        long.push(b'x');
+        assert_eq!(Conversation::from_prefix(&long), None);
+        assert_eq!(Conversation::from_prefix(&[1; 10]), None);
+        assert_eq!(Conversation::from_prefix(&[]), None);
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   - `outbox.rs`: frames waiting for a recipient's acknowledgement, and their limits;
 //!   - `room_log.rs`: each room's arrival log served to members catching up, and sync cursors;
 //!   - `meta.rs`: joined rooms, burn-after-read deadlines and the persisted shred queue;
-//!   - `receipts.rs`: deletion receipts replicas sent for this account's revokes and burns.
+//!   - `receipts.rs`: deletion receipts replicas sent for this account's revokes and burns;
+//!   - `blocks.rs`: blocked accounts; a block drops what the outbox holds for them;
+//!   - `contacts.rs`: where the local account stands with each other account;
+//!   - `inbox.rs`: every conversation's newest activity and unread count, newest first.
 //! - `owner_only`: [`restrict_to_owner`], owner-only modes for the data dir and the database.
 //!
 //! Every logical change is one atomic `WriteBatch`; a mutex serialises the check-then-write of
@@ -32,4 +35,7 @@ pub use error::{Error, Result};
 pub use keys::{Cf, Conversation};
 pub use owner_only::{restrict_to_owner, restrict_to_owner_logged};
 pub use record::{Entry, OutKind, Outgoing, State, StoredMessage, Tombstone};
-pub use store::{Config, LogPage, Page, PutOutcome, ReceiptOutcome, Store, TombstoneOutcome, MAX_PAGE};
+pub use store::{
+    Config, ContactOutcome, ContactRecord, InboxItem, InboxPage, LogPage, Page, PutOutcome, ReceiptOutcome, Store,
+    TombstoneOutcome, MAX_BLOCKS, MAX_INBOX_PAGE, MAX_INCOMING_REQUESTS, MAX_PAGE,
+};

@@ -96,6 +96,8 @@ pub enum OutKind {
     Control = 1,
     /// A deletion receipt for the account that signed a revoke or burn this node applied.
     Receipt = 2,
+    /// A contact operation of the local account (request, accept, reject, remove).
+    Contact = 3,
 }
 
 /// A frame waiting in the outbox for an account's node to acknowledge it.

@@ -528,6 +528,7 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
                 Envelope::Message(m) => String::from_utf8(m.body).unwrap(),
                 Envelope::Control(c) => format!("revoke {}", c.target.id() == msgs[1].id()),
                 Envelope::Receipt(r) => format!("receipt {}", r.target),
+                Envelope::Contact(c) => format!("contact {}", c.from),
             })
             .collect()
     };

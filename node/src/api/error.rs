@@ -44,7 +44,7 @@ impl From<crate::Error> for ApiError {
 pub(crate) fn status_of(code: Code) -> StatusCode {
     match code {
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied | Code::Expired | Code::HostNotAllowed => StatusCode::FORBIDDEN,
+        Code::PermissionDenied | Code::Expired | Code::HostNotAllowed | Code::Blocked => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::Tombstoned => StatusCode::GONE,
         Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

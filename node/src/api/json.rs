@@ -170,6 +170,16 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("by".into(), json!(by));
             m.insert("at".into(), json!(at));
         }
+        Event::ContactRequest { from, note } => {
+            m.insert("type".into(), json!("contact_request"));
+            m.insert("from".into(), json!(from));
+            m.insert("note".into(), json!(note));
+        }
+        Event::Contact { account, state } => {
+            m.insert("type".into(), json!("contact"));
+            m.insert("account".into(), json!(account));
+            m.insert("state".into(), json!(state.as_str()));
+        }
         Event::PeerConnected { peer } | Event::PeerDisconnected { peer } => {
             m.insert("type".into(), json!("peer"));
             m.insert("peer".into(), json!(peer.to_string()));

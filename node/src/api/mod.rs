@@ -6,10 +6,13 @@
 //!   ([`HostAllowlist`]).
 //! - `json`: the JSON shapes of messages, acks and events.
 //! - `routes`: the handlers and the auth layer; `page/`: the web page's files.
+//! - `people`: the routes about other accounts (blocking); `inbox`: the list of conversations.
 
 mod error;
 mod guard;
+mod inbox;
 mod json;
+mod people;
 mod routes;
 
 use std::path::Path;

@@ -29,7 +29,7 @@ use tracing::debug;
 use super::{
     error::ApiError,
     guard::{self, HostAllowlist},
-    json,
+    inbox, json, people,
 };
 use crate::{Conversation, Node};
 
@@ -40,8 +40,8 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
 #[derive(Clone)]
-struct AppState {
-    node: Node,
+pub(super) struct AppState {
+    pub(super) node: Node,
     /// SHA-256 of the token: comparing digests leaks nothing about the token through timing.
     token_digest: [u8; 32],
 }
@@ -65,6 +65,8 @@ pub fn router(node: Node, token: String, hosts: HostAllowlist) -> Router {
         .route("/v1/rooms/{room}/join", post(join))
         .route("/v1/rooms/{room}/leave", post(leave))
         .route("/v1/events", get(events))
+        .merge(people::routes())
+        .merge(inbox::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -244,11 +246,11 @@ fn parse_mid(raw: &str) -> Result<MessageId, ApiError> {
     MessageId::from_str(raw).map_err(|e| ApiError::new(Code::Malformed, e.to_string()).about("mid", raw))
 }
 
-fn parse_account(raw: &str) -> Result<AccountId, ApiError> {
+pub(super) fn parse_account(raw: &str) -> Result<AccountId, ApiError> {
     AccountId::from_str(raw).map_err(|e| ApiError::new(Code::UnknownAccount, e.to_string()).about("to", raw))
 }
 
-fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
+pub(super) fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::from_str(raw).map_err(|e| ApiError::new(Code::BadParameters, e.to_string()).about("room", raw))
 }
 

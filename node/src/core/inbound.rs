@@ -68,6 +68,10 @@ impl Core {
                         Verdict::Ignored(code)
                     }
                     Error::Protocol(tim_protocol::Error::Expired(_)) => Verdict::Ignored(code),
+                    Error::Blocked(account) => {
+                        debug!(%account, "refused a blocked account's item");
+                        Verdict::Ignored(code)
+                    }
                     other => {
                         bump(&self.counters.invalid_rejected);
                         debug!(error = %other, ?via, "rejected invalid inbound item");
@@ -83,6 +87,7 @@ impl Core {
         if let Some(header) = policy::header_of(&envelope) {
             policy::check_destination(header, &self.account, via)?;
         }
+        self.check_not_blocked(&envelope, via)?;
         match envelope {
             Envelope::Message(message) => {
                 policy::check_not_future("sent_at", message.head().sent_at, now_ms())?;
@@ -136,6 +141,7 @@ impl Core {
                 }
             }
             Envelope::Receipt(receipt) => self.receipt_in(receipt, via),
+            Envelope::Contact(op) => self.contact_in(op, via),
         }
     }
 

@@ -30,6 +30,11 @@ impl Core {
         body: Vec<u8>,
         burn_after_read: Option<u32>,
     ) -> Result<(Header, MessageId, Vec<u8>)> {
+        if let Recipient::Account(account) = &to {
+            if self.is_blocked(account) {
+                return Err(Error::Blocked(*account));
+            }
+        }
         let message = Message::sign(&self.key, to, body, now_ms(), burn_after_read)?;
         let frame = encode(&Envelope::Message(message.get().clone()))?;
         let h = message.head().clone();

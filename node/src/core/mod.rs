@@ -2,6 +2,8 @@
 //! block on RocksDB, so they run on the blocking pool, or in place in the calling task when the
 //! node's inline slot is free ([`Inline`]).
 //!
+//! - `blocks`: blocked accounts, refused on every direct path.
+//! - `contacts`: contact operations, the local account's and other accounts'.
 //! - `closing`: the store, closed on the blocking pool when the last holder drops it.
 //! - `metrics`: counters and their snapshot.
 //! - `inline`: the one slot for short store jobs done in place.
@@ -11,7 +13,9 @@
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
 
+mod blocks;
 mod closing;
+mod contacts;
 mod inbound;
 mod inline;
 mod local;
@@ -20,7 +24,7 @@ mod receipts;
 mod room_sync;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -70,15 +74,17 @@ pub(crate) struct Core {
     pub(crate) started_at: u64,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// Accounts the local account blocked (persisted in the store; kept here for quick checks).
+    pub(crate) blocked: Mutex<HashSet<AccountId>>,
     /// How many newest room-log entries to serve to a peer syncing from scratch.
     pub(crate) sync_window: usize,
     /// The node's one slot for store jobs done in place.
     pub(crate) inline: Inline,
     /// See `Config::deletion_receipts`.
     pub(crate) deletion_receipts: bool,
-    /// Deletion receipts queued by inbound work, for the event loop to deliver (bounded: what
-    /// does not fit waits in the outbox until the next start).
-    pub(crate) receipts_out: mpsc::Sender<Delivery>,
+    /// Deliveries queued by inbound work (deletion receipts, contact answers), for the event loop
+    /// to deliver (bounded: what does not fit waits in the outbox until the next start).
+    pub(crate) replies_out: mpsc::Sender<Delivery>,
 }
 
 impl Core {

@@ -70,7 +70,7 @@ impl Core {
         if queued {
             bump(&self.counters.receipts_sent);
             let delivery = Delivery::new(control.by, control.id(), outgoing.frame, DeliveryKind::Receipt, at);
-            if self.receipts_out.try_send(delivery).is_err() {
+            if self.replies_out.try_send(delivery).is_err() {
                 // It waits in the outbox on disk and goes out at the next start.
                 debug!(mid = %control.id(), "receipt queue full; the receipt is sent after a restart");
             }

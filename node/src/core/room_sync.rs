@@ -186,10 +186,11 @@ mod tests {
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
+            blocked: Mutex::default(),
             sync_window: 10_000,
             inline: Inline::new(true),
             deletion_receipts: true,
-            receipts_out: tokio::sync::mpsc::channel(16).0,
+            replies_out: tokio::sync::mpsc::channel(16).0,
         }
     }
 

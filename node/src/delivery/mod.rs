@@ -47,6 +47,8 @@ pub(crate) enum DeliveryKind {
     /// A deletion receipt for another account's revoke or burn, in the outbox; its failure is
     /// logged, not reported (it is about someone else's message).
     Receipt,
+    /// A contact operation of the local account, in the outbox.
+    Contact,
     /// A frame signed by anyone, forwarded as is (`Node::relay`); not in the outbox, counted
     /// against `Settings::max_relays`.
     Relay,
@@ -59,6 +61,7 @@ impl DeliveryKind {
             DeliveryKind::Message => Some(OutKind::Message),
             DeliveryKind::Control => Some(OutKind::Control),
             DeliveryKind::Receipt => Some(OutKind::Receipt),
+            DeliveryKind::Contact => Some(OutKind::Contact),
             DeliveryKind::Relay => None,
         }
     }
@@ -94,6 +97,7 @@ impl Delivery {
             OutKind::Message => DeliveryKind::Message,
             OutKind::Control => DeliveryKind::Control,
             OutKind::Receipt => DeliveryKind::Receipt,
+            OutKind::Contact => DeliveryKind::Contact,
         };
         Delivery::new(out.to, mid, out.frame, kind, out.queued_at)
     }
@@ -272,6 +276,24 @@ impl Deliveries {
             list.retain(|d| !is_it(d));
         }
         self.waiting_for_route.retain(|_, list| !list.is_empty());
+        for sent in self.in_flight.values_mut() {
+            if is_it(&sent.delivery) {
+                sent.cancelled = true;
+            }
+        }
+    }
+
+    /// Forgets every queued delivery to `account` (the local account blocked it; its outbox
+    /// entries went with the block). Requests already in flight are not retried.
+    pub(crate) fn cancel_account(&mut self, account: &AccountId) {
+        let is_it = |d: &Delivery| d.to == *account && d.kind != DeliveryKind::Relay;
+        self.retries.retain(|_, d| !is_it(d));
+        if let Some(list) = self.waiting_for_route.get_mut(account) {
+            list.retain(|d| !is_it(d));
+            if list.is_empty() {
+                self.waiting_for_route.remove(account);
+            }
+        }
         for sent in self.in_flight.values_mut() {
             if is_it(&sent.delivery) {
                 sent.cancelled = true;

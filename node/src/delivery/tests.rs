@@ -287,6 +287,28 @@ fn a_revoke_cancels_queued_copies_and_an_in_flight_copy_is_never_retried() {
 }
 
 #[test]
+fn blocking_an_account_forgets_every_delivery_to_it_and_no_other() {
+    let (mut d, mut clock, bob, carol, peer) = (machine(10), Clock::new(), account(2), account(3), PeerId::random());
+    // To bob: one in flight, one waiting for its retry. To carol: one waiting for its retry.
+    d.route_found(bob, peer, START_MS + 60_000, clock.now());
+    d.deliver(delivery(bob, 1, DeliveryKind::Message, START_MS), clock.now());
+    d.deliver(delivery(carol, 3, DeliveryKind::Message, START_MS), clock.now());
+    d.route_failed(carol, clock.now());
+    outputs(&mut d);
+    d.pipe_closed(peer, 1, "test", clock.now());
+    d.deliver(delivery(bob, 2, DeliveryKind::Receipt, START_MS), clock.now());
+    outputs(&mut d);
+    assert!(d.is_retrying(&bob));
+    d.cancel_account(&bob);
+    assert!(!d.is_retrying(&bob), "nothing to bob waits any more");
+    assert!(d.is_retrying(&carol), "carol's delivery is untouched");
+    d.route_found(bob, peer, START_MS + 60_000, clock.now());
+    d.route_found(carol, PeerId::random(), START_MS + 60_000, clock.now());
+    let outs = run_until(&mut d, &mut clock, Duration::from_secs(30));
+    assert_eq!(frames_sent(&outs), vec![vec![3]], "only carol's message is sent again");
+}
+
+#[test]
 fn a_broken_pipe_fails_over_to_a_new_pipe_and_its_late_close_changes_nothing() {
     let (mut d, mut clock, bob, peer) = (machine(10), Clock::new(), account(2), PeerId::random());
     d.route_found(bob, peer, START_MS + 3_600_000, clock.now());

@@ -92,8 +92,9 @@ pub(crate) struct EventLoop {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) core: Arc<Core>,
     cmd_rx: mpsc::Receiver<Command>,
-    /// Deletion receipts queued by inbound work (`Core::receipts_out`).
-    receipts_rx: mpsc::Receiver<Delivery>,
+    /// Deliveries queued by inbound work: deletion receipts and contact answers
+    /// (`Core::replies_out`).
+    replies_rx: mpsc::Receiver<Delivery>,
     pub(super) reports_tx: mpsc::Sender<TaskReport>,
     reports_rx: mpsc::Receiver<TaskReport>,
     /// Bounds inbound work in other tasks; at shutdown, waiting for all permits waits for it.
@@ -161,7 +162,7 @@ impl EventLoop {
         key: libp2p::identity::Keypair,
         config: &Config,
         core: Arc<Core>,
-        (cmd_rx, receipts_rx): (mpsc::Receiver<Command>, mpsc::Receiver<Delivery>),
+        (cmd_rx, replies_rx): (mpsc::Receiver<Command>, mpsc::Receiver<Delivery>),
         rooms: &[RoomId],
         burns: &[(u64, MessageId)],
         outbox: Vec<(MessageId, Outgoing)>,
@@ -268,7 +269,7 @@ impl EventLoop {
             swarm,
             core,
             cmd_rx,
-            receipts_rx,
+            replies_rx,
             reports_tx,
             reports_rx,
             inflight,
@@ -403,7 +404,7 @@ impl EventLoop {
                     None => break,
                 },
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
-                Some(receipt) = self.receipts_rx.recv() => {
+                Some(receipt) = self.replies_rx.recv() => {
                     let now = self.now();
                     self.deliveries.deliver(receipt, now);
                 }
@@ -523,6 +524,7 @@ impl EventLoop {
                 }
             }
             Command::Cancel { mid } => self.deliveries.cancel(mid),
+            Command::CancelAccount { account } => self.deliveries.cancel_account(&account),
             Command::Shutdown { .. } => {}
         }
     }

@@ -6,7 +6,13 @@ use std::{collections::HashSet, sync::atomic::Ordering};
 use rocksdb::{ReadOptions, WriteBatch};
 use tim_protocol::{encode, Message, MessageId, Recipient, Verified};
 
-use super::{corrupt, decode_value, lock, meta::burn_key, now_ms, room_log, Store};
+use super::{
+    corrupt, decode_value,
+    inbox::{is_unread, InboxChanges},
+    lock,
+    meta::burn_key,
+    now_ms, room_log, Store,
+};
 use crate::{
     keys::{history_key, id_of_history_key, outbox_key},
     Cf, Conversation, Entry, Error, Outgoing, Result, State, StoredMessage,
@@ -80,6 +86,7 @@ impl Store {
         let mut seen = HashSet::with_capacity(messages.len());
         let mut out = Vec::with_capacity(messages.len());
         let mut queued = Vec::new();
+        let mut inbox = InboxChanges::default();
         let mut seq = self.inner.seq.load(Ordering::Relaxed);
         for (((message, state, outgoing), tomb), existing) in messages.iter().zip(tombs).zip(existing) {
             let id = message.id();
@@ -94,7 +101,9 @@ impl Store {
             let head = message.head();
             let direct = matches!(head.to, Recipient::Account(_));
             if *state == State::Received && direct && !quotas.known.contains(&head.from) {
-                match self.hold_stranger_message(&mut quotas, &mut batch, head.from, &id, now, &mut evicted) {
+                let held =
+                    self.hold_stranger_message(&mut quotas, &mut batch, head.from, &id, now, &mut evicted, &mut inbox);
+                match held {
                     Err(e @ Error::StrangerQuota(_)) => {
                         out.push(Err(e));
                         continue;
@@ -121,12 +130,18 @@ impl Store {
             };
             batch.put_cf(cf_msg, id.as_bytes(), encode(&record)?);
             batch.put_cf(cf_idx, history_key(message.head(), &id), [IDX_MESSAGE]);
+            inbox.touch(
+                &Conversation::of(head),
+                head.sent_at,
+                i64::from(*state == State::Received),
+            );
             if let Recipient::Room(room) = &message.head().to {
                 seq += 1;
                 self.log_append(&mut batch, room, seq, &id, room_log::LOG_MESSAGE);
             }
             out.push(Ok(PutOutcome::Stored));
         }
+        self.write_inbox(&mut batch, inbox)?;
         if !batch.is_empty() {
             if let Err(e) = db.write_opt(batch, &self.inner.write_opts) {
                 self.reload_quotas(&mut quotas);
@@ -190,8 +205,13 @@ impl Store {
         if record.read_at.is_some() {
             return Ok(Some(record));
         }
-        record.read_at = Some(read_at);
         let mut batch = WriteBatch::default();
+        if is_unread(&record) {
+            let mut inbox = InboxChanges::default();
+            inbox.count(&Conversation::of(record.message.head()), -1);
+            self.write_inbox(&mut batch, inbox)?;
+        }
+        record.read_at = Some(read_at);
         batch.put_cf(cf_msg, id.as_bytes(), encode(&record)?);
         if let Some(key) = burn_key(&record) {
             batch.put_cf(cf_meta, key, []);

@@ -3,8 +3,9 @@
 //!
 //! Each concern adds its own `impl Store` block: `messages` (put, get, history), `tombstones`
 //! (revoke and burn), `shred` (removing destroyed bodies from disk), `outbox`, `room_log`
-//! (catch-up log and sync cursors), `meta` (joined rooms, burn-after-read deadlines) and
-//! `receipts` (deletion receipts for this account's revokes and burns).
+//! (catch-up log and sync cursors), `meta` (joined rooms, burn-after-read deadlines),
+//! `receipts` (deletion receipts for this account's revokes and burns), `blocks` (blocked
+//! accounts), `contacts` (contact states) and `inbox` (each conversation's newest activity and unread count).
 
 use std::{
     path::Path,
@@ -21,6 +22,9 @@ use tracing::warn;
 
 use crate::{Cf, Error, Result};
 
+mod blocks;
+mod contacts;
+mod inbox;
 mod messages;
 mod meta;
 mod outbox;
@@ -30,6 +34,9 @@ mod room_log;
 mod shred;
 mod tombstones;
 
+pub use blocks::MAX_BLOCKS;
+pub use contacts::{ContactOutcome, ContactRecord, MAX_INCOMING_REQUESTS};
+pub use inbox::{InboxItem, InboxPage, MAX_INBOX_PAGE};
 pub use messages::{Page, PutOutcome, MAX_PAGE};
 pub use receipts::ReceiptOutcome;
 pub use room_log::LogPage;

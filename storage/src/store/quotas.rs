@@ -24,10 +24,11 @@ use tim_protocol::{AccountId, MessageId};
 
 use super::{
     cf_handle,
+    inbox::{is_unread, InboxChanges},
     meta::{burn_key, shred_key},
     Store,
 };
-use crate::{keys::history_key, Cf, Error, Result};
+use crate::{keys::history_key, Cf, Conversation, Error, Result};
 
 /// Meta key prefix: an account this node's account has written to.
 pub(super) const KNOWN: &[u8] = b"known/";
@@ -189,6 +190,7 @@ impl Store {
         id: &MessageId,
         now: u64,
         evicted: &mut Vec<MessageId>,
+        inbox: &mut InboxChanges,
     ) -> Result<()> {
         if quotas.admit_stranger(&from)? == Admission::EvictOldest {
             let skip: HashSet<MessageId> = evicted.iter().copied().collect();
@@ -197,6 +199,9 @@ impl Store {
                 if let Some(record) = self.message(&victim)? {
                     batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
                     batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
+                    if is_unread(&record) {
+                        inbox.count(&Conversation::of(record.message.head()), -1);
+                    }
                     if let Some(burn) = burn_key(&record) {
                         batch.delete_cf(meta, burn);
                     }

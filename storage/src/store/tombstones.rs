@@ -8,12 +8,16 @@ use tim_protocol::{encode, Control, MessageId, Recipient, Verified};
 use tracing::debug;
 
 use super::{
-    decode_value, lock,
+    decode_value,
+    inbox::{is_unread, InboxChanges},
+    lock,
     messages::IDX_TOMBSTONE,
     meta::{burn_key, shred_key},
     now_ms, room_log, Store,
 };
-use crate::{keys::history_key, keys::outbox_key, Cf, OutKind, Outgoing, Result, StoredMessage, Tombstone};
+use crate::{
+    keys::history_key, keys::outbox_key, Cf, Conversation, OutKind, Outgoing, Result, StoredMessage, Tombstone,
+};
 
 /// What `apply_tombstone` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +111,14 @@ impl Store {
                 control: control.get().clone(),
             };
             let mut batch = WriteBatch::default();
+            let mut inbox = InboxChanges::default();
+            let conversation = Conversation::of(&control.target.header);
             match &stored {
                 // A stranger's message leaves the stranger quota with its body.
                 Some(record) => {
+                    if is_unread(record) {
+                        inbox.count(&conversation, -1);
+                    }
                     let from = record.message.head().from;
                     self.release_stranger_message(&mut quotas, &mut batch, &from, &id, record.stored_at)?;
                 }
@@ -128,7 +137,9 @@ impl Store {
             // them). A room's history marks every revoke its members made, held or not.
             if had_body || matches!(control.target.header.to, Recipient::Room(_)) {
                 batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
+                inbox.touch(&conversation, control.target.header.sent_at, 0);
             }
+            self.write_inbox(&mut batch, inbox)?;
             if let Some(key) = stored.as_ref().and_then(burn_key) {
                 batch.delete_cf(self.cf(Cf::Meta), key);
             }

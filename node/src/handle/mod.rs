@@ -1,6 +1,10 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
 //! loop; the cheap, cloneable [`Node`] sends it commands and runs store work itself, in place or
-//! on the blocking pool.
+//! on the blocking pool. `people` adds the calls about other accounts (blocking), `inbox` the
+//! list of conversations.
+
+mod inbox;
+mod people;
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -23,7 +27,7 @@ use crate::{
 /// Capacity of the command channel from handles to the event loop.
 const COMMAND_CAPACITY: usize = 256;
 /// Capacity of the channel of deletion receipts from inbound work to the event loop.
-const RECEIPT_CAPACITY: usize = 1024;
+const REPLY_CAPACITY: usize = 1024;
 
 /// Returned by [`Node::send`] as soon as the message is signed and stored locally (state `sent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,19 +113,21 @@ impl Node {
             pending_tombstones_total: config.pending_tombstones_total,
             ..tim_storage::Config::default()
         };
-        let (node_key, account_key, store, rooms, burns, outbox) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (node_key, account_key) = keys::load_or_create(&dir)?;
-            let store = tim_storage::Store::open(dir.join("db"), store_config)?;
-            let rooms = store.rooms()?;
-            let burns = store.burn_deadlines()?;
-            let outbox = store.outbox()?;
-            Ok((node_key, account_key, store, rooms, burns, outbox))
-        })
-        .await??;
+        let (node_key, account_key, store, (rooms, blocked), burns, outbox) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let (node_key, account_key) = keys::load_or_create(&dir)?;
+                let store = tim_storage::Store::open(dir.join("db"), store_config)?;
+                let rooms = store.rooms()?;
+                let blocked = store.blocks()?;
+                let burns = store.burn_deadlines()?;
+                let outbox = store.outbox()?;
+                Ok((node_key, account_key, store, (rooms, blocked), burns, outbox))
+            })
+            .await??;
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let (closed_tx, closed_rx) = oneshot::channel();
-        let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_CAPACITY);
+        let (replies_tx, replies_rx) = mpsc::channel(REPLY_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
             key: account_key,
@@ -133,17 +139,18 @@ impl Node {
             revoke_grace: config.revoke_grace,
             started_at: crate::core::now_ms(),
             rooms: Mutex::new(rooms.iter().cloned().collect()),
+            blocked: Mutex::new(blocked.into_iter().collect()),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
             deletion_receipts: config.deletion_receipts,
-            receipts_out: receipts_tx,
+            replies_out: replies_tx,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop = EventLoop::new(
             node_key,
             &config,
             core.clone(),
-            (cmd_rx, receipts_rx),
+            (cmd_rx, replies_rx),
             &rooms,
             &burns,
             outbox,
@@ -326,6 +333,7 @@ impl Node {
             Envelope::Message(m) => m.id(),
             Envelope::Control(c) => c.target.id(),
             Envelope::Receipt(r) => r.target,
+            Envelope::Contact(c) => c.id(),
         };
         let command = match to {
             Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),

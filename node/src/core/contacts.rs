@@ -1,0 +1,75 @@
+//! Contacts: the local account's requests, accepts, rejects and removes (signed, stored with
+//! their new state and queued in the outbox in one write), and the operations of other accounts
+//! (verified, checked, applied in order, reported as events).
+
+use tim_protocol::{policy, AccountId, ContactAction, ContactOp, ContactState, Via};
+use tim_storage::ContactOutcome;
+use tracing::{debug, warn};
+
+use super::{bump, now_ms, Core, Verdict};
+use crate::{
+    delivery::{Delivery, DeliveryKind},
+    Error, Event, Result,
+};
+
+impl Core {
+    /// The local account does `action` for `account`. Returns the new state and the delivery of
+    /// the signed operation.
+    pub(crate) fn contact_local(&self, account: AccountId, action: ContactAction) -> Result<(ContactState, Delivery)> {
+        if account == self.account {
+            return Err(Error::BadParameters("an account cannot be its own contact".into()));
+        }
+        if self.is_blocked(&account) {
+            return Err(Error::Blocked(account));
+        }
+        let key = &self.key;
+        let (state, op) = self
+            .store
+            .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
+        self.emit(Event::Contact { account, state });
+        Ok((state, contact_delivery(&op)?))
+    }
+
+    /// Another account's contact operation that arrived `via` a path.
+    pub(super) fn contact_in(&self, op: ContactOp, via: &Via) -> Result<Verdict> {
+        let op = op.verify().inspect_err(|e| {
+            bump(&self.counters.forged_rejected);
+            warn!(error = %e, "refused a forged contact operation");
+        })?;
+        policy::check_contact(&op, &self.account, via, now_ms())?;
+        let (before, after, answer) = match self.store.contact_remote(&op)? {
+            ContactOutcome::Duplicate => return Ok(Verdict::Duplicate),
+            ContactOutcome::Applied { before, after, answer } => (before, after, answer),
+        };
+        debug!(from = %op.from, action = op.action.as_str(), ?before, ?after, "contact operation applied");
+        if let (ContactAction::Request { note }, ContactState::Incoming) = (&op.action, after) {
+            self.emit(Event::ContactRequest {
+                from: op.from,
+                note: note.clone(),
+            });
+        }
+        if after != before {
+            self.emit(Event::Contact {
+                account: op.from,
+                state: after,
+            });
+        }
+        if answer {
+            let key = &self.key;
+            let from = op.from;
+            let accept = self
+                .store
+                .contact_answer(&from, |send, at| ContactOp::sign(key, from, send, at))?;
+            if self.replies_out.try_send(contact_delivery(&accept)?).is_err() {
+                debug!(%from, "reply queue full; the accept is sent after a restart");
+            }
+        }
+        Ok(Verdict::Stored)
+    }
+}
+
+/// The delivery of a signed contact operation to the account it is for.
+fn contact_delivery(op: &ContactOp) -> Result<Delivery> {
+    let frame = tim_protocol::encode(&tim_protocol::Envelope::Contact(op.clone()))?;
+    Ok(Delivery::new(op.to, op.id(), frame, DeliveryKind::Contact, now_ms()))
+}

@@ -1,0 +1,45 @@
+//! The handle's calls about other accounts: contacts and blocking.
+
+use tim_protocol::{AccountId, ContactAction, ContactState};
+use tim_storage::ContactRecord;
+
+use super::Node;
+use crate::{command::Command, Result};
+
+impl Node {
+    /// Does `action` for `account` (a contact request with a note, accept, reject or remove):
+    /// signs it, stores the new state and queues the operation for `account`'s node in one
+    /// write, then sends it. Returns the new state; `4101` for a request to a contact, `4109` for
+    /// an accept or reject with no request waiting or a remove with nothing to remove, `4110`
+    /// for a blocked account.
+    pub async fn contact(&self, account: AccountId, action: ContactAction) -> Result<ContactState> {
+        let (state, delivery) = self.blocking(move |core| core.contact_local(account, action)).await?;
+        self.cmd_tx.send(Command::Deliver(delivery)).await?;
+        Ok(state)
+    }
+
+    /// Every account with a contact state (`requested`, `incoming` or `contact`), in id order.
+    pub async fn contacts(&self) -> Result<Vec<(AccountId, ContactRecord)>> {
+        self.blocking(|core| Ok(core.store.contacts()?)).await
+    }
+
+    /// Blocks `account`: its direct messages, revokes, burns, receipts and contact operations
+    /// are refused with `4110 blocked` (its node gets that answer), nothing more is sent to it,
+    /// and what waited in the outbox for it is dropped. Survives a restart. Returns how many
+    /// queued items were dropped. Room messages are not affected (see docs/api.md, "Blocking").
+    pub async fn block(&self, account: AccountId) -> Result<usize> {
+        let dropped = self.blocking(move |core| core.block(account)).await?;
+        self.cmd_tx.send(Command::CancelAccount { account }).await?;
+        Ok(dropped)
+    }
+
+    /// Lifts a block; returns whether `account` was blocked.
+    pub async fn unblock(&self, account: AccountId) -> Result<bool> {
+        self.blocking(move |core| core.unblock(account)).await
+    }
+
+    /// The accounts the local account blocked, in id order.
+    pub async fn blocks(&self) -> Result<Vec<AccountId>> {
+        self.blocking(|core| Ok(core.store.blocks()?)).await
+    }
+}

@@ -1,23 +1,94 @@
-//! The API's routes about other accounts: blocking.
+//! The API's routes about other accounts: contacts and blocking.
 
 use axum::{
-    extract::{Path, State},
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
     routing::{get, post},
     Json, Router,
 };
+use serde::Deserialize;
 use serde_json::{json, Value};
-use tim_protocol::Code;
+use tim_protocol::{AccountId, Code, ContactAction};
 
 use super::{
     error::ApiError,
-    routes::{parse_account, AppState},
+    routes::{json_body, parse_account, AppState},
 };
 
 /// The routes of this file, to merge under the auth layer.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/contacts", get(contacts))
+        .route("/v1/contacts/{account}", axum::routing::delete(remove))
+        .route("/v1/contacts/{account}/request", post(request))
+        .route("/v1/contacts/{account}/accept", post(accept))
+        .route("/v1/contacts/{account}/reject", post(reject))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{account}", post(block).delete(unblock))
+}
+
+async fn contacts(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let contacts: Vec<Value> = st
+        .node
+        .contacts()
+        .await?
+        .into_iter()
+        .map(|(account, record)| {
+            let mut m = json!({
+                "account": account,
+                "state": record.state.as_str(),
+                "since": record.since,
+            });
+            if let Some(note) = record.note {
+                m["note"] = json!(note);
+            }
+            m
+        })
+        .collect();
+    Ok(Json(json!({ "contacts": contacts })))
+}
+
+/// Does `action` for the account in the path; answers `{ok, account, state}`.
+async fn contact(st: AppState, raw: String, action: ContactAction) -> Result<Json<Value>, ApiError> {
+    let account: AccountId = parse_account(&raw).map_err(|e| e.about("account", raw.clone()))?;
+    let state = st
+        .node
+        .contact(account, action)
+        .await
+        .map_err(|e| ApiError::from(e).about("account", raw))?;
+    Ok(Json(json!({"ok": true, "account": account, "state": state.as_str()})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    note: Option<String>,
+}
+
+async fn request(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    // An empty body is a request without a note.
+    let req: RequestBody = match &body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => RequestBody::default(),
+        _ => json_body(body).map_err(|e| e.about("account", raw.clone()))?,
+    };
+    let note = req.note.unwrap_or_default();
+    contact(st, raw, ContactAction::Request { note }).await
+}
+
+async fn accept(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    contact(st, raw, ContactAction::Accept).await
+}
+
+async fn reject(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    contact(st, raw, ContactAction::Reject).await
+}
+
+async fn remove(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    contact(st, raw, ContactAction::Remove).await
 }
 
 async fn blocks(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -26,7 +97,7 @@ async fn blocks(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 async fn block(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
-    let account = parse_account(&raw)?;
+    let account = parse_account(&raw).map_err(|e| e.about("account", raw.clone()))?;
     let dropped = st
         .node
         .block(account)
@@ -36,7 +107,7 @@ async fn block(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Js
 }
 
 async fn unblock(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
-    let account = parse_account(&raw)?;
+    let account = parse_account(&raw).map_err(|e| e.about("account", raw.clone()))?;
     let was = st
         .node
         .unblock(account)

@@ -258,7 +258,7 @@ pub(super) fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
 /// `application/x-www-form-urlencoded`. The content type keeps no one out here: the bearer token
 /// does (a page of another site cannot add an `Authorization` header without a CORS preflight,
 /// which this API never grants, and the origin check refuses it besides).
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Code::TooLarge

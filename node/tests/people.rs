@@ -1,0 +1,245 @@
+//! Contacts and blocking between real nodes: every contact state change seen on both sides,
+//! forged and replayed operations refused, and a blocked account that cannot get anything stored
+//! and learns `4110 blocked`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use tim_node::{
+    protocol::{encode, AccountId, Code, ContactAction, ContactOp, ContactState, Envelope, Recipient},
+    Event, Events, Node,
+};
+
+fn request(note: &str) -> ContactAction {
+    ContactAction::Request { note: note.into() }
+}
+
+/// Waits until `events` report `account` in `state`.
+async fn state_event(events: &mut Events, account: AccountId, state: ContactState) {
+    expect_event(
+        events,
+        &format!("contact {account} {}", state.as_str()),
+        |e| matches!(e, Event::Contact { account: a, state: s } if *a == account && *s == state),
+    )
+    .await;
+}
+
+/// `node`'s state with `account` (`none` when it lists nothing).
+async fn state_of(node: &Node, account: AccountId) -> ContactState {
+    node.contacts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(a, _)| *a == account)
+        .map_or(ContactState::None, |(_, r)| r.state)
+}
+
+/// Waits for a delivery failure to `to` with `code`.
+async fn failed_with(events: &mut Events, to: AccountId, code: Code) {
+    expect_event(
+        events,
+        &format!("delivery_failed {}", code.number()),
+        |e| matches!(e, Event::DeliveryFailed { to: t, code: c, .. } if *t == to && *c == code),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_accept_remove_and_reject_change_both_sides() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
+    routed(&a, &b).await;
+    routed(&b, &a).await;
+    let (ida, idb) = (a.account(), b.account());
+
+    // A asks; B sees the request with its note.
+    assert_eq!(
+        a.contact(idb, request("it's alice")).await.unwrap(),
+        ContactState::Requested
+    );
+    let e = expect_event(&mut b_ev, "the request", |e| matches!(e, Event::ContactRequest { .. })).await;
+    assert_eq!(
+        e,
+        Event::ContactRequest {
+            from: ida,
+            note: "it's alice".into()
+        }
+    );
+    let listed = b.contacts().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, ida);
+    assert_eq!(listed[0].1.state, ContactState::Incoming);
+    assert_eq!(listed[0].1.note.as_deref(), Some("it's alice"));
+    // Asking again while waiting is fine; accepting one's own request is not.
+    assert_eq!(
+        a.contact(idb, ContactAction::Accept).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    // B accepts: both are contacts.
+    assert_eq!(
+        b.contact(ida, ContactAction::Accept).await.unwrap(),
+        ContactState::Contact
+    );
+    state_event(&mut a_ev, idb, ContactState::Contact).await;
+    assert_eq!(state_of(&a, idb).await, ContactState::Contact);
+    assert_eq!(
+        a.contact(idb, request("again")).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+
+    // A removes: both sides forget.
+    assert_eq!(a.contact(idb, ContactAction::Remove).await.unwrap(), ContactState::None);
+    state_event(&mut b_ev, ida, ContactState::None).await;
+    assert!(b.contacts().await.unwrap().is_empty());
+
+    // B asks, A rejects: nothing on either side.
+    b.contact(ida, request("")).await.unwrap();
+    state_event(&mut a_ev, idb, ContactState::Incoming).await;
+    assert_eq!(a.contact(idb, ContactAction::Reject).await.unwrap(), ContactState::None);
+    state_event(&mut b_ev, ida, ContactState::None).await;
+    assert!(a.contacts().await.unwrap().is_empty());
+    assert!(b.contacts().await.unwrap().is_empty());
+
+    // Both ask at once: both become contacts, and the state survives a restart.
+    a.contact(idb, request("")).await.unwrap();
+    b.contact(ida, request("")).await.unwrap();
+    state_event(&mut a_ev, idb, ContactState::Contact).await;
+    eventually("B a contact too", || {
+        let b = b.clone();
+        async move { (state_of(&b, ida).await == ContactState::Contact).then_some(()) }
+    })
+    .await;
+    stop(a, a_ev).await;
+    let a_dir = dirs[0].path().to_path_buf();
+    let (a, _a_ev) = restart(|| config(&a_dir, vec![])).await;
+    assert_eq!(state_of(&a, idb).await, ContactState::Contact);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_misdirected_and_replayed_contact_operations_change_nothing() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // The test signs as A and as C (known keys); C's node relays what the test builds to B.
+    let alice = with_account(dirs[0].path(), 41);
+    let carol = with_account(dirs[2].path(), 43);
+    let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
+    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
+    let (c, mut c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
+    routed(&c, &b).await;
+    let (ida, idb) = (a.account(), b.account());
+    let relay = |op: ContactOp| {
+        let c = c.clone();
+        async move {
+            let frame = encode(&Envelope::Contact(op)).unwrap();
+            c.relay(Recipient::Account(idb), frame).await.unwrap();
+        }
+    };
+
+    // Claims to be from A, signed by C.
+    let mut forged = ContactOp::sign(&carol, idb, request("it's alice, honest"), 10)
+        .unwrap()
+        .into_inner();
+    forged.from = ida;
+    relay(forged).await;
+    failed_with(&mut c_ev, idb, Code::InvalidSignature).await;
+    // A's real request, but for C, shown to B.
+    let for_c = ContactOp::sign(&alice, c.account(), request("for carol"), 11)
+        .unwrap()
+        .into_inner();
+    relay(for_c).await;
+    failed_with(&mut c_ev, idb, Code::PermissionDenied).await;
+    assert!(b.contacts().await.unwrap().is_empty());
+    assert!(b.metrics().forged_rejected >= 1);
+
+    // A's request, then A's remove, then the request again (a replay): B ends with nothing.
+    let first = ContactOp::sign(&alice, idb, request("hi"), 1_000).unwrap().into_inner();
+    let withdrawn = ContactOp::sign(&alice, idb, ContactAction::Remove, 2_000)
+        .unwrap()
+        .into_inner();
+    relay(first.clone()).await;
+    state_event(&mut b_ev, ida, ContactState::Incoming).await;
+    relay(withdrawn).await;
+    state_event(&mut b_ev, ida, ContactState::None).await;
+    relay(first).await;
+    // A later marker operation shows the replay was handled before it (pipes keep order).
+    let marker = ContactOp::sign(&alice, idb, request("marker"), 3_000)
+        .unwrap()
+        .into_inner();
+    relay(marker).await;
+    let e = expect_event(&mut b_ev, "the marker request", |e| {
+        matches!(e, Event::ContactRequest { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        Event::ContactRequest {
+            from: ida,
+            note: "marker".into()
+        },
+        "the replayed request was not applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let (b, b_ev) = start(dirs[1].path(), vec![a_addr.clone()]).await;
+    routed(&a, &b).await;
+    let (ida, idb) = (a.account(), b.account());
+
+    // While B is away, A queues a message to B; then A blocks B: the queue is dropped.
+    stop(b, b_ev).await;
+    a.send(Recipient::Account(idb), b"queued".to_vec(), None).await.unwrap();
+    a.contact(idb, request("")).await.unwrap();
+    assert_eq!(a.metrics().outbox_depth, 2);
+    assert_eq!(a.block(idb).await.unwrap(), 2);
+    assert_eq!(a.metrics().outbox_depth, 0);
+    assert_eq!(a.blocks().await.unwrap(), vec![idb]);
+    // Nothing new goes to B either.
+    let refused = a.send(Recipient::Account(idb), b"no".to_vec(), None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Blocked);
+    assert_eq!(a.contact(idb, request("")).await.unwrap_err().code(), Code::Blocked);
+    assert_eq!(a.block(ida).await.unwrap_err().code(), Code::BadParameters);
+
+    // B returns and writes: its message and its contact request are refused with 4110, and
+    // A stores nothing of them.
+    let b_dir = dirs[1].path().to_path_buf();
+    let boot = a_addr.clone();
+    let (b, mut b_ev) = restart(|| config(&b_dir, vec![boot.clone()])).await;
+    routed(&b, &a).await;
+    let sent = b.send(Recipient::Account(ida), b"hello?".to_vec(), None).await.unwrap();
+    failed_with(&mut b_ev, ida, Code::Blocked).await;
+    assert!(
+        entry(&a, sent.mid).await.is_none(),
+        "nothing of a blocked account is stored"
+    );
+    b.contact(ida, request("please")).await.unwrap();
+    failed_with(&mut b_ev, ida, Code::Blocked).await;
+    // A's own request stands; B's crossing request, refused, did not make them contacts.
+    assert_eq!(state_of(&a, idb).await, ContactState::Requested);
+
+    // The block survives A's restart; lifted, B's next message arrives.
+    stop(a, a_ev).await;
+    let a_dir = dirs[0].path().to_path_buf();
+    let b_addr = addr(&b).await;
+    let (a, mut a_ev) = restart(|| config(&a_dir, vec![b_addr.clone()])).await;
+    assert_eq!(a.blocks().await.unwrap(), vec![idb]);
+    assert!(a.unblock(idb).await.unwrap());
+    assert!(!a.unblock(idb).await.unwrap());
+    routed(&b, &a).await;
+    let sent = b.send(Recipient::Account(ida), b"now?".to_vec(), None).await.unwrap();
+    expect_about(
+        &mut a_ev,
+        "the message after the block is lifted",
+        Kind::Message,
+        sent.mid,
+    )
+    .await;
+}

@@ -1,6 +1,6 @@
 // End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
-// headless Chromium exchange a message, revoke it, burn one, read a sealed burn-after-reading
-// one, and talk in a room, under the API's Content Security Policy; a link with another token
+// headless Chromium exchange a message (seen unread in bob's inbox, which survives a reload),
+// become contacts, revoke it, burn one, read a sealed burn-after-reading one, and talk in a room, under the API's Content Security Policy; a link with another token
 // replaces the stored one only if the user agrees.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -50,8 +50,23 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     await alice.fill("#compose input[name=body]", "hello from the browser");
     await alice.click("#compose button");
     await alice.waitForSelector('.msg.mine:has-text("hello from the browser")');
+    // Bob's inbox lists the chat with one unread message; opening it reads it.
+    await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"] .unread:has-text("1")`, { timeout: 30_000 });
     await bob.click(`#chats button[title="${nodes.alice.account}"]`, { timeout: 30_000 });
     await bob.waitForSelector('.msg:has-text("hello from the browser")', { timeout: 30_000 });
+    await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]:not(:has(.unread))`);
+    // The list comes from the node, not the page: a fresh page without its saved chats shows it.
+    await bob.evaluate(() => localStorage.removeItem("tim-chats"));
+    await bob.reload();
+    await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]`, { timeout: 30_000 });
+    await bob.click(`#chats button[title="${nodes.alice.account}"]`);
+
+    // Alice asks bob to be a contact; bob accepts from his contact list; both list each other.
+    await alice.click("#addcontact");
+    await bob.waitForSelector(`#contacts .contact.incoming[data-account="${nodes.alice.account}"]`, { timeout: 30_000 });
+    await bob.click(`#contacts .contact.incoming button:has-text("accept")`);
+    await bob.waitForSelector(`#contacts .contact.contact[data-account="${nodes.alice.account}"]`, { timeout: 30_000 });
+    await alice.waitForSelector(`#contacts .contact.contact[data-account="${nodes.bob.account}"]`, { timeout: 30_000 });
 
     // Alice revokes: both pages show the placeholder.
     await alice.click('.msg.mine:has-text("hello from the browser") button:has-text("revoke")');

@@ -28,7 +28,12 @@ function chooseToken() {
 const token = chooseToken();
 
 const $ = (s) => document.querySelector(s);
-const state = { me: null, chats: new Set(JSON.parse(localStorage.getItem("tim-chats") || "[]")), rooms: [], current: null };
+const state = {
+  me: null, chats: new Set(JSON.parse(localStorage.getItem("tim-chats") || "[]")), rooms: [], current: null,
+  // From GET /v1/conversations: unread counts by conversation key, and their order, newest first.
+  unread: new Map(), order: [],
+  contacts: [],
+};
 const short = (id) => id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
 
 async function api(method, path, body) {
@@ -45,14 +50,62 @@ function showError(e) { $("#error").textContent = e ? String(e.message || e) : "
 function saveChats() { localStorage.setItem("tim-chats", JSON.stringify([...state.chats])); }
 function renderNav() {
   const chats = $("#chats"); chats.replaceChildren();
-  for (const a of state.chats) chats.append(navButton("chat:" + a, "@ " + short(a), a));
+  // Most recently active first (the inbox's order), then chats opened here with nothing yet.
+  const rank = (a) => { const i = state.order.indexOf("chat:" + a); return i < 0 ? Infinity : i; };
+  for (const a of [...state.chats].sort((x, y) => rank(x) - rank(y))) chats.append(navButton("chat:" + a, "@ " + short(a), a));
   const rooms = $("#rooms"); rooms.replaceChildren();
   for (const r of state.rooms) rooms.append(navButton("room:" + r.room, "# " + r.room + ` (${r.peers})`, r.room));
+  renderContacts();
 }
 function navButton(key, label, title) {
   const b = document.createElement("button");
   b.className = "conv" + (state.current === key ? " active" : ""); b.textContent = label; b.title = title;
+  const unread = state.unread.get(key) || 0;
+  if (unread > 0 && state.current !== key) {
+    const badge = document.createElement("span"); badge.className = "unread"; badge.textContent = String(unread);
+    b.append(" ", badge);
+  }
   b.onclick = () => open(key); return b;
+}
+// The inbox: every conversation with its unread count, so the list survives a reload.
+async function refreshInbox() {
+  const inbox = await api("GET", "/v1/conversations?limit=200");
+  state.unread = new Map(); state.order = [];
+  for (const c of inbox.conversations) {
+    const key = c.to ? "chat:" + c.to : "room:" + c.room;
+    state.order.push(key); state.unread.set(key, c.unread);
+    if (c.to && !state.chats.has(c.to)) state.chats.add(c.to);
+  }
+  saveChats(); renderNav();
+}
+async function markRead(key) {
+  const [kind, id] = key.split(/:(.*)/s);
+  if (!state.unread.get(key)) return;
+  await api("POST", kind === "room" ? `/v1/rooms/${id}/read` : `/v1/conversations/${id}/read`);
+  await refreshInbox();
+}
+// Contacts: requests waiting for an answer, with accept and reject; contacts open their chat.
+async function refreshContacts() {
+  state.contacts = (await api("GET", "/v1/contacts")).contacts; renderContacts();
+}
+function renderContacts() {
+  const list = $("#contacts"); list.replaceChildren();
+  for (const c of state.contacts) {
+    const row = document.createElement("div"); row.className = "contact " + c.state; row.dataset.account = c.account;
+    const who = navButton("chat:" + c.account, "@ " + short(c.account), c.account);
+    row.append(who, " " + c.state);
+    if (c.state === "incoming") {
+      if (c.note) { const n = document.createElement("span"); n.className = "note"; n.textContent = " “" + c.note + "”"; row.append(n); }
+      row.append(action("accept", () => contactAction(c.account, "accept")), action("reject", () => contactAction(c.account, "reject")));
+    }
+    list.append(row);
+  }
+  const [kind, id] = (state.current || "").split(/:(.*)/s);
+  const known = state.contacts.find((c) => c.account === id);
+  $("#addcontact").hidden = kind !== "chat" || (known && known.state !== "incoming");
+}
+async function contactAction(account, what) {
+  try { await api("POST", `/v1/contacts/${account}/${what}`); showError(null); await refreshContacts(); } catch (e) { showError(e); }
 }
 async function refreshStatus() {
   const s = await api("GET", "/v1/status");
@@ -69,7 +122,8 @@ function open(key) {
   $("#leave").hidden = kind !== "room";
   $("#compose").hidden = false;
   $("#compose select").hidden = kind === "room";
-  renderNav(); loadHistory();
+  $("#block").hidden = kind !== "chat";
+  renderNav(); loadHistory(); markRead(key).catch(showError);
 }
 async function loadHistory() {
   if (!state.current) return;
@@ -154,6 +208,12 @@ function connectEvents() {
     const ev = JSON.parse(msg.data);
     if (ev.type === "peer") { refreshStatus().catch(showError); return; }
     if (ev.type === "message" && ev.to && !state.chats.has(ev.to)) { state.chats.add(ev.to); saveChats(); renderNav(); }
+    if (ev.type === "contact" || ev.type === "contact_request") { refreshContacts().catch(showError); return; }
+    if (ev.type === "message") {
+      // Read at once where it is on screen; elsewhere it raises the unread count.
+      if (belongs(ev) && ev.from !== state.me) refreshInbox().then(() => markRead(state.current)).catch(showError);
+      else refreshInbox().catch(showError);
+    }
     if (ev.type === "delivery_failed") showError(`delivery of ${short(ev.mid)} failed: ${ev.name}`);
     // A receipt names only the message: redraw if it is on screen.
     if (ev.type === "deletion_confirmed" && document.querySelector(`#log [data-mid="${ev.mid}"]`)) { loadHistory(); return; }
@@ -162,6 +222,16 @@ function connectEvents() {
   ws.onclose = () => setTimeout(connectEvents, 1000);
 }
 
+$("#addcontact").onclick = () => {
+  const [, id] = state.current.split(/:(.*)/s);
+  const known = state.contacts.find((c) => c.account === id);
+  contactAction(id, known && known.state === "incoming" ? "accept" : "request");
+};
+$("#block").onclick = async () => {
+  const [, id] = state.current.split(/:(.*)/s);
+  if (!confirm("Block " + id + "? Nothing of theirs reaches you, and nothing of yours reaches them.")) return;
+  try { await api("POST", `/v1/blocks/${id}`); showError(null); } catch (e) { showError(e); }
+};
 $("#newchat").onsubmit = (e) => {
   e.preventDefault(); const a = e.target.account.value.trim();
   if (!/^[0-9a-f]{64}$/.test(a)) { showError("an account id is 64 lowercase hex digits"); return; }
@@ -183,5 +253,5 @@ $("#compose").onsubmit = async (e) => {
   try { await api("POST", "/v1/messages", req); e.target.body.value = ""; showError(null); loadHistory(); } catch (err) { showError(err); }
 };
 
-refreshStatus().then(connectEvents).catch(showError);
+refreshStatus().then(refreshInbox).then(refreshContacts).then(connectEvents).catch(showError);
 setInterval(() => refreshStatus().catch(() => {}), 5000);

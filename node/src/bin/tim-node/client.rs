@@ -12,6 +12,10 @@ use tim_node::api::{ADDR_FILE, TOKEN_FILE};
 
 use crate::token;
 
+mod people;
+
+pub(crate) use people::ContactCmd;
+
 /// Where the node is.
 #[derive(Args, Clone)]
 pub(crate) struct Conn {
@@ -109,6 +113,38 @@ pub(crate) enum ClientCmd {
         conn: Conn,
         #[command(subcommand)]
         cmd: RoomCmd,
+    },
+    /// List conversations, most recently active first, with their unread counts.
+    Conversations {
+        #[command(flatten)]
+        conn: Conn,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// List contacts and requests, or request, accept, reject or remove one.
+    Contacts {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: Option<ContactCmd>,
+    },
+    /// Block an account: nothing of it is stored here, nothing of yours goes to it.
+    Block {
+        #[command(flatten)]
+        conn: Conn,
+        account: String,
+    },
+    /// Lift a block.
+    Unblock {
+        #[command(flatten)]
+        conn: Conn,
+        account: String,
+    },
+    /// List blocked accounts.
+    Blocks {
+        #[command(flatten)]
+        conn: Conn,
     },
     /// Show the node's status.
     Status {
@@ -222,6 +258,23 @@ fn line(v: &Value) -> String {
             .map(|s| format!("{}…", &s[..s.len().min(12)]))
             .unwrap_or_default()
     };
+    match v["type"].as_str() {
+        Some("contact") => {
+            return format!(
+                "contact {}: {}",
+                v["account"].as_str().unwrap_or(""),
+                v["state"].as_str().unwrap_or("")
+            )
+        }
+        Some("contact_request") => {
+            return format!(
+                "contact request from {}: {}",
+                v["from"].as_str().unwrap_or(""),
+                v["note"].as_str().unwrap_or("")
+            )
+        }
+        _ => {}
+    }
     let place = v["room"]
         .as_str()
         .map(|r| format!("#{r}"))
@@ -322,6 +375,11 @@ impl ClientCmd {
             | ClientCmd::Read { conn, .. }
             | ClientCmd::History { conn, .. }
             | ClientCmd::Rooms { conn, .. }
+            | ClientCmd::Conversations { conn, .. }
+            | ClientCmd::Contacts { conn, .. }
+            | ClientCmd::Block { conn, .. }
+            | ClientCmd::Unblock { conn, .. }
+            | ClientCmd::Blocks { conn }
             | ClientCmd::Status { conn }
             | ClientCmd::Watch { conn } => conn,
         }
@@ -423,6 +481,26 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
                 .call(Method::POST, &format!("/v1/rooms/{room}/{what}"), None)
                 .await?;
             print(&v, format!("{what} {room}: ok"));
+        }
+        ClientCmd::Conversations { limit, .. } => {
+            let (v, human) = people::conversations(&client, limit).await?;
+            print(&v, human);
+        }
+        ClientCmd::Contacts { cmd, .. } => {
+            let (v, human) = people::contacts(&client, cmd).await?;
+            print(&v, human);
+        }
+        ClientCmd::Block { account, .. } => {
+            let (v, human) = people::blocks(&client, Some((&account, true))).await?;
+            print(&v, human);
+        }
+        ClientCmd::Unblock { account, .. } => {
+            let (v, human) = people::blocks(&client, Some((&account, false))).await?;
+            print(&v, human);
+        }
+        ClientCmd::Blocks { .. } => {
+            let (v, human) = people::blocks(&client, None).await?;
+            print(&v, human);
         }
         ClientCmd::Status { .. } => {
             let v = client.call(Method::GET, "/v1/status", None).await?;

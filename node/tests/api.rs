@@ -1,13 +1,16 @@
 //! Real `tim-node` processes driven only through the HTTP API and the WebSocket: DHT routing,
 //! revoke, burn, burn after reading, permission errors, a room, and bad requests; `hostile`: what
 //! a web page in the user's browser and another local user can and cannot do; `burn`: a
-//! burn-after-reading message stays sealed until the receiver reads it.
+//! burn-after-reading message stays sealed until the receiver reads it; `people`: the inbox,
+//! contacts and blocks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "api/burn.rs"]
 mod burn;
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/people.rs"]
+mod people;
 #[path = "api/support.rs"]
 mod support;
 

@@ -45,6 +45,11 @@ pub(crate) enum Command {
     Block { peer: PeerId, blocked: bool },
     /// Drop the queued, not yet sent copies of a message (it was revoked).
     Cancel { mid: MessageId },
+    /// Deliver a stream frame once, now; `reply` gets how it ended.
+    Stream {
+        delivery: Delivery,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Drop every queued delivery to an account (the local account blocked it).
     CancelAccount { account: AccountId },
     /// Stop the loop.

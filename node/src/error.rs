@@ -27,6 +27,9 @@ pub enum Error {
     /// The local account blocked this account: nothing goes to it or comes from it.
     #[error("account {0} is blocked")]
     Blocked(tim_protocol::AccountId),
+    /// The recipient's node refused it with this code.
+    #[error("refused by the recipient's node: {0}")]
+    Refused(Code),
     /// A queue or limit is full.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
@@ -52,6 +55,7 @@ impl Error {
             Error::Tombstoned(_) => Code::Tombstoned,
             Error::Unreachable(_) => Code::Unreachable,
             Error::Blocked(_) => Code::Blocked,
+            Error::Refused(code) => *code,
             Error::Overloaded(_) => Code::Overloaded,
             Error::Io(_) => Code::StorageFailure,
             Error::NodeStopped => Code::NodeStopped,

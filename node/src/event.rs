@@ -112,6 +112,15 @@ pub enum Event {
         /// The new state.
         state: ContactState,
     },
+    /// Live data from another account (a stream frame): never stored, shown only now.
+    Stream {
+        /// The sender.
+        from: AccountId,
+        /// The direct conversation with the sender, or the room.
+        conversation: Conversation,
+        /// The data.
+        data: Vec<u8>,
+    },
     /// A peer connected (first connection).
     PeerConnected {
         /// The peer.

@@ -77,6 +77,8 @@ pub enum Envelope {
     Receipt(Receipt),
     /// A contact operation, for the account it names (direct paths only).
     Contact(ContactOp),
+    /// A stream frame: for an account on a pipe, or for a room on its topic; never stored.
+    Stream(crate::Stream),
 }
 
 impl Wire for Envelope {

@@ -13,6 +13,8 @@
 //! - [`contact`]: [`ContactOp`], a signed contact request, accept, reject or remove, and the
 //!   state machine ([`contact::on_local`], [`contact::on_remote`]) both sides run on them.
 //! - `receipt`: [`Receipt`], a replica's signed statement that it applied a tombstone.
+//! - [`stream`]: [`Stream`], live data for whoever is online now, never stored, and the rule on
+//!   where and how fresh one is taken.
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -34,6 +36,7 @@ mod message;
 pub mod policy;
 mod receipt;
 mod route;
+pub mod stream;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 mod verified;
@@ -51,6 +54,7 @@ pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, 
 pub use policy::Via;
 pub use receipt::Receipt;
 pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
+pub use stream::Stream;
 pub use verified::Verified;
 
 /// Domain-separation tags: every signed or hashed payload starts with exactly one of these, so a
@@ -66,6 +70,8 @@ pub mod tag {
     pub const RECEIPT: &[u8] = b"tim/v1/receipt\0";
     /// Prefix of the bytes an account signs for a contact operation.
     pub const CONTACT: &[u8] = b"tim/v1/contact\0";
+    /// Prefix of the bytes an account signs for a stream frame.
+    pub const STREAM: &[u8] = b"tim/v1/stream\0";
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";

@@ -180,6 +180,16 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("account".into(), json!(account));
             m.insert("state".into(), json!(state.as_str()));
         }
+        Event::Stream {
+            from,
+            conversation: conv,
+            data,
+        } => {
+            m.insert("type".into(), json!("stream"));
+            m.insert("from".into(), json!(from));
+            m.extend(conversation(conv));
+            m.insert("data".into(), json!(text(data)));
+        }
         Event::PeerConnected { peer } | Event::PeerDisconnected { peer } => {
             m.insert("type".into(), json!("peer"));
             m.insert("peer".into(), json!(peer.to_string()));

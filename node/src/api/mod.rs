@@ -6,7 +6,8 @@
 //!   ([`HostAllowlist`]).
 //! - `json`: the JSON shapes of messages, acks and events.
 //! - `routes`: the handlers and the auth layer; `page/`: the web page's files.
-//! - `people`: the routes about other accounts (blocking); `inbox`: the list of conversations.
+//! - `people`: the routes about other accounts (blocking); `inbox`: the list of conversations;
+//!   `streams`: live data.
 
 mod error;
 mod guard;
@@ -14,6 +15,7 @@ mod inbox;
 mod json;
 mod people;
 mod routes;
+mod streams;
 
 use std::path::Path;
 

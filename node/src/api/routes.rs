@@ -29,7 +29,7 @@ use tracing::debug;
 use super::{
     error::ApiError,
     guard::{self, HostAllowlist},
-    inbox, json, people,
+    inbox, json, people, streams,
 };
 use crate::{Conversation, Node};
 
@@ -67,6 +67,7 @@ pub fn router(node: Node, token: String, hosts: HostAllowlist) -> Router {
         .route("/v1/events", get(events))
         .merge(people::routes())
         .merge(inbox::routes())
+        .merge(streams::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

@@ -1,5 +1,5 @@
-//! Blocked accounts: a blocked account's direct messages, revokes, burns, receipts and contact
-//! operations are refused
+//! Blocked accounts: a blocked account's direct messages, revokes, burns, receipts, contact
+//! operations and streams are refused
 //! with `4110 blocked` before anything is stored, and nothing new is sent to it. The set lives in
 //! the store (so it survives a restart) and in memory (so the check costs no read).
 //!
@@ -51,6 +51,7 @@ impl Core {
             Envelope::Control(c) => c.by,
             Envelope::Receipt(r) => r.by,
             Envelope::Contact(c) => c.from,
+            Envelope::Stream(s) => s.from,
         };
         if self.is_blocked(&signer) {
             return Err(Error::Blocked(signer));

@@ -9,6 +9,7 @@
 //! - `inline`: the one slot for short store jobs done in place.
 //! - `local`: what the local account does (send, revoke or burn, mark read, delivery outcomes).
 //! - `inbound`: items from peers, and the verdict on each.
+//! - `streams`: live data, checked and reported, never stored; a rate per sender.
 //! - `room_sync`: serving and applying room sync pages.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
@@ -22,6 +23,7 @@ mod local;
 mod metrics;
 mod receipts;
 mod room_sync;
+mod streams;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -74,6 +76,8 @@ pub(crate) struct Core {
     pub(crate) started_at: u64,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// Per-sender rate of inbound stream frames.
+    pub(crate) stream_limiter: streams::StreamLimiter,
     /// Accounts the local account blocked (persisted in the store; kept here for quick checks).
     pub(crate) blocked: Mutex<HashSet<AccountId>>,
     /// How many newest room-log entries to serve to a peer syncing from scratch.

@@ -187,6 +187,7 @@ mod tests {
             started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             blocked: Mutex::default(),
+            stream_limiter: Default::default(),
             sync_window: 10_000,
             inline: Inline::new(true),
             deletion_receipts: true,

@@ -49,6 +49,9 @@ pub(crate) enum DeliveryKind {
     Receipt,
     /// A contact operation of the local account, in the outbox.
     Contact,
+    /// A stream frame: never in the outbox and never retried; its one attempt ends in
+    /// [`Output::StreamDone`].
+    Stream,
     /// A frame signed by anyone, forwarded as is (`Node::relay`); not in the outbox, counted
     /// against `Settings::max_relays`.
     Relay,
@@ -62,7 +65,7 @@ impl DeliveryKind {
             DeliveryKind::Control => Some(OutKind::Control),
             DeliveryKind::Receipt => Some(OutKind::Receipt),
             DeliveryKind::Contact => Some(OutKind::Contact),
-            DeliveryKind::Relay => None,
+            DeliveryKind::Relay | DeliveryKind::Stream => None,
         }
     }
 }
@@ -135,6 +138,9 @@ pub(crate) enum Output {
     WriteOutcomes(Vec<DeliveryOutcome>),
     /// A delivery was given up: report it.
     Failed { mid: MessageId, to: AccountId, code: Code },
+    /// A stream frame's one attempt ended: taken by the recipient's node (`None`), or not, and
+    /// why.
+    StreamDone { mid: MessageId, refused: Option<Code> },
 }
 
 /// The fixed parameters of delivery.
@@ -356,7 +362,7 @@ impl Deliveries {
             }
             Ack::Refused { code } => {
                 let code = Code::from_number(code).unwrap_or(Code::Malformed);
-                if matches!(code, Code::Overloaded | Code::StorageFailure) {
+                if matches!(code, Code::Overloaded | Code::StorageFailure) && delivery.kind != DeliveryKind::Stream {
                     self.retry_later(delivery, now);
                 } else {
                     self.give_up(delivery, code);
@@ -537,6 +543,11 @@ impl Deliveries {
     }
 
     fn retry_later(&mut self, mut delivery: Delivery, now: Now) {
+        if delivery.kind == DeliveryKind::Stream {
+            // Live data is for now or never.
+            self.give_up(delivery, Code::Unreachable);
+            return;
+        }
         let retention = u64::try_from(self.settings.retention.as_millis()).unwrap_or(u64::MAX);
         if now.unix_ms.saturating_sub(delivery.queued_at) > retention {
             info!(mid = %delivery.mid, to = %delivery.to, "outbox entry expired undelivered; dropped");
@@ -567,6 +578,14 @@ impl Deliveries {
     }
 
     fn report_failed(&mut self, delivery: &Delivery, code: Code) {
+        if delivery.kind == DeliveryKind::Stream {
+            debug!(mid = %delivery.mid, to = %delivery.to, %code, "stream not delivered");
+            self.outputs.push_back(Output::StreamDone {
+                mid: delivery.mid,
+                refused: Some(code),
+            });
+            return;
+        }
         if delivery.kind == DeliveryKind::Receipt {
             info!(mid = %delivery.mid, to = %delivery.to, %code, "deletion receipt given up");
             return;
@@ -586,6 +605,15 @@ impl Deliveries {
 
     /// The delivery is over: acknowledged (`delivered`) or given up.
     fn conclude(&mut self, delivery: Delivery, delivered: bool) {
+        if delivery.kind == DeliveryKind::Stream {
+            if delivered {
+                self.outputs.push_back(Output::StreamDone {
+                    mid: delivery.mid,
+                    refused: None,
+                });
+            }
+            return;
+        }
         match delivery.kind.outbox_kind() {
             None => self.relays = self.relays.saturating_sub(1),
             Some(kind) => {

@@ -309,6 +309,48 @@ fn blocking_an_account_forgets_every_delivery_to_it_and_no_other() {
 }
 
 #[test]
+fn a_stream_gets_one_attempt_and_its_outcome_is_reported_once() {
+    let (mut d, clock, bob, peer) = (machine(10), Clock::new(), account(2), PeerId::random());
+    let done = |outs: &[Output]| -> Vec<(MessageId, Option<Code>)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::StreamDone { mid, refused } => Some((*mid, *refused)),
+                _ => None,
+            })
+            .collect()
+    };
+    // No route: unreachable at once, never retried, nothing written, no failure event.
+    d.deliver(delivery(bob, 1, DeliveryKind::Stream, START_MS), clock.now());
+    outputs(&mut d);
+    d.route_failed(bob, clock.now());
+    let outs = outputs(&mut d);
+    assert_eq!(done(&outs), vec![(mid(1), Some(Code::Unreachable))]);
+    assert!(failures(&outs).is_empty() && written(&outs).is_empty());
+    assert!(!d.is_retrying(&bob));
+    // Taken: done without a code. Refused as overloaded: that code, not retried.
+    d.route_found(bob, peer, START_MS + 60_000, clock.now());
+    d.deliver(delivery(bob, 2, DeliveryKind::Stream, START_MS), clock.now());
+    d.deliver(delivery(bob, 3, DeliveryKind::Stream, START_MS), clock.now());
+    outputs(&mut d);
+    d.answer(0, Ack::Stored, false, clock.now());
+    d.answer(1, Ack::Refused { code: 5104 }, false, clock.now());
+    let outs = outputs(&mut d);
+    assert_eq!(done(&outs), vec![(mid(2), None), (mid(3), Some(Code::Overloaded))]);
+    assert!(written(&outs).is_empty());
+    assert!(!d.is_retrying(&bob));
+    // A broken pipe ends a stream in flight as unreachable.
+    d.deliver(delivery(bob, 4, DeliveryKind::Stream, START_MS), clock.now());
+    outputs(&mut d);
+    d.pipe_closed(peer, 1, "test", clock.now());
+    assert_eq!(done(&outputs(&mut d)), vec![(mid(4), Some(Code::Unreachable))]);
+    // Relays were never counted.
+    for n in 10..20 {
+        d.deliver(delivery(bob, n, DeliveryKind::Relay, START_MS), clock.now());
+    }
+    assert!(failures(&outputs(&mut d)).is_empty(), "all ten relay slots are free");
+}
+
+#[test]
 fn a_broken_pipe_fails_over_to_a_new_pipe_and_its_late_close_changes_nothing() {
     let (mut d, mut clock, bob, peer) = (machine(10), Clock::new(), account(2), PeerId::random());
     d.route_found(bob, peer, START_MS + 3_600_000, clock.now());

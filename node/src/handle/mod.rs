@@ -1,10 +1,11 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
 //! loop; the cheap, cloneable [`Node`] sends it commands and runs store work itself, in place or
-//! on the blocking pool. `people` adds the calls about other accounts (blocking), `inbox` the
-//! list of conversations.
+//! on the blocking pool. `people` adds the calls about other accounts (contacts, blocking),
+//! `inbox` the list of conversations, `streams` live data.
 
 mod inbox;
 mod people;
+mod streams;
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -140,6 +141,7 @@ impl Node {
             started_at: crate::core::now_ms(),
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             blocked: Mutex::new(blocked.into_iter().collect()),
+            stream_limiter: Default::default(),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
             deletion_receipts: config.deletion_receipts,
@@ -334,6 +336,7 @@ impl Node {
             Envelope::Control(c) => c.target.id(),
             Envelope::Receipt(r) => r.target,
             Envelope::Contact(c) => c.id(),
+            Envelope::Stream(s) => s.id(),
         };
         let command = match to {
             Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),

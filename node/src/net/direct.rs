@@ -6,7 +6,9 @@ use super::{
     event_loop::{EventLoop, TaskReport},
     pipe::{Pipe, PipeEvent},
 };
-use crate::{core::bump, delivery::Output, Event};
+use tim_protocol::Code;
+
+use crate::{core::bump, delivery::Output, Error, Event};
 
 impl EventLoop {
     /// Carries out every pending output of the delivery state machine, in order.
@@ -55,6 +57,17 @@ impl EventLoop {
                         core.record_outcomes(&batch);
                         let _ = reports.blocking_send(TaskReport::OutcomesWritten);
                     });
+                }
+                Output::StreamDone { mid, refused } => {
+                    if let Some((to, reply)) = self.pending_streams.remove(&mid) {
+                        let result = match refused {
+                            None => Ok(()),
+                            Some(Code::Unreachable) => Err(Error::Unreachable(to)),
+                            Some(Code::Blocked) => Err(Error::Blocked(to)),
+                            Some(code) => Err(Error::Refused(code)),
+                        };
+                        let _ = reply.send(result);
+                    }
                 }
                 Output::Failed { mid, to, code } => {
                     bump(&self.core.counters.delivery_failures);

@@ -56,6 +56,8 @@ const REACHABILITY_TICK: Duration = Duration::from_secs(5);
 const UNDECIDED_AFTER: Duration = Duration::from_secs(30);
 /// How often the connection manager and room discovery look at the state of things.
 const NET_TICK: Duration = Duration::from_secs(1);
+/// Most stream frames waiting for their one attempt's outcome; more are refused (`5104`).
+const MAX_PENDING_STREAMS: usize = 256;
 
 /// What other tasks report back to the loop.
 pub(super) enum TaskReport {
@@ -111,6 +113,9 @@ pub(crate) struct EventLoop {
     /// Route lookups in flight, and the handles waiting for their answer.
     pub(super) lookups: HashMap<kad::QueryId, routing::Lookup>,
     pub(super) lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
+    /// Stream frames on their one attempt, with their recipient and who waits for the outcome
+    /// (at most [`MAX_PENDING_STREAMS`]).
+    pub(super) pending_streams: HashMap<MessageId, (AccountId, oneshot::Sender<Result<()>>)>,
     /// Serves inbound pipes; aborted at shutdown.
     pipe_server: tokio::task::JoinHandle<()>,
     /// Serves inbound room sync exchanges; aborted at shutdown.
@@ -281,6 +286,7 @@ impl EventLoop {
             streams,
             lookups: HashMap::new(),
             lookup_waiters: HashMap::new(),
+            pending_streams: HashMap::new(),
             pipe_server,
             sync_server,
             request_timeout: config.request_timeout,
@@ -525,6 +531,16 @@ impl EventLoop {
             }
             Command::Cancel { mid } => self.deliveries.cancel(mid),
             Command::CancelAccount { account } => self.deliveries.cancel_account(&account),
+            Command::Stream { delivery, reply } => {
+                if self.pending_streams.len() >= MAX_PENDING_STREAMS || self.pending_streams.contains_key(&delivery.mid)
+                {
+                    let _ = reply.send(Err(Error::Overloaded("streams in flight")));
+                } else {
+                    self.pending_streams.insert(delivery.mid, (delivery.to, reply));
+                    let now = self.now();
+                    self.deliveries.deliver(delivery, now);
+                }
+            }
             Command::Shutdown { .. } => {}
         }
     }

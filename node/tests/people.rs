@@ -188,7 +188,7 @@ async fn forged_misdirected_and_replayed_contact_operations_change_nothing() {
 async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
     init_tracing();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let (a, a_ev) = start(dirs[0].path(), vec![]).await;
     let a_addr = addr(&a).await;
     let (b, b_ev) = start(dirs[1].path(), vec![a_addr.clone()]).await;
     routed(&a, &b).await;

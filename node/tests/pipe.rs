@@ -191,6 +191,7 @@ async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
             Envelope::Control(c) => revoked.push(c.target.id()),
             Envelope::Receipt(r) => panic!("a sync page carried a receipt for {}", r.target),
             Envelope::Contact(c) => panic!("a sync page carried a contact operation of {}", c.from),
+            Envelope::Stream(s) => panic!("a sync page carried a stream of {}", s.from),
         }
     }
     assert_eq!(posts, vec![sent[0], sent[2]]);

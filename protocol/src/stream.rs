@@ -53,9 +53,19 @@ fn check_fields(from: &AccountId, to: &Recipient, data: &[u8]) -> Result<()> {
 impl Stream {
     /// Signs `data` for `to` at `at` as `key`'s account, with a random nonce.
     pub fn sign(key: &AccountKey, to: Recipient, data: Vec<u8>, at: u64) -> Result<Verified<Stream>> {
+        Self::sign_with_nonce(key, to, data, at, rand::random())
+    }
+
+    /// [`Stream::sign`] with the given nonce (deterministic, for tests and benches).
+    pub fn sign_with_nonce(
+        key: &AccountKey,
+        to: Recipient,
+        data: Vec<u8>,
+        at: u64,
+        nonce: [u8; 16],
+    ) -> Result<Verified<Stream>> {
         let from = key.account_id();
         check_fields(&from, &to, &data)?;
-        let nonce: [u8; 16] = rand::random();
         let signature = key.sign_tagged(tag::STREAM, &raw(&(&from, &to, at, &nonce, &data)));
         let stream = Stream {
             from,

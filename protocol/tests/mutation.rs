@@ -324,7 +324,15 @@ fn envelopes() -> Vec<Envelope> {
                 .expect("an accept")
                 .into_inner(),
         ),
+        Envelope::Stream(stream(&alice, Recipient::Account(bob.account_id()), b"typing")),
     ]
+}
+
+/// A deterministic stream frame (fixed nonce and time, like the message fixtures).
+fn stream(from: &AccountKey, to: Recipient, data: &[u8]) -> tim_protocol::Stream {
+    tim_protocol::Stream::sign_with_nonce(from, to, data.to_vec(), 10, [7; 16])
+        .expect("a stream within the limits")
+        .into_inner()
 }
 
 fn frames<T: Wire>(values: &[T]) -> Vec<Vec<u8>> {
@@ -514,6 +522,7 @@ fn mutated_envelopes() {
             Envelope::Control(c) => c.verify().map(|_| ()),
             Envelope::Receipt(r) => r.verify().map(|_| ()),
             Envelope::Contact(c) => c.verify().map(|_| ()),
+            Envelope::Stream(s) => s.verify().map(|_| ()),
         };
     });
 }

@@ -529,6 +529,7 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
                 Envelope::Control(c) => format!("revoke {}", c.target.id() == msgs[1].id()),
                 Envelope::Receipt(r) => format!("receipt {}", r.target),
                 Envelope::Contact(c) => format!("contact {}", c.from),
+                Envelope::Stream(s) => format!("stream {}", s.from),
             })
             .collect()
     };

@@ -11,7 +11,9 @@ use super::{
     inbox::{is_unread, InboxChanges},
     lock,
     meta::burn_key,
-    now_ms, room_log, Store,
+    now_ms,
+    quotas::StrangerMessage,
+    room_log, Store,
 };
 use crate::{
     keys::{history_key, id_of_history_key, outbox_key},
@@ -101,8 +103,17 @@ impl Store {
             let head = message.head();
             let direct = matches!(head.to, Recipient::Account(_));
             if *state == State::Received && direct && !quotas.known.contains(&head.from) {
-                let held =
-                    self.hold_stranger_message(&mut quotas, &mut batch, head.from, &id, now, &mut evicted, &mut inbox);
+                let held = self.hold_stranger_message(
+                    &mut quotas,
+                    &mut batch,
+                    StrangerMessage {
+                        from: head.from,
+                        id: &id,
+                        stored_at: now,
+                    },
+                    &mut evicted,
+                    &mut inbox,
+                );
                 match held {
                     Err(e @ Error::StrangerQuota(_)) => {
                         out.push(Err(e));

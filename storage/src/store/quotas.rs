@@ -37,6 +37,14 @@ pub(super) const STRANGE: &[u8] = b"strange/";
 /// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer).
 pub(super) const PENDING: &[u8] = b"pending/";
 
+/// A stranger's direct message about to be stored: its sender, id and store time.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StrangerMessage<'a> {
+    pub(super) from: AccountId,
+    pub(super) id: &'a MessageId,
+    pub(super) stored_at: u64,
+}
+
 /// How many items each account holds, and in total.
 #[derive(Default, Debug)]
 pub(super) struct Held {
@@ -178,20 +186,23 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a received direct message from `from` (a stranger) stored at `now`, evicting the
-    /// oldest stranger message first when the total is full (its id joins `evicted`, to be
-    /// shredded once the batch is written). Refused with [`Error::StrangerQuota`] when `from`
-    /// has its share; nothing is then added to `batch`.
+    /// Counts a received direct message of a stranger, evicting the oldest stranger message
+    /// first when the total is full (its id joins `evicted`, to be shredded once the batch is
+    /// written; its unread mark leaves `inbox`). Refused with [`Error::StrangerQuota`] when the
+    /// sender has its share; nothing is then added to `batch`.
     pub(super) fn hold_stranger_message(
         &self,
         quotas: &mut Quotas,
         batch: &mut WriteBatch,
-        from: AccountId,
-        id: &MessageId,
-        now: u64,
+        held: StrangerMessage<'_>,
         evicted: &mut Vec<MessageId>,
         inbox: &mut InboxChanges,
     ) -> Result<()> {
+        let StrangerMessage {
+            from,
+            id,
+            stored_at: now,
+        } = held;
         if quotas.admit_stranger(&from)? == Admission::EvictOldest {
             let skip: HashSet<MessageId> = evicted.iter().copied().collect();
             let meta = self.cf(Cf::Meta);

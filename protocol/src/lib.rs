@@ -76,3 +76,17 @@ pub mod tag {
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";
 }
+
+#[cfg(test)]
+mod tag_tests {
+    #[test]
+    fn no_domain_tag_is_a_prefix_of_another() {
+        use super::tag::*;
+        let tags = [MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, ROUTE];
+        for (i, a) in tags.iter().enumerate() {
+            for (j, b) in tags.iter().enumerate() {
+                assert!(i == j || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+            }
+        }
+    }
+}

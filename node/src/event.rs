@@ -112,6 +112,13 @@ pub enum Event {
         /// The new state.
         state: ContactState,
     },
+    /// Another account set its display name (it is a contact, or a request is between them).
+    Profile {
+        /// The account.
+        account: AccountId,
+        /// Its name; empty when it cleared it.
+        name: String,
+    },
     /// Live data from another account (a stream frame): never stored, shown only now.
     Stream {
         /// The sender.

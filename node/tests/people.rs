@@ -243,3 +243,76 @@ async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
     )
     .await;
 }
+
+/// `node`'s record of `account`'s display name.
+async fn name_of(node: &Node, account: AccountId) -> Option<String> {
+    node.contacts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(a, _)| *a == account)
+        .and_then(|(_, r)| r.name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_names_reach_contacts_and_never_come_from_strangers() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let carol = with_account(dirs[2].path(), 61);
+    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
+    let (c, mut c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
+    routed(&a, &b).await;
+    routed(&b, &a).await;
+    routed(&c, &b).await;
+    let (ida, idb) = (a.account(), b.account());
+
+    // A names itself, then asks: B learns the name with the request.
+    a.set_profile("Alice".into()).await.unwrap();
+    assert_eq!(a.profile().await.unwrap().as_deref(), Some("Alice"));
+    a.contact(idb, request("")).await.unwrap();
+    expect_event(
+        &mut b_ev,
+        "A's name",
+        |e| matches!(e, Event::Profile { account, name } if *account == ida && name == "Alice"),
+    )
+    .await;
+    assert_eq!(name_of(&b, ida).await.as_deref(), Some("Alice"));
+    // B accepts without a name, then sets one: A gets it; a rename replaces it.
+    b.contact(ida, ContactAction::Accept).await.unwrap();
+    state_event(&mut a_ev, idb, ContactState::Contact).await;
+    b.set_profile("Bob".into()).await.unwrap();
+    expect_event(
+        &mut a_ev,
+        "B's name",
+        |e| matches!(e, Event::Profile { name, .. } if name == "Bob"),
+    )
+    .await;
+    b.set_profile("Robert".into()).await.unwrap();
+    expect_event(
+        &mut a_ev,
+        "B's new name",
+        |e| matches!(e, Event::Profile { name, .. } if name == "Robert"),
+    )
+    .await;
+    assert_eq!(name_of(&a, idb).await.as_deref(), Some("Robert"));
+    let long = "x".repeat(65);
+    assert_eq!(a.set_profile(long).await.unwrap_err().code(), Code::TooLarge);
+
+    // C, a stranger to B, sends its name anyway: refused, nothing kept.
+    let op = ContactOp::sign(
+        &carol,
+        idb,
+        ContactAction::Profile {
+            name: "Totally Alice".into(),
+        },
+        5,
+    )
+    .unwrap()
+    .into_inner();
+    c.relay(Recipient::Account(idb), encode(&Envelope::Contact(op)).unwrap())
+        .await
+        .unwrap();
+    failed_with(&mut c_ev, idb, Code::BadParameters).await;
+    assert!(b.contacts().await.unwrap().iter().all(|(acct, _)| *acct != c.account()));
+}

@@ -13,6 +13,9 @@ const CONTACT_WHAT: &str = "contact operation";
 /// The longest note of a contact request, in bytes (UTF-8).
 pub const MAX_CONTACT_NOTE: usize = 280;
 
+/// The longest display name, in bytes (UTF-8).
+pub const MAX_NAME: usize = 64;
+
 /// What a contact operation does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum ContactAction {
@@ -27,6 +30,12 @@ pub enum ContactAction {
     Reject,
     /// Ends the contact (or withdraws a request) on both sides.
     Remove,
+    /// The signer's display name, for an account it has a contact state with. Changes no state;
+    /// a receiver keeps the newest.
+    Profile {
+        /// At most [`MAX_NAME`] bytes; empty for none.
+        name: String,
+    },
 }
 
 impl ContactAction {
@@ -37,6 +46,7 @@ impl ContactAction {
             ContactAction::Accept => "accept",
             ContactAction::Reject => "reject",
             ContactAction::Remove => "remove",
+            ContactAction::Profile { .. } => "profile",
         }
     }
 }
@@ -66,16 +76,19 @@ fn check_fields(from: &AccountId, to: &AccountId, action: &ContactAction) -> Res
             "a contact operation is for another account".into(),
         ));
     }
-    if let ContactAction::Request { note } = action {
-        if note.len() > MAX_CONTACT_NOTE {
-            return Err(Error::TooLarge {
-                what: "contact note",
-                len: note.len(),
-                max: MAX_CONTACT_NOTE,
-            });
-        }
+    match action {
+        ContactAction::Request { note } if note.len() > MAX_CONTACT_NOTE => Err(Error::TooLarge {
+            what: "contact note",
+            len: note.len(),
+            max: MAX_CONTACT_NOTE,
+        }),
+        ContactAction::Profile { name } if name.len() > MAX_NAME => Err(Error::TooLarge {
+            what: "display name",
+            len: name.len(),
+            max: MAX_NAME,
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 impl ContactOp {
@@ -158,6 +171,8 @@ pub fn on_local(state: ContactState, action: &ContactAction) -> Result<(ContactS
         (_, ContactAction::Accept | ContactAction::Reject) => Err(Error::NotFound("no contact request waits")),
         (S::None, ContactAction::Remove) => Err(Error::NotFound("not a contact")),
         (_, ContactAction::Remove) => Ok((S::None, ContactAction::Remove)),
+        (S::None, ContactAction::Profile { .. }) => Err(Error::NotFound("not a contact")),
+        (state, ContactAction::Profile { .. }) => Ok((state, action.clone())),
     }
 }
 
@@ -177,6 +192,10 @@ pub fn on_remote(state: ContactState, action: &ContactAction) -> Result<(Contact
             Err(Error::BadParameters("no contact request of this account waits".into()))
         }
         (_, ContactAction::Remove) => Ok((S::None, false)),
+        // A name is kept only from an account there is something with: a stranger cannot make
+        // this node store one.
+        (S::None, ContactAction::Profile { .. }) => Err(Error::BadParameters("a profile from a stranger".into())),
+        (state, ContactAction::Profile { .. }) => Ok((state, false)),
     }
 }
 

@@ -180,6 +180,11 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("account".into(), json!(account));
             m.insert("state".into(), json!(state.as_str()));
         }
+        Event::Profile { account, name } => {
+            m.insert("type".into(), json!("profile"));
+            m.insert("account".into(), json!(account));
+            m.insert("name".into(), json!(name));
+        }
         Event::Stream {
             from,
             conversation: conv,

@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/contacts/{account}/request", post(request))
         .route("/v1/contacts/{account}/accept", post(accept))
         .route("/v1/contacts/{account}/reject", post(reject))
+        .route("/v1/profile", get(profile).put(set_profile))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{account}", post(block).delete(unblock))
 }
@@ -41,6 +42,9 @@ async fn contacts(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
             });
             if let Some(note) = record.note {
                 m["note"] = json!(note);
+            }
+            if let Some(name) = record.name {
+                m["name"] = json!(name);
             }
             m
         })
@@ -89,6 +93,24 @@ async fn reject(State(st): State<AppState>, Path(raw): Path<String>) -> Result<J
 
 async fn remove(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     contact(st, raw, ContactAction::Remove).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    name: String,
+}
+
+async fn profile(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let name = st.node.profile().await?;
+    Ok(Json(json!({ "account": st.node.account(), "name": name })))
+}
+
+async fn set_profile(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let req: ProfileBody = json_body(body)?;
+    st.node.set_profile(req.name.clone()).await?;
+    let name = (!req.name.is_empty()).then_some(req.name);
+    Ok(Json(json!({"ok": true, "name": name})))
 }
 
 async fn blocks(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {

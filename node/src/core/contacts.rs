@@ -13,9 +13,14 @@ use crate::{
 };
 
 impl Core {
-    /// The local account does `action` for `account`. Returns the new state and the delivery of
-    /// the signed operation.
-    pub(crate) fn contact_local(&self, account: AccountId, action: ContactAction) -> Result<(ContactState, Delivery)> {
+    /// The local account does `action` for `account`. Returns the new state and the deliveries:
+    /// the signed operation, and after a request or an accept the local account's display name,
+    /// if it set one.
+    pub(crate) fn contact_local(
+        &self,
+        account: AccountId,
+        action: ContactAction,
+    ) -> Result<(ContactState, Vec<Delivery>)> {
         if account == self.account {
             return Err(Error::BadParameters("an account cannot be its own contact".into()));
         }
@@ -26,8 +31,55 @@ impl Core {
         let (state, op) = self
             .store
             .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
-        self.emit(Event::Contact { account, state });
-        Ok((state, contact_delivery(&op)?))
+        let mut deliveries = vec![contact_delivery(&op)?];
+        if !matches!(op.action, ContactAction::Profile { .. }) {
+            self.emit(Event::Contact { account, state });
+        }
+        if matches!(op.action, ContactAction::Request { .. } | ContactAction::Accept) {
+            deliveries.extend(self.profile_for(account)?);
+        }
+        Ok((state, deliveries))
+    }
+
+    /// The local account's display name queued for `account`, if it set one.
+    fn profile_for(&self, account: AccountId) -> Result<Option<Delivery>> {
+        let Some(name) = self.store.profile()? else {
+            return Ok(None);
+        };
+        let key = &self.key;
+        let (_, op) = self
+            .store
+            .contact_local(&account, &ContactAction::Profile { name }, |send, at| {
+                ContactOp::sign(key, account, send, at)
+            })?;
+        Ok(Some(contact_delivery(&op)?))
+    }
+
+    /// Sets the local account's display name (empty: none) and queues it for every account it
+    /// has a contact state with.
+    pub(crate) fn set_profile(&self, name: String) -> Result<Vec<Delivery>> {
+        if name.len() > tim_protocol::contact::MAX_NAME {
+            return Err(tim_protocol::Error::TooLarge {
+                what: "display name",
+                len: name.len(),
+                max: tim_protocol::contact::MAX_NAME,
+            }
+            .into());
+        }
+        self.store.set_profile(&name)?;
+        let key = &self.key;
+        let mut deliveries = Vec::new();
+        for (account, _) in self.store.contacts()? {
+            if self.is_blocked(&account) {
+                continue;
+            }
+            let action = ContactAction::Profile { name: name.clone() };
+            let (_, op) = self
+                .store
+                .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
+            deliveries.push(contact_delivery(&op)?);
+        }
+        Ok(deliveries)
     }
 
     /// Another account's contact operation that arrived `via` a path.
@@ -48,11 +100,24 @@ impl Core {
                 note: note.clone(),
             });
         }
+        if let ContactAction::Profile { name } = &op.action {
+            self.emit(Event::Profile {
+                account: op.from,
+                name: name.clone(),
+            });
+        }
         if after != before {
             self.emit(Event::Contact {
                 account: op.from,
                 state: after,
             });
+        }
+        if after == ContactState::Contact && before != ContactState::Contact {
+            if let Some(profile) = self.profile_for(op.from)? {
+                if self.replies_out.try_send(profile).is_err() {
+                    debug!(from = %op.from, "reply queue full; the profile is sent after a restart");
+                }
+            }
         }
         if answer {
             let key = &self.key;

@@ -13,9 +13,27 @@ impl Node {
     /// an accept or reject with no request waiting or a remove with nothing to remove, `4110`
     /// for a blocked account.
     pub async fn contact(&self, account: AccountId, action: ContactAction) -> Result<ContactState> {
-        let (state, delivery) = self.blocking(move |core| core.contact_local(account, action)).await?;
-        self.cmd_tx.send(Command::Deliver(delivery)).await?;
+        let (state, deliveries) = self.blocking(move |core| core.contact_local(account, action)).await?;
+        for delivery in deliveries {
+            self.cmd_tx.send(Command::Deliver(delivery)).await?;
+        }
         Ok(state)
+    }
+
+    /// Sets the local account's display name (at most 64 bytes; empty clears it) and sends it,
+    /// signed, to every account it has a contact state with; later contacts get it when a request
+    /// or an accept goes out.
+    pub async fn set_profile(&self, name: String) -> Result<()> {
+        let deliveries = self.blocking(move |core| core.set_profile(name)).await?;
+        for delivery in deliveries {
+            self.cmd_tx.send(Command::Deliver(delivery)).await?;
+        }
+        Ok(())
+    }
+
+    /// The local account's display name, if it set one.
+    pub async fn profile(&self) -> Result<Option<String>> {
+        self.blocking(|core| Ok(core.store.profile()?)).await
     }
 
     /// Every account with a contact state (`requested`, `incoming` or `contact`), in id order.

@@ -1,6 +1,6 @@
 // End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
 // headless Chromium exchange a message (seen unread in bob's inbox, which survives a reload),
-// become contacts, revoke it, burn one, read a sealed burn-after-reading one, and talk in a room, under the API's Content Security Policy; a link with another token
+// become contacts (her signed name shown), revoke it, burn one, read a sealed burn-after-reading one, and talk in a room, under the API's Content Security Policy; a link with another token
 // replaces the stored one only if the user agrees.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -61,12 +61,23 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]`, { timeout: 30_000 });
     await bob.click(`#chats button[title="${nodes.alice.account}"]`);
 
-    // Alice asks bob to be a contact; bob accepts from his contact list; both list each other.
+    // Alice names herself and asks bob to be a contact; bob sees her name, accepts from his
+    // contact list, and both list each other.
+    await alice.fill("#profile input", "Alice");
+    await alice.click("#profile button");
+    await alice.waitForSelector('#profile button:has-text("Saved")');
     await alice.click("#addcontact");
+    await bob.waitForSelector(`#contacts .contact.incoming[data-account="${nodes.alice.account}"] button:has-text("Alice")`, { timeout: 30_000 });
     await bob.waitForSelector(`#contacts .contact.incoming[data-account="${nodes.alice.account}"]`, { timeout: 30_000 });
     await bob.click(`#contacts .contact.incoming button:has-text("accept")`);
     await bob.waitForSelector(`#contacts .contact.contact[data-account="${nodes.alice.account}"]`, { timeout: 30_000 });
     await alice.waitForSelector(`#contacts .contact.contact[data-account="${nodes.bob.account}"]`, { timeout: 30_000 });
+    // Bob's chat list and chat title name her now.
+    await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]:has-text("@ Alice")`);
+    await bob.waitForSelector('#convname:has-text("chat with Alice")');
+    await bob.fill("#profile input", "Bob");
+    await bob.click("#profile button");
+    await alice.waitForSelector(`#chats button[title="${nodes.bob.account}"]:has-text("@ Bob")`, { timeout: 30_000 });
 
     // Alice revokes: both pages show the placeholder.
     await alice.click('.msg.mine:has-text("hello from the browser") button:has-text("revoke")');

@@ -37,6 +37,10 @@ pub struct ContactRecord {
     /// The signed time of the last operation the local account made for it (each new one is
     /// later, so the other side applies them in order).
     pub local_at: u64,
+    /// The other account's display name, signed by it (kept while there is a state but `none`).
+    pub name: Option<String>,
+    /// The signed time of the profile that gave `name` (an older one changes nothing).
+    pub name_at: u64,
 }
 
 impl ContactRecord {
@@ -48,6 +52,8 @@ impl ContactRecord {
             since: 0,
             remote_at: 0,
             local_at: 0,
+            name: None,
+            name_at: 0,
         }
     }
 }
@@ -79,7 +85,33 @@ fn contact_key(account: &AccountId) -> Vec<u8> {
     key
 }
 
+/// Meta key: the local account's own display name.
+const PROFILE: &[u8] = b"profile";
+
 impl Store {
+    /// The local account's display name, if it set one.
+    pub fn profile(&self) -> Result<Option<String>> {
+        match self.inner.db.get_pinned_cf(self.cf(Cf::Meta), PROFILE)? {
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| corrupt(Cf::Meta, PROFILE, "a name that is not UTF-8")),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets (or, with an empty name, clears) the local account's display name.
+    pub fn set_profile(&self, name: &str) -> Result<()> {
+        let cf = self.cf(Cf::Meta);
+        if name.is_empty() {
+            self.inner.db.delete_cf_opt(cf, PROFILE, &self.inner.write_opts)?;
+        } else {
+            self.inner
+                .db
+                .put_cf_opt(cf, PROFILE, name.as_bytes(), &self.inner.write_opts)?;
+        }
+        Ok(())
+    }
+
     /// The contact record of `account`, if there is one.
     pub fn contact(&self, account: &AccountId) -> Result<Option<ContactRecord>> {
         let key = contact_key(account);
@@ -194,10 +226,31 @@ impl Store {
         let _guard = lock(&self.inner.write_lock);
         let from = op.from;
         let mut record = self.contact(&from)?.unwrap_or_else(ContactRecord::none);
+        let before = record.state;
+        if let ContactAction::Profile { name } = &op.action {
+            // Ordered apart from the state's operations, so a profile never makes an accept
+            // that was signed before it look old.
+            on_remote(before, &op.action)?;
+            if op.at <= record.name_at {
+                return Ok(ContactOutcome::Duplicate);
+            }
+            record.name = (!name.is_empty()).then(|| name.clone());
+            record.name_at = op.at;
+            self.inner.db.put_cf_opt(
+                self.cf(Cf::Meta),
+                contact_key(&from),
+                encode(&record)?,
+                &self.inner.write_opts,
+            )?;
+            return Ok(ContactOutcome::Applied {
+                before,
+                after: before,
+                answer: false,
+            });
+        }
         if op.at <= record.remote_at {
             return Ok(ContactOutcome::Duplicate);
         }
-        let before = record.state;
         let (after, answer) = on_remote(before, &op.action)?;
         if after == ContactState::Incoming && before != ContactState::Incoming {
             let waiting = self
@@ -218,6 +271,9 @@ impl Store {
             _ => None,
         };
         record.remote_at = op.at;
+        if after == ContactState::None {
+            record.name = None;
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(Cf::Meta), contact_key(&from), encode(&record)?);
         if after == ContactState::Contact {

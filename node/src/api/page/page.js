@@ -35,6 +35,8 @@ const state = {
   contacts: [],
 };
 const short = (id) => id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
+// A contact's signed display name where the node knows one, else the short id.
+const label = (id) => (state.contacts.find((c) => c.account === id) || {}).name || short(id);
 
 async function api(method, path, body) {
   const res = await fetch(path, { method, headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
@@ -52,10 +54,14 @@ function renderNav() {
   const chats = $("#chats"); chats.replaceChildren();
   // Most recently active first (the inbox's order), then chats opened here with nothing yet.
   const rank = (a) => { const i = state.order.indexOf("chat:" + a); return i < 0 ? Infinity : i; };
-  for (const a of [...state.chats].sort((x, y) => rank(x) - rank(y))) chats.append(navButton("chat:" + a, "@ " + short(a), a));
+  for (const a of [...state.chats].sort((x, y) => rank(x) - rank(y))) chats.append(navButton("chat:" + a, "@ " + label(a), a));
   const rooms = $("#rooms"); rooms.replaceChildren();
   for (const r of state.rooms) rooms.append(navButton("room:" + r.room, "# " + r.room + ` (${r.peers})`, r.room));
   renderContacts();
+  if (state.current) {
+    const [kind, id] = state.current.split(/:(.*)/s);
+    if (kind === "chat") $("#convname").textContent = "chat with " + label(id);
+  }
 }
 function navButton(key, label, title) {
   const b = document.createElement("button");
@@ -86,13 +92,13 @@ async function markRead(key) {
 }
 // Contacts: requests waiting for an answer, with accept and reject; contacts open their chat.
 async function refreshContacts() {
-  state.contacts = (await api("GET", "/v1/contacts")).contacts; renderContacts();
+  state.contacts = (await api("GET", "/v1/contacts")).contacts; renderNav();
 }
 function renderContacts() {
   const list = $("#contacts"); list.replaceChildren();
   for (const c of state.contacts) {
     const row = document.createElement("div"); row.className = "contact " + c.state; row.dataset.account = c.account;
-    const who = navButton("chat:" + c.account, "@ " + short(c.account), c.account);
+    const who = navButton("chat:" + c.account, "@ " + label(c.account), c.account);
     row.append(who, " " + c.state);
     if (c.state === "incoming") {
       if (c.note) { const n = document.createElement("span"); n.className = "note"; n.textContent = " “" + c.note + "”"; row.append(n); }
@@ -140,10 +146,10 @@ function renderMessage(m) {
   const mine = m.from === state.me;
   div.className = "msg" + (mine ? " mine" : ""); div.dataset.mid = m.mid;
   const meta = document.createElement("div"); meta.className = "meta";
-  meta.append(mine ? "me" : short(m.from), " · " + new Date(m.sent_at).toLocaleTimeString());
+  meta.append(mine ? "me" : label(m.from), " · " + new Date(m.sent_at).toLocaleTimeString());
   if (m.state === "revoked" || m.state === "burned") {
     div.classList.add("gone");
-    div.append(`message ${m.state} by ${m.by === state.me ? "me" : short(m.by)}`);
+    div.append(`message ${m.state} by ${m.by === state.me ? "me" : label(m.by)}`);
     // This account's own deletion: how many replicas confirmed it with a signed receipt.
     if (m.confirmed !== undefined) {
       const tally = document.createElement("span"); tally.className = "deleted-on";
@@ -208,7 +214,7 @@ function connectEvents() {
     const ev = JSON.parse(msg.data);
     if (ev.type === "peer") { refreshStatus().catch(showError); return; }
     if (ev.type === "message" && ev.to && !state.chats.has(ev.to)) { state.chats.add(ev.to); saveChats(); renderNav(); }
-    if (ev.type === "contact" || ev.type === "contact_request") { refreshContacts().catch(showError); return; }
+    if (ev.type === "contact" || ev.type === "contact_request" || ev.type === "profile") { refreshContacts().then(loadHistory).catch(showError); return; }
     if (ev.type === "message") {
       // Read at once where it is on screen; elsewhere it raises the unread count.
       if (belongs(ev) && ev.from !== state.me) refreshInbox().then(() => markRead(state.current)).catch(showError);
@@ -232,6 +238,14 @@ $("#block").onclick = async () => {
   if (!confirm("Block " + id + "? Nothing of theirs reaches you, and nothing of yours reaches them.")) return;
   try { await api("POST", `/v1/blocks/${id}`); showError(null); } catch (e) { showError(e); }
 };
+$("#profile").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    await api("PUT", "/v1/profile", { name: e.target.name.value.trim() });
+    showError(null); $("#profile button").textContent = "Saved";
+  } catch (err) { showError(err); }
+};
+$("#profile input").oninput = () => { $("#profile button").textContent = "Save"; };
 $("#newchat").onsubmit = (e) => {
   e.preventDefault(); const a = e.target.account.value.trim();
   if (!/^[0-9a-f]{64}$/.test(a)) { showError("an account id is 64 lowercase hex digits"); return; }
@@ -253,5 +267,7 @@ $("#compose").onsubmit = async (e) => {
   try { await api("POST", "/v1/messages", req); e.target.body.value = ""; showError(null); loadHistory(); } catch (err) { showError(err); }
 };
 
-refreshStatus().then(refreshInbox).then(refreshContacts).then(connectEvents).catch(showError);
+refreshStatus().then(refreshInbox).then(refreshContacts)
+  .then(() => api("GET", "/v1/profile")).then((p) => { $("#profile input").value = p.name || ""; })
+  .then(connectEvents).catch(showError);
 setInterval(() => refreshStatus().catch(() => {}), 5000);

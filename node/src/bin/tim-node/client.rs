@@ -129,6 +129,12 @@ pub(crate) enum ClientCmd {
         #[command(subcommand)]
         cmd: Option<ContactCmd>,
     },
+    /// Show your display name, or set it (sent, signed, to your contacts; "" clears it).
+    Profile {
+        #[command(flatten)]
+        conn: Conn,
+        name: Option<String>,
+    },
     /// Block an account: nothing of it is stored here, nothing of yours goes to it.
     Block {
         #[command(flatten)]
@@ -377,6 +383,7 @@ impl ClientCmd {
             | ClientCmd::Rooms { conn, .. }
             | ClientCmd::Conversations { conn, .. }
             | ClientCmd::Contacts { conn, .. }
+            | ClientCmd::Profile { conn, .. }
             | ClientCmd::Block { conn, .. }
             | ClientCmd::Unblock { conn, .. }
             | ClientCmd::Blocks { conn }
@@ -489,6 +496,17 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
         ClientCmd::Contacts { cmd, .. } => {
             let (v, human) = people::contacts(&client, cmd).await?;
             print(&v, human);
+        }
+        ClientCmd::Profile { name, .. } => {
+            let v = match name {
+                Some(name) => {
+                    client
+                        .call(Method::PUT, "/v1/profile", Some(json!({ "name": name })))
+                        .await?
+                }
+                None => client.call(Method::GET, "/v1/profile", None).await?,
+            };
+            print(&v, format!("name: {}", v["name"].as_str().unwrap_or("(none)")));
         }
         ClientCmd::Block { account, .. } => {
             let (v, human) = people::blocks(&client, Some((&account, true))).await?;

@@ -4,6 +4,36 @@ use std::{path::PathBuf, time::Duration};
 
 use libp2p::Multiaddr;
 
+/// Who may put direct messages into this account's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inbound {
+    /// Everyone (within the stranger quotas).
+    #[default]
+    Anyone,
+    /// Contacts, accounts this account asked or wrote to; other accounts' messages are held as
+    /// requests (a few each) until accepted or rejected.
+    Contacts,
+}
+
+impl Inbound {
+    /// `anyone` or `contacts`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Inbound::Anyone => "anyone",
+            Inbound::Contacts => "contacts",
+        }
+    }
+
+    /// The setting named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Inbound> {
+        match name {
+            "anyone" => Some(Inbound::Anyone),
+            "contacts" => Some(Inbound::Contacts),
+            _ => None,
+        }
+    }
+}
+
 /// How a node runs. Build with [`Config::new`] and change fields as needed.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,6 +55,10 @@ pub struct Config {
     /// online and when it applied it; `false` sends none, as a person may turn off read
     /// receipts. Receipts for this account's own deletions are kept either way. Default `true`.
     pub deletion_receipts: bool,
+    /// Who may put direct messages into this account's history (docs/api.md, "Who may message
+    /// me"). Changed at run time with `PUT /v1/settings`, which is kept across restarts and then
+    /// wins over this. Default [`Inbound::Anyone`].
+    pub inbound: Inbound,
     /// Lifetime of the route record this node publishes for its account. Default 1 hour.
     pub route_ttl: Duration,
     /// How often the route record is re-published (and the routing table refreshed). Default
@@ -169,6 +203,7 @@ impl Config {
             revoke_window: None,
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             deletion_receipts: true,
+            inbound: Inbound::Anyone,
             route_ttl: Duration::from_secs(3600),
             route_refresh: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),

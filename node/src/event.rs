@@ -112,6 +112,14 @@ pub enum Event {
         /// The new state.
         state: ContactState,
     },
+    /// A direct message from an account not admitted was held as a request (under
+    /// `inbound = "contacts"`); it is in no history until the sender is admitted.
+    MessageRequest {
+        /// The message.
+        mid: MessageId,
+        /// Its sender.
+        from: AccountId,
+    },
     /// Another account set its display name (it is a contact, or a request is between them).
     Profile {
         /// The account.

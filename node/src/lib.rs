@@ -34,7 +34,7 @@ mod keys;
 mod net;
 mod status;
 
-pub use crate::config::{Config, RelayLimits};
+pub use crate::config::{Config, Inbound, RelayLimits};
 pub use crate::core::{Confirmation, Deletion, Metrics};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};

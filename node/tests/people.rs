@@ -316,3 +316,99 @@ async fn display_names_reach_contacts_and_never_come_from_strangers() {
     failed_with(&mut c_ev, idb, Code::BadParameters).await;
     assert!(b.contacts().await.unwrap().iter().all(|(acct, _)| *acct != c.account()));
 }
+
+/// Whether any file under `dir` holds `needle`.
+fn holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            holds(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_contacts_keeps_strangers_out_of_history_until_admitted() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev) = start(dirs[0].path(), vec![]).await;
+    let boot = addr(&a).await;
+    let b_config = || {
+        let mut c = config(dirs[1].path(), vec![boot.clone()]);
+        c.inbound = tim_node::Inbound::Contacts;
+        c
+    };
+    let (b, mut b_ev) = Node::start(b_config()).await.unwrap();
+    let (c, _c_ev) = start(dirs[2].path(), vec![boot.clone()]).await;
+    routed(&a, &b).await;
+    routed(&c, &b).await;
+    let (ida, idb) = (a.account(), b.account());
+    assert_eq!(b.inbound().await.unwrap(), tim_node::Inbound::Contacts);
+
+    // A, a stranger, writes four times: three are held as requests, the fourth waits in A's
+    // outbox (5104), and none is in B's history or inbox.
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let body = format!("hello {i}").into_bytes();
+        sent.push(a.send(Recipient::Account(idb), body, None).await.unwrap().mid);
+    }
+    for mid in &sent[..3] {
+        expect_event(
+            &mut b_ev,
+            "a held request",
+            |e| matches!(e, Event::MessageRequest { mid: m, .. } if m == mid),
+        )
+        .await;
+    }
+    let held = b.requests().await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].0, held[0].1.len()), (ida, 3));
+    let with_a = tim_node::Conversation::Peer(ida);
+    assert!(b.history(&with_a, None, 10).await.unwrap().entries.is_empty());
+    assert!(b.inbox(None, 10).await.unwrap().items.is_empty());
+    // A revokes one: it leaves the list, and adds no marker to a history.
+    a.revoke(sent[0]).await.unwrap();
+    expect_about(&mut b_ev, "the revoke", Kind::Revoked, sent[0]).await;
+    assert_eq!(b.requests().await.unwrap()[0].1.len(), 2);
+    assert!(b.history(&with_a, None, 10).await.unwrap().entries.is_empty());
+
+    // B accepts A: the two held messages join the history, unread, and the fourth arrives too.
+    assert_eq!(b.contact(ida, request("")).await.unwrap(), ContactState::Requested);
+    assert!(b.requests().await.unwrap().is_empty());
+    eventually("all three in B's history", || {
+        let b = b.clone();
+        let with_a = with_a.clone();
+        async move {
+            let n = b.history(&with_a, None, 10).await.ok()?.entries.len();
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+    let inbox = b.inbox(None, 10).await.unwrap();
+    assert_eq!(
+        inbox.items[0].unread, 3,
+        "the two held and the fourth; the revoked one left no marker"
+    );
+
+    // C, another stranger, writes once; B rejects: the body is destroyed, on disk too.
+    let marker = b"request-marker-93c1a7e0".to_vec();
+    let from_c = c.send(Recipient::Account(idb), marker.clone(), None).await.unwrap();
+    expect_event(
+        &mut b_ev,
+        "C's request",
+        |e| matches!(e, Event::MessageRequest { mid, .. } if *mid == from_c.mid),
+    )
+    .await;
+    assert_eq!(b.reject_requests(c.account()).await.unwrap(), 1);
+    assert!(b.requests().await.unwrap().is_empty());
+    assert!(entry(&b, from_c.mid).await.is_none());
+
+    // Back to anyone; the setting outlives a restart whatever the config says.
+    b.set_inbound(tim_node::Inbound::Anyone).await.unwrap();
+    stop(b, b_ev).await;
+    assert!(!holds(dirs[1].path(), &marker), "a rejected request's body is on disk");
+    let (b, _b_ev) = restart(b_config).await;
+    assert_eq!(b.inbound().await.unwrap(), tim_node::Inbound::Anyone);
+}

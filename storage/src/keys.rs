@@ -11,7 +11,7 @@
 //! | `receipts` | target mid (32), replica account (32) | signed [`tim_protocol::Receipt`] |
 //! | `inbox` | `0x00`, conversation prefix | newest `sent_at` (u64 BE), unread count (u32 BE) |
 //! | `inbox` | `0x01`, newest `sent_at` (u64 BE), conversation prefix | empty: the recency index |
-//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `shred/<mid>`, `block/<account>`, `contact/<account>`, `known/`, `strange/`, `pending/`, `seq` | joined rooms, burn timers, shred queue, blocks, contacts, quotas, log sequence |
+//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `shred/<mid>`, `block/<account>`, `contact/<account>`, `request/<from><sent_at><mid>`, `profile`, `settings/inbound`, `known/`, `strange/`, `pending/`, `seq` | joined rooms, burn timers, shred queue, blocks, contacts, quotas, log sequence |
 //!
 //! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
 //! `a` and `b` (the same on both sides), `0x02 || len (u8) || room id` for a room.

@@ -18,6 +18,7 @@
 //!   - `receipts.rs`: deletion receipts replicas sent for this account's revokes and burns;
 //!   - `blocks.rs`: blocked accounts; a block drops what the outbox holds for them;
 //!   - `contacts.rs`: where the local account stands with each other account;
+//!   - `requests.rs`: direct messages held apart from history until their sender is admitted;
 //!   - `inbox.rs`: every conversation's newest activity and unread count, newest first.
 //! - `owner_only`: [`restrict_to_owner`], owner-only modes for the data dir and the database.
 //!
@@ -37,5 +38,6 @@ pub use owner_only::{restrict_to_owner, restrict_to_owner_logged};
 pub use record::{Entry, OutKind, Outgoing, State, StoredMessage, Tombstone};
 pub use store::{
     Config, ContactOutcome, ContactRecord, InboxItem, InboxPage, LogPage, Page, PutOutcome, ReceiptOutcome, Store,
-    TombstoneOutcome, MAX_BLOCKS, MAX_INBOX_PAGE, MAX_INCOMING_REQUESTS, MAX_PAGE,
+    TombstoneOutcome, MAX_BLOCKS, MAX_INBOX_PAGE, MAX_INCOMING_REQUESTS, MAX_PAGE, MAX_REQUESTS_EACH,
+    MAX_REQUESTS_TOTAL,
 };

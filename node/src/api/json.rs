@@ -180,6 +180,11 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("account".into(), json!(account));
             m.insert("state".into(), json!(state.as_str()));
         }
+        Event::MessageRequest { mid, from } => {
+            m.insert("type".into(), json!("message_request"));
+            m.insert("mid".into(), json!(mid));
+            m.insert("from".into(), json!(from));
+        }
         Event::Profile { account, name } => {
             m.insert("type".into(), json!("profile"));
             m.insert("account".into(), json!(account));

@@ -12,6 +12,7 @@ use tim_protocol::{AccountId, Code, ContactAction};
 
 use super::{
     error::ApiError,
+    json,
     routes::{json_body, parse_account, AppState},
 };
 
@@ -24,6 +25,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/contacts/{account}/accept", post(accept))
         .route("/v1/contacts/{account}/reject", post(reject))
         .route("/v1/profile", get(profile).put(set_profile))
+        .route("/v1/settings", get(settings).put(set_settings))
+        .route("/v1/requests", get(requests))
+        .route("/v1/requests/{account}/accept", post(accept_requests))
+        .route("/v1/requests/{account}/reject", post(reject_requests))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{account}", post(block).delete(unblock))
 }
@@ -111,6 +116,66 @@ async fn set_profile(State(st): State<AppState>, body: Result<Bytes, BytesReject
     st.node.set_profile(req.name.clone()).await?;
     let name = (!req.name.is_empty()).then_some(req.name);
     Ok(Json(json!({"ok": true, "name": name})))
+}
+
+async fn settings(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let inbound = st.node.inbound().await?;
+    Ok(Json(json!({ "inbound": inbound.as_str() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    inbound: String,
+}
+
+async fn set_settings(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: SettingsBody = json_body(body)?;
+    let inbound = crate::Inbound::parse(&req.inbound).ok_or_else(|| {
+        ApiError::new(
+            Code::BadParameters,
+            format!("inbound must be \"anyone\" or \"contacts\", not {:?}", req.inbound),
+        )
+    })?;
+    st.node.set_inbound(inbound).await?;
+    Ok(Json(json!({"ok": true, "inbound": inbound.as_str()})))
+}
+
+async fn requests(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let local = st.node.account();
+    let requests: Vec<Value> = st
+        .node
+        .requests()
+        .await?
+        .into_iter()
+        .map(|(account, messages)| {
+            let messages: Vec<Value> = messages
+                .into_iter()
+                .map(|m| json::entry(&tim_storage::Entry::Message(m), &local, None))
+                .collect();
+            json!({ "account": account, "messages": messages })
+        })
+        .collect();
+    Ok(Json(json!({ "requests": requests })))
+}
+
+/// Admits the account: a contact request (which accepts its request if one waits), so its held
+/// messages join the history.
+async fn accept_requests(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    contact(st, raw, ContactAction::Request { note: String::new() }).await
+}
+
+async fn reject_requests(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let account = parse_account(&raw).map_err(|e| e.about("account", raw.clone()))?;
+    let destroyed = st
+        .node
+        .reject_requests(account)
+        .await
+        .map_err(|e| ApiError::from(e).about("account", raw))?;
+    Ok(Json(json!({"ok": true, "account": account, "destroyed": destroyed})))
 }
 
 async fn blocks(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {

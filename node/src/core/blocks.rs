@@ -25,6 +25,8 @@ impl Core {
             return Err(Error::BadParameters("an account cannot block itself".into()));
         }
         let dropped = self.store.block(&account)?;
+        // What it sent while not admitted goes too, shredded like a burned body.
+        self.store.reject_requests(&account)?;
         if let Ok(mut blocked) = self.blocked.lock() {
             blocked.insert(account);
         }

@@ -33,6 +33,7 @@ impl Core {
             .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
         let mut deliveries = vec![contact_delivery(&op)?];
         if !matches!(op.action, ContactAction::Profile { .. }) {
+            self.settle_requests(&account, state)?;
             self.emit(Event::Contact { account, state });
         }
         if matches!(op.action, ContactAction::Request { .. } | ContactAction::Accept) {
@@ -107,6 +108,7 @@ impl Core {
             });
         }
         if after != before {
+            self.settle_requests(&op.from, after)?;
             self.emit(Event::Contact {
                 account: op.from,
                 state: after,

@@ -96,6 +96,9 @@ impl Core {
                     return Err(tim_storage::Error::Tombstoned(message.id()).into());
                 }
                 valid();
+                if *via == Via::Direct && !self.admits(&message.head().from)? {
+                    return self.hold_request(&message);
+                }
                 match self.store.put_message(&message, State::Received)? {
                     PutOutcome::Duplicate => Ok(Verdict::Duplicate),
                     PutOutcome::Stored => {

@@ -10,6 +10,7 @@
 //! - `local`: what the local account does (send, revoke or burn, mark read, delivery outcomes).
 //! - `inbound`: items from peers, and the verdict on each.
 //! - `streams`: live data, checked and reported, never stored; a rate per sender.
+//! - `requests`: who may message the local account; messages held as requests.
 //! - `room_sync`: serving and applying room sync pages.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
@@ -22,6 +23,7 @@ mod inline;
 mod local;
 mod metrics;
 mod receipts;
+mod requests;
 mod room_sync;
 mod streams;
 
@@ -43,6 +45,7 @@ pub use metrics::Metrics;
 pub(crate) use metrics::{bump, Counters};
 pub(crate) use receipts::expected_replicas;
 pub use receipts::{Confirmation, Deletion};
+pub(crate) use requests::stored_inbound;
 
 use crate::{delivery::Delivery, Conversation, Event};
 
@@ -76,6 +79,8 @@ pub(crate) struct Core {
     pub(crate) started_at: u64,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// `inbound = "contacts"` is in force (see `requests`).
+    pub(crate) contacts_only: std::sync::atomic::AtomicBool,
     /// Per-sender rate of inbound stream frames.
     pub(crate) stream_limiter: streams::StreamLimiter,
     /// Accounts the local account blocked (persisted in the store; kept here for quick checks).

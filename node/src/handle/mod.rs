@@ -114,15 +114,17 @@ impl Node {
             pending_tombstones_total: config.pending_tombstones_total,
             ..tim_storage::Config::default()
         };
-        let (node_key, account_key, store, (rooms, blocked), burns, outbox) =
+        let config_inbound = config.inbound;
+        let (node_key, account_key, store, (rooms, blocked, inbound), burns, outbox) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let (node_key, account_key) = keys::load_or_create(&dir)?;
                 let store = tim_storage::Store::open(dir.join("db"), store_config)?;
                 let rooms = store.rooms()?;
                 let blocked = store.blocks()?;
+                let inbound = crate::core::stored_inbound(&store)?.unwrap_or(config_inbound);
                 let burns = store.burn_deadlines()?;
                 let outbox = store.outbox()?;
-                Ok((node_key, account_key, store, (rooms, blocked), burns, outbox))
+                Ok((node_key, account_key, store, (rooms, blocked, inbound), burns, outbox))
             })
             .await??;
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
@@ -142,6 +144,7 @@ impl Node {
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             blocked: Mutex::new(blocked.into_iter().collect()),
             stream_limiter: Default::default(),
+            contacts_only: (inbound == crate::Inbound::Contacts).into(),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
             deletion_receipts: config.deletion_receipts,

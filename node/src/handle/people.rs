@@ -1,10 +1,10 @@
 //! The handle's calls about other accounts: contacts and blocking.
 
 use tim_protocol::{AccountId, ContactAction, ContactState};
-use tim_storage::ContactRecord;
+use tim_storage::{ContactRecord, StoredMessage};
 
 use super::Node;
-use crate::{command::Command, Result};
+use crate::{command::Command, Inbound, Result};
 
 impl Node {
     /// Does `action` for `account` (a contact request with a note, accept, reject or remove):
@@ -39,6 +39,47 @@ impl Node {
     /// Every account with a contact state (`requested`, `incoming` or `contact`), in id order.
     pub async fn contacts(&self) -> Result<Vec<(AccountId, ContactRecord)>> {
         self.blocking(|core| Ok(core.store.contacts()?)).await
+    }
+
+    /// Who may put direct messages into this account's history.
+    pub async fn inbound(&self) -> Result<Inbound> {
+        Ok(self.core()?.inbound_setting())
+    }
+
+    /// Changes who may message this account (kept across restarts). Back to
+    /// [`Inbound::Anyone`], every held request joins the history.
+    pub async fn set_inbound(&self, inbound: Inbound) -> Result<()> {
+        self.blocking(move |core| core.set_inbound_setting(inbound)).await
+    }
+
+    /// The direct messages held as requests (under [`Inbound::Contacts`]), by sender, oldest
+    /// first. Accepting a sender ([`Node::contact`] with a request, which accepts its request if
+    /// one waits) moves them into the history; [`Node::reject_requests`] destroys them.
+    pub async fn requests(&self) -> Result<Vec<(AccountId, Vec<StoredMessage>)>> {
+        self.blocking(|core| Ok(core.store.requests()?)).await
+    }
+
+    /// Destroys the messages `account` sent while not admitted (shredded like a burned body),
+    /// and declines its contact request if one waits. Returns how many messages went.
+    pub async fn reject_requests(&self, account: AccountId) -> Result<usize> {
+        let (destroyed, deliveries) = self
+            .blocking(move |core| {
+                let waiting = core
+                    .store
+                    .contact(&account)?
+                    .is_some_and(|r| r.state == ContactState::Incoming);
+                let deliveries = if waiting {
+                    core.contact_local(account, ContactAction::Reject)?.1
+                } else {
+                    Vec::new()
+                };
+                Ok((core.store.reject_requests(&account)?, deliveries))
+            })
+            .await?;
+        for delivery in deliveries {
+            self.cmd_tx.send(Command::Deliver(delivery)).await?;
+        }
+        Ok(destroyed)
     }
 
     /// Blocks `account`: its direct messages, revokes, burns, receipts and contact operations

@@ -217,7 +217,7 @@ impl Store {
             return Ok(Some(record));
         }
         let mut batch = WriteBatch::default();
-        if is_unread(&record) {
+        if is_unread(&record) && !self.is_request(&record)? {
             let mut inbox = InboxChanges::default();
             inbox.count(&Conversation::of(record.message.head()), -1);
             self.write_inbox(&mut batch, inbox)?;

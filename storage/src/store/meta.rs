@@ -60,6 +60,25 @@ impl Store {
             .collect()
     }
 
+    /// A setting the node keeps across restarts (`settings/<name>`), as the node wrote it.
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.db.get_cf(self.cf(Cf::Meta), setting_key(name))?)
+    }
+
+    /// Writes a setting (see [`Store::setting`]).
+    pub fn set_setting(&self, name: &str, value: &[u8]) -> Result<()> {
+        let cf = self.cf(Cf::Meta);
+        Ok(self
+            .inner
+            .db
+            .put_cf_opt(cf, setting_key(name), value, &self.inner.write_opts)?)
+    }
+
+    /// Whether the local account wrote to `account` (so its messages are not a stranger's).
+    pub fn is_known(&self, account: &tim_protocol::AccountId) -> bool {
+        super::lock(&self.inner.quotas).known.contains(account)
+    }
+
     /// Every meta key and value under `prefix`, in key order.
     fn meta_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         scan(&self.inner.db, self.cf(Cf::Meta), prefix)
@@ -88,6 +107,12 @@ pub(super) fn visit(db: &DB, cf: &ColumnFamily, prefix: &[u8], mut f: impl FnMut
     }
     it.status()?;
     Ok(())
+}
+
+fn setting_key(name: &str) -> Vec<u8> {
+    let mut key = b"settings/".to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
 }
 
 /// The meta key recording that the body of `id` is yet to be shredded.

@@ -5,7 +5,8 @@
 //! (revoke and burn), `shred` (removing destroyed bodies from disk), `outbox`, `room_log`
 //! (catch-up log and sync cursors), `meta` (joined rooms, burn-after-read deadlines),
 //! `receipts` (deletion receipts for this account's revokes and burns), `blocks` (blocked
-//! accounts), `contacts` (contact states) and `inbox` (each conversation's newest activity and unread count).
+//! accounts), `contacts` (contact states), `requests` (messages held from accounts not admitted) and
+//! `inbox` (each conversation's newest activity and unread count).
 
 use std::{
     path::Path,
@@ -30,6 +31,7 @@ mod meta;
 mod outbox;
 mod quotas;
 mod receipts;
+mod requests;
 mod room_log;
 mod shred;
 mod tombstones;
@@ -39,6 +41,7 @@ pub use contacts::{ContactOutcome, ContactRecord, MAX_INCOMING_REQUESTS};
 pub use inbox::{InboxItem, InboxPage, MAX_INBOX_PAGE};
 pub use messages::{Page, PutOutcome, MAX_PAGE};
 pub use receipts::ReceiptOutcome;
+pub use requests::{MAX_REQUESTS_EACH, MAX_REQUESTS_TOTAL};
 pub use room_log::LogPage;
 pub use tombstones::TombstoneOutcome;
 

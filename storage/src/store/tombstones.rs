@@ -13,7 +13,9 @@ use super::{
     lock,
     messages::IDX_TOMBSTONE,
     meta::{burn_key, shred_key},
-    now_ms, room_log, Store,
+    now_ms,
+    requests::request_key,
+    room_log, Store,
 };
 use crate::{
     keys::history_key, keys::outbox_key, Cf, Conversation, OutKind, Outgoing, Result, StoredMessage, Tombstone,
@@ -113,10 +115,18 @@ impl Store {
             let mut batch = WriteBatch::default();
             let mut inbox = InboxChanges::default();
             let conversation = Conversation::of(&control.target.header);
+            // A held message request is in no history: it leaves its request list, nothing else.
+            let request = match &stored {
+                Some(record) if self.is_request(record)? => {
+                    batch.delete_cf(self.cf(Cf::Meta), request_key(record));
+                    true
+                }
+                _ => false,
+            };
             match &stored {
                 // A stranger's message leaves the stranger quota with its body.
                 Some(record) => {
-                    if is_unread(record) {
+                    if is_unread(record) && !request {
                         inbox.count(&conversation, -1);
                     }
                     let from = record.message.head().from;
@@ -135,7 +145,7 @@ impl Store {
             // A direct conversation shows the marker only where it showed a message: a tombstone
             // for a message never held here marks nothing (a stranger could fill a history with
             // them). A room's history marks every revoke its members made, held or not.
-            if had_body || matches!(control.target.header.to, Recipient::Room(_)) {
+            if (had_body && !request) || matches!(control.target.header.to, Recipient::Room(_)) {
                 batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
                 inbox.touch(&conversation, control.target.header.sent_at, 0);
             }

@@ -106,6 +106,7 @@ struct FileConfig {
     revoke_window_secs: Option<u64>,
     sync_writes: bool,
     deletion_receipts: Option<bool>,
+    inbound: Option<String>,
     max_inbound_pipes: Option<usize>,
     max_pending_incoming: Option<u32>,
     max_established_incoming: Option<u32>,
@@ -197,6 +198,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(Duration::from_secs);
     config.sync_writes = file.sync_writes;
     config.deletion_receipts = file.deletion_receipts.unwrap_or(config.deletion_receipts);
+    if let Some(inbound) = &file.inbound {
+        config.inbound = tim_node::Inbound::parse(inbound)
+            .ok_or_else(|| anyhow::anyhow!("inbound = {inbound:?}: give \"anyone\" or \"contacts\""))?;
+    }
     let set = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
     set(&mut config.max_pending_incoming, file.max_pending_incoming);
     set(&mut config.max_established_incoming, file.max_established_incoming);

@@ -127,6 +127,17 @@ pub enum Event {
         /// Its name; empty when it cleared it.
         name: String,
     },
+    /// A contact's presence notice.
+    Presence {
+        /// The contact.
+        account: AccountId,
+        /// Its availability.
+        status: tim_protocol::Availability,
+        /// Its text.
+        text: String,
+        /// When it was heard, ms since the epoch by the local clock.
+        last_seen: u64,
+    },
     /// Live data from another account (a stream frame): never stored, shown only now.
     Stream {
         /// The sender.

@@ -35,7 +35,9 @@ mod net;
 mod status;
 
 pub use crate::config::{Config, Inbound, RelayLimits};
-pub use crate::core::{Confirmation, Deletion, Metrics};
+pub use crate::core::{
+    Confirmation, ContactPresence, Deletion, Metrics, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT,
+};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};
 pub use crate::handle::{ControlAck, Events, Node, Opened, Sent};

@@ -412,3 +412,59 @@ async fn inbound_contacts_keeps_strangers_out_of_history_until_admitted() {
     let (b, _b_ev) = restart(b_config).await;
     assert_eq!(b.inbound().await.unwrap(), tim_node::Inbound::Anyone);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_contacts_only_and_a_clean_stop_says_offline() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let carol = with_account(dirs[2].path(), 71);
+    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
+    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
+    let (c, mut c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
+    routed(&a, &b).await;
+    routed(&b, &a).await;
+    routed(&c, &b).await;
+    let (ida, idb) = (a.account(), b.account());
+    a.contact(idb, request("")).await.unwrap();
+    state_event(&mut b_ev, ida, ContactState::Incoming).await;
+    b.contact(ida, ContactAction::Accept).await.unwrap();
+    state_event(&mut a_ev, idb, ContactState::Contact).await;
+
+    // A goes away with a text: B, a contact, hears it; C, a stranger to A, is never told.
+    a.set_presence(tim_node::MyPresence {
+        status: Some(tim_node::protocol::Availability::Away),
+        text: "lunch".into(),
+    })
+    .await
+    .unwrap();
+    expect_event(&mut b_ev, "A away", |e| {
+        matches!(e, Event::Presence { account, status: tim_node::protocol::Availability::Away, text, .. } if *account == ida && text == "lunch")
+    })
+    .await;
+    let seen = b.presence_of(&ida).unwrap().unwrap();
+    assert_eq!((seen.status.as_str(), seen.text.as_str()), ("away", "lunch"));
+    assert!(c.presence_of(&ida).unwrap().is_none());
+    assert!(b.presence_of(&c.account()).unwrap().is_none());
+
+    // C, not B's contact, sends B its presence anyway: refused, nothing kept.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let notice =
+        tim_node::protocol::Presence::sign(&carol, idb, tim_node::protocol::Availability::Online, "hi".into(), now)
+            .unwrap();
+    c.relay(Recipient::Account(idb), encode(&Envelope::Presence(notice)).unwrap())
+        .await
+        .unwrap();
+    failed_with(&mut c_ev, idb, Code::PermissionDenied).await;
+    assert!(b.presence_of(&c.account()).unwrap().is_none());
+
+    // A stops cleanly: B hears "offline" at once.
+    stop(a, a_ev).await;
+    expect_event(&mut b_ev, "A offline", |e| {
+        matches!(e, Event::Presence { account, status: tim_node::protocol::Availability::Offline, .. } if *account == ida)
+    })
+    .await;
+    assert_eq!(b.presence_of(&ida).unwrap().unwrap().status.as_str(), "offline");
+}

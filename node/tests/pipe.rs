@@ -192,6 +192,7 @@ async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
             Envelope::Receipt(r) => panic!("a sync page carried a receipt for {}", r.target),
             Envelope::Contact(c) => panic!("a sync page carried a contact operation of {}", c.from),
             Envelope::Stream(s) => panic!("a sync page carried a stream of {}", s.from),
+            Envelope::Presence(p) => panic!("a sync page carried a presence of {}", p.from),
         }
     }
     assert_eq!(posts, vec![sent[0], sent[2]]);

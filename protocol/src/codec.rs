@@ -79,6 +79,8 @@ pub enum Envelope {
     Contact(ContactOp),
     /// A stream frame: for an account on a pipe, or for a room on its topic; never stored.
     Stream(crate::Stream),
+    /// A presence notice for a contact (direct paths only); never stored.
+    Presence(crate::Presence),
 }
 
 impl Wire for Envelope {

@@ -15,6 +15,7 @@
 //! - `receipt`: [`Receipt`], a replica's signed statement that it applied a tombstone.
 //! - [`stream`]: [`Stream`], live data for whoever is online now, never stored, and the rule on
 //!   where and how fresh one is taken.
+//! - [`presence`]: [`Presence`], an account's signed availability for one contact, never stored.
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -34,6 +35,7 @@ mod error;
 mod id;
 mod message;
 pub mod policy;
+pub mod presence;
 mod receipt;
 mod route;
 pub mod stream;
@@ -52,6 +54,7 @@ pub use error::{Error, Result};
 pub use id::{AccountId, AccountKey, MessageId, RoomId, MAX_ROOM_ID_LEN};
 pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, PROTOCOL_VERSION};
 pub use policy::Via;
+pub use presence::{Availability, Presence};
 pub use receipt::Receipt;
 pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
 pub use stream::Stream;
@@ -72,6 +75,8 @@ pub mod tag {
     pub const CONTACT: &[u8] = b"tim/v1/contact\0";
     /// Prefix of the bytes an account signs for a stream frame.
     pub const STREAM: &[u8] = b"tim/v1/stream\0";
+    /// Prefix of the bytes an account signs for a presence notice.
+    pub const PRESENCE: &[u8] = b"tim/v1/presence\0";
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";
@@ -82,7 +87,7 @@ mod tag_tests {
     #[test]
     fn no_domain_tag_is_a_prefix_of_another() {
         use super::tag::*;
-        let tags = [MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, ROUTE];
+        let tags = [MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, PRESENCE, ROUTE];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {
                 assert!(i == j || !b.starts_with(a), "{a:?} is a prefix of {b:?}");

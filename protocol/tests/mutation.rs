@@ -325,6 +325,16 @@ fn envelopes() -> Vec<Envelope> {
                 .into_inner(),
         ),
         Envelope::Stream(stream(&alice, Recipient::Account(bob.account_id()), b"typing")),
+        Envelope::Presence(
+            tim_protocol::Presence::sign(
+                &alice,
+                bob.account_id(),
+                tim_protocol::Availability::Away,
+                "lunch".into(),
+                11,
+            )
+            .expect("a presence notice"),
+        ),
     ]
 }
 
@@ -523,6 +533,7 @@ fn mutated_envelopes() {
             Envelope::Receipt(r) => r.verify().map(|_| ()),
             Envelope::Contact(c) => c.verify().map(|_| ()),
             Envelope::Stream(s) => s.verify().map(|_| ()),
+            Envelope::Presence(p) => p.verify().map(|_| ()),
         };
     });
 }

@@ -530,6 +530,7 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
                 Envelope::Receipt(r) => format!("receipt {}", r.target),
                 Envelope::Contact(c) => format!("contact {}", c.from),
                 Envelope::Stream(s) => format!("stream {}", s.from),
+                Envelope::Presence(p) => format!("presence {}", p.from),
             })
             .collect()
     };

@@ -185,6 +185,18 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("mid".into(), json!(mid));
             m.insert("from".into(), json!(from));
         }
+        Event::Presence {
+            account,
+            status,
+            text,
+            last_seen,
+        } => {
+            m.insert("type".into(), json!("presence"));
+            m.insert("account".into(), json!(account));
+            m.insert("status".into(), json!(status.as_str()));
+            m.insert("text".into(), json!(text));
+            m.insert("last_seen".into(), json!(last_seen));
+        }
         Event::Profile { account, name } => {
             m.insert("type".into(), json!("profile"));
             m.insert("account".into(), json!(account));

@@ -1,4 +1,5 @@
-//! The API's routes about other accounts: contacts and blocking.
+//! The API's routes about other accounts: contacts, profile, presence, who may message this
+//! account (and the requests it held), and blocking.
 
 use axum::{
     body::Bytes,
@@ -8,7 +9,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tim_protocol::{AccountId, Code, ContactAction};
+use tim_protocol::{AccountId, Availability, Code, ContactAction};
 
 use super::{
     error::ApiError,
@@ -26,6 +27,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/contacts/{account}/reject", post(reject))
         .route("/v1/profile", get(profile).put(set_profile))
         .route("/v1/settings", get(settings).put(set_settings))
+        .route("/v1/presence", get(presence).put(set_presence))
         .route("/v1/requests", get(requests))
         .route("/v1/requests/{account}/accept", post(accept_requests))
         .route("/v1/requests/{account}/reject", post(reject_requests))
@@ -50,6 +52,9 @@ async fn contacts(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
             }
             if let Some(name) = record.name {
                 m["name"] = json!(name);
+            }
+            if let Ok(Some(p)) = st.node.presence_of(&account) {
+                m["presence"] = json!({"status": p.status.as_str(), "text": p.text, "last_seen": p.last_seen});
             }
             m
         })
@@ -116,6 +121,51 @@ async fn set_profile(State(st): State<AppState>, body: Result<Bytes, BytesReject
     st.node.set_profile(req.name.clone()).await?;
     let name = (!req.name.is_empty()).then_some(req.name);
     Ok(Json(json!({"ok": true, "name": name})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceBody {
+    status: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn presence(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mine = st.node.presence()?;
+    Ok(Json(json!({
+        "status": mine.status.map_or("invisible", |s| s.as_str()),
+        "text": mine.text,
+    })))
+}
+
+async fn set_presence(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: PresenceBody = json_body(body)?;
+    let status = match req.status.as_str() {
+        "invisible" => None,
+        "offline" => {
+            return Err(ApiError::new(
+                Code::BadParameters,
+                "a running node is online, away, busy or invisible",
+            ))
+        }
+        other => Some(Availability::parse(other).ok_or_else(|| {
+            ApiError::new(
+                Code::BadParameters,
+                format!("status must be online, away, busy or invisible, not {other:?}"),
+            )
+        })?),
+    };
+    st.node
+        .set_presence(crate::MyPresence {
+            status,
+            text: req.text.clone(),
+        })
+        .await?;
+    Ok(Json(json!({"ok": true, "status": req.status, "text": req.text})))
 }
 
 async fn settings(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {

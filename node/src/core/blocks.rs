@@ -54,6 +54,7 @@ impl Core {
             Envelope::Receipt(r) => r.by,
             Envelope::Contact(c) => c.from,
             Envelope::Stream(s) => s.from,
+            Envelope::Presence(p) => p.from,
         };
         if self.is_blocked(&signer) {
             return Err(Error::Blocked(signer));

@@ -39,6 +39,9 @@ impl Core {
         if matches!(op.action, ContactAction::Request { .. } | ContactAction::Accept) {
             deliveries.extend(self.profile_for(account)?);
         }
+        if state == ContactState::Contact && matches!(op.action, ContactAction::Accept) {
+            deliveries.extend(self.presence_for(account)?);
+        }
         Ok((state, deliveries))
     }
 
@@ -119,6 +122,10 @@ impl Core {
                 if self.replies_out.try_send(profile).is_err() {
                     debug!(from = %op.from, "reply queue full; the profile is sent after a restart");
                 }
+            }
+            // Best effort: the next interval's notice follows anyway.
+            if let Some(presence) = self.presence_for(op.from)? {
+                let _ = self.replies_out.try_send(presence);
             }
         }
         if answer {

@@ -146,6 +146,7 @@ impl Core {
             Envelope::Receipt(receipt) => self.receipt_in(receipt, via),
             Envelope::Contact(op) => self.contact_in(op, via),
             Envelope::Stream(stream) => self.stream_in(stream, via),
+            Envelope::Presence(notice) => self.presence_in(notice, via),
         }
     }
 

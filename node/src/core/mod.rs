@@ -11,6 +11,7 @@
 //! - `inbound`: items from peers, and the verdict on each.
 //! - `streams`: live data, checked and reported, never stored; a rate per sender.
 //! - `requests`: who may message the local account; messages held as requests.
+//! - `presence`: the local account's availability for its contacts, and theirs.
 //! - `room_sync`: serving and applying room sync pages.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
@@ -22,6 +23,7 @@ mod inbound;
 mod inline;
 mod local;
 mod metrics;
+mod presence;
 mod receipts;
 mod requests;
 mod room_sync;
@@ -43,6 +45,7 @@ pub(crate) use inline::Inline;
 pub(crate) use local::Destination;
 pub use metrics::Metrics;
 pub(crate) use metrics::{bump, Counters};
+pub use presence::{ContactPresence, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT};
 pub(crate) use receipts::expected_replicas;
 pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
@@ -81,6 +84,8 @@ pub(crate) struct Core {
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
     /// `inbound = "contacts"` is in force (see `requests`).
     pub(crate) contacts_only: std::sync::atomic::AtomicBool,
+    /// The local account's presence and what contacts last said.
+    pub(crate) presence: presence::PresenceBook,
     /// Per-sender rate of inbound stream frames.
     pub(crate) stream_limiter: streams::StreamLimiter,
     /// Accounts the local account blocked (persisted in the store; kept here for quick checks).

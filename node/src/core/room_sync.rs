@@ -188,6 +188,7 @@ mod tests {
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             blocked: Mutex::default(),
             stream_limiter: Default::default(),
+            presence: Default::default(),
             contacts_only: Default::default(),
             sync_window: 10_000,
             inline: Inline::new(true),

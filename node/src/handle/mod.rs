@@ -25,6 +25,8 @@ use crate::{
     Config, Conversation, Deletion, Error, Event, Metrics, Result,
 };
 
+/// How long a clean stop waits for contacts' nodes to take the offline notice.
+const OFFLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Capacity of the command channel from handles to the event loop.
 const COMMAND_CAPACITY: usize = 256;
 /// Capacity of the channel of deletion receipts from inbound work to the event loop.
@@ -144,6 +146,7 @@ impl Node {
             rooms: Mutex::new(rooms.iter().cloned().collect()),
             blocked: Mutex::new(blocked.into_iter().collect()),
             stream_limiter: Default::default(),
+            presence: Default::default(),
             contacts_only: (inbound == crate::Inbound::Contacts).into(),
             sync_window: config.sync_window,
             inline: Inline::new(!config.sync_writes),
@@ -340,6 +343,7 @@ impl Node {
             Envelope::Receipt(r) => r.target,
             Envelope::Contact(c) => c.id(),
             Envelope::Stream(s) => s.id(),
+            Envelope::Presence(_) => MessageId::from_bytes(rand::random()),
         };
         let command = match to {
             Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),
@@ -449,6 +453,8 @@ impl Node {
     /// store is closed, so the data dir can be reopened or removed. Handles outlive it and then
     /// return [`Error::NodeStopped`].
     pub async fn shutdown(&self) -> Result<()> {
+        // Contacts learn at once that this account went offline (not after the timeout).
+        self.announce_offline(OFFLINE_WAIT).await;
         let (reply, rx) = oneshot::channel();
         self.cmd_tx.send(Command::Shutdown { reply }).await?;
         Ok(rx.await?)

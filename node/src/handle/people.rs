@@ -4,7 +4,7 @@ use tim_protocol::{AccountId, ContactAction, ContactState};
 use tim_storage::{ContactRecord, StoredMessage};
 
 use super::Node;
-use crate::{command::Command, Inbound, Result};
+use crate::{command::Command, ContactPresence, Inbound, MyPresence, Result};
 
 impl Node {
     /// Does `action` for `account` (a contact request with a note, accept, reject or remove):
@@ -39,6 +39,45 @@ impl Node {
     /// Every account with a contact state (`requested`, `incoming` or `contact`), in id order.
     pub async fn contacts(&self) -> Result<Vec<(AccountId, ContactRecord)>> {
         self.blocking(|core| Ok(core.store.contacts()?)).await
+    }
+
+    /// Sets what the local account shows its contacts (availability and text; `status: None` is
+    /// invisible: nothing is sent) and tells them now.
+    pub async fn set_presence(&self, presence: MyPresence) -> Result<()> {
+        let notices = self.blocking(move |core| core.set_presence(presence)).await?;
+        for notice in notices {
+            self.cmd_tx.send(Command::Deliver(notice)).await?;
+        }
+        Ok(())
+    }
+
+    /// What the local account shows its contacts.
+    pub fn presence(&self) -> Result<MyPresence> {
+        Ok(self.core()?.my_presence())
+    }
+
+    /// What `account` (a contact) last said in this run, `offline` once not heard from for
+    /// [`crate::PRESENCE_TIMEOUT`]; `None` if never heard from.
+    pub fn presence_of(&self, account: &AccountId) -> Result<Option<ContactPresence>> {
+        Ok(self.core()?.presence_of(account))
+    }
+
+    /// Tells every contact the local account goes offline, waiting at most `wait` for their
+    /// nodes to take it (the node stops next).
+    pub(super) async fn announce_offline(&self, wait: std::time::Duration) {
+        let notices = self
+            .blocking(|core| core.presence_notices(Some(tim_protocol::Availability::Offline)))
+            .await
+            .unwrap_or_default();
+        let mut replies = Vec::new();
+        for delivery in notices {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if self.cmd_tx.send(Command::Stream { delivery, reply }).await.is_err() {
+                return;
+            }
+            replies.push(rx);
+        }
+        let _ = tokio::time::timeout(wait, futures::future::join_all(replies)).await;
     }
 
     /// Who may put direct messages into this account's history.

@@ -381,6 +381,9 @@ impl EventLoop {
         reachability_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut net_tick = tokio::time::interval_at(Instant::now() + NET_TICK, NET_TICK);
         net_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first notice soon after start (routes need a moment), then one per interval.
+        let mut presence_tick = tokio::time::interval_at(Instant::now() + NET_TICK, crate::PRESENCE_INTERVAL);
+        presence_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         // One timer for the delivery state machine, reset only when its next deadline changes
         // (not re-registered on every turn of the loop).
@@ -424,6 +427,7 @@ impl EventLoop {
                 _ = refresh.tick() => self.publish_route(),
                 _ = sync_tick.tick() => self.sync_all(),
                 _ = reachability_tick.tick() => self.on_reachability_tick(),
+                _ = presence_tick.tick() => self.send_presence(),
                 _ = net_tick.tick() => {
                     self.manage_connections();
                     self.tick_discovery();
@@ -454,6 +458,22 @@ impl EventLoop {
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }
+    }
+
+    /// Tells every contact the local account is still there (on the blocking pool: it reads the
+    /// contacts); the notices come back through the replies channel, one attempt each.
+    fn send_presence(&self) {
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || match core.presence_notices(None) {
+            Ok(notices) => {
+                for notice in notices {
+                    if core.replies_out.try_send(notice).is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "presence notices not sent"),
+        });
     }
 
     /// Writes every delivery outcome before the store goes quiet: waits for the batch being

@@ -72,6 +72,11 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     await bob.click(`#contacts .contact.incoming button:has-text("accept")`);
     await bob.waitForSelector(`#contacts .contact.contact[data-account="${nodes.alice.account}"]`, { timeout: 30_000 });
     await alice.waitForSelector(`#contacts .contact.contact[data-account="${nodes.bob.account}"]`, { timeout: 30_000 });
+    // Alice shows herself away: bob's contact list has her amber dot.
+    await alice.selectOption("#presence", "away");
+    await bob.waitForSelector(`#contacts .contact[data-account="${nodes.alice.account}"] .dot.away`, { timeout: 30_000 });
+    // And bob, a contact now, shows online on alice's page without waiting for an interval.
+    await alice.waitForSelector(`#contacts .contact[data-account="${nodes.bob.account}"] .dot.online`, { timeout: 30_000 });
     // Bob's chat list and chat title name her now.
     await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]:has-text("@ Alice")`);
     await bob.waitForSelector('#convname:has-text("chat with Alice")');

@@ -99,7 +99,11 @@ function renderContacts() {
   for (const c of state.contacts) {
     const row = document.createElement("div"); row.className = "contact " + c.state; row.dataset.account = c.account;
     const who = navButton("chat:" + c.account, "@ " + label(c.account), c.account);
-    row.append(who, " " + c.state);
+    // A contact's presence: a dot, its text as the tooltip (offline when not heard from).
+    const p = c.presence || { status: "offline", text: "" };
+    const dot = document.createElement("span"); dot.className = "dot " + p.status;
+    dot.title = p.status + (p.text ? ": " + p.text : "");
+    row.append(dot, who, " " + c.state);
     if (c.state === "incoming") {
       if (c.note) { const n = document.createElement("span"); n.className = "note"; n.textContent = " “" + c.note + "”"; row.append(n); }
       row.append(action("accept", () => contactAction(c.account, "accept")), action("reject", () => contactAction(c.account, "reject")));
@@ -214,7 +218,7 @@ function connectEvents() {
     const ev = JSON.parse(msg.data);
     if (ev.type === "peer") { refreshStatus().catch(showError); return; }
     if (ev.type === "message" && ev.to && !state.chats.has(ev.to)) { state.chats.add(ev.to); saveChats(); renderNav(); }
-    if (ev.type === "contact" || ev.type === "contact_request" || ev.type === "profile") { refreshContacts().then(loadHistory).catch(showError); return; }
+    if (ev.type === "contact" || ev.type === "contact_request" || ev.type === "profile" || ev.type === "presence") { refreshContacts().then(loadHistory).catch(showError); return; }
     if (ev.type === "message") {
       // Read at once where it is on screen; elsewhere it raises the unread count.
       if (belongs(ev) && ev.from !== state.me) refreshInbox().then(() => markRead(state.current)).catch(showError);
@@ -245,6 +249,9 @@ $("#profile").onsubmit = async (e) => {
     showError(null); $("#profile button").textContent = "Saved";
   } catch (err) { showError(err); }
 };
+$("#presence").onchange = async (e) => {
+  try { await api("PUT", "/v1/presence", { status: e.target.value }); showError(null); } catch (err) { showError(err); }
+};
 $("#profile input").oninput = () => { $("#profile button").textContent = "Save"; };
 $("#newchat").onsubmit = (e) => {
   e.preventDefault(); const a = e.target.account.value.trim();
@@ -269,5 +276,6 @@ $("#compose").onsubmit = async (e) => {
 
 refreshStatus().then(refreshInbox).then(refreshContacts)
   .then(() => api("GET", "/v1/profile")).then((p) => { $("#profile input").value = p.name || ""; })
+  .then(() => api("GET", "/v1/presence")).then((p) => { $("#presence").value = p.status; })
   .then(connectEvents).catch(showError);
 setInterval(() => refreshStatus().catch(() => {}), 5000);

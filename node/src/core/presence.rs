@@ -1,0 +1,163 @@
+//! Presence: the local account's availability, sent signed to each contact (at start, when it
+//! changes, every [`PRESENCE_INTERVAL`], and `offline` when the node stops cleanly), and what
+//! contacts last said. Invisible sends nothing. Nothing of it is stored.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use tim_protocol::{encode, presence::check_presence, AccountId, Availability, ContactState, Envelope, Presence, Via};
+use tracing::warn;
+
+use super::{bump, now_ms, Core, Verdict};
+use crate::{
+    delivery::{Delivery, DeliveryKind},
+    Error, Event, Result,
+};
+
+/// How often a node tells its contacts it is still there.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(60);
+/// A contact not heard from for this long shows `offline` (three intervals: one lost notice
+/// does not make anyone look gone).
+pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What the local account shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyPresence {
+    /// Availability while running; `None` is invisible (nothing is sent).
+    pub status: Option<Availability>,
+    /// The text.
+    pub text: String,
+}
+
+impl Default for MyPresence {
+    fn default() -> Self {
+        MyPresence {
+            status: Some(Availability::Online),
+            text: String::new(),
+        }
+    }
+}
+
+/// What a contact last said, and when it was heard (ms since the epoch, local clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactPresence {
+    /// Its availability (`offline` once not heard from for [`PRESENCE_TIMEOUT`]).
+    pub status: Availability,
+    /// Its text.
+    pub text: String,
+    /// When it was last heard from.
+    pub last_seen: u64,
+}
+
+/// The local account's presence and what contacts said.
+#[derive(Default)]
+pub(crate) struct PresenceBook {
+    mine: Mutex<MyPresence>,
+    /// One entry per contact heard from (only contacts are taken).
+    seen: Mutex<HashMap<AccountId, ContactPresence>>,
+}
+
+impl Core {
+    /// Sets what the local account shows; returns the notices to send now.
+    pub(crate) fn set_presence(&self, mine: MyPresence) -> Result<Vec<Delivery>> {
+        if mine.text.len() > tim_protocol::presence::MAX_PRESENCE_TEXT {
+            return Err(tim_protocol::Error::TooLarge {
+                what: "presence text",
+                len: mine.text.len(),
+                max: tim_protocol::presence::MAX_PRESENCE_TEXT,
+            }
+            .into());
+        }
+        if let Ok(mut m) = self.presence.mine.lock() {
+            *m = mine;
+        }
+        self.presence_notices(None)
+    }
+
+    /// What the local account shows.
+    pub(crate) fn my_presence(&self) -> MyPresence {
+        self.presence.mine.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// One signed notice per contact (not blocked) of the local account's presence, or of
+    /// `status` instead (the `offline` notice at stop); none while invisible.
+    pub(crate) fn presence_notices(&self, status: Option<Availability>) -> Result<Vec<Delivery>> {
+        let mine = self.my_presence();
+        let Some(shown) = mine.status else {
+            return Ok(Vec::new());
+        };
+        let status = status.unwrap_or(shown);
+        let now = now_ms();
+        let mut out = Vec::new();
+        for (account, record) in self.store.contacts()? {
+            if record.state != ContactState::Contact || self.is_blocked(&account) {
+                continue;
+            }
+            let notice = Presence::sign(&self.key, account, status, mine.text.clone(), now)?;
+            let frame = encode(&Envelope::Presence(notice))?;
+            let mid = tim_protocol::MessageId::from_bytes(rand::random());
+            out.push(Delivery::new(account, mid, frame, DeliveryKind::Stream, now));
+        }
+        Ok(out)
+    }
+
+    /// The local account's presence for `account` alone (a new contact hears it at once, not at
+    /// the next interval); none while invisible.
+    pub(crate) fn presence_for(&self, account: AccountId) -> Result<Option<Delivery>> {
+        let mine = self.my_presence();
+        let Some(status) = mine.status else { return Ok(None) };
+        let now = now_ms();
+        let notice = Presence::sign(&self.key, account, status, mine.text, now)?;
+        let frame = encode(&Envelope::Presence(notice))?;
+        let mid = tim_protocol::MessageId::from_bytes(rand::random());
+        Ok(Some(Delivery::new(account, mid, frame, DeliveryKind::Stream, now)))
+    }
+
+    /// A presence notice that arrived `via` a path: taken only from a contact.
+    pub(super) fn presence_in(&self, notice: Presence, via: &Via) -> Result<Verdict> {
+        let notice = notice.verify().inspect_err(|e| {
+            bump(&self.counters.forged_rejected);
+            warn!(error = %e, "refused a forged presence notice");
+        })?;
+        let now = now_ms();
+        check_presence(&notice, &self.account, via, now)?;
+        let is_contact = self
+            .store
+            .contact(&notice.from)?
+            .is_some_and(|r| r.state == ContactState::Contact);
+        if !is_contact {
+            return Err(Error::Protocol(tim_protocol::Error::PermissionDenied(
+                "presence from an account that is not a contact",
+            )));
+        }
+        let notice = notice.into_inner();
+        let seen = ContactPresence {
+            status: notice.status,
+            text: notice.text.clone(),
+            last_seen: now,
+        };
+        if let Ok(mut book) = self.presence.seen.lock() {
+            book.insert(notice.from, seen);
+        }
+        self.emit(Event::Presence {
+            account: notice.from,
+            status: notice.status,
+            text: notice.text,
+            last_seen: now,
+        });
+        Ok(Verdict::Stored)
+    }
+
+    /// What `account` last said, `offline` once not heard from for [`PRESENCE_TIMEOUT`]; `None`
+    /// if never heard from in this run.
+    pub(crate) fn presence_of(&self, account: &AccountId) -> Option<ContactPresence> {
+        let seen = self.presence.seen.lock().ok()?.get(account).cloned()?;
+        let timeout = u64::try_from(PRESENCE_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        if now_ms().saturating_sub(seen.last_seen) > timeout {
+            return Some(ContactPresence {
+                status: Availability::Offline,
+                ..seen
+            });
+        }
+        Some(seen)
+    }
+}

@@ -2,11 +2,13 @@
 //! revoke, burn, burn after reading, permission errors, a room, and bad requests; `hostile`: what
 //! a web page in the user's browser and another local user can and cannot do; `burn`: a
 //! burn-after-reading message stays sealed until the receiver reads it; `people`: the inbox,
-//! contacts and blocks.
+//! contacts and blocks; `docs`: every curl example of docs/api.md, run as written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "api/burn.rs"]
 mod burn;
+#[path = "api/docs.rs"]
+mod docs;
 #[path = "api/hostile.rs"]
 mod hostile;
 #[path = "api/people.rs"]

@@ -35,16 +35,6 @@ async fn state_of(node: &Node, account: AccountId) -> ContactState {
         .map_or(ContactState::None, |(_, r)| r.state)
 }
 
-/// Waits for a delivery failure to `to` with `code`.
-async fn failed_with(events: &mut Events, to: AccountId, code: Code) {
-    expect_event(
-        events,
-        &format!("delivery_failed {}", code.number()),
-        |e| matches!(e, Event::DeliveryFailed { to: t, code: c, .. } if *t == to && *c == code),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_accept_remove_and_reject_change_both_sides() {
     init_tracing();
@@ -244,6 +234,40 @@ async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
     .await;
 }
 
+/// Three nodes: A and B route to each other, C (whose key, `carol`, the test holds) routes to B.
+struct Trio {
+    dirs: Vec<tempfile::TempDir>,
+    carol: tim_node::protocol::AccountKey,
+    a: Node,
+    a_ev: Events,
+    b: Node,
+    b_ev: Events,
+    c: Node,
+    c_ev: Events,
+}
+
+async fn trio(carol_seed: u8) -> Trio {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let carol = with_account(dirs[2].path(), carol_seed);
+    let (a, a_ev) = start(dirs[0].path(), vec![]).await;
+    let (b, b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
+    let (c, c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
+    routed(&a, &b).await;
+    routed(&b, &a).await;
+    routed(&c, &b).await;
+    Trio {
+        dirs,
+        carol,
+        a,
+        a_ev,
+        b,
+        b_ev,
+        c,
+        c_ev,
+    }
+}
+
 /// `node`'s record of `account`'s display name.
 async fn name_of(node: &Node, account: AccountId) -> Option<String> {
     node.contacts()
@@ -256,15 +280,16 @@ async fn name_of(node: &Node, account: AccountId) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn display_names_reach_contacts_and_never_come_from_strangers() {
-    init_tracing();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let carol = with_account(dirs[2].path(), 61);
-    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
-    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
-    let (c, mut c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
-    routed(&a, &b).await;
-    routed(&b, &a).await;
-    routed(&c, &b).await;
+    let Trio {
+        dirs: _dirs,
+        carol,
+        a,
+        mut a_ev,
+        b,
+        mut b_ev,
+        c,
+        mut c_ev,
+    } = trio(61).await;
     let (ida, idb) = (a.account(), b.account());
 
     // A names itself, then asks: B learns the name with the request.
@@ -315,18 +340,6 @@ async fn display_names_reach_contacts_and_never_come_from_strangers() {
         .unwrap();
     failed_with(&mut c_ev, idb, Code::BadParameters).await;
     assert!(b.contacts().await.unwrap().iter().all(|(acct, _)| *acct != c.account()));
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn holds(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            holds(&path, needle)
-        } else {
-            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,15 +428,16 @@ async fn inbound_contacts_keeps_strangers_out_of_history_until_admitted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_reaches_contacts_only_and_a_clean_stop_says_offline() {
-    init_tracing();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let carol = with_account(dirs[2].path(), 71);
-    let (a, mut a_ev) = start(dirs[0].path(), vec![]).await;
-    let (b, mut b_ev) = start(dirs[1].path(), vec![addr(&a).await]).await;
-    let (c, mut c_ev) = start(dirs[2].path(), vec![addr(&a).await]).await;
-    routed(&a, &b).await;
-    routed(&b, &a).await;
-    routed(&c, &b).await;
+    let Trio {
+        dirs: _dirs,
+        carol,
+        a,
+        mut a_ev,
+        b,
+        mut b_ev,
+        c,
+        mut c_ev,
+    } = trio(71).await;
     let (ida, idb) = (a.account(), b.account());
     a.contact(idb, request("")).await.unwrap();
     state_event(&mut b_ev, ida, ContactState::Incoming).await;
@@ -447,10 +461,7 @@ async fn presence_reaches_contacts_only_and_a_clean_stop_says_offline() {
     assert!(b.presence_of(&c.account()).unwrap().is_none());
 
     // C, not B's contact, sends B its presence anyway: refused, nothing kept.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = kad::now_ms();
     let notice =
         tim_node::protocol::Presence::sign(&carol, idb, tim_node::protocol::Availability::Online, "hi".into(), now)
             .unwrap();

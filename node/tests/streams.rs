@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use tim_node::{
-    protocol::{encode, AccountId, Code, Envelope, Recipient, RoomId, Stream},
+    protocol::{encode, Code, Envelope, Recipient, RoomId, Stream},
     Conversation, Event, Events,
 };
 
@@ -21,27 +19,6 @@ async fn streamed(events: &mut Events, data: &[u8]) -> Event {
         |e| matches!(e, Event::Stream { data: d, .. } if d == data),
     )
     .await
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn holds(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            holds(&path, needle)
-        } else {
-            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        }
-    })
-}
-
-async fn failed_with(events: &mut Events, to: AccountId, code: Code) {
-    expect_event(
-        events,
-        &format!("delivery_failed {}", code.number()),
-        |e| matches!(e, Event::DeliveryFailed { to: t, code: c, .. } if *t == to && *c == code),
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,10 +124,7 @@ async fn forged_stale_and_blocked_streams_are_refused() {
         let to = to_b.clone();
         async move { a.relay(to, encode(&Envelope::Stream(stream)).unwrap()).await.unwrap() }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = kad::now_ms();
     // Altered after signing.
     let mut forged = Stream::sign(&alice, to_b.clone(), b"real".to_vec(), now)
         .unwrap()

@@ -1,8 +1,6 @@
 //! The API's inbox: `GET /v1/conversations` (every conversation, newest first, with its newest
 //! entry and unread count) and the calls that mark a whole conversation read.
 
-use std::collections::HashMap;
-
 use axum::{
     extract::{rejection::QueryRejection, Path, Query, State},
     routing::{get, post},
@@ -10,13 +8,13 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tim_protocol::{Code, MessageId};
-use tim_storage::{Entry, MAX_INBOX_PAGE};
+use tim_protocol::Code;
+use tim_storage::MAX_INBOX_PAGE;
 
 use super::{
     error::ApiError,
     json,
-    routes::{parse_account, parse_room, AppState},
+    routes::{confirmed_of, parse_account, parse_room, AppState},
 };
 use crate::Conversation;
 
@@ -56,20 +54,7 @@ async fn inbox(
     };
     let page = st.node.inbox(before, limit).await?;
     let local = st.node.account();
-    let own_deletions: Vec<MessageId> = page
-        .items
-        .iter()
-        .filter_map(|item| match &item.last {
-            Entry::Tombstone(t) if t.by() == local => Some(t.target()),
-            _ => None,
-        })
-        .collect();
-    let counts = if own_deletions.is_empty() {
-        Vec::new()
-    } else {
-        st.node.confirmed_counts(own_deletions.clone()).await?
-    };
-    let confirmed: HashMap<MessageId, usize> = own_deletions.into_iter().zip(counts).collect();
+    let confirmed = confirmed_of(&st.node, page.items.iter().map(|item| &item.last)).await?;
     let conversations: Vec<Value> = page
         .items
         .iter()

@@ -301,16 +301,7 @@ struct SendRequest {
 
 async fn send(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let req: SendRequest = json_body(body)?;
-    let (to, about) = match (&req.to, &req.room) {
-        (Some(to), None) => (Recipient::Account(parse_account(to)?), ("to", to.clone())),
-        (None, Some(room)) => (Recipient::Room(parse_room(room)?), ("room", room.clone())),
-        _ => {
-            return Err(ApiError::new(
-                Code::BadParameters,
-                "give exactly one of `to` and `room`",
-            ))
-        }
-    };
+    let (to, about) = recipient_of(&req.to, &req.room)?;
     let sent = st
         .node
         .send(to, req.body.into_bytes(), req.burn_after_read)
@@ -403,23 +394,9 @@ async fn history(
         .map_err(|e| ApiError::from(e).about(about.0, about.1.clone()))?;
     let local = st.node.account();
     // This account's own deletions carry how many replicas confirmed them.
-    let own_deletions: Vec<MessageId> = page
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Tombstone(t) if t.by() == local => Some(t.target()),
-            _ => None,
-        })
-        .collect();
-    let counts = if own_deletions.is_empty() {
-        Vec::new()
-    } else {
-        st.node
-            .confirmed_counts(own_deletions.clone())
-            .await
-            .map_err(|e| ApiError::from(e).about(about.0, about.1))?
-    };
-    let confirmed: HashMap<MessageId, usize> = own_deletions.into_iter().zip(counts).collect();
+    let confirmed = confirmed_of(&st.node, page.entries.iter())
+        .await
+        .map_err(|e| e.about(about.0, about.1))?;
     Ok(Json(json!({
         "messages": page
             .entries
@@ -428,6 +405,41 @@ async fn history(
             .collect::<Vec<_>>(),
         "next": page.next,
     })))
+}
+
+/// How many replicas confirmed each of the local account's own deletions among `entries`.
+pub(super) async fn confirmed_of(
+    node: &Node,
+    entries: impl Iterator<Item = &Entry>,
+) -> Result<HashMap<MessageId, usize>, ApiError> {
+    let local = node.account();
+    let own: Vec<MessageId> = entries
+        .filter_map(|e| match e {
+            Entry::Tombstone(t) if t.by() == local => Some(t.target()),
+            _ => None,
+        })
+        .collect();
+    if own.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let counts = node.confirmed_counts(own.clone()).await?;
+    Ok(own.into_iter().zip(counts).collect())
+}
+
+/// The recipient of a request naming exactly one of `to` and `room`, with the field to name in
+/// an error.
+pub(super) fn recipient_of(
+    to: &Option<String>,
+    room: &Option<String>,
+) -> Result<(Recipient, (&'static str, String)), ApiError> {
+    match (to, room) {
+        (Some(to), None) => Ok((Recipient::Account(parse_account(to)?), ("to", to.clone()))),
+        (None, Some(room)) => Ok((Recipient::Room(parse_room(room)?), ("room", room.clone()))),
+        _ => Err(ApiError::new(
+            Code::BadParameters,
+            "give exactly one of `to` and `room`",
+        )),
+    }
 }
 
 async fn direct_history(

@@ -8,11 +8,10 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tim_protocol::{Code, Recipient};
 
 use super::{
     error::ApiError,
-    routes::{json_body, parse_account, parse_room, AppState},
+    routes::{json_body, recipient_of, AppState},
 };
 
 /// The routes of this file, to merge under the auth layer.
@@ -30,16 +29,7 @@ struct StreamRequest {
 
 async fn stream(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let req: StreamRequest = json_body(body)?;
-    let (to, about) = match (&req.to, &req.room) {
-        (Some(to), None) => (Recipient::Account(parse_account(to)?), ("to", to.clone())),
-        (None, Some(room)) => (Recipient::Room(parse_room(room)?), ("room", room.clone())),
-        _ => {
-            return Err(ApiError::new(
-                Code::BadParameters,
-                "give exactly one of `to` and `room`",
-            ))
-        }
-    };
+    let (to, about) = recipient_of(&req.to, &req.room)?;
     st.node
         .stream(to, req.data.into_bytes())
         .await

@@ -8,7 +8,7 @@ pub mod kad;
 use std::{future::Future, path::Path, time::Duration};
 
 use tim_node::{
-    protocol::{AccountKey, Action, MessageId, RoomId},
+    protocol::{AccountId, AccountKey, Action, Code, MessageId, RoomId},
     storage::Entry,
     Config, Event, Events, Multiaddr, Node,
 };
@@ -166,4 +166,26 @@ pub async fn expect_each_about(events: &mut Events, what: &str, kind: Kind, mids
             left.remove(&m);
         }
     }
+}
+
+/// Waits for a `delivery_failed` event for `to` with `code`.
+pub async fn failed_with(events: &mut Events, to: AccountId, code: Code) {
+    expect_event(
+        events,
+        &format!("delivery_failed {}", code.number()),
+        |e| matches!(e, Event::DeliveryFailed { to: t, code: c, .. } if *t == to && *c == code),
+    )
+    .await;
+}
+
+/// Whether any file under `dir` holds `needle`.
+pub fn holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            holds(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
 }

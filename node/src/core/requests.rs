@@ -1,5 +1,6 @@
 //! Who may message the local account: under [`Inbound::Contacts`] a direct message from an
-//! account not admitted (not a contact, never asked, never written to) is held as a request,
+//! account not admitted (not a contact, not asked, never written to, or removed) is held as a
+//! request,
 //! apart from every history, until the local account admits the sender (it becomes a contact,
 //! or the local account asks it) or rejects it (the held messages are destroyed like a burned
 //! body).
@@ -41,11 +42,16 @@ impl Core {
 
     /// Whether messages from `from` go to the history under the setting in force.
     pub(super) fn admits(&self, from: &AccountId) -> Result<bool> {
-        if !self.contacts_only.load(Ordering::Relaxed) || *from == self.account || self.store.is_known(from) {
+        if !self.contacts_only.load(Ordering::Relaxed) || *from == self.account {
             return Ok(true);
         }
-        let state = self.store.contact(from)?.map(|r| r.state);
-        Ok(matches!(state, Some(ContactState::Contact | ContactState::Requested)))
+        // A contact, or an account asked, is admitted; one removed or rejected is not, even if
+        // this account once wrote to it; otherwise having written to it admits it.
+        Ok(match self.store.contact(from)?.map(|r| r.state) {
+            Some(ContactState::Contact | ContactState::Requested) => true,
+            Some(ContactState::None) => false,
+            Some(ContactState::Incoming) | None => self.store.is_known(from),
+        })
     }
 
     /// Holds a verified direct message of an account not admitted as a request.

@@ -197,4 +197,48 @@ async fn inbox_contacts_and_blocks_through_the_api() {
         4109,
         "not_found",
     );
+
+    // B takes messages from contacts only: A's next one is held as a request, listed apart, then
+    // admitted from the CLI.
+    let (ok, out, err) = client(dir_b.path(), &["inbound", "contacts"]);
+    assert!(ok && out.contains("inbound: contacts"), "{out}{err}");
+    assert_error(
+        api_b
+            .call(
+                reqwest::Method::PUT,
+                "/v1/settings",
+                Some(json!({"inbound": "friends"})),
+            )
+            .await,
+        400,
+        4104,
+        "bad_parameters",
+    );
+    let (s, sent) = api_a.post("/v1/messages", json!({"to": idb, "body": "may I?"})).await;
+    assert_eq!(s, 200);
+    let mid = sent["mid"].as_str().unwrap().to_string();
+    expect(&mut ws_b, "the held request", |v| {
+        v["type"] == "message_request" && v["mid"] == mid.as_str()
+    })
+    .await;
+    let (_, held) = api_b.get("/v1/requests").await;
+    assert_eq!(held["requests"][0]["account"], ida.as_str(), "{held}");
+    assert_eq!(held["requests"][0]["messages"][0]["body"], "may I?");
+    let (ok, out, _) = client(dir_b.path(), &["requests"]);
+    assert!(ok && out.contains("may I?"), "{out}");
+    let (ok, out, err) = client(dir_b.path(), &["requests", "accept", &ida]);
+    assert!(ok, "{out}{err}");
+    let (_, history) = api_b.get(&format!("/v1/conversations/{ida}/messages")).await;
+    assert_eq!(history["messages"][0]["mid"], mid.as_str(), "{history}");
+    // Presence from the CLI.
+    let (ok, out, err) = client(dir_a.path(), &["presence", "away", "--text", "lunch"]);
+    assert!(ok && out.contains("away: lunch"), "{out}{err}");
+    assert_error(
+        api_a
+            .call(reqwest::Method::PUT, "/v1/presence", Some(json!({"status": "gone"})))
+            .await,
+        400,
+        4104,
+        "bad_parameters",
+    );
 }

@@ -114,6 +114,26 @@ function renderContacts() {
   const known = state.contacts.find((c) => c.account === id);
   $("#addcontact").hidden = kind !== "chat" || (known && known.state !== "incoming");
 }
+// Messages held from accounts not admitted (inbound = "contacts"): shown apart, with accept
+// (they join the history) and reject (destroyed).
+async function refreshRequests() {
+  const { requests } = await api("GET", "/v1/requests");
+  const list = $("#requests"); list.replaceChildren();
+  $("#requests-box").hidden = requests.length === 0;
+  for (const r of requests) {
+    const row = document.createElement("div"); row.className = "contact request"; row.dataset.account = r.account;
+    row.append(short(r.account) + ` (${r.messages.length}) `);
+    row.append(action("accept", () => requestAction(r.account, "accept")), action("reject", () => requestAction(r.account, "reject")));
+    for (const m of r.messages) {
+      const body = document.createElement("div"); body.className = "note";
+      body.textContent = m.sealed ? "(burns after reading)" : m.body; row.append(body);
+    }
+    list.append(row);
+  }
+}
+async function requestAction(account, what) {
+  try { await api("POST", `/v1/requests/${account}/${what}`); showError(null); await refreshRequests(); await refreshInbox(); await refreshContacts(); } catch (e) { showError(e); }
+}
 async function contactAction(account, what) {
   try { await api("POST", `/v1/contacts/${account}/${what}`); showError(null); await refreshContacts(); } catch (e) { showError(e); }
 }
@@ -218,6 +238,7 @@ function connectEvents() {
     const ev = JSON.parse(msg.data);
     if (ev.type === "peer") { refreshStatus().catch(showError); return; }
     if (ev.type === "message" && ev.to && !state.chats.has(ev.to)) { state.chats.add(ev.to); saveChats(); renderNav(); }
+    if (ev.type === "message_request") { refreshRequests().catch(showError); return; }
     if (ev.type === "contact" || ev.type === "contact_request" || ev.type === "profile" || ev.type === "presence") { refreshContacts().then(loadHistory).catch(showError); return; }
     if (ev.type === "message") {
       // Read at once where it is on screen; elsewhere it raises the unread count.
@@ -274,7 +295,7 @@ $("#compose").onsubmit = async (e) => {
   try { await api("POST", "/v1/messages", req); e.target.body.value = ""; showError(null); loadHistory(); } catch (err) { showError(err); }
 };
 
-refreshStatus().then(refreshInbox).then(refreshContacts)
+refreshStatus().then(refreshInbox).then(refreshContacts).then(refreshRequests)
   .then(() => api("GET", "/v1/profile")).then((p) => { $("#profile input").value = p.name || ""; })
   .then(() => api("GET", "/v1/presence")).then((p) => { $("#presence").value = p.status; })
   .then(connectEvents).catch(showError);

@@ -135,6 +135,30 @@ pub(crate) enum ClientCmd {
         conn: Conn,
         name: Option<String>,
     },
+    /// Show or set what your contacts see: online, away, busy or invisible, with a text.
+    Presence {
+        #[command(flatten)]
+        conn: Conn,
+        status: Option<String>,
+        /// A short text (at most 140 bytes).
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// Show or set who may message you: `anyone`, or `contacts` (others' messages are held as
+    /// requests).
+    Inbound {
+        #[command(flatten)]
+        conn: Conn,
+        setting: Option<String>,
+    },
+    /// List the messages held as requests, or accept or reject an account's.
+    Requests {
+        #[command(flatten)]
+        conn: Conn,
+        /// `accept` or `reject`, with an account.
+        action: Option<String>,
+        account: Option<String>,
+    },
     /// Block an account: nothing of it is stored here, nothing of yours goes to it.
     Block {
         #[command(flatten)]
@@ -384,6 +408,9 @@ impl ClientCmd {
             | ClientCmd::Conversations { conn, .. }
             | ClientCmd::Contacts { conn, .. }
             | ClientCmd::Profile { conn, .. }
+            | ClientCmd::Presence { conn, .. }
+            | ClientCmd::Inbound { conn, .. }
+            | ClientCmd::Requests { conn, .. }
             | ClientCmd::Block { conn, .. }
             | ClientCmd::Unblock { conn, .. }
             | ClientCmd::Blocks { conn }
@@ -507,6 +534,18 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
                 None => client.call(Method::GET, "/v1/profile", None).await?,
             };
             print(&v, format!("name: {}", v["name"].as_str().unwrap_or("(none)")));
+        }
+        ClientCmd::Presence { status, text, .. } => {
+            let (v, human) = people::presence(&client, status, text).await?;
+            print(&v, human);
+        }
+        ClientCmd::Inbound { setting, .. } => {
+            let (v, human) = people::inbound(&client, setting).await?;
+            print(&v, human);
+        }
+        ClientCmd::Requests { action, account, .. } => {
+            let (v, human) = people::requests(&client, action, account).await?;
+            print(&v, human);
         }
         ClientCmd::Block { account, .. } => {
             let (v, human) = people::blocks(&client, Some((&account, true))).await?;

@@ -1,5 +1,7 @@
-//! Client commands about conversations and other accounts: the inbox, contacts and blocks.
+//! Client commands about conversations and other accounts: the inbox, contacts, presence, who
+//! may message you (and the requests held), and blocks.
 
+use anyhow::bail;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -124,5 +126,73 @@ pub(crate) async fn blocks(client: &Client, change: Option<(&str, bool)>) -> any
             };
             Ok((v, human))
         }
+    }
+}
+
+/// `presence [STATUS] [--text T]`.
+pub(crate) async fn presence(client: &Client, status: Option<String>, text: String) -> anyhow::Result<(Value, String)> {
+    let v = match status {
+        Some(status) => {
+            client
+                .call(
+                    Method::PUT,
+                    "/v1/presence",
+                    Some(json!({ "status": status, "text": text })),
+                )
+                .await?
+        }
+        None => client.call(Method::GET, "/v1/presence", None).await?,
+    };
+    let text = v["text"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default();
+    Ok((v.clone(), format!("{}{text}", v["status"].as_str().unwrap_or("?"))))
+}
+
+/// `inbound [anyone|contacts]`.
+pub(crate) async fn inbound(client: &Client, setting: Option<String>) -> anyhow::Result<(Value, String)> {
+    let v = match setting {
+        Some(s) => {
+            client
+                .call(Method::PUT, "/v1/settings", Some(json!({ "inbound": s })))
+                .await?
+        }
+        None => client.call(Method::GET, "/v1/settings", None).await?,
+    };
+    Ok((v.clone(), format!("inbound: {}", v["inbound"].as_str().unwrap_or("?"))))
+}
+
+/// `requests [accept|reject ACCOUNT]`.
+pub(crate) async fn requests(
+    client: &Client,
+    action: Option<String>,
+    account: Option<String>,
+) -> anyhow::Result<(Value, String)> {
+    match (action.as_deref(), account) {
+        (None, _) => {
+            let v = client.call(Method::GET, "/v1/requests", None).await?;
+            let mut lines = Vec::new();
+            for r in v["requests"].as_array().into_iter().flatten() {
+                lines.push(format!("from {}:", r["account"].as_str().unwrap_or("")));
+                for m in r["messages"].as_array().into_iter().flatten() {
+                    lines.push(format!("  {}", line(m)));
+                }
+            }
+            let human = if lines.is_empty() {
+                "(no requests)".into()
+            } else {
+                lines.join("\n")
+            };
+            Ok((v, human))
+        }
+        (Some(what @ ("accept" | "reject")), Some(account)) => {
+            let v = client
+                .call(Method::POST, &format!("/v1/requests/{account}/{what}"), None)
+                .await?;
+            Ok((v, format!("{what} {account}: ok")))
+        }
+        _ => bail!("give `requests`, `requests accept ACCOUNT` or `requests reject ACCOUNT`"),
     }
 }

@@ -182,7 +182,12 @@ async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
     let a_addr = addr(&a).await;
     let (b, b_ev) = start(dirs[1].path(), vec![a_addr.clone()]).await;
     routed(&a, &b).await;
+    routed(&b, &a).await;
     let (ida, idb) = (a.account(), b.account());
+    // Before the block, B's message reaches A.
+    let mut a_ev = a_ev;
+    let before = b.send(Recipient::Account(ida), b"before".to_vec(), None).await.unwrap();
+    expect_about(&mut a_ev, "B's message before the block", Kind::Message, before.mid).await;
 
     // While B is away, A queues a message to B; then A blocks B: the queue is dropped.
     stop(b, b_ev).await;
@@ -212,6 +217,14 @@ async fn a_blocked_account_gets_nothing_stored_and_its_node_hears_4110() {
     );
     b.contact(ida, request("please")).await.unwrap();
     failed_with(&mut b_ev, ida, Code::Blocked).await;
+    // A revoke of the message A holds is a control message of the blocked account: refused too,
+    // and A's copy is untouched.
+    b.revoke(before.mid).await.unwrap();
+    failed_with(&mut b_ev, ida, Code::Blocked).await;
+    assert!(matches!(
+        entry(&a, before.mid).await,
+        Some(tim_node::storage::Entry::Message(_))
+    ));
     // A's own request stands; B's crossing request, refused, did not make them contacts.
     assert_eq!(state_of(&a, idb).await, ContactState::Requested);
 

@@ -1,12 +1,14 @@
 //! The event loop's side of direct delivery: it carries out what the delivery state machine
 //! asks (open pipes, queue requests, close pipes, look up routes, write outcomes, report
-//! failures) and feeds it what the pipes report.
+//! failures) and feeds it what the pipes report; and the periodic presence notices it sends.
 
 use super::{
     event_loop::{EventLoop, TaskReport},
     pipe::{Pipe, PipeEvent},
 };
 use tim_protocol::Code;
+
+use tracing::debug;
 
 use crate::{core::bump, delivery::Output, Error, Event};
 
@@ -75,6 +77,22 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Tells every contact the local account is still there (on the blocking pool: it reads the
+    /// contacts); the notices come back through the replies channel, one attempt each.
+    pub(super) fn send_presence(&self) {
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || match core.presence_notices(None) {
+            Ok(notices) => {
+                for notice in notices {
+                    if core.replies_out.try_send(notice).is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "presence notices not sent"),
+        });
     }
 
     pub(super) fn on_pipe(&mut self, event: PipeEvent) {

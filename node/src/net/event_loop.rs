@@ -460,22 +460,6 @@ impl EventLoop {
         }
     }
 
-    /// Tells every contact the local account is still there (on the blocking pool: it reads the
-    /// contacts); the notices come back through the replies channel, one attempt each.
-    fn send_presence(&self) {
-        let core = self.core.clone();
-        tokio::task::spawn_blocking(move || match core.presence_notices(None) {
-            Ok(notices) => {
-                for notice in notices {
-                    if core.replies_out.try_send(notice).is_err() {
-                        break;
-                    }
-                }
-            }
-            Err(e) => debug!(error = %e, "presence notices not sent"),
-        });
-    }
-
     /// Writes every delivery outcome before the store goes quiet: waits for the batch being
     /// written, writes here whatever that releases, then the rest. Other outputs are dropped: the
     /// node is stopping, and the outbox keeps what was not acknowledged.

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{line, Client};
+use super::{format::line, Client};
 
 /// What `contacts` does; without one, it lists them.
 #[derive(Subcommand)]

@@ -205,3 +205,14 @@ fn an_evicted_stranger_message_leaves_the_unread_count() {
     let s1_item = all(&store).into_iter().find(|i| i.conversation == with_s1).unwrap();
     assert_eq!(body_of(&s1_item.last).as_deref(), Some(&b"second"[..]));
 }
+
+#[test]
+fn a_conversation_whose_only_message_is_dated_zero_is_still_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let (me, alice) = (key(1), key(2));
+    received(&store, &direct(&alice, &me, b"from the epoch", 0));
+    let items = all(&store);
+    assert_eq!(items.len(), 1);
+    assert_eq!((items[0].unread, items[0].updated_at), (1, 0));
+}

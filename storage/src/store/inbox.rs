@@ -94,7 +94,7 @@ pub(super) fn is_unread(record: &StoredMessage) -> bool {
 /// change of the unread count. Written with [`Store::write_inbox`] into the same batch.
 #[derive(Debug, Default)]
 pub(super) struct InboxChanges {
-    by_prefix: HashMap<Vec<u8>, (u64, i64)>,
+    by_prefix: HashMap<Vec<u8>, (Option<u64>, i64)>,
 }
 
 impl InboxChanges {
@@ -102,13 +102,13 @@ impl InboxChanges {
     /// `delta`.
     pub(super) fn touch(&mut self, conversation: &Conversation, sent_at: u64, delta: i64) {
         let e = self.by_prefix.entry(conversation.prefix()).or_default();
-        e.0 = e.0.max(sent_at);
+        e.0 = Some(e.0.map_or(sent_at, |t| t.max(sent_at)));
         e.1 += delta;
     }
 
     /// The unread count of `conversation` changes by `delta`; its activity time does not.
     pub(super) fn count(&mut self, conversation: &Conversation, delta: i64) {
-        self.touch(conversation, 0, delta);
+        self.by_prefix.entry(conversation.prefix()).or_default().1 += delta;
     }
 }
 
@@ -123,13 +123,13 @@ impl Store {
                 Some(v) => Some(Record::decode(&key, &v)?),
                 None => None,
             };
-            let before = old.unwrap_or_default();
-            let unread = (i64::from(before.unread) + delta).clamp(0, i64::from(u32::MAX)) as u32;
-            let updated_at = before.updated_at.max(sent_at);
-            if old.is_none() && sent_at == 0 {
+            if old.is_none() && sent_at.is_none() {
                 // Only a count changed, of a conversation the inbox does not list: nothing to do.
                 continue;
             }
+            let before = old.unwrap_or_default();
+            let unread = (i64::from(before.unread) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+            let updated_at = sent_at.map_or(before.updated_at, |t| before.updated_at.max(t));
             if old.is_some() && updated_at != before.updated_at {
                 batch.delete_cf(cf, recent_key(before.updated_at, &prefix));
             }

@@ -86,16 +86,12 @@ impl Core {
             return Ok(Vec::new());
         };
         let status = status.unwrap_or(shown);
-        let now = now_ms();
         let mut out = Vec::new();
         for (account, record) in self.store.contacts()? {
             if record.state != ContactState::Contact || self.is_blocked(&account) {
                 continue;
             }
-            let notice = Presence::sign(&self.key, account, status, mine.text.clone(), now)?;
-            let frame = encode(&Envelope::Presence(notice))?;
-            let mid = tim_protocol::MessageId::from_bytes(rand::random());
-            out.push(Delivery::new(account, mid, frame, DeliveryKind::Stream, now));
+            out.push(self.notice(account, status, mine.text.clone())?);
         }
         Ok(out)
     }
@@ -105,11 +101,17 @@ impl Core {
     pub(crate) fn presence_for(&self, account: AccountId) -> Result<Option<Delivery>> {
         let mine = self.my_presence();
         let Some(status) = mine.status else { return Ok(None) };
+        Ok(Some(self.notice(account, status, mine.text)?))
+    }
+
+    /// The signed notice of `status` and `text` for `account`, as a one-attempt delivery.
+    fn notice(&self, account: AccountId, status: Availability, text: String) -> Result<Delivery> {
         let now = now_ms();
-        let notice = Presence::sign(&self.key, account, status, mine.text, now)?;
+        let notice = Presence::sign(&self.key, account, status, text, now)?;
         let frame = encode(&Envelope::Presence(notice))?;
+        // Nothing answers a presence by id: any unique id does.
         let mid = tim_protocol::MessageId::from_bytes(rand::random());
-        Ok(Some(Delivery::new(account, mid, frame, DeliveryKind::Stream, now)))
+        Ok(Delivery::new(account, mid, frame, DeliveryKind::Stream, now))
     }
 
     /// A presence notice that arrived `via` a path: taken only from a contact.

@@ -27,6 +27,11 @@ pub(crate) enum DeliveryKind {
 
 impl DeliveryKind {
     /// The outbox kind, for what is in the outbox.
+    /// Whether a failed attempt is tried again later (everything but live data).
+    pub(super) fn retries(self) -> bool {
+        self != DeliveryKind::Stream
+    }
+
     pub(super) fn outbox_kind(self) -> Option<OutKind> {
         match self {
             DeliveryKind::Message => Some(OutKind::Message),

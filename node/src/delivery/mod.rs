@@ -284,7 +284,7 @@ impl Deliveries {
             }
             Ack::Refused { code } => {
                 let code = Code::from_number(code).unwrap_or(Code::Malformed);
-                if matches!(code, Code::Overloaded | Code::StorageFailure) && delivery.kind != DeliveryKind::Stream {
+                if matches!(code, Code::Overloaded | Code::StorageFailure) && delivery.kind.retries() {
                     self.retry_later(delivery, now);
                 } else {
                     self.give_up(delivery, code);
@@ -465,7 +465,7 @@ impl Deliveries {
     }
 
     fn retry_later(&mut self, mut delivery: Delivery, now: Now) {
-        if delivery.kind == DeliveryKind::Stream {
+        if !delivery.kind.retries() {
             // Live data is for now or never.
             self.give_up(delivery, Code::Unreachable);
             return;

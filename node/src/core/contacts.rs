@@ -27,10 +27,7 @@ impl Core {
         if self.is_blocked(&account) {
             return Err(Error::Blocked(account));
         }
-        let key = &self.key;
-        let (state, op) = self
-            .store
-            .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
+        let (state, op) = self.sign_contact(account, &action)?;
         let mut deliveries = vec![contact_delivery(&op)?];
         if !matches!(op.action, ContactAction::Profile { .. }) {
             self.settle_requests(&account, state)?;
@@ -45,17 +42,22 @@ impl Core {
         Ok((state, deliveries))
     }
 
+    /// Runs the local `action` for `account` through the store's state machine, signing what it
+    /// says to send; returns the new state and the signed operation (already in the outbox).
+    fn sign_contact(&self, account: AccountId, action: &ContactAction) -> Result<(ContactState, ContactOp)> {
+        let key = &self.key;
+        let (state, op) = self
+            .store
+            .contact_local(&account, action, |send, at| ContactOp::sign(key, account, send, at))?;
+        Ok((state, op.into_inner()))
+    }
+
     /// The local account's display name queued for `account`, if it set one.
     fn profile_for(&self, account: AccountId) -> Result<Option<Delivery>> {
         let Some(name) = self.store.profile()? else {
             return Ok(None);
         };
-        let key = &self.key;
-        let (_, op) = self
-            .store
-            .contact_local(&account, &ContactAction::Profile { name }, |send, at| {
-                ContactOp::sign(key, account, send, at)
-            })?;
+        let (_, op) = self.sign_contact(account, &ContactAction::Profile { name })?;
         Ok(Some(contact_delivery(&op)?))
     }
 
@@ -71,16 +73,12 @@ impl Core {
             .into());
         }
         self.store.set_profile(&name)?;
-        let key = &self.key;
         let mut deliveries = Vec::new();
         for (account, _) in self.store.contacts()? {
             if self.is_blocked(&account) {
                 continue;
             }
-            let action = ContactAction::Profile { name: name.clone() };
-            let (_, op) = self
-                .store
-                .contact_local(&account, &action, |send, at| ContactOp::sign(key, account, send, at))?;
+            let (_, op) = self.sign_contact(account, &ContactAction::Profile { name: name.clone() })?;
             deliveries.push(contact_delivery(&op)?);
         }
         Ok(deliveries)

@@ -1,6 +1,6 @@
 //! Serves the inbound streams of one protocol (direct pipes, room sync), each in its own task,
 //! within the slots `budget::Admission` hands out: a stream refused a slot is dropped (its peer
-//! sees it fail), and one that a known peer's stream displaces is aborted. A served task that ends
+//! sees it fail), and one that another stream displaces is aborted. A served task that ends
 //! in any way, a panic included, frees its slot.
 
 use std::{
@@ -14,20 +14,20 @@ use libp2p::PeerId;
 use tokio::task::{AbortHandle, Id, JoinHandle, JoinSet};
 use tracing::{debug, warn};
 
-use super::budget::{Admission, Decision, KnownPeers, Limits};
+use super::budget::{Admission, Decision, Limits, PeerBook, Source, Standing};
 
-/// The peers this node chose to talk to, shared by the event loop (which adds them) and the
-/// accept tasks (which favour them when full).
-pub(crate) type Known = Arc<Mutex<KnownPeers>>;
+/// What the accept tasks know of peers, shared with the event loop, which keeps it (the peers it
+/// chose to talk to, the sources of connected ones).
+pub(crate) type SharedPeerBook = Arc<Mutex<PeerBook>>;
 
 /// Serves every stream of `incoming` with `serve` (called when the stream is taken, its future
-/// run in a task of its own), within `limits`, favouring the peers in `known` when full. Ends (and
+/// run in a task of its own), within `limits`, shared as `budget` decides by what `peers` says. Ends (and
 /// aborts what it serves) when aborted.
 pub(crate) fn serve_each<I, T, F, Fut>(
     mut incoming: I,
     what: &'static str,
     limits: Limits,
-    known: Known,
+    peers: SharedPeerBook,
     serve: F,
 ) -> JoinHandle<()>
 where
@@ -61,8 +61,11 @@ where
                 }
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
-                    let is_known = known.lock().map(|k| k.contains(&peer)).unwrap_or(false);
-                    match admission.admit(peer, is_known) {
+                    let standing = match peers.lock() {
+                        Ok(book) => book.standing(&peer),
+                        Err(_) => Standing::Stranger(Source::Unknown),
+                    };
+                    match admission.admit(peer, standing) {
                         Decision::Refuse(why) => {
                             debug!(%peer, what, ?why, open = admission.len(), "refused an inbound stream over the limit");
                         }
@@ -72,7 +75,7 @@ where
                                     slot_of.remove(&task.id());
                                     task.abort();
                                 }
-                                debug!(%peer, what, "a known peer's stream displaced a stranger's");
+                                debug!(%peer, what, ?standing, "a stream displaced a stranger's");
                             }
                             let task = serving.spawn(serve(peer, stream));
                             slot_of.insert(task.id(), slot);
@@ -92,12 +95,14 @@ mod tests {
     use futures::channel::mpsc;
     use tokio::sync::mpsc as tmpsc;
 
+    use libp2p::Multiaddr;
+
     use super::*;
 
     /// A stream the test hands in: its number, and where its task reports that it runs.
     type Item = (PeerId, (u32, tmpsc::UnboundedSender<u32>));
 
-    fn server(limits: Limits, known: Known) -> (mpsc::UnboundedSender<Item>, JoinHandle<()>) {
+    fn server(limits: Limits, known: SharedPeerBook) -> (mpsc::UnboundedSender<Item>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded::<Item>();
         let task = serve_each(
             rx,
@@ -116,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_serve_task_frees_its_peers_slot() {
-        let (tx, task) = server(Limits { total: 8, per_peer: 1 }, Known::default());
+        let (tx, task) = server(Limits { total: 8, per_peer: 1 }, SharedPeerBook::default());
         let peer = PeerId::random();
         let (running_tx, mut running) = tmpsc::unbounded_channel();
         tx.unbounded_send((peer, (0, running_tx.clone()))).unwrap();
@@ -139,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_known_peer_displaces_a_stranger_and_the_strangers_task_ends() {
-        let known = Known::default();
+        let known = SharedPeerBook::default();
         let friend = PeerId::random();
         known.lock().unwrap().insert(friend);
         let (tx, task) = server(Limits { total: 1, per_peer: 4 }, known);
@@ -153,6 +158,39 @@ mod tests {
         assert_eq!(running.recv().await, Some(3));
         // The displaced stranger's task was aborted: its sender is gone.
         assert_eq!(stranger_running.recv().await, None);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_stranger_from_another_address_displaces_a_flood_from_one() {
+        let book = SharedPeerBook::default();
+        let at = |host: u8| -> Multiaddr { format!("/ip4/192.0.2.{host}/tcp/4001").parse().unwrap() };
+        let flood: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let (fifth, newcomer) = (PeerId::random(), PeerId::random());
+        {
+            let mut book = book.lock().unwrap();
+            for peer in flood.iter().chain([&fifth]) {
+                book.connected(*peer, &at(1));
+            }
+            book.connected(newcomer, &at(2));
+        }
+        let (tx, task) = server(Limits { total: 4, per_peer: 4 }, book);
+        let (flood_tx, mut flood_running) = tmpsc::unbounded_channel();
+        for (n, peer) in (1..).zip(&flood) {
+            tx.unbounded_send((*peer, (n, flood_tx.clone()))).unwrap();
+        }
+        drop(flood_tx);
+        for _ in &flood {
+            assert!(flood_running.recv().await.is_some());
+        }
+        // Full, all from one address: a fifth identity there is refused, a stranger from another
+        // address is served in the place of the flood's oldest stream.
+        let (late_tx, mut late_running) = tmpsc::unbounded_channel();
+        tx.unbounded_send((fifth, (9, late_tx))).unwrap();
+        assert_eq!(late_running.recv().await, None, "the flood's fifth identity was served");
+        let (newcomer_tx, mut newcomer_running) = tmpsc::unbounded_channel();
+        tx.unbounded_send((newcomer, (10, newcomer_tx))).unwrap();
+        assert_eq!(newcomer_running.recv().await, Some(10));
         task.abort();
     }
 }

@@ -20,7 +20,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    accept::Known,
+    accept::SharedPeerBook,
     budget::Limits,
     connections::{self, Connections},
     deadline::Timeouts,
@@ -121,9 +121,9 @@ pub(crate) struct EventLoop {
     /// Serves inbound room sync exchanges; aborted at shutdown.
     sync_server: tokio::task::JoinHandle<()>,
     pub(super) request_timeout: Duration,
-    /// The peers this node chose to talk to: favoured by the inbound stream budgets when they
-    /// are full, and exempt from the connection limits.
-    pub(super) known: Known,
+    /// The peers this node chose to talk to (favoured by the inbound stream budgets when they
+    /// are full, and exempt from the connection limits) and where connected peers connect from.
+    pub(super) peers: SharedPeerBook,
     /// Which connections to keep (`connections`), and room discovery's decisions (`discovery`)
     /// with its queries in flight.
     pub(super) connections: Connections,
@@ -238,7 +238,7 @@ impl EventLoop {
         let incoming = streams
             .accept(DIRECT_PROTOCOL)
             .map_err(|e| Error::Network(e.to_string()))?;
-        let known = Known::default();
+        let peers = SharedPeerBook::default();
         let pipe_limits = Limits {
             total: config.max_inbound_pipes.max(1),
             per_peer: MAX_PIPES_PER_PEER,
@@ -247,7 +247,7 @@ impl EventLoop {
             incoming,
             core.clone(),
             inflight.clone(),
-            known.clone(),
+            peers.clone(),
             pipe_limits,
             Timeouts::pipe(config.idle_connection_timeout),
         );
@@ -258,7 +258,7 @@ impl EventLoop {
             sync_incoming,
             core.clone(),
             inflight.clone(),
-            known.clone(),
+            peers.clone(),
             config.request_timeout,
         );
         let deliveries = Deliveries::new(Settings {
@@ -290,7 +290,7 @@ impl EventLoop {
             pipe_server,
             sync_server,
             request_timeout: config.request_timeout,
-            known,
+            peers,
             connections: Connections::new(connections::Settings {
                 high: config.max_connections,
                 low: config.target_connections,
@@ -346,7 +346,7 @@ impl EventLoop {
     /// Remembers `peer` as one this node chose to talk to (see `budget`), and exempts it from the
     /// connection limits; the peer forgotten to make room loses both.
     pub(super) fn mark_known(&mut self, peer: PeerId) {
-        let forgotten = match self.known.lock() {
+        let forgotten = match self.peers.lock() {
             Ok(mut known) => {
                 if known.contains(&peer) {
                     return;

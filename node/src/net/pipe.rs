@@ -20,7 +20,7 @@ use tokio::{
 use tracing::debug;
 
 use super::{
-    accept::{self, Known},
+    accept::{self, SharedPeerBook},
     budget::Limits,
     deadline::{StreamClock, Timeouts, FRAME_TIMEOUT},
     frame::{self, FrameCodec, MAX_ANSWER_FRAME, MAX_REQUEST_FRAME},
@@ -170,17 +170,17 @@ impl Drop for Pipe {
     }
 }
 
-/// Accepts inbound pipes and serves each in its own task, within `limits` (favouring `known`
-/// peers when full) and each within `timeouts`. Ends (and aborts every pipe it serves) when aborted.
+/// Accepts inbound pipes and serves each in its own task, within `limits` (shared by standing
+/// when full, see `budget`) and each within `timeouts`. Ends (and aborts every pipe it serves) when aborted.
 pub(crate) fn serve_inbound(
     incoming: IncomingStreams,
     core: Arc<Core>,
     inflight: Arc<Semaphore>,
-    known: Known,
+    peers: SharedPeerBook,
     limits: Limits,
     timeouts: Timeouts,
 ) -> JoinHandle<()> {
-    accept::serve_each(incoming, "pipe", limits, known, move |peer, stream| {
+    accept::serve_each(incoming, "pipe", limits, peers, move |peer, stream| {
         let (core, inflight) = (core.clone(), inflight.clone());
         async move {
             if let Err(e) = serve(stream, &core, &inflight, timeouts).await {

@@ -9,6 +9,7 @@ use super::{
     connections::{Reason, Value},
     event_loop::EventLoop,
     rooms::{room_of, topic},
+    scoring::GRAYLIST_THRESHOLD,
 };
 
 impl EventLoop {
@@ -40,15 +41,15 @@ impl EventLoop {
             .filter_map(room_of)
             .map(|r| topic(&r).hash())
             .collect();
-        let members: std::collections::HashSet<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let members: std::collections::HashSet<PeerId> = gossipsub
             .all_peers()
             .filter(|(_, topics)| topics.iter().any(|t| hashes.contains(t)))
             .map(|(p, _)| *p)
+            // A member gossipsub ignores for its invalid messages is no mesh candidate.
+            .filter(|p| gossipsub.peer_score(p).is_none_or(|score| score >= GRAYLIST_THRESHOLD))
             .collect();
-        let known = self.known.lock().ok();
+        let known = self.peers.lock().ok();
         let value = |peer: &PeerId| {
             let chosen = known.as_ref().is_some_and(|k| k.contains(peer));
             if chosen || members.contains(peer) {

@@ -58,6 +58,9 @@ impl EventLoop {
                 ..
             } => {
                 self.links.established(connection_id, peer_id, endpoint);
+                if let Ok(mut book) = self.peers.lock() {
+                    book.connected(peer_id, endpoint.get_remote_address());
+                }
                 self.route_dials.forget(&peer_id);
                 self.connections.connected(peer_id, Instant::now().into_std());
                 if self.connections.over() {
@@ -82,6 +85,9 @@ impl EventLoop {
                 self.links.closed(connection_id, peer_id, num_established);
                 self.connections.disconnected(&peer_id, num_established);
                 if num_established == 0 {
+                    if let Ok(mut book) = self.peers.lock() {
+                        book.disconnected(&peer_id);
+                    }
                     self.reachability.disconnected(&peer_id, Instant::now().into_std());
                     self.core.emit(Event::PeerDisconnected { peer: peer_id });
                 }

@@ -16,7 +16,7 @@ use tokio::{
 use tracing::debug;
 
 use super::{
-    accept::{self, Known},
+    accept::{self, SharedPeerBook},
     budget::Limits,
     deadline::FIRST_FRAME_TIMEOUT,
 };
@@ -77,21 +77,21 @@ pub(crate) async fn fetch(
         .map_err(|_| format!("no page within {timeout:?}"))?
 }
 
-/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once (favouring
-/// `known` peers when full) and [`MAX_SERVING_PER_PEER`] for one peer, each within `timeout` and
+/// Serves inbound sync streams, each in its own task, at most [`MAX_SERVING`] at once (shared by
+/// standing when full, see `budget`) and [`MAX_SERVING_PER_PEER`] for one peer, each within `timeout` and
 /// its request within [`FIRST_FRAME_TIMEOUT`]. Ends (and aborts what it serves) when aborted.
 pub(crate) fn serve_inbound(
     incoming: IncomingStreams,
     core: Arc<Core>,
     inflight: Arc<Semaphore>,
-    known: Known,
+    peers: SharedPeerBook,
     timeout: Duration,
 ) -> JoinHandle<()> {
     let limits = Limits {
         total: MAX_SERVING,
         per_peer: MAX_SERVING_PER_PEER,
     };
-    accept::serve_each(incoming, "sync", limits, known, move |peer, stream| {
+    accept::serve_each(incoming, "sync", limits, peers, move |peer, stream| {
         // A node-wide in-flight permit, taken now: without one the page is empty
         // (`more: false`), so the asker stops and syncs again later.
         let permit = inflight.clone().try_acquire_owned().ok();

@@ -160,7 +160,7 @@ bincode::impl_borrow_decode!(PipeFrame);
 
 /// A length-prefixed byte string (as bincode encodes a `Vec<u8>`), refused as truncated when the
 /// input holds fewer bytes than the prefix claims, before anything is allocated for it.
-fn bytes_present<D: Decoder>(decoder: &mut D) -> std::result::Result<Vec<u8>, DecodeError> {
+pub(crate) fn bytes_present<D: Decoder>(decoder: &mut D) -> std::result::Result<Vec<u8>, DecodeError> {
     let len = u64::decode(decoder)?;
     let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
     if decoder.reader().peek_read(len).is_none() {

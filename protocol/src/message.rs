@@ -117,13 +117,29 @@ impl SignedHeader {
 }
 
 /// A message: signed header and body.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+///
+/// Its decoding (written out below, the same bytes as the derived one) refuses a body length over
+/// the bytes present before allocating it, so a short envelope cannot make the receiver reserve
+/// the frame limit.
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct Message {
     /// The signed header.
     pub header: SignedHeader,
     /// The content, opaque to the protocol (UTF-8 text for the web page and CLI).
     pub body: Vec<u8>,
 }
+
+impl<Ctx> Decode<Ctx> for Message {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        decoder: &mut D,
+    ) -> std::result::Result<Self, bincode::error::DecodeError> {
+        Ok(Message {
+            header: SignedHeader::decode(decoder)?,
+            body: crate::codec::bytes_present(decoder)?,
+        })
+    }
+}
+bincode::impl_borrow_decode!(Message);
 
 impl Message {
     /// Signs a new message with a random nonce.

@@ -523,6 +523,36 @@ fn a_short_pipe_frame_claiming_a_large_envelope_allocates_nothing_of_that_size()
 }
 
 #[test]
+fn a_short_envelope_claiming_a_large_body_allocates_nothing_of_that_size() {
+    // A message envelope whose body length (its last field) claims more bytes than follow.
+    let me = key(1);
+    let empty = encode(&Envelope::Message(tim_protocol::test_util::direct(&me, &me, b"", 1))).unwrap();
+    let (head, len) = empty.split_at(empty.len() - 8);
+    assert_eq!(
+        len,
+        &[0u8; 8][..],
+        "an empty body's length is the envelope's last 8 bytes"
+    );
+    for claimed in [1_000u64, 60_000, MAX_FRAME_LEN as u64, u64::MAX] {
+        let mut envelope = head.to_vec();
+        envelope.extend_from_slice(&claimed.to_le_bytes());
+        let (result, largest) = largest_allocation(|| decode::<Envelope>(&envelope));
+        assert!(
+            matches!(
+                result.as_ref().map_err(|e| e.code()),
+                Err(Code::Malformed | Code::TooLarge)
+            ),
+            "{claimed}: {result:?}"
+        );
+        assert!(
+            largest < 1024,
+            "a {}-byte envelope claiming a {claimed}-byte body allocated {largest} at once",
+            envelope.len()
+        );
+    }
+}
+
+#[test]
 fn mutated_envelopes() {
     let seeds = frames(&envelopes());
     run::<Envelope>("envelope", &seeds, &corpus(), 0x5eed_0001, |envelope| {

@@ -111,6 +111,10 @@ pub struct Config {
     pub pending_tombstones_each: usize,
     /// Most such tombstones in all; then the oldest is evicted. Default 10,000.
     pub pending_tombstones_total: usize,
+    /// Most messages kept in one room from accounts this one never wrote to; then the room's
+    /// oldest such message is evicted (deleted and shredded). Default 10,000. See
+    /// `tim_storage::Config::room_stranger_messages`.
+    pub room_stranger_messages: usize,
     /// Most inbound direct pipes served at once (4 at most per peer). When full, a pipe from a
     /// peer this node chose to talk to (one it delivered to, or a bootstrap peer) displaces the
     /// oldest stranger's; a stranger's is refused. Default 1,024.
@@ -223,6 +227,7 @@ impl Config {
             stranger_messages_total: 10_000,
             pending_tombstones_each: 100,
             pending_tombstones_total: 10_000,
+            room_stranger_messages: 10_000,
             max_inbound_pipes: 1024,
             max_pending_incoming: 128,
             max_established_incoming: 512,

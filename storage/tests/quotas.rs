@@ -185,3 +185,81 @@ fn tombstones_for_never_seen_messages_are_capped_and_not_shown() {
         .unwrap();
     assert!(store.is_tombstoned(&another.id()).unwrap());
 }
+
+fn open_rooms(dir: &Path, per_room: usize) -> Store {
+    let config = Config {
+        room_stranger_messages: per_room,
+        ..Config::default()
+    };
+    Store::open(dir, config).unwrap()
+}
+
+/// Stores a room message from `from` as received; waits past the millisecond it was stored in,
+/// so the next one is strictly younger (age is the time stored).
+fn received_in_room(store: &Store, from: &AccountKey, room: &str, body: &[u8], sent_at: u64) -> Message {
+    let m = tim_protocol::test_util::room_message(from, room, body, sent_at);
+    let outcome = store
+        .put_message(&m.clone().verify().unwrap(), State::Received)
+        .unwrap();
+    assert_eq!(outcome, PutOutcome::Stored);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    m
+}
+
+#[test]
+fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (me, friend) = (key(1), key(30));
+    let (room, other_room) = ("open", "elsewhere");
+    let room_id = tim_protocol::RoomId::new(room).unwrap();
+    let store = open_rooms(dir.path(), 3);
+    // An account this one wrote to never counts as a stranger.
+    let reply = direct(&me, &friend, b"hello friend", 1).verify().unwrap();
+    store
+        .put_outgoing(&reply, outgoing(&friend, &reply, OutKind::Message))
+        .unwrap();
+    let from_friend = received_in_room(&store, &friend, room, b"from a friend", 2);
+    let flood: Vec<Message> = (0..5)
+        .map(|i| {
+            received_in_room(
+                &store,
+                &key(10 + i),
+                room,
+                format!("flood {i}").as_bytes(),
+                10 + u64::from(i),
+            )
+        })
+        .collect();
+    // The room holds its 3 newest strangers' messages: the 2 oldest are deleted, out of the
+    // history and the room's log, and queued for the shredder.
+    for (i, m) in flood.iter().enumerate() {
+        assert_eq!(store.message(&m.id()).unwrap().is_some(), i >= 2, "flood message {i}");
+    }
+    assert!(store.message(&from_friend.id()).unwrap().is_some());
+    let history = store.history(&Conversation::Room(room_id.clone()), None, 100).unwrap();
+    assert_eq!(history.entries.len(), 4, "the friend's and the 3 newest");
+    let log = store.room_log(&room_id, 0, 100, 1 << 20, 0).unwrap();
+    assert_eq!(log.frames.len(), 4);
+    assert_eq!(store.pending_shreds(), 2);
+    store.shred_now().unwrap();
+    // Another room has a window of its own.
+    let elsewhere = received_in_room(&store, &key(20), other_room, b"elsewhere", 20);
+    assert!(store.message(&flood[2].id()).unwrap().is_some());
+    // A revoked stranger message frees its place: the next one evicts nothing.
+    store
+        .apply_tombstone(&revoke(&key(12), &flood[2]).verify().unwrap())
+        .unwrap();
+    received_in_room(&store, &key(21), room, b"after the revoke", 30);
+    assert!(store.message(&flood[3].id()).unwrap().is_some());
+    // The counts come back at open: one more evicts the oldest left.
+    drop(store);
+    let store = open_rooms(dir.path(), 3);
+    received_in_room(&store, &key(22), room, b"after a restart", 40);
+    assert!(
+        store.message(&flood[3].id()).unwrap().is_none(),
+        "the oldest left was kept"
+    );
+    assert!(store.message(&flood[4].id()).unwrap().is_some());
+    assert!(store.message(&elsewhere.id()).unwrap().is_some());
+    assert!(store.message(&from_friend.id()).unwrap().is_some());
+}

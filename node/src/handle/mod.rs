@@ -112,6 +112,7 @@ impl Node {
             shred_delay: config.shred_delay,
             stranger_messages_each: config.stranger_messages_each,
             stranger_messages_total: config.stranger_messages_total,
+            room_stranger_messages: config.room_stranger_messages,
             pending_tombstones_each: config.pending_tombstones_each,
             pending_tombstones_total: config.pending_tombstones_total,
             ..tim_storage::Config::default()

@@ -12,7 +12,7 @@ use super::{
     lock,
     meta::burn_key,
     now_ms,
-    quotas::StrangerMessage,
+    quotas::{LogPosition, StrangerMessage},
     room_log, Store,
 };
 use crate::{
@@ -148,6 +148,15 @@ impl Store {
             );
             if let Recipient::Room(room) = &message.head().to {
                 seq += 1;
+                if *state == State::Received && !quotas.known.contains(&head.from) {
+                    let held = StrangerMessage {
+                        from: head.from,
+                        id: &id,
+                        stored_at: now,
+                    };
+                    let at = LogPosition { room, seq };
+                    self.hold_room_stranger_message(&mut quotas, &mut batch, (held, at), &mut evicted, &mut inbox)?;
+                }
                 self.log_append(&mut batch, room, seq, &id, room_log::LOG_MESSAGE);
             }
             out.push(Ok(PutOutcome::Stored));

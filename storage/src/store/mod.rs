@@ -91,6 +91,10 @@ pub struct Config {
     pub pending_tombstones_each: usize,
     /// Most such tombstones in all; beyond it the oldest is evicted. Default 10,000.
     pub pending_tombstones_total: usize,
+    /// Most messages held in one room from strangers (accounts this node's account never wrote
+    /// to); beyond it the room's oldest such message is evicted (deleted, shredded, and gone from
+    /// the room's log). Default 10,000. See `quotas.rs`.
+    pub room_stranger_messages: usize,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             stranger_messages_total: 10_000,
             pending_tombstones_each: 100,
             pending_tombstones_total: 10_000,
+            room_stranger_messages: 10_000,
         }
     }
 }
@@ -192,6 +197,7 @@ impl Store {
                 stranger_total: config.stranger_messages_total,
                 pending_each: config.pending_tombstones_each,
                 pending_total: config.pending_tombstones_total,
+                room_total: config.room_stranger_messages,
             },
         )?;
         let unshredded = meta::pending_shreds(&db, cf_handle(&db, Cf::Meta))?;

@@ -12,15 +12,22 @@
 //!   (beyond: refused with [`Error::PendingQuota`], `5104`) and `Config::pending_tombstones_total`
 //!   in all, the oldest evicted when full (a copy of its target arriving afterwards would be
 //!   stored).
+//! - **Stranger room messages**: room messages from accounts this node's account never wrote to.
+//!   A room is open to anyone who joins it, and one joiner with free accounts could otherwise
+//!   make every member store without end. At most `Config::room_stranger_messages` per room;
+//!   when full, the room's oldest such message is evicted: deleted with its history and log
+//!   entries, and shredded. Nothing is refused (every member keeps the same recent window, and
+//!   relays it on), and the messages of this account and of accounts it wrote to never count.
 //!
-//! The meta family records both (`strange/<stored_at><mid>` and `pending/<applied_at><mid>`,
-//! value: the account) and the known accounts (`known/<account>`); the counts are rebuilt from
-//! them at open. Everything here runs under the store's write lock.
+//! The meta family records them (`strange/<stored_at><mid>` and `pending/<applied_at><mid>`,
+//! value: the account; `rstrange/<room prefix><stored_at><mid>`, value: the sender and the
+//! message's room-log sequence number) and the known accounts (`known/<account>`); the counts
+//! are rebuilt from them at open. Everything here runs under the store's write lock.
 
 use std::collections::{HashMap, HashSet};
 
 use rocksdb::{ColumnFamily, WriteBatch, DB};
-use tim_protocol::{AccountId, MessageId};
+use tim_protocol::{AccountId, MessageId, RoomId};
 
 use super::{
     cf_handle,
@@ -28,7 +35,10 @@ use super::{
     meta::{burn_key, shred_key},
     Store,
 };
-use crate::{keys::history_key, Cf, Conversation, Error, Result};
+use crate::{
+    keys::{history_key, room_log_key},
+    Cf, Conversation, Error, Result,
+};
 
 /// Meta key prefix: an account this node's account has written to.
 pub(super) const KNOWN: &[u8] = b"known/";
@@ -36,6 +46,9 @@ pub(super) const KNOWN: &[u8] = b"known/";
 pub(super) const STRANGE: &[u8] = b"strange/";
 /// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer).
 pub(super) const PENDING: &[u8] = b"pending/";
+/// Meta key prefix: a held stranger room message (`room prefix || stored_at BE || mid`, value:
+/// its sender and its room-log sequence number, big-endian).
+pub(super) const ROOM_STRANGE: &[u8] = b"rstrange/";
 
 /// A stranger's direct message about to be stored: its sender, id and store time.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +56,13 @@ pub(super) struct StrangerMessage<'a> {
     pub(super) from: AccountId,
     pub(super) id: &'a MessageId,
     pub(super) stored_at: u64,
+}
+
+/// Where a room message is logged: its room, and its sequence number in this node's log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LogPosition<'a> {
+    pub(super) room: &'a RoomId,
+    pub(super) seq: u64,
 }
 
 /// How many items each account holds, and in total.
@@ -91,6 +111,7 @@ pub(super) struct Limits {
     pub(super) stranger_total: usize,
     pub(super) pending_each: usize,
     pub(super) pending_total: usize,
+    pub(super) room_total: usize,
 }
 
 /// What a new item from `account` needs, given what is held: refused, stored after evicting the
@@ -120,6 +141,8 @@ pub(super) struct Quotas {
     pub(super) known: HashSet<AccountId>,
     pub(super) strangers: Held,
     pub(super) pending: Held,
+    /// Held stranger room messages, per room (by the room's key prefix).
+    pub(super) rooms: HashMap<Vec<u8>, usize>,
 }
 
 impl Quotas {
@@ -131,6 +154,7 @@ impl Quotas {
             known: HashSet::new(),
             strangers: Held::default(),
             pending: Held::default(),
+            rooms: HashMap::new(),
         };
         for (key, _) in scan(db, meta, KNOWN)? {
             quotas.known.insert(account_at(&key, KNOWN.len())?);
@@ -140,6 +164,13 @@ impl Quotas {
         }
         for (_, value) in scan(db, meta, PENDING)? {
             quotas.pending.add(account_at(&value, 0)?);
+        }
+        for (key, _) in scan(db, meta, ROOM_STRANGE)? {
+            let room = key
+                .get(ROOM_STRANGE.len()..key.len().saturating_sub(40))
+                .filter(|room| !room.is_empty())
+                .ok_or_else(|| super::corrupt(Cf::Meta, &key, "bad room quota key"))?;
+            *quotas.rooms.entry(room.to_vec()).or_default() += 1;
         }
         Ok(quotas)
     }
@@ -246,6 +277,78 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a received room message of a stranger (logged at `seq` of `room`'s log), evicting
+    /// the room's oldest stranger message first when the room's share is full: its record,
+    /// history entry, log entry and unread mark go in `batch`, and its id joins `evicted`, to be
+    /// shredded once the batch is written.
+    pub(super) fn hold_room_stranger_message(
+        &self,
+        quotas: &mut Quotas,
+        batch: &mut WriteBatch,
+        (held, LogPosition { room, seq }): (StrangerMessage<'_>, LogPosition<'_>),
+        evicted: &mut Vec<MessageId>,
+        inbox: &mut InboxChanges,
+    ) -> Result<()> {
+        let meta = self.cf(Cf::Meta);
+        let room_prefix = Conversation::Room(room.clone()).prefix();
+        let count = quotas.rooms.get(&room_prefix).copied().unwrap_or(0);
+        if count >= quotas.limits.room_total.max(1) {
+            let skip: HashSet<MessageId> = evicted.iter().copied().collect();
+            let prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
+            if let Some((key, victim, _)) = oldest(&self.inner.db, meta, &prefix, &skip, 1)?.pop() {
+                if let Some(record) = self.message(&victim)? {
+                    batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
+                    batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
+                    if is_unread(&record) {
+                        inbox.count(&Conversation::of(record.message.head()), -1);
+                    }
+                    batch.put_cf(meta, shred_key(&victim), []);
+                }
+                if let Some(logged) = self
+                    .inner
+                    .db
+                    .get_pinned_cf(meta, &key)?
+                    .as_deref()
+                    .and_then(seq_of_entry)
+                {
+                    batch.delete_cf(self.cf(Cf::RoomLog), room_log_key(room, logged));
+                }
+                batch.delete_cf(meta, key);
+                if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
+                    *n = n.saturating_sub(1);
+                }
+                evicted.push(victim);
+            }
+        }
+        let mut value = Vec::with_capacity(40);
+        value.extend_from_slice(held.from.as_bytes());
+        value.extend_from_slice(&seq.to_be_bytes());
+        batch.put_cf(meta, room_quota_key(&room_prefix, held.stored_at, held.id), value);
+        *quotas.rooms.entry(room_prefix).or_default() += 1;
+        Ok(())
+    }
+
+    /// Stops counting a stranger room message that is being destroyed (stored at `stored_at`).
+    pub(super) fn release_room_stranger_message(
+        &self,
+        quotas: &mut Quotas,
+        batch: &mut WriteBatch,
+        room: &RoomId,
+        id: &MessageId,
+        stored_at: u64,
+    ) -> Result<()> {
+        let meta = self.cf(Cf::Meta);
+        let room_prefix = Conversation::Room(room.clone()).prefix();
+        let key = room_quota_key(&room_prefix, stored_at, id);
+        if self.inner.db.get_pinned_cf(meta, &key)?.is_some() {
+            batch.delete_cf(meta, key);
+            if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
     /// Counts a tombstone by `by` for a message this node never held, applied at `now`,
     /// evicting the oldest such tombstone first when the total is full. Refused with
     /// [`Error::PendingQuota`] when `by` has its share.
@@ -294,6 +397,19 @@ pub(super) fn id_of_timed_key(key: &[u8], prefix: &[u8]) -> Result<MessageId> {
         .and_then(|id| <[u8; 32]>::try_from(id).ok())
         .map(MessageId::from_bytes)
         .ok_or_else(|| super::corrupt(Cf::Meta, key, "bad quota key"))
+}
+
+/// `ROOM_STRANGE || room prefix || stored_at BE || mid`.
+fn room_quota_key(room_prefix: &[u8], stored_at: u64, id: &MessageId) -> Vec<u8> {
+    timed_key(&[ROOM_STRANGE, room_prefix].concat(), stored_at, id)
+}
+
+/// The room-log sequence number in a stranger room message's quota entry.
+fn seq_of_entry(value: &[u8]) -> Option<u64> {
+    value
+        .get(32..40)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 pub(super) fn known_key(account: &AccountId) -> Vec<u8> {

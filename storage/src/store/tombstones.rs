@@ -129,8 +129,15 @@ impl Store {
                     if is_unread(record) && !request {
                         inbox.count(&conversation, -1);
                     }
-                    let from = record.message.head().from;
-                    self.release_stranger_message(&mut quotas, &mut batch, &from, &id, record.stored_at)?;
+                    let head = record.message.head();
+                    match &head.to {
+                        Recipient::Account(_) => {
+                            self.release_stranger_message(&mut quotas, &mut batch, &head.from, &id, record.stored_at)?;
+                        }
+                        Recipient::Room(room) => {
+                            self.release_room_stranger_message(&mut quotas, &mut batch, room, &id, record.stored_at)?;
+                        }
+                    }
                 }
                 // Pending: the target may still come and must then be refused. Counted against
                 // the signer's share (a stranger can sign such tombstones for free); one this

@@ -116,8 +116,9 @@ pub struct Config {
     /// `tim_storage::Config::room_stranger_messages`.
     pub room_stranger_messages: usize,
     /// Most inbound direct pipes served at once (4 at most per peer). When full, a pipe from a
-    /// peer this node chose to talk to (one it delivered to, or a bootstrap peer) displaces the
-    /// oldest stranger's; a stranger's is refused. Default 1,024.
+    /// peer this node chose to talk to (one it delivered to, or a bootstrap peer) displaces a
+    /// stranger's, and a stranger's displaces one from the address holding the most if it holds
+    /// at least two more than the newcomer's address; else it is refused. Default 1,024.
     pub max_inbound_pipes: usize,
     /// Most connections being set up (handshakes) that peers opened. Default 128.
     pub max_pending_incoming: u32,

@@ -194,24 +194,42 @@ fn open_rooms(dir: &Path, per_room: usize) -> Store {
     Store::open(dir, config).unwrap()
 }
 
-/// Stores a room message from `from` as received; waits past the millisecond it was stored in,
-/// so the next one is strictly younger (age is the time stored).
-fn received_in_room(store: &Store, from: &AccountKey, room: &str, body: &[u8], sent_at: u64) -> Message {
+/// Offers a room message from `from` as received; returns it and what became of it.
+fn offer_in_room(store: &Store, from: &AccountKey, room: &str, body: &[u8], sent_at: u64) -> (Message, PutOutcome) {
     let m = tim_protocol::test_util::room_message(from, room, body, sent_at);
     let outcome = store
         .put_message(&m.clone().verify().unwrap(), State::Received)
         .unwrap();
+    (m, outcome)
+}
+
+fn received_in_room(store: &Store, from: &AccountKey, room: &str, body: &[u8], sent_at: u64) -> Message {
+    let (m, outcome) = offer_in_room(store, from, room, body, sent_at);
     assert_eq!(outcome, PutOutcome::Stored);
-    std::thread::sleep(std::time::Duration::from_millis(2));
     m
+}
+
+/// The entries of `room`'s log on disk (the store closed), read with RocksDB itself: the log
+/// page API skips entries whose message is gone, so it cannot show one left behind.
+fn room_log_entries(dir: &Path, room: &str) -> usize {
+    let names = tim_storage::Cf::ALL.map(|cf| cf.name());
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, names, false).unwrap();
+    let log = db.cf_handle(tim_storage::Cf::RoomLog.name()).unwrap();
+    let mut prefix = vec![2u8, room.len() as u8];
+    prefix.extend_from_slice(room.as_bytes());
+    db.prefix_iterator_cf(log, &prefix)
+        .map(|item| item.unwrap())
+        .take_while(|(key, _)| key.starts_with(&prefix))
+        .count()
 }
 
 #[test]
 fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let (me, friend) = (key(1), key(30));
+    let (me, friend, later_friend) = (key(1), key(30), key(31));
     let (room, other_room) = ("open", "elsewhere");
     let room_id = tim_protocol::RoomId::new(room).unwrap();
+    let conversation = Conversation::Room(room_id.clone());
     let store = open_rooms(dir.path(), 3);
     // An account this one wrote to never counts as a stranger.
     let reply = direct(&me, &friend, b"hello friend", 1).verify().unwrap();
@@ -219,10 +237,11 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
         .put_outgoing(&reply, outgoing(&friend, &reply, OutKind::Message))
         .unwrap();
     let from_friend = received_in_room(&store, &friend, room, b"from a friend", 2);
-    let flood: Vec<Message> = (0..5)
+    // In one batch, as a sync page brings them: 5 strangers' messages (sent at 10..15), over
+    // the room's share of 3.
+    let flood: Vec<Message> = (0..5u8)
         .map(|i| {
-            received_in_room(
-                &store,
+            tim_protocol::test_util::room_message(
                 &key(10 + i),
                 room,
                 format!("flood {i}").as_bytes(),
@@ -230,36 +249,72 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
             )
         })
         .collect();
-    // The room holds its 3 newest strangers' messages: the 2 oldest are deleted, out of the
-    // history and the room's log, and queued for the shredder.
-    for (i, m) in flood.iter().enumerate() {
-        assert_eq!(store.message(&m.id()).unwrap().is_some(), i >= 2, "flood message {i}");
+    let verified: Vec<_> = flood.iter().map(|m| m.clone().verify().unwrap()).collect();
+    let batch: Vec<_> = verified.iter().map(|m| (m, State::Received)).collect();
+    for outcome in store.put_messages(&batch).unwrap() {
+        assert_eq!(outcome.unwrap(), PutOutcome::Stored);
     }
+    // A batch evicts only what was on disk before it: all 5 are held, the room is over its
+    // share, and the next message brings it back down.
+    let newest = received_in_room(&store, &key(16), room, b"newest", 16);
+    for (i, m) in flood.iter().enumerate() {
+        assert_eq!(store.message(&m.id()).unwrap().is_some(), i >= 3, "flood message {i}");
+    }
+    assert!(store.message(&newest.id()).unwrap().is_some());
     assert!(store.message(&from_friend.id()).unwrap().is_some());
-    let history = store.history(&Conversation::Room(room_id.clone()), None, 100).unwrap();
-    assert_eq!(history.entries.len(), 4, "the friend's and the 3 newest");
-    let log = store.room_log(&room_id, 0, 100, 1 << 20, 0).unwrap();
-    assert_eq!(log.frames.len(), 4);
-    assert_eq!(store.pending_shreds(), 2);
+    assert_eq!(
+        store.history(&conversation, None, 100).unwrap().entries.len(),
+        4,
+        "the friend's and 3 newest"
+    );
+    assert_eq!(
+        store.unread(&conversation).unwrap(),
+        4,
+        "the evicted ones left the unread count"
+    );
+    assert_eq!(store.pending_shreds(), 3);
     store.shred_now().unwrap();
-    // Another room has a window of its own.
+    // A member feeding back an evicted message, older than all the full room keeps: not kept.
+    let refed = store.put_message(&verified[0], State::Received).unwrap();
+    assert_eq!(refed, PutOutcome::Duplicate);
+    assert!(
+        store.message(&flood[0].id()).unwrap().is_none(),
+        "an evicted message came back"
+    );
+    // A new message dated before the window is let go just the same.
+    let (late, outcome) = offer_in_room(&store, &key(19), room, b"dated early", 11);
+    assert_eq!(outcome, PutOutcome::Duplicate);
+    assert!(store.message(&late.id()).unwrap().is_none());
+    // Another room has a share of its own.
     let elsewhere = received_in_room(&store, &key(20), other_room, b"elsewhere", 20);
-    assert!(store.message(&flood[2].id()).unwrap().is_some());
+    assert!(store.message(&flood[3].id()).unwrap().is_some());
     // A revoked stranger message frees its place: the next one evicts nothing.
     store
-        .apply_tombstone(&revoke(&key(12), &flood[2]).verify().unwrap())
+        .apply_tombstone(&revoke(&key(13), &flood[3]).verify().unwrap())
         .unwrap();
-    received_in_room(&store, &key(21), room, b"after the revoke", 30);
-    assert!(store.message(&flood[3].id()).unwrap().is_some());
+    received_in_room(&store, &later_friend, room, b"after the revoke", 30);
+    assert!(store.message(&flood[4].id()).unwrap().is_some());
+    // Writing to an account releases its messages from the count: one more evicts nothing.
+    let hello = direct(&me, &later_friend, b"hello", 31).verify().unwrap();
+    store
+        .put_outgoing(&hello, outgoing(&later_friend, &hello, OutKind::Message))
+        .unwrap();
+    received_in_room(&store, &key(22), room, b"after the reply", 40);
+    assert!(store.message(&flood[4].id()).unwrap().is_some());
     // The counts come back at open: one more evicts the oldest left.
     drop(store);
     let store = open_rooms(dir.path(), 3);
-    received_in_room(&store, &key(22), room, b"after a restart", 40);
+    received_in_room(&store, &key(23), room, b"after a restart", 50);
     assert!(
-        store.message(&flood[3].id()).unwrap().is_none(),
+        store.message(&flood[4].id()).unwrap().is_none(),
         "the oldest left was kept"
     );
-    assert!(store.message(&flood[4].id()).unwrap().is_some());
+    assert!(store.message(&newest.id()).unwrap().is_some());
     assert!(store.message(&elsewhere.id()).unwrap().is_some());
     assert!(store.message(&from_friend.id()).unwrap().is_some());
+    // Nothing of the evicted ones is left in the room's log: of the 11 entries written (the
+    // friend's, 5 flood, newest, the revoke, the later friend's and 2 more), the 4 evicted
+    // messages' are gone.
+    drop(store);
+    assert_eq!(room_log_entries(dir.path(), room), 7);
 }

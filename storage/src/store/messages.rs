@@ -12,7 +12,7 @@ use super::{
     lock,
     meta::burn_key,
     now_ms,
-    quotas::{LogPosition, StrangerMessage},
+    quotas::{RoomStranger, StrangerMessage},
     room_log, Store,
 };
 use crate::{
@@ -69,27 +69,68 @@ impl Store {
     }
 
     /// The one write path of messages: under the write lock, refuses tombstoned ids, skips
-    /// duplicates, checks the outbox limits, and writes the record, its history entry, its
-    /// room-log entry and any outbox entry in one batch.
+    /// duplicates, checks the outbox limits and the stranger quotas, and writes the record, its
+    /// history entry, its room-log entry and any outbox entry in one batch.
     fn write_messages(
         &self,
         messages: &[(&Verified<Message>, State, Option<Outgoing>)],
     ) -> Result<Vec<Result<PutOutcome>>> {
+        let mut counts = lock(&self.inner.write_lock);
+        let mut quotas = lock(&self.inner.quotas);
+        let mut seq = self.inner.seq.load(Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        let mut queued = Vec::new();
+        // The quota counts change as the batch is built: if it is never written, they are read
+        // back from disk.
+        let built = self.build_message_batch(messages, &counts, &mut quotas, (&mut seq, &mut evicted, &mut queued));
+        let (batch, out) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                self.reload_quotas(&mut quotas);
+                return Err(e);
+            }
+        };
+        if !batch.is_empty() {
+            if let Err(e) = self.inner.db.write_opt(batch, &self.inner.write_opts) {
+                self.reload_quotas(&mut quotas);
+                return Err(e.into());
+            }
+            self.inner.seq.store(seq, Ordering::Relaxed);
+            for (to, kind) in queued {
+                counts.add(to, kind);
+            }
+        }
+        drop((quotas, counts));
+        for victim in evicted {
+            self.inner.queue_shred(victim);
+        }
+        Ok(out)
+    }
+
+    /// The batch of [`Store::write_messages`] and each message's outcome; advances `seq` by the
+    /// room-log entries written, and collects the evicted ids and the outbox entries queued.
+    #[allow(clippy::type_complexity)]
+    fn build_message_batch(
+        &self,
+        messages: &[(&Verified<Message>, State, Option<Outgoing>)],
+        counts: &super::outbox::OutboxCounts,
+        quotas: &mut super::quotas::Quotas,
+        (seq, evicted, queued): (
+            &mut u64,
+            &mut Vec<MessageId>,
+            &mut Vec<(tim_protocol::AccountId, crate::OutKind)>,
+        ),
+    ) -> Result<(WriteBatch, Vec<Result<PutOutcome>>)> {
         let db = &self.inner.db;
         let (cf_msg, cf_idx, cf_tomb) = (self.cf(Cf::Messages), self.cf(Cf::History), self.cf(Cf::Tombstones));
         let now = now_ms();
-        let mut counts = lock(&self.inner.write_lock);
-        let mut quotas = lock(&self.inner.quotas);
-        let mut evicted = Vec::new();
         let keys: Vec<[u8; 32]> = messages.iter().map(|(m, _, _)| *m.id().as_bytes()).collect();
         let tombs = db.batched_multi_get_cf(cf_tomb, &keys, false);
         let existing = db.batched_multi_get_cf(cf_msg, &keys, false);
         let mut batch = WriteBatch::default();
         let mut seen = HashSet::with_capacity(messages.len());
         let mut out = Vec::with_capacity(messages.len());
-        let mut queued = Vec::new();
         let mut inbox = InboxChanges::default();
-        let mut seq = self.inner.seq.load(Ordering::Relaxed);
         for (((message, state, outgoing), tomb), existing) in messages.iter().zip(tombs).zip(existing) {
             let id = message.id();
             if tomb?.is_some() {
@@ -101,26 +142,37 @@ impl Store {
                 continue;
             }
             let head = message.head();
-            let direct = matches!(head.to, Recipient::Account(_));
-            if *state == State::Received && direct && !quotas.known.contains(&head.from) {
-                let held = self.hold_stranger_message(
-                    &mut quotas,
-                    &mut batch,
-                    StrangerMessage {
+            let received_from_stranger = *state == State::Received && !quotas.known.contains(&head.from);
+            match &head.to {
+                Recipient::Account(_) if received_from_stranger => {
+                    let held = StrangerMessage {
                         from: head.from,
                         id: &id,
                         stored_at: now,
-                    },
-                    &mut evicted,
-                    &mut inbox,
-                );
-                match held {
-                    Err(e @ Error::StrangerQuota(_)) => {
-                        out.push(Err(e));
+                    };
+                    match self.hold_stranger_message(quotas, &mut batch, held, evicted, &mut inbox) {
+                        Err(e @ Error::StrangerQuota(_)) => {
+                            out.push(Err(e));
+                            continue;
+                        }
+                        other => other?,
+                    }
+                }
+                Recipient::Room(room) if received_from_stranger => {
+                    let held = RoomStranger {
+                        from: head.from,
+                        id: &id,
+                        sent_at: head.sent_at,
+                        room,
+                        seq: *seq + 1,
+                    };
+                    if !self.hold_room_stranger_message(quotas, &mut batch, held, evicted, &mut inbox)? {
+                        // Older than every stranger message the full room keeps: let go at once.
+                        out.push(Ok(PutOutcome::Duplicate));
                         continue;
                     }
-                    other => other?,
                 }
+                _ => {}
             }
             if let Some(o) = outgoing {
                 if counts.is_full(&o.to, self.inner.outbox_per_recipient, self.inner.outbox_total) {
@@ -129,8 +181,8 @@ impl Store {
                 }
                 batch.put_cf(self.cf(Cf::Outbox), outbox_key(&id, o.kind), encode(o)?);
                 queued.push((o.to, o.kind));
-                if direct {
-                    self.make_known(&mut quotas, &mut batch, o.to)?;
+                if matches!(head.to, Recipient::Account(_)) {
+                    self.make_known(quotas, &mut batch, o.to)?;
                 }
             }
             let record = StoredMessage {
@@ -147,36 +199,13 @@ impl Store {
                 i64::from(*state == State::Received),
             );
             if let Recipient::Room(room) = &message.head().to {
-                seq += 1;
-                if *state == State::Received && !quotas.known.contains(&head.from) {
-                    let held = StrangerMessage {
-                        from: head.from,
-                        id: &id,
-                        stored_at: now,
-                    };
-                    let at = LogPosition { room, seq };
-                    self.hold_room_stranger_message(&mut quotas, &mut batch, (held, at), &mut evicted, &mut inbox)?;
-                }
-                self.log_append(&mut batch, room, seq, &id, room_log::LOG_MESSAGE);
+                *seq += 1;
+                self.log_append(&mut batch, room, *seq, &id, room_log::LOG_MESSAGE);
             }
             out.push(Ok(PutOutcome::Stored));
         }
         self.write_inbox(&mut batch, inbox)?;
-        if !batch.is_empty() {
-            if let Err(e) = db.write_opt(batch, &self.inner.write_opts) {
-                self.reload_quotas(&mut quotas);
-                return Err(e.into());
-            }
-            self.inner.seq.store(seq, Ordering::Relaxed);
-            for (to, kind) in queued {
-                counts.add(to, kind);
-            }
-        }
-        drop((quotas, counts));
-        for victim in evicted {
-            self.inner.queue_shred(victim);
-        }
-        Ok(out)
+        Ok((batch, out))
     }
 
     /// The stored message with this id, if any.

@@ -15,19 +15,21 @@
 //! - **Stranger room messages**: room messages from accounts this node's account never wrote to.
 //!   A room is open to anyone who joins it, and one joiner with free accounts could otherwise
 //!   make every member store without end. At most `Config::room_stranger_messages` per room;
-//!   when full, the room's oldest such message is evicted: deleted with its history and log
-//!   entries, and shredded. Nothing is refused (every member keeps the same recent window, and
-//!   relays it on), and the messages of this account and of accounts it wrote to never count.
+//!   when full, the room's oldest such message by signed send time is evicted: deleted with its
+//!   history and log entries, and shredded. A message older than all the full room keeps is not
+//!   kept, so members converge on the same newest messages and an evicted one fed back by a
+//!   peer changes nothing. Nothing is refused. The messages this node sends and those of
+//!   accounts it wrote to never count; writing to an account releases its messages.
 //!
 //! The meta family records them (`strange/<stored_at><mid>` and `pending/<applied_at><mid>`,
-//! value: the account; `rstrange/<room prefix><stored_at><mid>`, value: the sender and the
+//! value: the account; `rstrange/<room prefix><sent_at><mid>`, value: the sender and the
 //! message's room-log sequence number) and the known accounts (`known/<account>`); the counts
 //! are rebuilt from them at open. Everything here runs under the store's write lock.
 
 use std::collections::{HashMap, HashSet};
 
 use rocksdb::{ColumnFamily, WriteBatch, DB};
-use tim_protocol::{AccountId, MessageId, RoomId};
+use tim_protocol::{AccountId, MessageId, Recipient, RoomId};
 
 use super::{
     cf_handle,
@@ -46,7 +48,7 @@ pub(super) const KNOWN: &[u8] = b"known/";
 pub(super) const STRANGE: &[u8] = b"strange/";
 /// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer).
 pub(super) const PENDING: &[u8] = b"pending/";
-/// Meta key prefix: a held stranger room message (`room prefix || stored_at BE || mid`, value:
+/// Meta key prefix: a held stranger room message (`room prefix || sent_at BE || mid`, value:
 /// its sender and its room-log sequence number, big-endian).
 pub(super) const ROOM_STRANGE: &[u8] = b"rstrange/";
 
@@ -58,9 +60,13 @@ pub(super) struct StrangerMessage<'a> {
     pub(super) stored_at: u64,
 }
 
-/// Where a room message is logged: its room, and its sequence number in this node's log.
+/// A stranger's room message about to be stored: its sender, id, signed send time, room, and
+/// the sequence number it gets in this node's room log.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LogPosition<'a> {
+pub(super) struct RoomStranger<'a> {
+    pub(super) from: AccountId,
+    pub(super) id: &'a MessageId,
+    pub(super) sent_at: u64,
     pub(super) room: &'a RoomId,
     pub(super) seq: u64,
 }
@@ -143,6 +149,8 @@ pub(super) struct Quotas {
     pub(super) pending: Held,
     /// Held stranger room messages, per room (by the room's key prefix).
     pub(super) rooms: HashMap<Vec<u8>, usize>,
+    /// The same, per sender (all rooms together).
+    pub(super) room_senders: Held,
 }
 
 impl Quotas {
@@ -155,6 +163,7 @@ impl Quotas {
             strangers: Held::default(),
             pending: Held::default(),
             rooms: HashMap::new(),
+            room_senders: Held::default(),
         };
         for (key, _) in scan(db, meta, KNOWN)? {
             quotas.known.insert(account_at(&key, KNOWN.len())?);
@@ -165,12 +174,9 @@ impl Quotas {
         for (_, value) in scan(db, meta, PENDING)? {
             quotas.pending.add(account_at(&value, 0)?);
         }
-        for (key, _) in scan(db, meta, ROOM_STRANGE)? {
-            let room = key
-                .get(ROOM_STRANGE.len()..key.len().saturating_sub(40))
-                .filter(|room| !room.is_empty())
-                .ok_or_else(|| super::corrupt(Cf::Meta, &key, "bad room quota key"))?;
-            *quotas.rooms.entry(room.to_vec()).or_default() += 1;
+        for (key, value) in scan(db, meta, ROOM_STRANGE)? {
+            *quotas.rooms.entry(room_of_entry(&key)?.to_vec()).or_default() += 1;
+            quotas.room_senders.add(account_at(&value, 0)?);
         }
         Ok(quotas)
     }
@@ -213,6 +219,17 @@ impl Store {
                 }
             }
             quotas.strangers.forget(&account);
+        }
+        if quotas.room_senders.of(&account) > 0 {
+            for (key, value) in scan(&self.inner.db, meta, ROOM_STRANGE)? {
+                if value.get(..32) == Some(account.as_bytes().as_slice()) {
+                    if let Some(n) = quotas.rooms.get_mut(room_of_entry(&key)?) {
+                        *n = n.saturating_sub(1);
+                    }
+                    batch.delete_cf(meta, key);
+                }
+            }
+            quotas.room_senders.forget(&account);
         }
         Ok(())
     }
@@ -277,74 +294,90 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a received room message of a stranger (logged at `seq` of `room`'s log), evicting
-    /// the room's oldest stranger message first when the room's share is full: its record,
-    /// history entry, log entry and unread mark go in `batch`, and its id joins `evicted`, to be
-    /// shredded once the batch is written.
+    /// Counts a received room message of a stranger. When the room's share is full, the room's
+    /// oldest stranger messages (by signed send time) are evicted until there is room: each one's
+    /// record, history entry, log entry and unread mark go in `batch`, and its id joins
+    /// `evicted`, to be shredded once the batch is written. A message older than every one the
+    /// full room keeps is not kept (`false`, nothing added), so a member feeding back what
+    /// others evicted changes nothing, and every member keeps the same newest messages.
     pub(super) fn hold_room_stranger_message(
         &self,
         quotas: &mut Quotas,
         batch: &mut WriteBatch,
-        (held, LogPosition { room, seq }): (StrangerMessage<'_>, LogPosition<'_>),
+        held: RoomStranger<'_>,
         evicted: &mut Vec<MessageId>,
         inbox: &mut InboxChanges,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let meta = self.cf(Cf::Meta);
-        let room_prefix = Conversation::Room(room.clone()).prefix();
-        let count = quotas.rooms.get(&room_prefix).copied().unwrap_or(0);
-        if count >= quotas.limits.room_total.max(1) {
+        let room_prefix = Conversation::Room(held.room.clone()).prefix();
+        let entry_prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
+        let new_key = timed_key(&entry_prefix, held.sent_at, held.id);
+        let limit = quotas.limits.room_total.max(1);
+        let mut first = true;
+        while quotas.rooms.get(&room_prefix).copied().unwrap_or(0) >= limit {
             let skip: HashSet<MessageId> = evicted.iter().copied().collect();
-            let prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
-            if let Some((key, victim, _)) = oldest(&self.inner.db, meta, &prefix, &skip, 1)?.pop() {
-                if let Some(record) = self.message(&victim)? {
-                    batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
-                    batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
-                    if is_unread(&record) {
-                        inbox.count(&Conversation::of(record.message.head()), -1);
-                    }
-                    batch.put_cf(meta, shred_key(&victim), []);
-                }
-                if let Some(logged) = self
-                    .inner
-                    .db
-                    .get_pinned_cf(meta, &key)?
-                    .as_deref()
-                    .and_then(seq_of_entry)
-                {
-                    batch.delete_cf(self.cf(Cf::RoomLog), room_log_key(room, logged));
-                }
-                batch.delete_cf(meta, key);
-                if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
-                    *n = n.saturating_sub(1);
-                }
-                evicted.push(victim);
+            let Some((key, victim, sender)) = oldest(&self.inner.db, meta, &entry_prefix, &skip, 1)?.pop() else {
+                break;
+            };
+            if first && new_key < key {
+                return Ok(false);
             }
+            first = false;
+            if let Some(record) = self.message(&victim)? {
+                batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
+                batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
+                if is_unread(&record) {
+                    inbox.count(&Conversation::of(record.message.head()), -1);
+                }
+                if let Some(burn) = burn_key(&record) {
+                    batch.delete_cf(meta, burn);
+                }
+                batch.put_cf(meta, shred_key(&victim), []);
+            }
+            if let Some(logged) = self
+                .inner
+                .db
+                .get_pinned_cf(meta, &key)?
+                .as_deref()
+                .and_then(seq_of_entry)
+            {
+                batch.delete_cf(self.cf(Cf::RoomLog), room_log_key(held.room, logged));
+            }
+            batch.delete_cf(meta, key);
+            if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
+                *n = n.saturating_sub(1);
+            }
+            quotas.room_senders.remove(&sender);
+            evicted.push(victim);
         }
         let mut value = Vec::with_capacity(40);
         value.extend_from_slice(held.from.as_bytes());
-        value.extend_from_slice(&seq.to_be_bytes());
-        batch.put_cf(meta, room_quota_key(&room_prefix, held.stored_at, held.id), value);
+        value.extend_from_slice(&held.seq.to_be_bytes());
+        batch.put_cf(meta, new_key, value);
         *quotas.rooms.entry(room_prefix).or_default() += 1;
-        Ok(())
+        quotas.room_senders.add(held.from);
+        Ok(true)
     }
 
-    /// Stops counting a stranger room message that is being destroyed (stored at `stored_at`).
+    /// Stops counting a stranger room message that is being destroyed.
     pub(super) fn release_room_stranger_message(
         &self,
         quotas: &mut Quotas,
         batch: &mut WriteBatch,
-        room: &RoomId,
+        message: &tim_protocol::Message,
         id: &MessageId,
-        stored_at: u64,
     ) -> Result<()> {
+        let head = message.head();
+        let Recipient::Room(room) = &head.to else { return Ok(()) };
         let meta = self.cf(Cf::Meta);
         let room_prefix = Conversation::Room(room.clone()).prefix();
-        let key = room_quota_key(&room_prefix, stored_at, id);
+        let key = timed_key(&[ROOM_STRANGE, room_prefix.as_slice()].concat(), head.sent_at, id);
         if self.inner.db.get_pinned_cf(meta, &key)?.is_some() {
             batch.delete_cf(meta, key);
             if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
                 *n = n.saturating_sub(1);
             }
+            quotas.room_senders.remove(&head.from);
         }
         Ok(())
     }
@@ -399,9 +432,12 @@ pub(super) fn id_of_timed_key(key: &[u8], prefix: &[u8]) -> Result<MessageId> {
         .ok_or_else(|| super::corrupt(Cf::Meta, key, "bad quota key"))
 }
 
-/// `ROOM_STRANGE || room prefix || stored_at BE || mid`.
-fn room_quota_key(room_prefix: &[u8], stored_at: u64, id: &MessageId) -> Vec<u8> {
-    timed_key(&[ROOM_STRANGE, room_prefix].concat(), stored_at, id)
+/// The room prefix in a stranger room message's quota key
+/// (`ROOM_STRANGE || room prefix || sent_at BE || mid`).
+fn room_of_entry(key: &[u8]) -> Result<&[u8]> {
+    key.get(ROOM_STRANGE.len()..key.len().saturating_sub(40))
+        .filter(|room| !room.is_empty())
+        .ok_or_else(|| super::corrupt(Cf::Meta, key, "bad room quota key"))
 }
 
 /// The room-log sequence number in a stranger room message's quota entry.

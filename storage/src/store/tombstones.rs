@@ -123,53 +123,68 @@ impl Store {
                 }
                 _ => false,
             };
-            match &stored {
-                // A stranger's message leaves the stranger quota with its body.
-                Some(record) => {
-                    if is_unread(record) && !request {
-                        inbox.count(&conversation, -1);
-                    }
-                    let head = record.message.head();
-                    match &head.to {
-                        Recipient::Account(_) => {
-                            self.release_stranger_message(&mut quotas, &mut batch, &head.from, &id, record.stored_at)?;
+            // The quota counts change as the batch is built: if it is never written, they are
+            // read back from disk.
+            let filled = (|| -> Result<()> {
+                match &stored {
+                    // A stranger's message leaves the stranger quota with its body.
+                    Some(record) => {
+                        if is_unread(record) && !request {
+                            inbox.count(&conversation, -1);
                         }
-                        Recipient::Room(room) => {
-                            self.release_room_stranger_message(&mut quotas, &mut batch, room, &id, record.stored_at)?;
+                        let head = record.message.head();
+                        match &head.to {
+                            Recipient::Account(_) => {
+                                self.release_stranger_message(
+                                    &mut quotas,
+                                    &mut batch,
+                                    &head.from,
+                                    &id,
+                                    record.stored_at,
+                                )?;
+                            }
+                            Recipient::Room(_) => {
+                                self.release_room_stranger_message(&mut quotas, &mut batch, &record.message, &id)?;
+                            }
                         }
                     }
+                    // Pending: the target may still come and must then be refused. Counted against
+                    // the signer's share (a stranger can sign such tombstones for free); one this
+                    // node writes itself, or one that cancels a queued copy, is not.
+                    None if queued.is_none() && !ours => {
+                        self.hold_pending_tombstone(&mut quotas, &mut batch, control.by, &id, tombstone.applied_at)?;
+                    }
+                    None => {}
                 }
-                // Pending: the target may still come and must then be refused. Counted against
-                // the signer's share (a stranger can sign such tombstones for free); one this
-                // node writes itself, or one that cancels a queued copy, is not.
-                None if queued.is_none() && !ours => {
-                    self.hold_pending_tombstone(&mut quotas, &mut batch, control.by, &id, tombstone.applied_at)?;
+                batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
+                batch.delete_cf(cf_msg, id.as_bytes());
+                // A direct conversation shows the marker only where it showed a message: a tombstone
+                // for a message never held here marks nothing (a stranger could fill a history with
+                // them). A room's history marks every revoke its members made, held or not.
+                if (had_body && !request) || matches!(control.target.header.to, Recipient::Room(_)) {
+                    batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
+                    inbox.touch(&conversation, control.target.header.sent_at, 0);
                 }
-                None => {}
-            }
-            batch.put_cf(cf_tomb, id.as_bytes(), encode(&tombstone)?);
-            batch.delete_cf(cf_msg, id.as_bytes());
-            // A direct conversation shows the marker only where it showed a message: a tombstone
-            // for a message never held here marks nothing (a stranger could fill a history with
-            // them). A room's history marks every revoke its members made, held or not.
-            if (had_body && !request) || matches!(control.target.header.to, Recipient::Room(_)) {
-                batch.put_cf(cf_idx, history_key(&control.target.header, &id), [IDX_TOMBSTONE]);
-                inbox.touch(&conversation, control.target.header.sent_at, 0);
-            }
-            self.write_inbox(&mut batch, inbox)?;
-            if let Some(key) = stored.as_ref().and_then(burn_key) {
-                batch.delete_cf(self.cf(Cf::Meta), key);
-            }
-            if queued.is_some() {
-                batch.delete_cf(cf_out, queued_key);
-            }
-            // The shred queue is persisted with the deletion itself, so a crash between this
-            // write and the shred pass cannot leave the body's bytes behind (see `Store::open`).
-            if had_body || queued.is_some() {
-                batch.put_cf(self.cf(Cf::Meta), shred_key(&id), []);
-            }
-            if let Some(o) = &outgoing {
-                batch.put_cf(cf_out, outbox_key(&id, o.kind), encode(o)?);
+                self.write_inbox(&mut batch, inbox)?;
+                if let Some(key) = stored.as_ref().and_then(burn_key) {
+                    batch.delete_cf(self.cf(Cf::Meta), key);
+                }
+                if queued.is_some() {
+                    batch.delete_cf(cf_out, queued_key);
+                }
+                // The shred queue is persisted with the deletion itself, so a crash between this
+                // write and the shred pass cannot leave the body's bytes behind (see `Store::open`).
+                if had_body || queued.is_some() {
+                    batch.put_cf(self.cf(Cf::Meta), shred_key(&id), []);
+                }
+                if let Some(o) = &outgoing {
+                    batch.put_cf(cf_out, outbox_key(&id, o.kind), encode(o)?);
+                }
+                Ok(())
+            })();
+            if let Err(e) = filled {
+                self.reload_quotas(&mut quotas);
+                return Err(e);
             }
             let mut seq = self.inner.seq.load(Ordering::Relaxed);
             if let Recipient::Room(room) = &control.target.header.to {

@@ -61,10 +61,11 @@ impl Proc {
             .any(|r| r["room"] == room && r["peers"].as_u64().unwrap_or(0) >= 1))
     }
 
-    fn rss_mb(&self) -> f64 {
+    /// A line of the process's `/proc/<pid>/status` in MB (`VmRSS`, `RssAnon`, `RssFile`).
+    fn status_mb(&self, field: &str) -> f64 {
         let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     }
@@ -106,16 +107,20 @@ async fn start(bin: &Path, dir: &Path, bootstrap: Option<&str>) -> anyhow::Resul
         cmd.args(["--bootstrap", b]);
     }
     let child = cmd.spawn()?;
-    let addr_file = dir.join("api-addr");
+    // The node writes these files once it listens; one may exist a moment before it is written.
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map(|s| s.trim().to_string());
     let deadline = Instant::now() + STEP;
-    while !addr_file.exists() {
+    let (api, token) = loop {
+        if let (Ok(api), Ok(token)) = (read("api-addr"), read("api-token")) {
+            if !api.is_empty() && !token.is_empty() {
+                break (api, token);
+            }
+        }
         if Instant::now() > deadline {
             bail!("{} did not start", dir.display());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let api = std::fs::read_to_string(&addr_file)?.trim().to_string();
-    let token = std::fs::read_to_string(dir.join("api-token"))?.trim().to_string();
+    };
     Ok(Proc {
         child,
         api,
@@ -194,15 +199,20 @@ pub(crate) async fn processes(nodes: usize, members: usize, count: usize, idle: 
     );
     tokio::time::sleep(idle).await;
     let mut conns = Vec::new();
-    let mut rss = Vec::new();
+    let (mut rss, mut anon, mut file) = (Vec::new(), Vec::new(), Vec::new());
     for p in &procs {
         conns.push(p.status().await?["peers"].as_u64().unwrap_or(0) as f64);
-        rss.push(p.rss_mb());
+        rss.push(p.status_mb("VmRSS"));
+        anon.push(p.status_mb("RssAnon"));
+        file.push(p.status_mb("RssFile"));
     }
     let (c50, c99, cmax) = stats(conns);
     let (r50, r99, rmax) = stats(rss);
     println!("connected peers per node: p50 {c50:.0}, p99 {c99:.0}, max {cmax:.0}");
     println!("idle RSS per node: p50 {r50:.1} MB, p99 {r99:.1} MB, max {rmax:.1} MB");
+    // File-backed pages (the binary's code, mapped libraries) are shared by every process.
+    let ((a50, _, amax), (f50, _, fmax)) = (stats(anon), stats(file));
+    println!("  of which anonymous: p50 {a50:.1} MB, max {amax:.1} MB; file-backed (shared): p50 {f50:.1} MB, max {fmax:.1} MB");
 
     // A room of random members; the last one joins only after the others exchanged messages.
     let mut order: Vec<usize> = (0..nodes).collect();

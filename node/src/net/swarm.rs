@@ -86,9 +86,17 @@ pub fn gossipsub_config_builder() -> gossipsub::ConfigBuilder {
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
         .max_transmit_size(tim_protocol::MAX_FRAME_LEN + 1024)
-        .heartbeat_interval(Duration::from_millis(500));
+        .heartbeat_interval(Duration::from_millis(500))
+        .connection_handler_queue_len(GOSSIP_QUEUE_LEN);
     builder
 }
+
+/// Gossipsub's send queue per connection: half for this node's own publications and control
+/// messages, half (allocated up front) for forwards and gossip; beyond it a slow peer misses
+/// messages (they reach it through its other mesh peers, or room sync). gossipsub's default of
+/// 5,000 is sized for blockchain traffic and costs about 580 KB per connection at once (most of
+/// an idle node's memory at 40 connections); chat rooms need far less.
+const GOSSIP_QUEUE_LEN: usize = 512;
 
 pub(crate) fn build_swarm(
     key: libp2p::identity::Keypair,

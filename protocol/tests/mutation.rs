@@ -507,19 +507,28 @@ fn a_short_pipe_frame_claiming_a_large_envelope_allocates_nothing_of_that_size()
         frame.extend_from_slice(&7u64.to_le_bytes());
         frame.extend_from_slice(&claimed.to_le_bytes());
         assert_eq!(frame.len(), 21);
-        let (result, largest) = largest_allocation(|| decode::<PipeFrame>(&frame));
-        assert!(
-            matches!(
-                result.as_ref().map_err(|e| e.code()),
-                Err(Code::Malformed | Code::TooLarge)
-            ),
-            "{claimed}: {result:?}"
-        );
-        assert!(
-            largest < 1024,
-            "a 21-byte frame claiming {claimed} bytes allocated {largest} at once"
-        );
+        refused_without_allocating::<PipeFrame>(&frame, claimed);
     }
+}
+
+/// `bytes`, whose length field claims `claimed` bytes that are not there, is refused as
+/// malformed or too large, and decoding it never allocated 1 KiB at once.
+fn refused_without_allocating<T: Wire + std::fmt::Debug>(bytes: &[u8], claimed: u64) {
+    let (result, largest) = largest_allocation(|| decode::<T>(bytes));
+    assert!(
+        matches!(
+            result.as_ref().map_err(|e| e.code()),
+            Err(Code::Malformed | Code::TooLarge)
+        ),
+        "{} claiming {claimed}: {result:?}",
+        T::NAME
+    );
+    assert!(
+        largest < 1024,
+        "a {}-byte {} claiming {claimed} bytes allocated {largest} at once",
+        bytes.len(),
+        T::NAME
+    );
 }
 
 #[test]
@@ -536,19 +545,7 @@ fn a_short_envelope_claiming_a_large_body_allocates_nothing_of_that_size() {
     for claimed in [1_000u64, 60_000, MAX_FRAME_LEN as u64, u64::MAX] {
         let mut envelope = head.to_vec();
         envelope.extend_from_slice(&claimed.to_le_bytes());
-        let (result, largest) = largest_allocation(|| decode::<Envelope>(&envelope));
-        assert!(
-            matches!(
-                result.as_ref().map_err(|e| e.code()),
-                Err(Code::Malformed | Code::TooLarge)
-            ),
-            "{claimed}: {result:?}"
-        );
-        assert!(
-            largest < 1024,
-            "a {}-byte envelope claiming a {claimed}-byte body allocated {largest} at once",
-            envelope.len()
-        );
+        refused_without_allocating::<Envelope>(&envelope, claimed);
     }
 }
 

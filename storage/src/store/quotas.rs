@@ -255,17 +255,7 @@ impl Store {
             let skip: HashSet<MessageId> = evicted.iter().copied().collect();
             let meta = self.cf(Cf::Meta);
             if let Some((key, victim, sender)) = oldest(&self.inner.db, meta, STRANGE, &skip, 1)?.pop() {
-                if let Some(record) = self.message(&victim)? {
-                    batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
-                    batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
-                    if is_unread(&record) {
-                        inbox.count(&Conversation::of(record.message.head()), -1);
-                    }
-                    if let Some(burn) = burn_key(&record) {
-                        batch.delete_cf(meta, burn);
-                    }
-                    batch.put_cf(meta, shred_key(&victim), []);
-                }
+                self.evict_message(batch, &victim, inbox)?;
                 batch.delete_cf(meta, key);
                 quotas.strangers.remove(&sender);
                 evicted.push(victim);
@@ -273,6 +263,25 @@ impl Store {
         }
         batch.put_cf(self.cf(Cf::Meta), timed_key(STRANGE, now, id), from.as_bytes());
         quotas.strangers.add(from);
+        Ok(())
+    }
+
+    /// Deletes an evicted message in `batch`: its record, history entry, unread mark (from
+    /// `inbox`) and burn timer, and queues its body for the shredder with the deletion.
+    fn evict_message(&self, batch: &mut WriteBatch, victim: &MessageId, inbox: &mut InboxChanges) -> Result<()> {
+        let Some(record) = self.message(victim)? else {
+            return Ok(());
+        };
+        let meta = self.cf(Cf::Meta);
+        batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
+        batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), victim));
+        if is_unread(&record) {
+            inbox.count(&Conversation::of(record.message.head()), -1);
+        }
+        if let Some(burn) = burn_key(&record) {
+            batch.delete_cf(meta, burn);
+        }
+        batch.put_cf(meta, shred_key(victim), []);
         Ok(())
     }
 
@@ -323,17 +332,7 @@ impl Store {
                 return Ok(false);
             }
             first = false;
-            if let Some(record) = self.message(&victim)? {
-                batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
-                batch.delete_cf(self.cf(Cf::History), history_key(record.message.head(), &victim));
-                if is_unread(&record) {
-                    inbox.count(&Conversation::of(record.message.head()), -1);
-                }
-                if let Some(burn) = burn_key(&record) {
-                    batch.delete_cf(meta, burn);
-                }
-                batch.put_cf(meta, shred_key(&victim), []);
-            }
+            self.evict_message(batch, &victim, inbox)?;
             if let Some(logged) = self
                 .inner
                 .db

@@ -288,12 +288,29 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
     // Another room has a share of its own.
     let elsewhere = received_in_room(&store, &key(20), other_room, b"elsewhere", 20);
     assert!(store.message(&flood[3].id()).unwrap().is_some());
-    // A revoked stranger message frees its place: the next one evicts nothing.
+    // A revoked stranger message keeps its place as its tombstone, so posting and revoking in
+    // turn is bounded too: the next message evicts the tombstone with its history marker.
     store
         .apply_tombstone(&revoke(&key(13), &flood[3]).verify().unwrap())
         .unwrap();
+    let before = store.history(&conversation, None, 100).unwrap().entries.len();
     received_in_room(&store, &later_friend, room, b"after the revoke", 30);
+    assert!(
+        !store.is_tombstoned(&flood[3].id()).unwrap(),
+        "the oldest entry, a tombstone, was kept"
+    );
     assert!(store.message(&flood[4].id()).unwrap().is_some());
+    assert_eq!(
+        store.history(&conversation, None, 100).unwrap().entries.len(),
+        before,
+        "one message in, the marker out"
+    );
+    // A late copy of the revoked message is older than all the room keeps: not stored again.
+    assert_eq!(
+        store.put_message(&verified[3], State::Received).unwrap(),
+        PutOutcome::Duplicate
+    );
+    assert!(store.message(&flood[3].id()).unwrap().is_none());
     // Writing to an account releases its messages from the count: one more evicts nothing.
     let hello = direct(&me, &later_friend, b"hello", 31).verify().unwrap();
     store
@@ -313,8 +330,8 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
     assert!(store.message(&elsewhere.id()).unwrap().is_some());
     assert!(store.message(&from_friend.id()).unwrap().is_some());
     // Nothing of the evicted ones is left in the room's log: of the 11 entries written (the
-    // friend's, 5 flood, newest, the revoke, the later friend's and 2 more), the 4 evicted
-    // messages' are gone.
+    // friend's, 5 flood, newest, the revoke, the later friend's and 2 more), the 5 evicted
+    // messages' and the evicted tombstone's are gone.
     drop(store);
-    assert_eq!(room_log_entries(dir.path(), room), 7);
+    assert_eq!(room_log_entries(dir.path(), room), 5);
 }

@@ -18,8 +18,9 @@
 //!   when full, the room's oldest such message by signed send time is evicted: deleted with its
 //!   history and log entries, and shredded. A message older than all the full room keeps is not
 //!   kept, so members converge on the same newest messages and an evicted one fed back by a
-//!   peer changes nothing. Nothing is refused. The messages this node sends and those of
-//!   accounts it wrote to never count; writing to an account releases its messages.
+//!   peer changes nothing. A revoked one keeps its place as its tombstone and is evicted in
+//!   its turn. Nothing is refused. The messages this node sends and those of accounts it wrote
+//!   to never count; writing to an account releases its messages.
 //!
 //! The meta family records them (`strange/<stored_at><mid>` and `pending/<applied_at><mid>`,
 //! value: the account; `rstrange/<room prefix><sent_at><mid>`, value: the sender and the
@@ -49,7 +50,7 @@ pub(super) const STRANGE: &[u8] = b"strange/";
 /// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer).
 pub(super) const PENDING: &[u8] = b"pending/";
 /// Meta key prefix: a held stranger room message (`room prefix || sent_at BE || mid`, value:
-/// its sender and its room-log sequence number, big-endian).
+/// its sender and its room-log sequence number, then its tombstone's once revoked, big-endian).
 pub(super) const ROOM_STRANGE: &[u8] = b"rstrange/";
 
 /// A stranger's direct message about to be stored: its sender, id and store time.
@@ -268,9 +269,10 @@ impl Store {
 
     /// Deletes an evicted message in `batch`: its record, history entry, unread mark (from
     /// `inbox`) and burn timer, and queues its body for the shredder with the deletion.
-    fn evict_message(&self, batch: &mut WriteBatch, victim: &MessageId, inbox: &mut InboxChanges) -> Result<()> {
+    /// Whether there was a message to delete.
+    fn evict_message(&self, batch: &mut WriteBatch, victim: &MessageId, inbox: &mut InboxChanges) -> Result<bool> {
         let Some(record) = self.message(victim)? else {
-            return Ok(());
+            return Ok(false);
         };
         let meta = self.cf(Cf::Meta);
         batch.delete_cf(self.cf(Cf::Messages), victim.as_bytes());
@@ -282,7 +284,7 @@ impl Store {
             batch.delete_cf(meta, burn);
         }
         batch.put_cf(meta, shred_key(victim), []);
-        Ok(())
+        Ok(true)
     }
 
     /// Stops counting a stranger message that is being destroyed (stored at `stored_at`).
@@ -305,10 +307,11 @@ impl Store {
 
     /// Counts a received room message of a stranger. When the room's share is full, the room's
     /// oldest stranger messages (by signed send time) are evicted until there is room: each one's
-    /// record, history entry, log entry and unread mark go in `batch`, and its id joins
-    /// `evicted`, to be shredded once the batch is written. A message older than every one the
-    /// full room keeps is not kept (`false`, nothing added), so a member feeding back what
-    /// others evicted changes nothing, and every member keeps the same newest messages.
+    /// record (or, for one revoked since, its tombstone), history entry, log entries and unread
+    /// mark go in `batch`, and its id joins `evicted`, to be shredded once the batch is written.
+    /// A message older than every one the full room keeps is not kept (`false`, nothing added),
+    /// so a member feeding back what others evicted changes nothing, a late copy of a message
+    /// whose tombstone was evicted included, and every member keeps the same newest messages.
     pub(super) fn hold_room_stranger_message(
         &self,
         quotas: &mut Quotas,
@@ -332,14 +335,17 @@ impl Store {
                 return Ok(false);
             }
             first = false;
-            self.evict_message(batch, &victim, inbox)?;
-            if let Some(logged) = self
+            let entry = self
                 .inner
                 .db
                 .get_pinned_cf(meta, &key)?
-                .as_deref()
-                .and_then(seq_of_entry)
-            {
+                .map(|v| v.to_vec())
+                .unwrap_or_default();
+            if !self.evict_message(batch, &victim, inbox)? {
+                self.evict_tombstone(batch, &victim)?;
+            }
+            // The message's log entry, and the tombstone's if it was revoked.
+            for logged in [seq_at(&entry, 32), seq_at(&entry, 40)].into_iter().flatten() {
                 batch.delete_cf(self.cf(Cf::RoomLog), room_log_key(held.room, logged));
             }
             batch.delete_cf(meta, key);
@@ -358,26 +364,39 @@ impl Store {
         Ok(true)
     }
 
-    /// Stops counting a stranger room message that is being destroyed.
-    pub(super) fn release_room_stranger_message(
+    /// A stranger's room message is being revoked, its tombstone logged at `tomb_seq`: the
+    /// tombstone keeps the message's place in the room's share (so a stranger posting and
+    /// revoking in turn is bounded too), and is evicted in its turn.
+    pub(super) fn tombstone_room_stranger_message(
         &self,
-        quotas: &mut Quotas,
         batch: &mut WriteBatch,
         message: &tim_protocol::Message,
         id: &MessageId,
+        tomb_seq: u64,
     ) -> Result<()> {
         let head = message.head();
         let Recipient::Room(room) = &head.to else { return Ok(()) };
         let meta = self.cf(Cf::Meta);
         let room_prefix = Conversation::Room(room.clone()).prefix();
         let key = timed_key(&[ROOM_STRANGE, room_prefix.as_slice()].concat(), head.sent_at, id);
-        if self.inner.db.get_pinned_cf(meta, &key)?.is_some() {
-            batch.delete_cf(meta, key);
-            if let Some(n) = quotas.rooms.get_mut(&room_prefix) {
-                *n = n.saturating_sub(1);
-            }
-            quotas.room_senders.remove(&head.from);
+        if let Some(value) = self.inner.db.get_pinned_cf(meta, &key)? {
+            let mut value = value.get(..40).unwrap_or(&value).to_vec();
+            value.extend_from_slice(&tomb_seq.to_be_bytes());
+            batch.put_cf(meta, key, value);
         }
+        Ok(())
+    }
+
+    /// Deletes an evicted tombstone in `batch` with its history marker.
+    fn evict_tombstone(&self, batch: &mut WriteBatch, victim: &MessageId) -> Result<()> {
+        let Some(tombstone) = self.tombstone(victim)? else {
+            return Ok(());
+        };
+        batch.delete_cf(self.cf(Cf::Tombstones), victim.as_bytes());
+        batch.delete_cf(
+            self.cf(Cf::History),
+            history_key(&tombstone.control.target.header, victim),
+        );
         Ok(())
     }
 
@@ -439,10 +458,11 @@ fn room_of_entry(key: &[u8]) -> Result<&[u8]> {
         .ok_or_else(|| super::corrupt(Cf::Meta, key, "bad room quota key"))
 }
 
-/// The room-log sequence number in a stranger room message's quota entry.
-fn seq_of_entry(value: &[u8]) -> Option<u64> {
+/// A room-log sequence number in a stranger room message's quota entry: the message's at 32,
+/// its tombstone's (once revoked) at 40.
+fn seq_at(value: &[u8], at: usize) -> Option<u64> {
     value
-        .get(32..40)
+        .get(at..at + 8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
 }

@@ -127,7 +127,8 @@ impl Store {
             // read back from disk.
             let filled = (|| -> Result<()> {
                 match &stored {
-                    // A stranger's message leaves the stranger quota with its body.
+                    // A stranger's direct message leaves the stranger quota with its body; a room
+                    // message's tombstone keeps its place in the room's share.
                     Some(record) => {
                         if is_unread(record) && !request {
                             inbox.count(&conversation, -1);
@@ -144,7 +145,9 @@ impl Store {
                                 )?;
                             }
                             Recipient::Room(_) => {
-                                self.release_room_stranger_message(&mut quotas, &mut batch, &record.message, &id)?;
+                                // Logged next: the write lock keeps the sequence from moving.
+                                let tomb_seq = self.inner.seq.load(Ordering::Relaxed) + 1;
+                                self.tombstone_room_stranger_message(&mut batch, &record.message, &id, tomb_seq)?;
                             }
                         }
                     }

@@ -311,6 +311,14 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
         PutOutcome::Duplicate
     );
     assert!(store.message(&flood[3].id()).unwrap().is_none());
+    // Its revoke delivered again (by sync or gossip) is not kept either.
+    assert_eq!(
+        store
+            .apply_tombstone(&revoke(&key(13), &flood[3]).verify().unwrap())
+            .unwrap(),
+        TombstoneOutcome::Duplicate
+    );
+    assert!(!store.is_tombstoned(&flood[3].id()).unwrap());
     // Writing to an account releases its messages from the count: one more evicts nothing.
     let hello = direct(&me, &later_friend, b"hello", 31).verify().unwrap();
     store

@@ -212,9 +212,10 @@ impl Store {
             encode(&outgoing)?,
         );
         if after == ContactState::Contact {
-            self.make_known(&mut lock(&self.inner.quotas), &mut batch, *account)?;
+            self.write_making_known(batch, *account)?;
+        } else {
+            self.inner.db.write_opt(batch, &self.inner.write_opts)?;
         }
-        self.inner.db.write_opt(batch, &self.inner.write_opts)?;
         counts.add(*account, OutKind::Contact);
         Ok((after, op))
     }
@@ -277,9 +278,10 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(Cf::Meta), contact_key(&from), encode(&record)?);
         if after == ContactState::Contact {
-            self.make_known(&mut lock(&self.inner.quotas), &mut batch, from)?;
+            self.write_making_known(batch, from)?;
+        } else {
+            self.inner.db.write_opt(batch, &self.inner.write_opts)?;
         }
-        self.inner.db.write_opt(batch, &self.inner.write_opts)?;
         Ok(ContactOutcome::Applied { before, after, answer })
     }
 }

@@ -387,6 +387,41 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a stranger's room message sent at `sent_at` falls before the window of `room`: the
+    /// room's share is full and every entry in it is newer. Such a message is not kept, and
+    /// neither is a revoke of it that arrives without it (the window refuses the message itself).
+    pub(super) fn before_room_window(
+        &self,
+        quotas: &Quotas,
+        room: &RoomId,
+        sent_at: u64,
+        id: &MessageId,
+    ) -> Result<bool> {
+        let room_prefix = Conversation::Room(room.clone()).prefix();
+        if quotas.rooms.get(&room_prefix).copied().unwrap_or(0) < quotas.limits.room_total.max(1) {
+            return Ok(false);
+        }
+        let entry_prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
+        let meta = self.cf(Cf::Meta);
+        let Some((oldest_key, _, _)) = oldest(&self.inner.db, meta, &entry_prefix, &HashSet::new(), 1)?.pop() else {
+            return Ok(false);
+        };
+        Ok(timed_key(&entry_prefix, sent_at, id) < oldest_key)
+    }
+
+    /// Writes `batch` with `account` made known in it (see [`Store::make_known`]); if either
+    /// fails, the counts are read back from disk.
+    pub(super) fn write_making_known(&self, mut batch: WriteBatch, account: AccountId) -> Result<()> {
+        let mut quotas = super::lock(&self.inner.quotas);
+        let written = self
+            .make_known(&mut quotas, &mut batch, account)
+            .and_then(|()| Ok(self.inner.db.write_opt(batch, &self.inner.write_opts)?));
+        if written.is_err() {
+            self.reload_quotas(&mut quotas);
+        }
+        written
+    }
+
     /// Deletes an evicted tombstone in `batch` with its history marker.
     fn evict_tombstone(&self, batch: &mut WriteBatch, victim: &MessageId) -> Result<()> {
         let Some(tombstone) = self.tombstone(victim)? else {

@@ -90,6 +90,16 @@ impl Store {
             if stored.is_none() && db.get_pinned_cf(cf_tomb, id.as_bytes())?.is_some() {
                 return Ok((TombstoneOutcome::Duplicate, false));
             }
+            // A revoke, without its target, of a stranger's room message from before the room's
+            // window (its own tombstone evicted, say): the window refuses the message itself.
+            let target = &control.target.header;
+            if let (None, Recipient::Room(room)) = (&stored, &target.to) {
+                if !quotas.known.contains(&target.from)
+                    && self.before_room_window(&quotas, room, target.sent_at, &id)?
+                {
+                    return Ok((TombstoneOutcome::Duplicate, false));
+                }
+            }
             let ours = outgoing.as_ref().is_some_and(|o| o.kind == OutKind::Control);
             if outgoing.as_ref().is_some_and(|o| {
                 o.kind == OutKind::Receipt

@@ -343,3 +343,29 @@ fn a_room_keeps_a_window_of_its_strangers_newest_messages() {
     drop(store);
     assert_eq!(room_log_entries(dir.path(), room), 5);
 }
+
+#[test]
+fn an_evicted_room_tombstone_for_a_message_never_held_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = key(2);
+    let room = "open";
+    let conversation = Conversation::Room(tim_protocol::RoomId::new(room).unwrap());
+    let store = open(dir.path(), 100, 2);
+    // Revokes of room messages this node never held: each leaves a marker in the room's history
+    // and an entry in its log; the pending total is 2.
+    let never: Vec<Message> = (0..3)
+        .map(|i| tim_protocol::test_util::room_message(&stranger, room, b"never held", 100 + i))
+        .collect();
+    for m in &never {
+        let applied = store.apply_tombstone(&revoke(&stranger, m).verify().unwrap()).unwrap();
+        assert_eq!(applied, TombstoneOutcome::Applied { had_body: false });
+        // Age is the time applied, to the millisecond.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The oldest was evicted, with its marker and its log entry.
+    assert!(!store.is_tombstoned(&never[0].id()).unwrap());
+    assert!(store.is_tombstoned(&never[2].id()).unwrap());
+    assert_eq!(store.history(&conversation, None, 100).unwrap().entries.len(), 2);
+    drop(store);
+    assert_eq!(room_log_entries(dir.path(), room), 2);
+}

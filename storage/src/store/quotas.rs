@@ -47,7 +47,8 @@ use crate::{
 pub(super) const KNOWN: &[u8] = b"known/";
 /// Meta key prefix: a held stranger message (`stored_at BE || mid`, value: its sender).
 pub(super) const STRANGE: &[u8] = b"strange/";
-/// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer).
+/// Meta key prefix: a pending tombstone (`applied_at BE || mid`, value: its signer, then for a
+/// room its room-log sequence number, big-endian).
 pub(super) const PENDING: &[u8] = b"pending/";
 /// Meta key prefix: a held stranger room message (`room prefix || sent_at BE || mid`, value:
 /// its sender and its room-log sequence number, then its tombstone's once revoked, big-endian).
@@ -445,16 +446,37 @@ impl Store {
         by: AccountId,
         id: &MessageId,
         now: u64,
+        log_seq: Option<u64>,
     ) -> Result<()> {
         let meta = self.cf(Cf::Meta);
         if quotas.admit_pending(&by)? == Admission::EvictOldest {
             if let Some((key, victim, signer)) = oldest(&self.inner.db, meta, PENDING, &HashSet::new(), 1)?.pop() {
+                // A room's tombstone also left a history marker and a room-log entry.
+                let logged = self
+                    .inner
+                    .db
+                    .get_pinned_cf(meta, &key)?
+                    .as_deref()
+                    .and_then(|v| seq_at(v, 32));
+                if let Some(tombstone) = self.tombstone(&victim)? {
+                    let target = &tombstone.control.target.header;
+                    if let Recipient::Room(room) = &target.to {
+                        batch.delete_cf(self.cf(Cf::History), history_key(target, &victim));
+                        if let Some(seq) = logged {
+                            batch.delete_cf(self.cf(Cf::RoomLog), room_log_key(room, seq));
+                        }
+                    }
+                }
                 batch.delete_cf(self.cf(Cf::Tombstones), victim.as_bytes());
                 batch.delete_cf(meta, key);
                 quotas.pending.remove(&signer);
             }
         }
-        batch.put_cf(meta, timed_key(PENDING, now, id), by.as_bytes());
+        let mut value = by.as_bytes().to_vec();
+        if let Some(seq) = log_seq {
+            value.extend_from_slice(&seq.to_be_bytes());
+        }
+        batch.put_cf(meta, timed_key(PENDING, now, id), value);
         quotas.pending.add(by);
         Ok(())
     }

@@ -165,7 +165,17 @@ impl Store {
                     // the signer's share (a stranger can sign such tombstones for free); one this
                     // node writes itself, or one that cancels a queued copy, is not.
                     None if queued.is_none() && !ours => {
-                        self.hold_pending_tombstone(&mut quotas, &mut batch, control.by, &id, tombstone.applied_at)?;
+                        // Logged next, if a room's: the write lock keeps the sequence from moving.
+                        let log_seq = matches!(control.target.header.to, Recipient::Room(_))
+                            .then(|| self.inner.seq.load(Ordering::Relaxed) + 1);
+                        self.hold_pending_tombstone(
+                            &mut quotas,
+                            &mut batch,
+                            control.by,
+                            &id,
+                            tombstone.applied_at,
+                            log_seq,
+                        )?;
                     }
                     None => {}
                 }

@@ -12,8 +12,10 @@ use super::{
     lock,
     meta::burn_key,
     now_ms,
-    quotas::{RoomStranger, StrangerMessage},
-    room_log, Store,
+    quotas::StrangerMessage,
+    room_log,
+    room_quota::RoomStranger,
+    Store,
 };
 use crate::{
     keys::{history_key, id_of_history_key, outbox_key},

@@ -33,6 +33,7 @@ mod quotas;
 mod receipts;
 mod requests;
 mod room_log;
+mod room_quota;
 mod shred;
 mod tombstones;
 

@@ -64,18 +64,15 @@ impl Store {
         let meta = self.cf(Cf::Meta);
         let room_prefix = Conversation::Room(held.room.clone()).prefix();
         let entry_prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
-        let new_key = timed_key(&entry_prefix, held.sent_at, held.id);
+        if self.before_room_window(quotas, held.room, (held.sent_at, held.id), evicted)? {
+            return Ok(false);
+        }
         let limit = quotas.limits.room_total.max(1);
-        let mut first = true;
         while quotas.rooms.get(&room_prefix).copied().unwrap_or(0) >= limit {
             let skip: HashSet<MessageId> = evicted.iter().copied().collect();
             let Some((key, victim, sender)) = oldest(&self.inner.db, meta, &entry_prefix, &skip, 1)?.pop() else {
                 break;
             };
-            if first && new_key < key {
-                return Ok(false);
-            }
-            first = false;
             let entry = self
                 .inner
                 .db
@@ -99,7 +96,7 @@ impl Store {
         let mut value = Vec::with_capacity(40);
         value.extend_from_slice(held.from.as_bytes());
         value.extend_from_slice(&held.seq.to_be_bytes());
-        batch.put_cf(meta, new_key, value);
+        batch.put_cf(meta, timed_key(&entry_prefix, held.sent_at, held.id), value);
         *quotas.rooms.entry(room_prefix).or_default() += 1;
         quotas.room_senders.add(held.from);
         Ok(true)
@@ -129,22 +126,24 @@ impl Store {
     }
 
     /// Whether a stranger's room message sent at `sent_at` falls before the window of `room`: the
-    /// room's share is full and every entry in it is newer. Such a message is not kept, and
+    /// room's share is full and every entry in it (but those `evicted` in the batch being built)
+    /// is newer. Such a message is not kept, and
     /// neither is a revoke of it that arrives without it (the window refuses the message itself).
     pub(super) fn before_room_window(
         &self,
         quotas: &Quotas,
         room: &RoomId,
-        sent_at: u64,
-        id: &MessageId,
+        (sent_at, id): (u64, &MessageId),
+        evicted: &[MessageId],
     ) -> Result<bool> {
         let room_prefix = Conversation::Room(room.clone()).prefix();
         if quotas.rooms.get(&room_prefix).copied().unwrap_or(0) < quotas.limits.room_total.max(1) {
             return Ok(false);
         }
         let entry_prefix = [ROOM_STRANGE, room_prefix.as_slice()].concat();
+        let skip: HashSet<MessageId> = evicted.iter().copied().collect();
         let meta = self.cf(Cf::Meta);
-        let Some((oldest_key, _, _)) = oldest(&self.inner.db, meta, &entry_prefix, &HashSet::new(), 1)?.pop() else {
+        let Some((oldest_key, _, _)) = oldest(&self.inner.db, meta, &entry_prefix, &skip, 1)?.pop() else {
             return Ok(false);
         };
         Ok(timed_key(&entry_prefix, sent_at, id) < oldest_key)

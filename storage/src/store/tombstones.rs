@@ -95,7 +95,7 @@ impl Store {
             let target = &control.target.header;
             if let (None, Recipient::Room(room)) = (&stored, &target.to) {
                 if !quotas.known.contains(&target.from)
-                    && self.before_room_window(&quotas, room, target.sent_at, &id)?
+                    && self.before_room_window(&quotas, room, (target.sent_at, &id), &[])?
                 {
                     return Ok((TombstoneOutcome::Duplicate, false));
                 }

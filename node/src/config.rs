@@ -157,6 +157,20 @@ pub struct Config {
     /// Addresses peers can dial this node at, known in advance (a site node's public address);
     /// published at once, without waiting for AutoNAT to confirm them. Default: none.
     pub external_addrs: Vec<Multiaddr>,
+    /// What carries connections. Default [`Transport::Network`].
+    pub transport: Transport,
+}
+
+/// What carries a node's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// TCP and QUIC (and relayed circuits over them): what every deployed node uses.
+    #[default]
+    Network,
+    /// libp2p's in-process memory transport (`/memory/<port>` addresses, same Noise and yamux
+    /// upgrades as TCP): many nodes in one process reach each other without sockets. For
+    /// simulations and tests; such a node reaches only nodes of its own process.
+    Memory,
 }
 
 /// What a relay grants the nodes it serves (libp2p's own resource limits).
@@ -242,6 +256,7 @@ impl Config {
             relay_limits: RelayLimits::default(),
             relay_reservations: 2,
             external_addrs: Vec::new(),
+            transport: Transport::Network,
         }
     }
 
@@ -249,6 +264,15 @@ impl Config {
     pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
         let mut c = Config::new(data_dir);
         c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap_or_else(|_| Multiaddr::empty())];
+        c
+    }
+
+    /// Defaults for a node on the in-process memory transport ([`Transport::Memory`]), listening
+    /// on a port the transport picks.
+    pub fn memory(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Config::new(data_dir);
+        c.transport = Transport::Memory;
+        c.listen = vec!["/memory/0".parse().unwrap_or_else(|_| Multiaddr::empty())];
         c
     }
 }

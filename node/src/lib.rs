@@ -34,7 +34,7 @@ mod keys;
 mod net;
 mod status;
 
-pub use crate::config::{Config, Inbound, RelayLimits};
+pub use crate::config::{Config, Inbound, RelayLimits, Transport};
 pub use crate::core::{
     Confirmation, ContactPresence, Deletion, Metrics, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT,
 };

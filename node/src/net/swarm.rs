@@ -8,6 +8,10 @@ use std::{sync::Arc, time::Duration};
 
 use libp2p::{
     allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, noise, relay,
+    core::{
+        transport::{MemoryTransport, Transport as _},
+        upgrade,
+    },
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     tcp, yamux, StreamProtocol, Swarm,
 };
@@ -17,7 +21,7 @@ use super::{
     routing::{Kad, Limits, RouteStore},
     scoring,
 };
-use crate::{core::Counters, Config, Error, Result};
+use crate::{core::Counters, Config, Error, Result, Transport};
 
 /// Kademlia protocol name: tim nodes only talk DHT with tim nodes. Version 2: route records
 /// carry a sequence number (docs/protocol.md), so nodes with v1 records form a separate DHT.
@@ -104,79 +108,107 @@ pub(crate) fn build_swarm(
     counters: Arc<Counters>,
 ) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
-    let refresh = config.route_refresh;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| net(&e))?
-        .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| net(&e))?
-        .with_behaviour(|key, relay_client| {
-            let peer_id = key.public().to_peer_id();
-            let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
-            // Inbound records go straight to `RouteStore::put`, which verifies and bounds them; a
-            // refusal resets the sender's request, so it is never told a dropped record is stored.
-            // Each node republishes its own record every `route_refresh`, so Kademlia's own
-            // replication, republication and caching are off: every record here was put by the
-            // peer that sent it, which is what the store's per-peer bound counts.
-            let limits = Limits::default();
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            kad_config.set_record_filtering(kad::StoreInserts::Unfiltered);
-            kad_config.set_record_ttl(Some(limits.max_ttl));
-            kad_config.set_replication_interval(None);
-            kad_config.set_publication_interval(None);
-            kad_config.set_caching(kad::Caching::Disabled);
-            // Room members announce themselves (provider records, `room_discovery`) and
-            // re-announce on their own schedule, so Kademlia's own provider republication is off.
-            kad_config.set_provider_record_ttl(Some(super::room_discovery::PROVIDER_TTL));
-            kad_config.set_provider_publication_interval(None);
-            kad_config.set_query_timeout(Duration::from_secs(30));
-            kad_config.set_periodic_bootstrap_interval(Some(refresh));
-            let store = RouteStore::new(peer_id, limits, counters);
-            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
-            let kad = Kad::new(kad);
-            let gossipsub = scoring::gossipsub()?;
-            let streams = libp2p_stream::Behaviour::new();
-            let limits = connection_limits::ConnectionLimits::default()
-                .with_max_pending_incoming(Some(config.max_pending_incoming))
-                .with_max_established_incoming(Some(config.max_established_incoming))
-                .with_max_established(Some(config.max_established))
-                .with_max_established_per_peer(Some(config.max_established_per_peer));
-            let relay_server = Toggle::from(
-                config
-                    .relay_server
-                    .then(|| relay_service(peer_id, &config.relay_limits)),
-            );
-            Ok(Behaviour {
-                limits: connection_limits::Behaviour::new(limits),
-                blocked: allow_block_list::Behaviour::default(),
-                identify,
-                kad,
-                gossipsub,
-                streams,
-                relay_client,
-                relay_server,
-                dcutr: dcutr::Behaviour::new(peer_id),
-                autonat_client: autonat::v2::client::Behaviour::new(
-                    rand::rngs::OsRng,
-                    autonat::v2::client::Config::default(),
-                ),
-                autonat_server: autonat::v2::server::Behaviour::new(rand::rngs::OsRng),
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let swarm = match config.transport {
+        Transport::Network => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| net(&e))?
+            .with_quic()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key, relay_client| behaviour(key, relay_client, config, counters))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(|c| swarm_config(c, config))
+            .build(),
+        Transport::Memory => builder
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(upgrade::Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
             })
-        })
-        .map_err(|e| net(&e))?
-        .with_swarm_config(|c| {
-            // Every tim node speaks every tim protocol, so a stream's first data goes out with its
-            // protocol proposal (multistream-select V1Lazy): one round trip less per direct message.
-            c.with_idle_connection_timeout(config.idle_connection_timeout)
-                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
-        })
-        .build();
+            .map_err(|e| net(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key, relay_client| behaviour(key, relay_client, config, counters))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(|c| swarm_config(c, config))
+            .build(),
+    };
     Ok(swarm)
+}
+
+/// Every tim node speaks every tim protocol, so a stream's first data goes out with its protocol
+/// proposal (multistream-select V1Lazy): one round trip less per direct message.
+fn swarm_config(c: libp2p::swarm::Config, config: &Config) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(config.idle_connection_timeout)
+        .with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
+}
+
+/// The behaviour of a node with identity `key`, whatever its transport.
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &Config,
+    counters: Arc<Counters>,
+) -> std::result::Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let refresh = config.route_refresh;
+    let peer_id = key.public().to_peer_id();
+    let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+    // Inbound records go straight to `RouteStore::put`, which verifies and bounds them; a
+    // refusal resets the sender's request, so it is never told a dropped record is stored.
+    // Each node republishes its own record every `route_refresh`, so Kademlia's own
+    // replication, republication and caching are off: every record here was put by the
+    // peer that sent it, which is what the store's per-peer bound counts.
+    let limits = Limits::default();
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config.set_record_filtering(kad::StoreInserts::Unfiltered);
+    kad_config.set_record_ttl(Some(limits.max_ttl));
+    kad_config.set_replication_interval(None);
+    kad_config.set_publication_interval(None);
+    kad_config.set_caching(kad::Caching::Disabled);
+    // Room members announce themselves (provider records, `room_discovery`) and
+    // re-announce on their own schedule, so Kademlia's own provider republication is off.
+    kad_config.set_provider_record_ttl(Some(super::room_discovery::PROVIDER_TTL));
+    kad_config.set_provider_publication_interval(None);
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    kad_config.set_periodic_bootstrap_interval(Some(refresh));
+    let store = RouteStore::new(peer_id, limits, counters);
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+    let kad = Kad::new(kad);
+    let gossipsub = scoring::gossipsub()?;
+    let streams = libp2p_stream::Behaviour::new();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(config.max_pending_incoming))
+        .with_max_established_incoming(Some(config.max_established_incoming))
+        .with_max_established(Some(config.max_established))
+        .with_max_established_per_peer(Some(config.max_established_per_peer));
+    let relay_server = Toggle::from(
+        config
+            .relay_server
+            .then(|| relay_service(peer_id, &config.relay_limits)),
+    );
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        blocked: allow_block_list::Behaviour::default(),
+        identify,
+        kad,
+        gossipsub,
+        streams,
+        relay_client,
+        relay_server,
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat_client: autonat::v2::client::Behaviour::new(
+            rand::rngs::OsRng,
+            autonat::v2::client::Config::default(),
+        ),
+        autonat_server: autonat::v2::server::Behaviour::new(rand::rngs::OsRng),
+    })
 }

@@ -194,6 +194,17 @@ struct Gossip {
     gossipsub: gossipsub::Behaviour,
 }
 
+/// The node's own gossipsub settings, without the application validation it adds.
+fn gossip() -> Gossip {
+    let config = tim_node::gossipsub_config_builder()
+        .build()
+        .unwrap_or_else(|_| unreachable!("static gossipsub config"));
+    Gossip {
+        gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .unwrap_or_else(|_| unreachable!("anonymous authenticity matches the validation mode")),
+    }
+}
+
 /// Bare gossipsub with tim's settings (`tim_node::gossipsub_config_builder`) and no application
 /// validation: a publisher's hub and `members` subscribers, each driven by its own task. Members
 /// connect to the hub (as tim's bootstrap); with `full_mesh` every member also connects to every
@@ -213,18 +224,7 @@ pub(crate) struct BareRoom {
 impl BareRoom {
     pub(crate) async fn start(members: usize, full_mesh: bool) -> anyhow::Result<BareRoom> {
         let topic = gossipsub::IdentTopic::new("bench");
-        let make = || -> anyhow::Result<Swarm<Gossip>> {
-            tcp_swarm(|| {
-                // The node's own settings, without the application validation it adds.
-                let config = tim_node::gossipsub_config_builder()
-                    .build()
-                    .unwrap_or_else(|_| unreachable!("static gossipsub config"));
-                Gossip {
-                    gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                        .unwrap_or_else(|_| unreachable!("anonymous authenticity matches the validation mode")),
-                }
-            })
-        };
+        let make = || -> anyhow::Result<Swarm<Gossip>> { tcp_swarm(gossip) };
         let (tx, received) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>)>();
         let mut hub = make()?;
         let hub_addr = listen(&mut hub).await?;
@@ -319,6 +319,158 @@ impl BareRoom {
 }
 
 impl Drop for BareRoom {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Bare gossipsub over libp2p's memory transport (Noise and yamux, as tim's
+/// `Transport::Memory`) with tim's settings and no application validation, on a given connection
+/// graph: `nodes` swarms, each driven by its own task, `members` of them subscribed, `publisher`
+/// publishing on command.
+pub(crate) struct BareNetwork {
+    publish: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    received: tokio::sync::mpsc::UnboundedReceiver<(usize, Vec<u8>, Instant)>,
+    members: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sent: usize,
+}
+
+fn memory_gossip_swarm() -> anyhow::Result<Swarm<Gossip>> {
+    use libp2p::core::{transport::MemoryTransport, upgrade, Transport};
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(upgrade::Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })?
+        .with_behaviour(|_| gossip())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build())
+}
+
+impl BareNetwork {
+    /// Starts the swarms, dials every edge `(i, j)` from `j` to `i`, and waits until every member
+    /// sees a subscribed peer and the mesh had a few heartbeats to form.
+    pub(crate) async fn start(
+        nodes: usize,
+        edges: &[(usize, usize)],
+        members: &[usize],
+        publisher: usize,
+    ) -> anyhow::Result<BareNetwork> {
+        let topic = gossipsub::IdentTopic::new("simulation");
+        let mut swarms = Vec::with_capacity(nodes);
+        let mut addrs = Vec::with_capacity(nodes);
+        for _ in 0..nodes {
+            let mut s = memory_gossip_swarm()?;
+            s.listen_on("/memory/0".parse()?)?;
+            let addr = loop {
+                if let SwarmEvent::NewListenAddr { address, .. } = s.select_next_some().await {
+                    break address.with(libp2p::multiaddr::Protocol::P2p(*s.local_peer_id()));
+                }
+            };
+            addrs.push(addr);
+            swarms.push(s);
+        }
+        for &i in members {
+            if let Some(s) = swarms.get_mut(i) {
+                s.behaviour_mut().gossipsub.subscribe(&topic)?;
+            }
+        }
+        for &(i, j) in edges {
+            if let (Some(addr), Some(s)) = (addrs.get(i).cloned(), swarms.get_mut(j)) {
+                s.dial(addr)?;
+            }
+        }
+        let (tx, received) = tokio::sync::mpsc::unbounded_channel();
+        let (publish, mut publish_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let is_member: std::collections::HashSet<usize> = members.iter().copied().collect();
+        let mut tasks = Vec::with_capacity(nodes);
+        for (i, mut s) in swarms.into_iter().enumerate() {
+            let (tx, ready_tx, topic) = (tx.clone(), ready_tx.clone(), topic.clone());
+            let member = is_member.contains(&i);
+            let mut commands = if i == publisher {
+                Some(std::mem::replace(&mut publish_rx, tokio::sync::mpsc::unbounded_channel().1))
+            } else {
+                None
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut told = !member;
+                loop {
+                    tokio::select! {
+                        e = s.select_next_some() => match e {
+                            SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                                let _ = tx.send((i, message.data, Instant::now()));
+                            }
+                            SwarmEvent::Behaviour(GossipEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) if !told => {
+                                told = true;
+                                let _ = ready_tx.send(i);
+                            }
+                            _ => {}
+                        },
+                        Some(data) = async { match commands.as_mut() { Some(c) => c.recv().await, None => None } } => {
+                            let _ = s.behaviour_mut().gossipsub.publish(topic.clone(), data);
+                        }
+                    }
+                }
+            }));
+        }
+        let until = Instant::now() + Duration::from_secs(120);
+        let mut found = 0;
+        while found < members.len() {
+            match tokio::time::timeout_at(until.into(), ready.recv()).await {
+                Ok(Some(_)) => found += 1,
+                _ => bail!("{} bare members saw no subscribed peer", members.len() - found),
+            }
+        }
+        // A few heartbeats for the mesh to form.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(BareNetwork {
+            publish,
+            received,
+            members: members.len(),
+            tasks,
+            sent: 0,
+        })
+    }
+
+    /// Publishes one message; the time until the last other member received it.
+    pub(crate) async fn publish(&mut self) -> anyhow::Result<Duration> {
+        let data = format!("simulated message {}", self.sent).into_bytes();
+        self.sent += 1;
+        let t = Instant::now();
+        self.publish.send(data.clone())?;
+        let mut got = std::collections::HashSet::new();
+        let mut last = t;
+        let deadline = tokio::time::Instant::now() + STEP;
+        while got.len() + 1 < self.members {
+            match tokio::time::timeout_at(deadline, self.received.recv()).await {
+                Ok(Some((i, d, at))) if d == data => {
+                    if got.insert(i) {
+                        last = last.max(at);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("bare nodes stopped"),
+                Err(_) => bail!(
+                    "bare gossip reached {} of {} members",
+                    got.len(),
+                    self.members - 1
+                ),
+            }
+        }
+        Ok(last - t)
+    }
+}
+
+impl Drop for BareNetwork {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();

@@ -15,7 +15,10 @@
 //! - `processes [--nodes 100] [--members 10] [--count 20] [--idle-secs 60]`: real `tim-node`
 //!   processes (the release binary: `cargo build --release -p tim-node` first), each bootstrapped
 //!   from a random earlier one; connections and RSS per node after idling, then a room of random
-//!   members: finding each other, messages and revokes to every member, a late member catching up.
+//!   members: finding each other, messages and revokes to every member, a late member catching up;
+//! - `network [--nodes 1000] [--members nodes] [--count 50] [--receipts]`: that many tim nodes in
+//!   this process over the memory transport, a room of `members` (one node joins late) against
+//!   bare gossipsub on the same connection graph; `--receipts`: members send deletion receipts.
 //!
 //! Prints the machine, a table (p50 / p99 / max, throughput, CPU time of the phase) and writes
 //! `bench-<scenario>.json`.
@@ -29,7 +32,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     report::{machine, print_table, Row},
-    scenarios::{catchup::catchup, direct::direct, network, room, storage},
+    scenarios::{catchup::catchup, direct::direct, processes, room, simulation, storage},
 };
 
 mod baselines;
@@ -83,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         "ingest" => catchup(flag("--count", 10_000), 0).await?,
         "storage" => storage::storage(flag("--count", 1_000_000)).await?,
         "processes" => {
-            network::processes(
+            processes::processes(
                 flag("--nodes", 100),
                 flag("--members", 10),
                 flag("--count", 20),
@@ -91,7 +94,12 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
-        other => bail!("unknown scenario {other}; try direct, room, catchup, ingest, storage or processes"),
+        "network" => {
+            let nodes = flag("--nodes", 1_000);
+            let receipts = args.iter().any(|a| a == "--receipts");
+            simulation::network(nodes, flag("--members", nodes), flag("--count", 50), receipts).await?
+        }
+        other => bail!("unknown scenario {other}; try direct, room, catchup, ingest, storage, processes or network"),
     };
     print_table(&rows);
     let mut result: HashMap<&str, serde_json::Value> = HashMap::new();

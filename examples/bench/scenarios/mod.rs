@@ -7,8 +7,9 @@ use crate::STEP;
 
 pub(crate) mod catchup;
 pub(crate) mod direct;
-pub(crate) mod network;
+pub(crate) mod processes;
 pub(crate) mod room;
+pub(crate) mod simulation;
 pub(crate) mod storage;
 
 /// Starts `n` tim nodes on loopback under `dir`, every one after the first bootstrapping from it.

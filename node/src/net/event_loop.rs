@@ -15,7 +15,7 @@ use tim_protocol::{AccountId, Action, MessageId, RoomId};
 use tim_storage::Outgoing;
 use tokio::{
     sync::{mpsc, oneshot, Semaphore},
-    time::{Instant, MissedTickBehavior},
+    time::Instant,
 };
 use tracing::{debug, info, warn};
 
@@ -35,6 +35,7 @@ use super::{
     routing::{self, RouteDials},
     swarm::{build_swarm, Behaviour},
     sync_exchange::{self, SYNC_PROTOCOL},
+    ticks::{Periods, Tick, Ticks},
 };
 use crate::{
     command::Command,
@@ -373,28 +374,48 @@ impl EventLoop {
     /// Runs until a shutdown command or the last handle is gone; `closed` resolves once the
     /// store has closed (see `ClosingStore`).
     pub(crate) async fn run(mut self, closed: oneshot::Receiver<()>) {
-        let mut refresh = tokio::time::interval_at(Instant::now() + self.route_refresh, self.route_refresh);
-        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut sync_tick = tokio::time::interval_at(Instant::now() + self.sync_interval, self.sync_interval);
-        sync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut reachability_tick = tokio::time::interval(REACHABILITY_TICK);
-        reachability_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut net_tick = tokio::time::interval_at(Instant::now() + NET_TICK, NET_TICK);
-        net_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The first notice soon after start (routes need a moment), then one per interval.
-        let mut presence_tick = tokio::time::interval_at(Instant::now() + NET_TICK, crate::PRESENCE_INTERVAL);
-        presence_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticks = Ticks::new(
+            Instant::now().into_std(),
+            Periods {
+                route_refresh: self.route_refresh,
+                room_sync: self.sync_interval,
+                reachability: REACHABILITY_TICK,
+                presence: crate::PRESENCE_INTERVAL,
+                net: NET_TICK,
+            },
+        );
         let mut shutdown_reply = None;
         // One timer for the delivery state machine, reset only when its next deadline changes
         // (not re-registered on every turn of the loop).
         let delivery_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(delivery_timer);
         let mut delivery_armed: Option<Instant> = None;
+        // The periodic work's next deadline, and the next burn's, each on one timer reset only
+        // when its deadline changes.
+        let tick_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(tick_timer);
+        let mut tick_armed: Option<Instant> = None;
+        let burn_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(burn_timer);
+        let mut burn_armed: Option<Instant> = None;
         loop {
             self.carry_out_deliveries();
             self.carry_out_relay_actions();
             self.carry_out_discovery();
             let next_burn = self.burns.keys().next().map(|(at, _)| *at);
+            if next_burn != burn_armed {
+                if let Some(at) = next_burn {
+                    burn_timer.as_mut().reset(at);
+                }
+                burn_armed = next_burn;
+            }
+            let next_tick = ticks.next().map(Instant::from_std);
+            if next_tick != tick_armed {
+                if let Some(at) = next_tick {
+                    tick_timer.as_mut().reset(at);
+                }
+                tick_armed = next_tick;
+            }
             let next_delivery = self.deliveries.poll_timeout().map(Instant::from_std);
             if next_delivery != delivery_armed {
                 if let Some(at) = next_delivery {
@@ -424,15 +445,23 @@ impl EventLoop {
                     let now = self.now();
                     self.deliveries.handle_timeout(now);
                 }
-                _ = refresh.tick() => self.publish_route(),
-                _ = sync_tick.tick() => self.sync_all(),
-                _ = reachability_tick.tick() => self.on_reachability_tick(),
-                _ = presence_tick.tick() => self.send_presence(),
-                _ = net_tick.tick() => {
-                    self.manage_connections();
-                    self.tick_discovery();
+                _ = &mut tick_timer, if tick_armed.is_some() => {
+                    tick_armed = None;
+                    for tick in ticks.take_due(Instant::now().into_std()) {
+                        match tick {
+                            Tick::RouteRefresh => self.publish_route(),
+                            Tick::RoomSync => self.sync_all(),
+                            Tick::Reachability => self.on_reachability_tick(),
+                            Tick::Presence => self.send_presence(),
+                            Tick::Net => {
+                                self.manage_connections();
+                                self.tick_discovery();
+                            }
+                        }
+                    }
                 }
-                _ = tokio::time::sleep_until(next_burn.unwrap_or_else(Instant::now)), if next_burn.is_some() => {
+                _ = &mut burn_timer, if burn_armed.is_some() => {
+                    burn_armed = None;
                     self.fire_burns()
                 }
             }

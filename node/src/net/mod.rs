@@ -23,6 +23,8 @@
 //! - `addrs`: which of a peer's addresses are worth dialling (no loopback from other hosts).
 //! - `status_report`: what `Node::status` reports.
 //! - `quiesce`: waiting at shutdown for every task holding an in-flight permit.
+//! - `ticks`: the loop's periodic work (route refresh, room sync, reachability, presence,
+//!   connection management) on one deadline.
 
 mod accept;
 mod addrs;
@@ -47,6 +49,7 @@ mod status_report;
 mod swarm;
 mod swarm_events;
 mod sync_exchange;
+mod ticks;
 
 pub(crate) use event_loop::EventLoop;
 pub use reachability::Reachability;

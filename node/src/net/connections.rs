@@ -6,11 +6,13 @@
 //! The policy: while more than `high` peers are connected, close the least valuable down to
 //! `low`. Never closed: a peer with a protection (it is in a joined room's gossipsub mesh, has an
 //! open outbound pipe, a sync in flight, or a reason another subsystem gave, such as a relay this
-//! node holds a reservation on), and a peer connected, or active (a Kademlia exchange, a room
-//! message), less than `grace` ago: its Kademlia query, identify exchange or room handshake may
-//! be under way, and closing it would fail them. Among the rest, strangers go first,
-//! then peers this node chose to talk to and members of its rooms; within a class, the one idle
-//! the longest goes first.
+//! node holds a reservation on), and a peer connected less than `grace` ago: its Kademlia query,
+//! identify exchange or room handshake may be under way, and closing it would fail them. A peer
+//! active (a Kademlia exchange, a room message) less than `grace` ago is spared while closing
+//! idle peers down to `low`, but not beyond that when the node is still over `high`: in a busy
+//! network most peers have asked something of late, and sparing them all would leave the bound
+//! to the traffic. Among the rest, strangers go first, then peers this node chose to talk to and
+//! members of its rooms; within a class, the one idle the longest goes first.
 
 use std::{
     collections::HashMap,
@@ -168,27 +170,32 @@ impl Connections {
     }
 
     /// The peers to close now: when more than `high` are connected, the least valuable
-    /// unprotected peers connected and idle for at least `grace`, as many as it takes to get down to `low` (fewer when
-    /// not enough may be closed). They are forgotten at once, so a later call does not name them
+    /// unprotected peers connected and idle for at least `grace`, as many as it takes to get down
+    /// to `low`; then, if that leaves more than `high`, unprotected peers active within `grace`
+    /// (longest idle first) down to `high` (fewer when not enough may be closed). They are forgotten at once, so a later call does not name them
     /// again while their connections close.
     pub(crate) fn prune(&mut self, now: Instant, value: impl Fn(&PeerId) -> Value) -> Vec<PeerId> {
         if !self.over() {
             return Vec::new();
         }
-        let excess = self.peers.len() - self.settings.low;
         let grace = self.settings.grace;
-        let mut candidates: Vec<(Value, Instant, PeerId)> = self
+        let mut candidates: Vec<(bool, Value, Instant, PeerId)> = self
             .peers
             .iter()
-            .filter(|(peer, p)| {
-                !self.protected.contains_key(*peer)
-                    && now.saturating_duration_since(p.since) >= grace
-                    && now.saturating_duration_since(p.active) >= grace
+            .filter(|(peer, p)| !self.protected.contains_key(*peer) && now.saturating_duration_since(p.since) >= grace)
+            .map(|(peer, p)| {
+                let idle = now.saturating_duration_since(p.active) >= grace;
+                (!idle, value(peer), p.active, *peer)
             })
-            .map(|(peer, p)| (value(peer), p.active, *peer))
             .collect();
+        // Idle peers first (down to `low`); then, only as far as it takes to get back to `high`,
+        // peers active within their grace.
         candidates.sort();
-        let victims: Vec<PeerId> = candidates.into_iter().take(excess).map(|(_, _, peer)| peer).collect();
+        let idle = candidates.iter().filter(|(active, ..)| !active).count();
+        let excess_low = self.peers.len() - self.settings.low;
+        let excess_high = self.peers.len() - self.settings.high;
+        let take = excess_low.min(idle).max(excess_high);
+        let victims: Vec<PeerId> = candidates.into_iter().take(take).map(|(.., peer)| peer).collect();
         for peer in &victims {
             self.peers.remove(peer);
         }

@@ -86,6 +86,28 @@ fn a_peer_active_within_its_grace_is_not_pruned() {
 }
 
 #[test]
+fn active_peers_give_way_when_idle_ones_do_not_bring_the_node_back_to_its_high_watermark() {
+    let t0 = Instant::now();
+    let mut c = manager(3, 2);
+    let peers = connect(&mut c, t0, 6);
+    let now = t0 + Duration::from_secs(60);
+    // Every peer but peers[5] asked something within its grace, peers[1] the longest ago.
+    for (i, peer) in peers.iter().enumerate().take(5) {
+        let ago = if i == 1 { 9 } else { 1 + i as u64 };
+        c.active(peer, now - Duration::from_secs(ago));
+    }
+    // The idle one goes, and then active ones only down to the high watermark, longest idle
+    // first: peers[1] (9 s ago) and peers[4] (5 s ago).
+    let mut pruned = c.prune(now, strangers);
+    pruned.sort();
+    let mut expected = vec![peers[5], peers[1], peers[4]];
+    expected.sort();
+    assert_eq!(pruned, expected);
+    assert_eq!(c.len(), 3);
+    assert!(c.prune(now, strangers).is_empty());
+}
+
+#[test]
 fn strangers_go_before_useful_peers_whatever_their_idle_time() {
     let t0 = Instant::now();
     let mut c = manager(2, 2);

@@ -41,7 +41,7 @@ use crate::{
     command::Command,
     core::{now_ms, Core},
     delivery::{Deliveries, Delivery, Now, Output, Settings},
-    Config, Error, Result,
+    Config, Error, Result, Transport,
 };
 
 /// Capacity of the channels that bring reports of other tasks and pipe events to the loop.
@@ -201,6 +201,11 @@ impl EventLoop {
                 Ok(SwarmEvent::NewListenAddr { listener_id, address }) => {
                     info!(%address, "listening");
                     pending.remove(&listener_id);
+                    if config.transport == Transport::Memory {
+                        // Every node of the process can dial a memory address: it is public.
+                        swarm.add_external_address(address.clone());
+                        reachability.address_confirmed(address, Instant::now().into_std());
+                    }
                 }
                 Ok(SwarmEvent::ListenerError { error, .. })
                 | Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => {

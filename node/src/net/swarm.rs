@@ -7,11 +7,12 @@
 use std::{sync::Arc, time::Duration};
 
 use libp2p::{
-    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, noise, relay,
+    allow_block_list, autonat, connection_limits,
     core::{
         transport::{MemoryTransport, Transport as _},
         upgrade,
     },
+    dcutr, gossipsub, identify, kad, noise, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     tcp, yamux, StreamProtocol, Swarm,
 };
@@ -58,7 +59,10 @@ pub(crate) struct Behaviour {
     /// Upgrades relayed connections to direct ones by hole punching.
     pub(crate) dcutr: dcutr::Behaviour,
     /// Asks peers to dial this node's candidate addresses back (learns whether it is public).
-    pub(crate) autonat_client: autonat::v2::client::Behaviour,
+    /// Off on the memory transport: a memory address is public to the process, and each
+    /// connection's observed address is a fresh port, so every connection would bring a new
+    /// candidate to probe.
+    pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
     /// Dials back the addresses peers ask about.
     pub(crate) autonat_server: autonat::v2::server::Behaviour,
 }
@@ -205,9 +209,10 @@ fn behaviour(
         relay_client,
         relay_server,
         dcutr: dcutr::Behaviour::new(peer_id),
-        autonat_client: autonat::v2::client::Behaviour::new(
-            rand::rngs::OsRng,
-            autonat::v2::client::Config::default(),
+        autonat_client: Toggle::from(
+            (config.transport == Transport::Network).then(|| {
+                autonat::v2::client::Behaviour::new(rand::rngs::OsRng, autonat::v2::client::Config::default())
+            }),
         ),
         autonat_server: autonat::v2::server::Behaviour::new(rand::rngs::OsRng),
     })

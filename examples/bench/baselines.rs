@@ -397,7 +397,10 @@ impl BareNetwork {
             let (tx, ready_tx, topic) = (tx.clone(), ready_tx.clone(), topic.clone());
             let member = is_member.contains(&i);
             let mut commands = if i == publisher {
-                Some(std::mem::replace(&mut publish_rx, tokio::sync::mpsc::unbounded_channel().1))
+                Some(std::mem::replace(
+                    &mut publish_rx,
+                    tokio::sync::mpsc::unbounded_channel().1,
+                ))
             } else {
                 None
             };
@@ -416,7 +419,9 @@ impl BareNetwork {
                             _ => {}
                         },
                         Some(data) = async { match commands.as_mut() { Some(c) => c.recv().await, None => None } } => {
-                            let _ = s.behaviour_mut().gossipsub.publish(topic.clone(), data);
+                            if let Err(e) = s.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+                                eprintln!("bare publish failed: {e}");
+                            }
                         }
                     }
                 }
@@ -459,11 +464,7 @@ impl BareNetwork {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => bail!("bare nodes stopped"),
-                Err(_) => bail!(
-                    "bare gossip reached {} of {} members",
-                    got.len(),
-                    self.members - 1
-                ),
+                Err(_) => bail!("bare gossip reached {} of {} members", got.len(), self.members - 1),
             }
         }
         Ok(last - t)

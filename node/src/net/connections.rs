@@ -53,7 +53,8 @@ pub(crate) struct Settings {
     pub(crate) high: usize,
     /// Prune down to this many.
     pub(crate) low: usize,
-    /// A peer connected or active less than this long ago is not pruned.
+    /// A peer connected less than this long ago is not pruned; one active less than this long ago
+    /// is pruned only when closing idle peers leaves the node over `high`.
     pub(crate) grace: Duration,
 }
 
@@ -172,7 +173,8 @@ impl Connections {
     /// The peers to close now: when more than `high` are connected, the least valuable
     /// unprotected peers connected and idle for at least `grace`, as many as it takes to get down
     /// to `low`; then, if that leaves more than `high`, unprotected peers active within `grace`
-    /// (longest idle first) down to `high` (fewer when not enough may be closed). They are forgotten at once, so a later call does not name them
+    /// (strangers first, then the longest idle) down to `high` (fewer when not enough may be
+    /// closed). They are forgotten at once, so a later call does not name them
     /// again while their connections close.
     pub(crate) fn prune(&mut self, now: Instant, value: impl Fn(&PeerId) -> Value) -> Vec<PeerId> {
         if !self.over() {

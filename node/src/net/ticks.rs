@@ -118,8 +118,13 @@ mod tests {
         let late = t0 + Duration::from_secs(12);
         let fired = ticks.take_due(late);
         assert_eq!(fired.iter().filter(|t| **t == Tick::Reachability).count(), 1);
-        assert!(ticks.take_due(late + Duration::from_millis(4_999)).iter().all(|t| *t != Tick::Reachability));
-        assert!(ticks.take_due(late + Duration::from_secs(5)).contains(&Tick::Reachability));
+        assert!(ticks
+            .take_due(late + Duration::from_millis(4_999))
+            .iter()
+            .all(|t| *t != Tick::Reachability));
+        assert!(ticks
+            .take_due(late + Duration::from_secs(5))
+            .contains(&Tick::Reachability));
     }
 
     #[test]

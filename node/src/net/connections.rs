@@ -6,13 +6,12 @@
 //! The policy: while more than `high` peers are connected, close the least valuable down to
 //! `low`. Never closed: a peer with a protection (it is in a joined room's gossipsub mesh, has an
 //! open outbound pipe, a sync in flight, or a reason another subsystem gave, such as a relay this
-//! node holds a reservation on), and a peer this node dialled less than `grace` ago: its Kademlia
-//! query, identify exchange or room handshake may be under way, and closing it would fail them.
-//! A peer active (a Kademlia exchange, a room message, or a connection it dialled in) less than
-//! `grace` ago is spared while closing idle peers down to `low`, but not beyond that when the
-//! node is still over `high`: in a busy network most peers have asked something of late and
-//! other nodes' queries keep dialling in, and sparing them all would leave the bound to the
-//! traffic. Among the rest, strangers go first, then peers this node chose to talk to and
+//! node holds a reservation on), and a peer connected less than `grace` ago: its Kademlia query,
+//! identify exchange or room handshake may be under way, and closing it would fail them. A peer
+//! active (a Kademlia exchange, a room message) less than `grace` ago is spared while closing
+//! idle peers down to `low`, but not beyond that when the node is still over `high`: in a busy
+//! network most peers have asked something of late, and sparing them all would leave the bound
+//! to the traffic. Among the rest, strangers go first, then peers this node chose to talk to and
 //! members of its rooms; within a class, the one idle the longest goes first.
 
 use std::{
@@ -54,9 +53,8 @@ pub(crate) struct Settings {
     pub(crate) high: usize,
     /// Prune down to this many.
     pub(crate) low: usize,
-    /// A peer this node dialled less than this long ago is not pruned; one that dialled in or was
-    /// active less than this long ago is pruned only when closing idle peers leaves the node over
-    /// `high`.
+    /// A peer connected less than this long ago is not pruned; one active less than this long ago
+    /// is pruned only when closing idle peers leaves the node over `high`.
     pub(crate) grace: Duration,
 }
 
@@ -72,8 +70,6 @@ struct Peer {
     since: Instant,
     /// The last time it did something here (connected, a Kademlia exchange, a room message).
     active: Instant,
-    /// Whether this node dialled one of its current connections (else they all came in).
-    dialled: bool,
 }
 
 /// The connection manager (see the module doc).
@@ -107,17 +103,15 @@ impl Connections {
         self.peers.len() > self.settings.high
     }
 
-    /// A connection with `peer` was established; `dialled`: this node dialled it.
-    pub(crate) fn connected(&mut self, peer: PeerId, now: Instant, dialled: bool) {
+    /// A connection with `peer` was established.
+    pub(crate) fn connected(&mut self, peer: PeerId, now: Instant) {
         let entry = self.peers.entry(peer).or_insert(Peer {
             connections: 0,
             since: now,
             active: now,
-            dialled,
         });
         entry.connections += 1;
         entry.active = now;
-        entry.dialled |= dialled;
     }
 
     /// A connection with `peer` closed; `remaining` are still established.
@@ -177,8 +171,7 @@ impl Connections {
     }
 
     /// The peers to close now: when more than `high` are connected, the least valuable
-    /// unprotected peers idle for at least `grace` (and, if this node dialled them, connected that
-    /// long), as many as it takes to get down
+    /// unprotected peers connected and idle for at least `grace`, as many as it takes to get down
     /// to `low`; then, if that leaves more than `high`, unprotected peers active within `grace`
     /// (strangers first, then the longest idle) down to `high` (fewer when not enough may be
     /// closed). They are forgotten at once, so a later call does not name them
@@ -191,18 +184,14 @@ impl Connections {
         let mut candidates: Vec<(bool, Value, Instant, PeerId)> = self
             .peers
             .iter()
-            .filter(|(peer, p)| {
-                !self.protected.contains_key(*peer) && (!p.dialled || now.saturating_duration_since(p.since) >= grace)
-            })
+            .filter(|(peer, p)| !self.protected.contains_key(*peer) && now.saturating_duration_since(p.since) >= grace)
             .map(|(peer, p)| {
                 let idle = now.saturating_duration_since(p.active) >= grace;
                 (!idle, value(peer), p.active, *peer)
             })
             .collect();
         // Idle peers first (down to `low`); then, only as far as it takes to get back to `high`,
-        // peers active within their grace (a peer that dialled in counts as active from its
-        // connection: in a busy network other nodes' queries keep dialling in, and sparing every
-        // fresh one for its grace left nodes far over the bound).
+        // peers active within their grace.
         candidates.sort();
         let idle = candidates.iter().filter(|(active, ..)| !active).count();
         let excess_low = self.peers.len() - self.settings.low;

@@ -13,12 +13,12 @@ fn manager(high: usize, low: usize) -> Connections {
     })
 }
 
-/// `n` peers this node dialled, one second apart from `t0`.
+/// `n` peers connected one second apart from `t0`.
 fn connect(c: &mut Connections, t0: Instant, n: usize) -> Vec<PeerId> {
     (0..n)
         .map(|i| {
             let peer = PeerId::random();
-            c.connected(peer, t0 + Duration::from_secs(i as u64), true);
+            c.connected(peer, t0 + Duration::from_secs(i as u64));
             peer
         })
         .collect()
@@ -108,36 +108,6 @@ fn active_peers_give_way_when_idle_ones_do_not_bring_the_node_back_to_its_high_w
 }
 
 #[test]
-fn peers_that_dialled_in_are_spared_for_their_grace_only_within_the_high_watermark() {
-    let t0 = Instant::now();
-    let mut c = manager(3, 2);
-    let dialled = connect(&mut c, t0, 2);
-    let now = t0 + Duration::from_secs(60);
-    // Four peers dial in within the last 10 s, the oldest of them first.
-    let incoming: Vec<PeerId> = (0..4)
-        .map(|i| {
-            let peer = PeerId::random();
-            c.connected(peer, now - Duration::from_secs(9 - i), false);
-            peer
-        })
-        .collect();
-    // The two idle peers go first (down to `low` would take four, but the fresh ones are
-    // spared), then the oldest fresh one, which brings the node back to `high`.
-    let mut pruned = c.prune(now, strangers);
-    pruned.sort();
-    let mut expected = vec![dialled[0], dialled[1], incoming[0]];
-    expected.sort();
-    assert_eq!(pruned, expected);
-    assert_eq!(c.len(), 3);
-    // A peer this node dialled a moment ago is never pruned, even over the high watermark.
-    let mine = PeerId::random();
-    c.connected(mine, now, true);
-    let pruned = c.prune(now, strangers);
-    assert_eq!(pruned.len(), 1);
-    assert_ne!(pruned[0], mine);
-}
-
-#[test]
 fn strangers_go_before_useful_peers_whatever_their_idle_time() {
     let t0 = Instant::now();
     let mut c = manager(2, 2);
@@ -164,7 +134,7 @@ fn a_reason_set_per_tick_replaces_the_last_one_and_leaves_others() {
     assert_eq!(c.prune(t0 + Duration::from_secs(60), strangers), vec![peers[1]]);
     // Unprotecting the relay makes it prunable.
     c.unprotect(&peers[0], Reason::Relay);
-    c.connected(PeerId::random(), t0 + Duration::from_secs(60), true);
+    c.connected(PeerId::random(), t0 + Duration::from_secs(60));
     assert_eq!(c.prune(t0 + Duration::from_secs(61), strangers), vec![peers[0]]);
 }
 
@@ -173,8 +143,8 @@ fn a_peer_with_several_connections_counts_once_until_its_last_closes() {
     let t0 = Instant::now();
     let mut c = manager(4, 2);
     let peer = PeerId::random();
-    c.connected(peer, t0, true);
-    c.connected(peer, t0, false);
+    c.connected(peer, t0);
+    c.connected(peer, t0);
     assert_eq!(c.len(), 1);
     c.disconnected(&peer, 1);
     assert_eq!(c.len(), 1);

@@ -62,8 +62,7 @@ impl EventLoop {
                     book.connected(peer_id, endpoint.get_remote_address());
                 }
                 self.route_dials.forget(&peer_id);
-                self.connections
-                    .connected(peer_id, Instant::now().into_std(), endpoint.is_dialer());
+                self.connections.connected(peer_id, Instant::now().into_std());
                 if self.connections.over() {
                     self.manage_connections();
                 }

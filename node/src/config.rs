@@ -135,12 +135,14 @@ pub struct Config {
     /// valuable are closed down to `target_connections`. Peers in a joined room's mesh, with an
     /// open outbound pipe or a room sync in flight, protected relays, and peers connected for
     /// less than `connection_grace` are never closed, so the count can stay above it while they
-    /// need it. The hard ceilings above still apply. Default 64.
+    /// need it; peers merely active within `connection_grace` give way when closing idle ones is
+    /// not enough. The hard ceilings above still apply. Default 64.
     pub max_connections: usize,
     /// The low watermark that pruning brings the peer count down to. Default 48.
     pub target_connections: usize,
     /// How long a new connection is safe from pruning (its Kademlia query, identify exchange or
-    /// room handshake may be under way). Default 10 s.
+    /// room handshake may be under way), and how long activity spares a peer while that keeps the
+    /// node within `max_connections`. Default 10 s.
     pub connection_grace: Duration,
     /// How often a room member re-announces itself for each joined room (a Kademlia provider
     /// record) and looks up the room's members, when the room's mesh is healthy; a short mesh is

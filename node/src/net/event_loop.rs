@@ -11,13 +11,13 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{gossipsub::MessageAcceptance, kad, multiaddr::Protocol, swarm::SwarmEvent, PeerId, Swarm};
-use tim_protocol::{AccountId, Action, MessageId, RoomId};
+use tim_protocol::{AccountId, MessageId, RoomId};
 use tim_storage::Outgoing;
 use tokio::{
     sync::{mpsc, oneshot, Semaphore},
     time::Instant,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{
     accept::SharedPeerBook,
@@ -31,7 +31,7 @@ use super::{
     relay::Links,
     room_discovery::{self, Query},
     room_sync::{SyncProgress, MAX_PAGES_APPLYING},
-    rooms::{self, topic},
+    rooms,
     routing::{self, RouteDials},
     swarm::{build_swarm, Behaviour},
     sync_exchange::{self, SYNC_PROTOCOL},
@@ -57,8 +57,6 @@ const REACHABILITY_TICK: Duration = Duration::from_secs(5);
 const UNDECIDED_AFTER: Duration = Duration::from_secs(30);
 /// How often the connection manager and room discovery look at the state of things.
 const NET_TICK: Duration = Duration::from_secs(1);
-/// Most stream frames waiting for their one attempt's outcome; more are refused (`5104`).
-const MAX_PENDING_STREAMS: usize = 256;
 
 /// What other tasks report back to the loop.
 pub(super) enum TaskReport {
@@ -115,7 +113,7 @@ pub(crate) struct EventLoop {
     pub(super) lookups: HashMap<kad::QueryId, routing::Lookup>,
     pub(super) lookup_waiters: HashMap<AccountId, Vec<oneshot::Sender<Result<PeerId>>>>,
     /// Stream frames on their one attempt, with their recipient and who waits for the outcome
-    /// (at most [`MAX_PENDING_STREAMS`]).
+    /// (at most [`super::commands::MAX_PENDING_STREAMS`]).
     pub(super) pending_streams: HashMap<MessageId, (AccountId, oneshot::Sender<Result<()>>)>,
     /// Serves inbound pipes; aborted at shutdown.
     pipe_server: tokio::task::JoinHandle<()>,
@@ -137,7 +135,7 @@ pub(crate) struct EventLoop {
     /// Turns of the periodic sync (which member each room syncs with next).
     pub(super) sync_turn: usize,
     /// Burn-after-read timers.
-    burns: BTreeMap<(Instant, MessageId), ()>,
+    pub(super) burns: BTreeMap<(Instant, MessageId), ()>,
     pub(super) route_published: bool,
     /// The put of this node's route record in flight, if any: a node not yet published retries
     /// on a new connection only when none is (each put dials the closest peers, whose
@@ -159,7 +157,7 @@ pub(crate) struct EventLoop {
 }
 
 /// The tokio instant of a wall-clock deadline (ms since the epoch).
-fn instant_of(deadline: u64) -> Instant {
+pub(super) fn instant_of(deadline: u64) -> Instant {
     Instant::now() + Duration::from_millis(deadline.saturating_sub(now_ms()))
 }
 
@@ -519,107 +517,6 @@ impl EventLoop {
         if !rest.is_empty() {
             let core = self.core.clone();
             let _ = tokio::task::spawn_blocking(move || core.record_outcomes(&rest)).await;
-        }
-    }
-
-    pub(super) fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Deliver(delivery) => {
-                let now = self.now();
-                self.deliveries.deliver(delivery, now);
-            }
-            Command::Publish { room, mid, frame } => self.publish(&room, mid, frame),
-            Command::Join { room, reply } => {
-                let result = rooms::join(&mut self.swarm.behaviour_mut().gossipsub, &room);
-                let joined = result.is_ok();
-                let _ = reply.send(result.map(|_| ()).map_err(|e| Error::Network(e.to_string())));
-                self.sync_room(&room);
-                if joined {
-                    self.discovery.join(room, Instant::now().into_std());
-                }
-            }
-            Command::Leave { room, reply } => {
-                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
-                self.discovery.leave(&room);
-                let _ = reply.send(Ok(()));
-            }
-            Command::Lookup { account, reply } => {
-                if account == self.core.account {
-                    let _ = reply.send(Ok(self.core.peer_id));
-                } else if let Some(route) = self.deliveries.route(&account, self.now()) {
-                    let _ = reply.send(Ok(route));
-                } else {
-                    self.lookup_waiters.entry(account).or_default().push(reply);
-                    self.start_lookup(account);
-                }
-            }
-            Command::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            Command::ScheduleBurn { mid, deadline } => {
-                self.burns.insert((instant_of(deadline), mid), ());
-            }
-            Command::Block { peer, blocked } => {
-                let list = &mut self.swarm.behaviour_mut().blocked;
-                if blocked {
-                    list.block_peer(peer);
-                } else {
-                    list.unblock_peer(peer);
-                }
-            }
-            Command::Cancel { mid } => self.deliveries.cancel(mid),
-            Command::CancelAccount { account } => self.deliveries.cancel_account(&account),
-            Command::Stream { delivery, reply } => {
-                if self.pending_streams.len() >= MAX_PENDING_STREAMS || self.pending_streams.contains_key(&delivery.mid)
-                {
-                    let _ = reply.send(Err(Error::Overloaded("streams in flight")));
-                } else {
-                    self.pending_streams.insert(delivery.mid, (delivery.to, reply));
-                    let now = self.now();
-                    self.deliveries.deliver(delivery, now);
-                }
-            }
-            Command::Shutdown { .. } => {}
-        }
-    }
-
-    fn on_report(&mut self, report: TaskReport) {
-        match report {
-            TaskReport::Gossip { id, source, acceptance } => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, acceptance);
-            }
-            TaskReport::Burned { mid, result } => match result {
-                Ok(Some(command)) => self.on_command(command),
-                Ok(None) => {}
-                Err(e) => debug!(%mid, error = %e, "burn after reading did not apply"),
-            },
-            TaskReport::OutcomesWritten => self.deliveries.outcomes_written(),
-            TaskReport::SyncCursor { room, peer, after } => self.on_sync_cursor(room, peer, after),
-            TaskReport::SyncFailed { room, peer, reason } => {
-                debug!(%room, %peer, %reason, "sync request failed");
-                self.syncing.remove(&(room, peer));
-            }
-            TaskReport::SyncApplied { room, peer, next } => self.on_sync_applied(room, peer, next),
-        }
-    }
-
-    fn fire_burns(&mut self) {
-        let now = Instant::now();
-        while let Some(entry) = self.burns.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let ((_, mid), ()) = entry.remove_entry();
-            let (core, reports) = (self.core.clone(), self.reports_tx.clone());
-            tokio::task::spawn_blocking(move || {
-                let result = core
-                    .revoke_or_burn(Action::Burn, mid)
-                    .map(|(_, destination, frame)| Command::send_control(mid, destination, frame));
-                let _ = reports.blocking_send(TaskReport::Burned { mid, result });
-            });
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Everything only the swarm task touches: the libp2p swarm and its behaviour, account routing
 //! over Kademlia, rooms over gossipsub and their catch-up, and direct delivery over pipes.
 //!
-//! - `event_loop`: [`EventLoop`], the one task that owns the swarm, and its select loop.
+//! - `event_loop`: [`EventLoop`], the one task that owns the swarm, and its select loop;
+//!   `commands`: the loop's answer to each command and task report, and the burns it fires.
 //! - `swarm`: the composed behaviour, protocol names, and how the swarm is built;
 //!   `swarm_events`: the loop's answer to each swarm event.
 //! - `routing`: route records: publish, look up, and the bounded store of what others ask us to
@@ -29,6 +30,7 @@
 mod accept;
 mod addrs;
 mod budget;
+mod commands;
 mod connections;
 mod deadline;
 mod direct;

@@ -147,6 +147,36 @@ pub enum Event {
         /// The data.
         data: Vec<u8>,
     },
+    /// The local account was invited to a founded room; `Node::join` accepts.
+    RoomInvite {
+        /// The room.
+        room: RoomId,
+        /// Who invited (the founder or a manager, by the invitation's signature).
+        by: AccountId,
+        /// The room's name.
+        name: String,
+    },
+    /// An account asks to join a private room this account manages; `Node::approve` admits it.
+    RoomJoinRequest {
+        /// The room.
+        room: RoomId,
+        /// Who asks.
+        account: AccountId,
+    },
+    /// A founded room's membership changed.
+    RoomMember {
+        /// The room.
+        room: RoomId,
+        /// Whom it is about.
+        account: AccountId,
+        /// `joined`, `left`, `kicked`, `promoted` or `demoted`.
+        change: &'static str,
+    },
+    /// The founder cancelled a founded room.
+    RoomCancelled {
+        /// The room.
+        room: RoomId,
+    },
     /// A peer connected (first connection).
     PeerConnected {
         /// The peer.

@@ -168,6 +168,7 @@ fn sync_request(room: &RoomId, after: u64) -> Vec<u8> {
         room: room.clone(),
         after,
         limit: 256,
+        member: None,
     })
     .unwrap()
 }
@@ -193,6 +194,7 @@ async fn a_bare_peer_syncs_a_room_page_and_bad_requests_get_nothing() {
             Envelope::Contact(c) => panic!("a sync page carried a contact operation of {}", c.from),
             Envelope::Stream(s) => panic!("a sync page carried a stream of {}", s.from),
             Envelope::Presence(p) => panic!("a sync page carried a presence of {}", p.from),
+            other => panic!("an open room's sync page carried {other:?}"),
         }
     }
     assert_eq!(posts, vec![sent[0], sent[2]]);

@@ -15,6 +15,8 @@ pub enum Code {
     BadParameters,
     /// 4105: the caller may not do this (e.g. revoking someone else's message).
     PermissionDenied,
+    /// 4108: the room was cancelled by its founder; nothing more happens in it.
+    RoomCancelled,
     /// 4106: no such account, or an account id that does not parse.
     UnknownAccount,
     /// 4109: the referenced message or object does not exist here.
@@ -54,10 +56,11 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::AlreadyExists,
         Code::BadParameters,
         Code::PermissionDenied,
+        Code::RoomCancelled,
         Code::UnknownAccount,
         Code::NotFound,
         Code::Blocked,
@@ -83,6 +86,7 @@ impl Code {
             Code::AlreadyExists => 4101,
             Code::BadParameters => 4104,
             Code::PermissionDenied => 4105,
+            Code::RoomCancelled => 4108,
             Code::UnknownAccount => 4106,
             Code::NotFound => 4109,
             Code::Blocked => 4110,
@@ -114,6 +118,7 @@ impl Code {
             Code::AlreadyExists => "already_exists",
             Code::BadParameters => "bad_parameters",
             Code::PermissionDenied => "permission_denied",
+            Code::RoomCancelled => "room_cancelled",
             Code::UnknownAccount => "unknown_account",
             Code::NotFound => "not_found",
             Code::Blocked => "blocked",
@@ -162,6 +167,7 @@ mod tests {
     fn tim_codes_keep_their_numbers() {
         assert_eq!(Code::BadParameters.number(), 4104);
         assert_eq!(Code::PermissionDenied.number(), 4105);
+        assert_eq!(Code::RoomCancelled.number(), 4108);
         assert_eq!(Code::NotFound.number(), 4109);
         assert_eq!(Code::Blocked.number(), 4110);
         assert_eq!(Code::Malformed.number(), 4113);

@@ -56,6 +56,9 @@ impl Wire for Message {
 impl Wire for Control {
     const NAME: &'static str = "control";
 }
+impl Wire for crate::RoomOp {
+    const NAME: &'static str = "room operation";
+}
 impl Wire for Receipt {
     const NAME: &'static str = "receipt";
 }
@@ -81,6 +84,16 @@ pub enum Envelope {
     Stream(crate::Stream),
     /// A presence notice for a contact (direct paths only); never stored.
     Presence(crate::Presence),
+    /// A founded room's operation: on the room's topic and in its sync pages.
+    Room(crate::RoomOp),
+    /// An invitation, for the invitee (direct paths only): the room's `Create` operation, so the
+    /// invitee knows the room's name and founder, and the `Invite` operation naming it.
+    Invite {
+        /// The room's `Create` operation.
+        create: crate::RoomOp,
+        /// The `Invite` operation.
+        invite: crate::RoomOp,
+    },
 }
 
 impl Wire for Envelope {
@@ -183,6 +196,9 @@ pub struct SyncRequest {
     pub after: u64,
     /// Most items wanted in this page.
     pub limit: u32,
+    /// For a founded room: proof that the asker speaks for a member (a private room is served
+    /// only to its members and invitees); `None` for other rooms.
+    pub member: Option<crate::room::MemberProof>,
 }
 
 impl Wire for SyncRequest {

@@ -55,6 +55,15 @@ pub enum Error {
     /// What the operation refers to does not exist (no contact request to accept).
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// Already applied (a join by a member, a second promotion).
+    #[error("repeated: {0}")]
+    Repeated(&'static str),
+    /// The room was cancelled; nothing more is applied in it.
+    #[error("the room was cancelled")]
+    RoomCancelled,
+    /// A bounded set is full (pending join requests of a room).
+    #[error("full: {0}")]
+    Full(&'static str),
 }
 
 impl Error {
@@ -71,6 +80,9 @@ impl Error {
             Error::Expired(_) => Code::Expired,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::NotFound(_) => Code::NotFound,
+            Error::Repeated(_) => Code::Repeated,
+            Error::RoomCancelled => Code::RoomCancelled,
+            Error::Full(_) => Code::Overloaded,
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`stream`]: [`Stream`], live data for whoever is online now, never stored, and the rule on
 //!   where and how fresh one is taken.
 //! - [`presence`]: [`Presence`], an account's signed availability for one contact, never stored.
+//! - [`room`]: founded rooms: [`RoomOp`] (create, invite, join, approve, kick, leave, promote,
+//!   demote, cancel) and [`Membership`], the fold every member runs on a room's operations.
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -37,6 +39,7 @@ mod message;
 pub mod policy;
 pub mod presence;
 mod receipt;
+pub mod room;
 mod route;
 pub mod stream;
 #[cfg(any(test, feature = "test-util"))]
@@ -56,6 +59,7 @@ pub use message::{Header, Kind, Message, Recipient, SignedHeader, MAX_BODY_LEN, 
 pub use policy::Via;
 pub use presence::{Availability, Presence};
 pub use receipt::Receipt;
+pub use room::{Membership, MembershipChange, RoomAction, RoomOp, RoomState};
 pub use route::{RouteRecord, MAX_ROUTE_ADDRS};
 pub use stream::Stream;
 pub use verified::Verified;
@@ -80,6 +84,12 @@ pub mod tag {
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";
+    /// Prefix of the bytes an account signs for a room operation (found, invite, join, ...).
+    pub const ROOM: &[u8] = b"tim/v1/room\0";
+    /// Prefix of the bytes an account signs to prove, in a sync request, that a node speaks for it.
+    pub const MEMBER: &[u8] = b"tim/v1/member\0";
+    /// Prefix of the bytes hashed into a founded room's id.
+    pub const ROOM_ID: &[u8] = b"tim/v1/room-id\0";
 }
 
 #[cfg(test)]
@@ -87,7 +97,9 @@ mod tag_tests {
     #[test]
     fn no_domain_tag_is_a_prefix_of_another() {
         use super::tag::*;
-        let tags = [MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, PRESENCE, ROUTE];
+        let tags = [
+            MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, PRESENCE, ROUTE, ROOM, ROOM_ID, MEMBER,
+        ];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {
                 assert!(i == j || !b.starts_with(a), "{a:?} is a prefix of {b:?}");

@@ -142,7 +142,12 @@ pub fn header_of(envelope: &Envelope) -> Option<&Header> {
     match envelope {
         Envelope::Message(m) => Some(m.head()),
         Envelope::Control(c) => Some(&c.target.header),
-        Envelope::Receipt(_) | Envelope::Contact(_) | Envelope::Stream(_) | Envelope::Presence(_) => None,
+        Envelope::Receipt(_)
+        | Envelope::Contact(_)
+        | Envelope::Stream(_)
+        | Envelope::Presence(_)
+        | Envelope::Room(_)
+        | Envelope::Invite { .. } => None,
     }
 }
 

@@ -293,6 +293,15 @@ fn envelopes() -> Vec<Envelope> {
     let direct = message(&alice, to_bob.clone(), b"hello bob", None, 1);
     let in_room = message(&alice, room.clone(), b"hello room", None, 2);
     let burner = message(&alice, to_bob.clone(), b"burn me after reading", Some(30), 3);
+    let founded = room_op(
+        &alice,
+        tim_protocol::RoomAction::Create {
+            name: "team".into(),
+            private: true,
+            nonce: ROOM_NONCE,
+        },
+        11,
+    );
     vec![
         Envelope::Message(direct.clone()),
         Envelope::Message(in_room.clone()),
@@ -335,7 +344,24 @@ fn envelopes() -> Vec<Envelope> {
             )
             .expect("a presence notice"),
         ),
+        Envelope::Room(founded.clone()),
+        Envelope::Room(room_op(&alice, tim_protocol::RoomAction::Kick(bob.account_id()), 13)),
+        Envelope::Invite {
+            create: founded,
+            invite: room_op(&alice, tim_protocol::RoomAction::Invite(bob.account_id()), 12),
+        },
     ]
+}
+
+/// The nonce of the founded room of the fixtures.
+const ROOM_NONCE: [u8; 16] = [3; 16];
+
+/// `by`'s operation in alice's (key 1) fixture room.
+fn room_op(by: &AccountKey, action: tim_protocol::RoomAction, at: u64) -> tim_protocol::RoomOp {
+    let room = tim_protocol::room::founded_room_id(&key(1).account_id(), &ROOM_NONCE);
+    tim_protocol::RoomOp::sign(by, room, action, at)
+        .expect("a room operation within the limits")
+        .into_inner()
 }
 
 /// A deterministic stream frame (fixed nonce and time, like the message fixtures).
@@ -384,6 +410,9 @@ fn sync_requests() -> Vec<SyncRequest> {
             room: RoomId::new(room).expect("a room id"),
             after,
             limit,
+            member: (after == 41).then(|| {
+                tim_protocol::room::MemberProof::sign(&key(1), &RoomId::new(room).expect("a room id"), b"peer", 5)
+            }),
         })
         .collect()
 }
@@ -561,6 +590,8 @@ fn mutated_envelopes() {
             Envelope::Contact(c) => c.verify().map(|_| ()),
             Envelope::Stream(s) => s.verify().map(|_| ()),
             Envelope::Presence(p) => p.verify().map(|_| ()),
+            Envelope::Room(op) => op.verify().map(|_| ()),
+            Envelope::Invite { create, invite } => create.verify().and(invite.verify()).map(|_| ()),
         };
     });
 }

@@ -5,13 +5,13 @@
 //! | `messages` | mid (32) | [`crate::StoredMessage`] record |
 //! | `history` | conversation prefix, sent_at (u64 BE), mid (32) | 1 byte: 0 message, 1 tombstone |
 //! | `tombstones` | mid (32) | [`crate::Tombstone`] record |
-//! | `outbox` | id (32), kind (1: 0 message, 1 control, 2 receipt, 3 contact) | [`crate::Outgoing`] record |
-//! | `room_log` | room prefix, seq (u64 BE) | mid (32), kind (1: 0 message, 1 tombstone) |
+//! | `outbox` | id (32), kind (1: 0 message, 1 control, 2 receipt, 3 contact, 4 room invitation) | [`crate::Outgoing`] record |
+//! | `room_log` | room prefix, seq (u64 BE) | mid (32), kind (1: 0 message, 1 tombstone, 2 room operation) |
 //! | `sync` | room prefix, peer id bytes | last seq synced from that peer (u64 BE) |
 //! | `receipts` | target mid (32), replica account (32) | signed [`tim_protocol::Receipt`] |
 //! | `inbox` | `0x00`, conversation prefix | newest `sent_at` (u64 BE), unread count (u32 BE) |
 //! | `inbox` | `0x01`, newest `sent_at` (u64 BE), conversation prefix | empty: the recency index |
-//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `shred/<mid>`, `block/<account>`, `contact/<account>`, `request/<from><sent_at><mid>`, `profile`, `settings/inbound`, `known/`, `strange/`, `pending/`, `seq` | joined rooms, burn timers, shred queue, blocks, contacts, quotas, log sequence |
+//! | `meta` | `room/<id>`, `burn/<deadline><mid>`, `shred/<mid>`, `block/<account>`, `contact/<account>`, `request/<from><sent_at><mid>`, `profile`, `settings/inbound`, `known/`, `strange/`, `pending/`, `roomop/<room prefix><id>`, `invite/<room prefix>`, `seq` | joined rooms, founded rooms' operations, invitations, burn timers, shred queue, blocks, contacts, quotas, log sequence |
 //!
 //! Conversation prefix: `0x01 || min(a, b) || max(a, b)` for the direct conversation of accounts
 //! `a` and `b` (the same on both sides), `0x02 || len (u8) || room id` for a room.

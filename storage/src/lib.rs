@@ -15,6 +15,7 @@
 //!   - `outbox.rs`: frames waiting for a recipient's acknowledgement, and their limits;
 //!   - `room_log.rs`: each room's arrival log served to members catching up, and sync cursors;
 //!   - `meta.rs`: joined rooms, burn-after-read deadlines and the persisted shred queue;
+//!   - `rooms.rs`: founded rooms' applied operations (also in the room log) and invitations;
 //!   - `receipts.rs`: deletion receipts replicas sent for this account's revokes and burns;
 //!   - `blocks.rs`: blocked accounts; a block drops what the outbox holds for them;
 //!   - `contacts.rs`: where the local account stands with each other account;

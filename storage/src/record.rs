@@ -98,6 +98,8 @@ pub enum OutKind {
     Receipt = 2,
     /// A contact operation of the local account (request, accept, reject, remove).
     Contact = 3,
+    /// An invitation to a founded room, for the invitee.
+    Room = 4,
 }
 
 /// A frame waiting in the outbox for an account's node to acknowledge it.

@@ -531,6 +531,7 @@ fn room_log_serves_tombstones_instead_of_revoked_bodies() {
                 Envelope::Contact(c) => format!("contact {}", c.from),
                 Envelope::Stream(s) => format!("stream {}", s.from),
                 Envelope::Presence(p) => format!("presence {}", p.from),
+                other => format!("{other:?}"),
             })
             .collect()
     };

@@ -46,7 +46,7 @@ pub(crate) fn status_of(code: Code) -> StatusCode {
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied | Code::Expired | Code::HostNotAllowed | Code::Blocked => StatusCode::FORBIDDEN,
         Code::NotFound => StatusCode::NOT_FOUND,
-        Code::Tombstoned => StatusCode::GONE,
+        Code::Tombstoned | Code::RoomCancelled => StatusCode::GONE,
         Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::AlreadyExists | Code::Repeated => StatusCode::CONFLICT,
         Code::StorageFailure => StatusCode::INTERNAL_SERVER_ERROR,

@@ -197,6 +197,27 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("text".into(), json!(text));
             m.insert("last_seen".into(), json!(last_seen));
         }
+        Event::RoomInvite { room, by, name } => {
+            m.insert("type".into(), json!("room_invite"));
+            m.insert("room".into(), json!(room));
+            m.insert("by".into(), json!(by));
+            m.insert("name".into(), json!(name));
+        }
+        Event::RoomJoinRequest { room, account } => {
+            m.insert("type".into(), json!("room_join_request"));
+            m.insert("room".into(), json!(room));
+            m.insert("account".into(), json!(account));
+        }
+        Event::RoomMember { room, account, change } => {
+            m.insert("type".into(), json!("room_member"));
+            m.insert("room".into(), json!(room));
+            m.insert("account".into(), json!(account));
+            m.insert("change".into(), json!(change));
+        }
+        Event::RoomCancelled { room } => {
+            m.insert("type".into(), json!("room_cancelled"));
+            m.insert("room".into(), json!(room));
+        }
         Event::Profile { account, name } => {
             m.insert("type".into(), json!("profile"));
             m.insert("account".into(), json!(account));

@@ -6,7 +6,8 @@
 //!   ([`HostAllowlist`]).
 //! - `json`: the JSON shapes of messages, acks and events.
 //! - `routes`: the handlers and the auth layer; `page/`: the web page's files.
-//! - `people`: the routes about other accounts (blocking); `inbox`: the list of conversations;
+//! - `people`: the routes about other accounts (blocking); `rooms`: founded rooms (create,
+//!   invite, approve, kick, managers, cancel); `inbox`: the list of conversations;
 //!   `streams`: live data.
 
 mod error;
@@ -14,6 +15,7 @@ mod guard;
 mod inbox;
 mod json;
 mod people;
+mod rooms;
 mod routes;
 mod streams;
 

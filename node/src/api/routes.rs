@@ -29,7 +29,7 @@ use tracing::debug;
 use super::{
     error::ApiError,
     guard::{self, HostAllowlist},
-    inbox, json, people, streams,
+    inbox, json, people, rooms, streams,
 };
 use crate::{Conversation, Node};
 
@@ -66,6 +66,7 @@ pub fn router(node: Node, token: String, hosts: HostAllowlist) -> Router {
         .route("/v1/rooms/{room}/leave", post(leave))
         .route("/v1/events", get(events))
         .merge(people::routes())
+        .merge(rooms::routes())
         .merge(inbox::routes())
         .merge(streams::routes())
         .fallback(not_found)

@@ -55,6 +55,8 @@ impl Core {
             Envelope::Contact(c) => c.from,
             Envelope::Stream(s) => s.from,
             Envelope::Presence(p) => p.from,
+            Envelope::Room(op) => op.by,
+            Envelope::Invite { invite, .. } => invite.by,
         };
         if self.is_blocked(&signer) {
             return Err(Error::Blocked(signer));

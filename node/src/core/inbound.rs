@@ -67,7 +67,13 @@ impl Core {
                         warn!(error = %e, "storage failed on inbound item");
                         Verdict::Ignored(code)
                     }
-                    Error::Protocol(tim_protocol::Error::Expired(_)) => Verdict::Ignored(code),
+                    // Too old, a room not known here yet (judged once its operations arrive), a
+                    // full room: not the sender's fault.
+                    Error::Protocol(
+                        tim_protocol::Error::Expired(_)
+                        | tim_protocol::Error::NotFound(_)
+                        | tim_protocol::Error::Full(_),
+                    ) => Verdict::Ignored(code),
                     Error::Blocked(account) => {
                         debug!(%account, "refused a blocked account's item");
                         Verdict::Ignored(code)
@@ -92,6 +98,7 @@ impl Core {
             Envelope::Message(message) => {
                 policy::check_not_future("sent_at", message.head().sent_at, now_ms())?;
                 let message = message.verify()?;
+                self.check_room_post(message.head())?;
                 if self.store.is_tombstoned(&message.id())? {
                     return Err(tim_storage::Error::Tombstoned(message.id()).into());
                 }
@@ -147,6 +154,8 @@ impl Core {
             Envelope::Contact(op) => self.contact_in(op, via),
             Envelope::Stream(stream) => self.stream_in(stream, via),
             Envelope::Presence(notice) => self.presence_in(notice, via),
+            Envelope::Room(op) => self.room_op_in(op, via),
+            Envelope::Invite { create, invite } => self.invite_in(create, invite, via),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - `requests`: who may message the local account; messages held as requests.
 //! - `presence`: the local account's availability for its contacts, and theirs.
 //! - `room_sync`: serving and applying room sync pages.
+//! - `rooms`: founded rooms: their memberships, operations in and out, who may post.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
 
@@ -27,6 +28,7 @@ mod presence;
 mod receipts;
 mod requests;
 mod room_sync;
+mod rooms;
 mod streams;
 
 use std::{
@@ -49,6 +51,7 @@ pub use presence::{ContactPresence, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIME
 pub(crate) use receipts::expected_replicas;
 pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
+pub(crate) use rooms::{load_founded, FoundedRooms};
 
 use crate::{delivery::Delivery, Conversation, Event};
 
@@ -82,6 +85,8 @@ pub(crate) struct Core {
     pub(crate) started_at: u64,
     /// Joined rooms (persisted in the store; kept here for quick checks).
     pub(crate) rooms: Mutex<BTreeSet<RoomId>>,
+    /// Founded rooms known here and their memberships (operations persisted in the store).
+    pub(crate) founded: Mutex<FoundedRooms>,
     /// `inbound = "contacts"` is in force (see `requests`).
     pub(crate) contacts_only: std::sync::atomic::AtomicBool,
     /// The local account's presence and what contacts last said.

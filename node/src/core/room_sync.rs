@@ -16,20 +16,27 @@ const SYNC_PAGE_ITEMS: usize = 256;
 const SYNC_PAGE_BYTES: usize = 1024 * 1024;
 
 impl Core {
-    /// Serves a page of a joined room's log to a member catching up.
-    pub(crate) fn serve_sync(&self, req: &SyncRequest) -> SyncPage {
+    /// Serves a page of a joined room's log to a member catching up (`peer`: the asking node).
+    pub(crate) fn serve_sync(&self, req: &SyncRequest, peer: &libp2p::PeerId) -> SyncPage {
         let empty = SyncPage {
             frames: Vec::new(),
             next: req.after,
             more: false,
         };
-        if !self.is_member(&req.room) {
+        if !self.is_member(&req.room) || !self.may_sync(req, peer) {
             return empty;
         }
         let limit = (req.limit as usize).clamp(1, SYNC_PAGE_ITEMS);
+        // A founded room's newcomer needs every membership operation, however old: its log is
+        // served from the start.
+        let window = if tim_protocol::room::is_founded_id(&req.room) {
+            0
+        } else {
+            self.sync_window
+        };
         match self
             .store
-            .room_log(&req.room, req.after, limit, SYNC_PAGE_BYTES, self.sync_window)
+            .room_log(&req.room, req.after, limit, SYNC_PAGE_BYTES, window)
         {
             Ok(page) => SyncPage {
                 frames: page.frames,
@@ -85,7 +92,9 @@ impl Core {
         let checked = par_map(messages, |m| -> Result<Verified<Message>> {
             policy::check_destination(m.head(), &self.account, &via)?;
             policy::check_not_future("sent_at", m.head().sent_at, now)?;
-            Ok(m.verify()?)
+            let m = m.verify()?;
+            self.check_room_post(m.head())?;
+            Ok(m)
         });
         let mut verified = Vec::with_capacity(checked.len());
         for item in checked {
@@ -186,6 +195,7 @@ mod tests {
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
+            founded: Mutex::default(),
             blocked: Mutex::default(),
             stream_limiter: Default::default(),
             presence: Default::default(),

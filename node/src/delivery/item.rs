@@ -17,6 +17,8 @@ pub(crate) enum DeliveryKind {
     Receipt,
     /// A contact operation of the local account, in the outbox.
     Contact,
+    /// An invitation to a founded room, for the invitee, in the outbox.
+    Invite,
     /// A stream frame: never in the outbox and never retried; its one attempt ends in
     /// [`Output::StreamDone`].
     Stream,
@@ -38,6 +40,7 @@ impl DeliveryKind {
             DeliveryKind::Control => Some(OutKind::Control),
             DeliveryKind::Receipt => Some(OutKind::Receipt),
             DeliveryKind::Contact => Some(OutKind::Contact),
+            DeliveryKind::Invite => Some(OutKind::Room),
             DeliveryKind::Relay | DeliveryKind::Stream => None,
         }
     }
@@ -74,6 +77,7 @@ impl Delivery {
             OutKind::Control => DeliveryKind::Control,
             OutKind::Receipt => DeliveryKind::Receipt,
             OutKind::Contact => DeliveryKind::Contact,
+            OutKind::Room => DeliveryKind::Invite,
         };
         Delivery::new(out.to, mid, out.frame, kind, out.queued_at)
     }

@@ -1,10 +1,12 @@
 //! The public handle: [`Node::start`] opens the data dir, builds the swarm and spawns the event
 //! loop; the cheap, cloneable [`Node`] sends it commands and runs store work itself, in place or
 //! on the blocking pool. `people` adds the calls about other accounts (contacts, blocking),
+//! `rooms` founded rooms (create, invite, approve, kick, managers, cancel),
 //! `inbox` the list of conversations, `streams` live data.
 
 mod inbox;
 mod people;
+mod rooms;
 mod streams;
 
 use std::sync::{Arc, Mutex, Weak};
@@ -118,16 +120,24 @@ impl Node {
             ..tim_storage::Config::default()
         };
         let config_inbound = config.inbound;
-        let (node_key, account_key, store, (rooms, blocked, inbound), burns, outbox) =
+        let (node_key, account_key, store, (rooms, founded, blocked, inbound), burns, outbox) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let (node_key, account_key) = keys::load_or_create(&dir)?;
                 let store = tim_storage::Store::open(dir.join("db"), store_config)?;
                 let rooms = store.rooms()?;
+                let founded = crate::core::load_founded(&store)?;
                 let blocked = store.blocks()?;
                 let inbound = crate::core::stored_inbound(&store)?.unwrap_or(config_inbound);
                 let burns = store.burn_deadlines()?;
                 let outbox = store.outbox()?;
-                Ok((node_key, account_key, store, (rooms, blocked, inbound), burns, outbox))
+                Ok((
+                    node_key,
+                    account_key,
+                    store,
+                    (rooms, founded, blocked, inbound),
+                    burns,
+                    outbox,
+                ))
             })
             .await??;
         let (events, events_rx) = broadcast::channel(config.event_capacity.max(1));
@@ -145,6 +155,7 @@ impl Node {
             revoke_grace: config.revoke_grace,
             started_at: crate::core::now_ms(),
             rooms: Mutex::new(rooms.iter().cloned().collect()),
+            founded: Mutex::new(founded),
             blocked: Mutex::new(blocked.into_iter().collect()),
             stream_limiter: Default::default(),
             presence: Default::default(),
@@ -263,9 +274,11 @@ impl Node {
             .into());
         }
         if let Recipient::Room(room) = &to {
-            if !self.core()?.is_member(room) {
+            let core = self.core()?;
+            if !core.is_member(room) {
                 return Err(Error::BadParameters(format!("join room {room} before sending to it")));
             }
+            core.check_local_post(room)?;
         }
         // The store job hands the stored message to the loop itself: one wake-up less before it is
         // on the wire.
@@ -344,6 +357,8 @@ impl Node {
             Envelope::Receipt(r) => r.target,
             Envelope::Contact(c) => c.id(),
             Envelope::Stream(s) => s.id(),
+            Envelope::Room(op) => op.id(),
+            Envelope::Invite { invite, .. } => invite.id(),
             Envelope::Presence(_) => MessageId::from_bytes(rand::random()),
         };
         let command = match to {
@@ -403,8 +418,18 @@ impl Node {
         self.blocking(move |core| Ok(core.store.entry(&mid)?)).await
     }
 
-    /// Joins a room: subscribes to its topic; remembered across restarts.
+    /// Joins a room: subscribes to its topic; remembered across restarts. A founded room's join
+    /// is a signed operation: it takes an invitation held here, joins an open room, or asks a
+    /// private room's managers to approve.
     pub async fn join(&self, room: RoomId) -> Result<()> {
+        if tim_protocol::room::is_founded_id(&room) {
+            return self.join_founded(room).await;
+        }
+        self.subscribe_room(room).await
+    }
+
+    /// Joins a room's topic and remembers it.
+    pub(super) async fn subscribe_room(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
         self.blocking(move |core| {
             core.store.set_room(&r, true)?;
@@ -419,8 +444,16 @@ impl Node {
         rx.await?
     }
 
-    /// Leaves a room.
+    /// Leaves a room (a founded room's with a signed `Leave` its members apply).
     pub async fn leave(&self, room: RoomId) -> Result<()> {
+        if tim_protocol::room::is_founded_id(&room) {
+            self.leave_founded(&room).await?;
+        }
+        self.unsubscribe_room(room).await
+    }
+
+    /// Leaves a room's topic and forgets it.
+    pub(super) async fn unsubscribe_room(&self, room: RoomId) -> Result<()> {
         let r = room.clone();
         self.blocking(move |core| {
             core.store.set_room(&r, false)?;

@@ -140,10 +140,21 @@ impl EventLoop {
             progress.pages += 1;
             progress.after = after;
         }
+        // A founded room's server wants to know which account asks (a private room is served
+        // to its members and invitees only).
+        let member = tim_protocol::room::is_founded_id(&room).then(|| {
+            tim_protocol::room::MemberProof::sign(
+                &self.core.key,
+                &room,
+                &self.core.peer_id.to_bytes(),
+                crate::core::now_ms(),
+            )
+        });
         let request = SyncRequest {
             room: room.clone(),
             after,
             limit: SYNC_PAGE,
+            member,
         };
         let (streams, core, reports) = (self.streams.clone(), self.core.clone(), self.reports_tx.clone());
         let applying = self.sync_applying.clone();

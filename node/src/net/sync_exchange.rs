@@ -97,7 +97,7 @@ pub(crate) fn serve_inbound(
         let permit = inflight.clone().try_acquire_owned().ok();
         let core = core.clone();
         async move {
-            match tokio::time::timeout(timeout, answer(stream, core, permit)).await {
+            match tokio::time::timeout(timeout, answer(stream, peer, core, permit)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => debug!(%peer, error = %e, "sync exchange failed"),
                 Err(_) => debug!(%peer, "sync exchange timed out"),
@@ -108,7 +108,12 @@ pub(crate) fn serve_inbound(
 
 /// Reads one request (the whole of it within [`FIRST_FRAME_TIMEOUT`]) and writes its page (read
 /// from the store on the blocking pool).
-async fn answer(mut stream: Stream, core: Arc<Core>, permit: Option<OwnedSemaphorePermit>) -> Result<(), String> {
+async fn answer(
+    mut stream: Stream,
+    peer: PeerId,
+    core: Arc<Core>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<(), String> {
     let request = tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_limited(&mut stream, MAX_SYNC_REQUEST_LEN))
         .await
         .map_err(|_| "no complete request in time".to_string())?
@@ -116,7 +121,7 @@ async fn answer(mut stream: Stream, core: Arc<Core>, permit: Option<OwnedSemapho
     let request: SyncRequest = decode(&request).map_err(|e| e.to_string())?;
     let page = match permit {
         Some(permit) => tokio::task::spawn_blocking(move || {
-            let page = core.serve_sync(&request);
+            let page = core.serve_sync(&request, &peer);
             drop(permit);
             page
         })

@@ -1,6 +1,6 @@
 // End-to-end test of the web page: `tim-node demo` runs three nodes; alice's and bob's pages in
 // headless Chromium exchange a message (seen unread in bob's inbox, which survives a reload),
-// become contacts (her signed name shown), revoke it, burn one, read a sealed burn-after-reading one, and talk in a room, under the API's Content Security Policy; a link with another token
+// become contacts (her signed name shown), revoke it, burn one, read a sealed burn-after-reading one, talk in a room, run a private room (invite, join, remove), under the API's Content Security Policy; a link with another token
 // replaces the stored one only if the user agrees.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -136,6 +136,25 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     }, mid);
     assert.match(await bob.textContent("#error"), /permission denied/);
     await bob.evaluate(() => { document.querySelector("#error").textContent = ""; });
+
+    // A private room: alice founds it and invites bob; bob joins from his invitation; both see
+    // the roles; alice's post reaches bob; alice removes him.
+    await alice.fill("#newroom input[name=name]", "crew");
+    await alice.click("#newroom button");
+    await alice.waitForSelector('#convname:has-text("crew (private)")');
+    await alice.waitForSelector(`#roominfo .member[data-account="${nodes.alice.account}"]:has-text("founder")`);
+    await alice.fill("#invite input", nodes.bob.account);
+    await alice.click("#invite button");
+    await alice.waitForSelector(`#roominfo .member[data-account="${nodes.bob.account}"]:has-text("invited")`);
+    await bob.waitForSelector('#invites button:has-text("Join")', { timeout: 30_000 });
+    await bob.click('#invites button:has-text("Join")');
+    await alice.waitForSelector(`#roominfo .member[data-account="${nodes.bob.account}"]:has-text("member")`, { timeout: 30_000 });
+    await bob.waitForSelector(`#roominfo .member[data-account="${nodes.alice.account}"]:has-text("founder")`, { timeout: 30_000 });
+    await alice.fill("#compose input[name=body]", "welcome to the crew");
+    await alice.click("#compose button");
+    await bob.waitForSelector('.msg:has-text("welcome to the crew")', { timeout: 30_000 });
+    await alice.click(`#roominfo .member[data-account="${nodes.bob.account}"] button:has-text("Remove")`);
+    await alice.waitForSelector(`#roominfo .member[data-account="${nodes.bob.account}"]`, { state: "detached", timeout: 30_000 });
 
     // The picture for docs/: alice's chat with bob, with both placeholders.
     await alice.click(`#chats button[title="${nodes.bob.account}"]`);

@@ -3,7 +3,7 @@
 //!
 //! Each concern adds its own `impl Store` block: `messages` (put, get, history), `tombstones`
 //! (revoke and burn), `shred` (removing destroyed bodies from disk), `outbox`, `room_log`
-//! (catch-up log and sync cursors), `meta` (joined rooms, burn-after-read deadlines),
+//! (catch-up log and sync cursors), `rooms` (founded rooms' operations and invitations), `meta` (joined rooms, burn-after-read deadlines),
 //! `receipts` (deletion receipts for this account's revokes and burns), `blocks` (blocked
 //! accounts), `contacts` (contact states), `requests` (messages held from accounts not admitted) and
 //! `inbox` (each conversation's newest activity and unread count).
@@ -34,6 +34,7 @@ mod receipts;
 mod requests;
 mod room_log;
 mod room_quota;
+mod rooms;
 mod shred;
 mod tombstones;
 

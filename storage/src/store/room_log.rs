@@ -13,6 +13,8 @@ const META_SEQ: &[u8] = b"seq";
 pub(super) const LOG_MESSAGE: u8 = 0;
 /// Room-log value kind: a tombstone.
 pub(super) const LOG_TOMBSTONE: u8 = 1;
+/// Room-log value kind: a founded room's operation.
+pub(super) const LOG_ROOM_OP: u8 = 2;
 
 /// A page of a room's arrival log, as served to a member catching up.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -112,6 +114,10 @@ impl Store {
                 Some(&LOG_TOMBSTONE) => match self.tombstone(&id)? {
                     Some(t) => Some(encode(&Envelope::Control(t.control))?),
                     None => None,
+                },
+                Some(&LOG_ROOM_OP) => match self.room_op(room, &id)? {
+                    Some(op) => Some(encode(&Envelope::Room(op))?),
+                    None => None, // no longer applied
                 },
                 _ => return Err(corrupt(Cf::RoomLog, key, "bad kind")),
             };

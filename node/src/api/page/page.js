@@ -33,6 +33,8 @@ const state = {
   // From GET /v1/conversations: unread counts by conversation key, and their order, newest first.
   unread: new Map(), order: [],
   contacts: [],
+  // Invitations to founded rooms heard while the page is open: {room, by, name}.
+  invites: [],
 };
 const short = (id) => id ? id.slice(0, 8) + "…" + id.slice(-4) : "";
 // A contact's signed display name where the node knows one, else the short id.
@@ -153,7 +155,73 @@ function open(key) {
   $("#compose").hidden = false;
   $("#compose select").hidden = kind === "room";
   $("#block").hidden = kind !== "chat";
-  renderNav(); loadHistory(); markRead(key).catch(showError);
+  renderNav(); loadHistory(); loadRoomInfo().catch(showError); markRead(key).catch(showError);
+}
+
+// A founded room's roles, with what this account may do about each member.
+async function loadRoomInfo() {
+  const box = $("#roominfo");
+  const [kind, id] = (state.current || "").split(/:(.*)/s);
+  if (kind !== "room" || !id.startsWith("r.")) { box.hidden = true; box.replaceChildren(); return; }
+  let r;
+  try { r = await api("GET", `/v1/rooms/${id}`); } catch (e) { box.hidden = true; return; }
+  $("#convname").textContent = "# " + r.name + (r.private ? " (private)" : "") + (r.cancelled ? " (cancelled)" : "");
+  const iFound = r.founder === state.me, iManage = r.managers.includes(state.me);
+  const act = (what, account) => async () => {
+    try {
+      if (what === "demote") await api("DELETE", `/v1/rooms/${id}/managers/${account}`);
+      else await api("POST", `/v1/rooms/${id}/${what === "promote" ? "managers" : what}`, { account });
+      showError(null); loadRoomInfo();
+    } catch (e) { showError(e); }
+  };
+  const row = (account, role, buttons) => {
+    const div = document.createElement("div"); div.className = "member"; div.dataset.account = account;
+    const name = document.createElement("span"); name.textContent = label(account) + " · " + role; name.title = account;
+    div.append(name, ...buttons); return div;
+  };
+  const list = document.createElement("div");
+  for (const m of r.members) {
+    const role = m === r.founder ? "founder" : r.managers.includes(m) ? "manager" : "member";
+    const buttons = [];
+    if (m !== r.founder && m !== state.me && !r.cancelled) {
+      if (iFound && role === "manager") buttons.push(action("Demote", act("demote", m)));
+      if (iFound && role === "member") buttons.push(action("Make manager", act("promote", m)));
+      if (iFound || (iManage && role === "member")) buttons.push(action("Remove", act("kick", m)));
+    }
+    list.append(row(m, role, buttons));
+  }
+  for (const a of r.requests) list.append(row(a, "asks to join", iManage && !r.cancelled ? [action("Approve", act("approve", a)), action("Refuse", act("kick", a))] : []));
+  for (const a of r.invited) list.append(row(a, "invited", iManage && !r.cancelled ? [action("Withdraw", act("kick", a))] : []));
+  box.replaceChildren(list);
+  if (iManage && !r.cancelled) {
+    const form = document.createElement("form"); form.id = "invite";
+    const input = document.createElement("input"); input.name = "account"; input.placeholder = "account id to invite"; input.className = "mono"; input.required = true;
+    const button = document.createElement("button"); button.textContent = "Invite";
+    form.append(input, button);
+    form.onsubmit = async (e) => { e.preventDefault(); await act("invite", input.value.trim())(); };
+    box.append(form);
+  }
+  if (iFound && !r.cancelled) box.append(action("Cancel room", async () => {
+    if (!confirm("Cancel this room for everyone? Nothing more can be posted in it.")) return;
+    try { await api("POST", `/v1/rooms/${id}/cancel`); loadRoomInfo(); } catch (e) { showError(e); }
+  }));
+  box.hidden = false;
+}
+function renderInvites() {
+  $("#invites-box").hidden = state.invites.length === 0;
+  const box = $("#invites"); box.replaceChildren();
+  for (const inv of state.invites) {
+    const div = document.createElement("div");
+    const text = document.createElement("span"); text.textContent = `# ${inv.name} from ${label(inv.by)}`; text.title = inv.room;
+    div.append(text, action("Join", async () => {
+      try {
+        await api("POST", `/v1/rooms/${inv.room}/join`);
+        state.invites = state.invites.filter((i) => i.room !== inv.room); renderInvites();
+        await refreshStatus(); open("room:" + inv.room);
+      } catch (e) { showError(e); }
+    }));
+    box.append(div);
+  }
 }
 async function loadHistory() {
   if (!state.current) return;
@@ -245,6 +313,8 @@ function connectEvents() {
       if (belongs(ev) && ev.from !== state.me) refreshInbox().then(() => markRead(state.current)).catch(showError);
       else refreshInbox().catch(showError);
     }
+    if (ev.type === "room_invite") { state.invites = state.invites.filter((i) => i.room !== ev.room).concat([ev]); renderInvites(); return; }
+    if (ev.type === "room_member" || ev.type === "room_join_request" || ev.type === "room_cancelled") { if (belongs(ev)) loadRoomInfo().catch(showError); refreshStatus().catch(showError); return; }
     if (ev.type === "delivery_failed") showError(`delivery of ${short(ev.mid)} failed: ${ev.name}`);
     // A receipt names only the message: redraw if it is on screen.
     if (ev.type === "deletion_confirmed" && document.querySelector(`#log [data-mid="${ev.mid}"]`)) { loadHistory(); return; }
@@ -282,6 +352,13 @@ $("#newchat").onsubmit = (e) => {
 $("#join").onsubmit = async (e) => {
   e.preventDefault(); const r = e.target.room.value.trim();
   try { await api("POST", `/v1/rooms/${r}/join`); e.target.reset(); await refreshStatus(); open("room:" + r); } catch (err) { showError(err); }
+};
+$("#newroom").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    const r = await api("POST", "/v1/rooms", { name: e.target.name.value.trim(), private: e.target.private.checked });
+    e.target.reset(); await refreshStatus(); open("room:" + r.room);
+  } catch (err) { showError(err); }
 };
 $("#leave").onclick = async () => {
   const [, id] = state.current.split(/:(.*)/s);

@@ -14,8 +14,10 @@ use crate::token;
 
 mod format;
 mod people;
+mod rooms;
 
 use format::{deletion_report, line};
+use rooms::RoomCmd;
 
 pub(crate) use people::ContactCmd;
 
@@ -39,14 +41,6 @@ pub(crate) struct Conn {
     /// Print raw JSON.
     #[arg(long, global = true)]
     json: bool,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum RoomCmd {
-    /// Join a room.
-    Join { room: String },
-    /// Leave a room.
-    Leave { room: String },
 }
 
 /// The client commands.
@@ -110,7 +104,7 @@ pub(crate) enum ClientCmd {
         #[arg(long)]
         before: Option<String>,
     },
-    /// Join or leave rooms.
+    /// Join or leave rooms; found a room and run it (invite, approve, kick, managers, cancel).
     Rooms {
         #[command(flatten)]
         conn: Conn,
@@ -397,14 +391,8 @@ pub(crate) async fn run(cmd: ClientCmd, ctrl_c: impl std::future::Future<Output 
             );
         }
         ClientCmd::Rooms { cmd, .. } => {
-            let (room, what) = match &cmd {
-                RoomCmd::Join { room } => (room, "join"),
-                RoomCmd::Leave { room } => (room, "leave"),
-            };
-            let v = client
-                .call(Method::POST, &format!("/v1/rooms/{room}/{what}"), None)
-                .await?;
-            print(&v, format!("{what} {room}: ok"));
+            let (v, human) = rooms::run(&client, cmd).await?;
+            print(&v, human);
         }
         ClientCmd::Conversations { limit, .. } => {
             let (v, human) = people::conversations(&client, limit).await?;

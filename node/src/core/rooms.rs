@@ -1,0 +1,430 @@
+//! Founded rooms on this node: each room's [`Membership`] (kept in memory, its operations in the
+//! store), the operations that arrive by gossip, sync or (invitations) a pipe, the local
+//! account's own operations, and the rule that only members post in a private room.
+
+use std::collections::HashMap;
+
+use tim_protocol::{
+    decode, encode, policy,
+    room::{founded_room_id, is_founded_id},
+    AccountId, Code, Envelope, Header, Membership, MembershipChange, MessageId, Recipient, RoomAction, RoomId, RoomOp,
+    RoomState, Verified, Via,
+};
+use tim_storage::{OutKind, Outgoing};
+use tracing::{debug, warn};
+
+use super::{bump, inbound::Verdict, now_ms, Core};
+use crate::{
+    delivery::{Delivery, DeliveryKind},
+    Error, Event, Result,
+};
+
+/// The founded rooms this node knows, by id.
+pub(crate) type FoundedRooms = HashMap<RoomId, Membership>;
+
+/// What the local account's room operation produced, for the event loop.
+pub(crate) struct LocalRoomOp {
+    /// The signed operation.
+    pub(crate) op: Verified<RoomOp>,
+    /// `Envelope::Room(op)`, for the room's topic.
+    pub(crate) frame: Vec<u8>,
+    /// The invitation for the invitee (an `Invite`), already in the outbox.
+    pub(crate) invitation: Option<Delivery>,
+    /// What it changed here (`None`: the room is not known here yet; a join is then a request).
+    pub(crate) change: Option<MembershipChange>,
+}
+
+/// The founded rooms of `store`, folded from their kept operations. A room whose `Create`
+/// operation is not held yet (a join request sent by id) is left out until it arrives.
+pub(crate) fn load_founded(store: &tim_storage::Store) -> Result<FoundedRooms> {
+    let mut rooms = FoundedRooms::new();
+    for room in store.founded_rooms()? {
+        if let Some(membership) = rebuild(store, &room)? {
+            rooms.insert(room, membership);
+        }
+    }
+    Ok(rooms)
+}
+
+/// A room's membership from its kept operations (`None` without its `Create`).
+fn rebuild(store: &tim_storage::Store, room: &RoomId) -> Result<Option<Membership>> {
+    let ops: Vec<Verified<RoomOp>> = store
+        .room_ops(room)?
+        .into_iter()
+        .filter_map(|op| {
+            op.verify()
+                .inspect_err(|e| warn!(%room, error = %e, "a kept room operation no longer verifies"))
+                .ok()
+        })
+        .collect();
+    match Membership::rebuild(ops) {
+        Ok(membership) => Ok(Some(membership)),
+        Err(e) => {
+            debug!(%room, error = %e, "room not folded yet");
+            Ok(None)
+        }
+    }
+}
+
+/// The event a membership change reports, seen from `local`.
+fn event_of(room: &RoomId, change: &MembershipChange, state: Option<&RoomState>, local: &AccountId) -> Option<Event> {
+    let member = |account: &AccountId, change: &'static str| Event::RoomMember {
+        room: room.clone(),
+        account: *account,
+        change,
+    };
+    match change {
+        MembershipChange::Created => None,
+        MembershipChange::Invited { account, by } if account == local => Some(Event::RoomInvite {
+            room: room.clone(),
+            by: *by,
+            name: state.map(|s| s.name.clone()).unwrap_or_default(),
+        }),
+        MembershipChange::Invited { .. } => None,
+        MembershipChange::Requested(account) => state.filter(|s| s.manages(local)).map(|_| Event::RoomJoinRequest {
+            room: room.clone(),
+            account: *account,
+        }),
+        MembershipChange::Joined(a) => Some(member(a, "joined")),
+        MembershipChange::Left(a) => Some(member(a, "left")),
+        MembershipChange::Kicked { account, .. } => Some(member(account, "kicked")),
+        MembershipChange::Promoted(a) => Some(member(a, "promoted")),
+        MembershipChange::Demoted(a) => Some(member(a, "demoted")),
+        MembershipChange::Cancelled => Some(Event::RoomCancelled { room: room.clone() }),
+    }
+}
+
+impl Core {
+    fn founded(&self) -> std::sync::MutexGuard<'_, FoundedRooms> {
+        self.founded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A founded room's state, if this node knows the room.
+    pub(crate) fn room_state(&self, room: &RoomId) -> Option<RoomState> {
+        self.founded().get(room).map(|m| m.state().clone())
+    }
+
+    /// Whether the room of a post is one it belongs in: for a founded room, known here (else
+    /// 4109: nothing to judge it by yet), not cancelled (4108), and in a private room from a
+    /// member at its send time (4105). Other rooms take any post.
+    pub(crate) fn check_room_post(&self, header: &Header) -> Result<()> {
+        let Recipient::Room(room) = &header.to else {
+            return Ok(());
+        };
+        if !is_founded_id(room) {
+            return Ok(());
+        }
+        match self.founded().get(room) {
+            Some(membership) => Ok(membership.state().check_post(&header.from, header.sent_at)?),
+            None => Err(tim_protocol::Error::NotFound("the room's create operation").into()),
+        }
+    }
+
+    /// Whether a sync of `req.room` may be served to the node `peer`: any room but a private
+    /// founded one, and a private one only to a node proving it speaks for a member or an
+    /// invitee (the proof is checked against `peer` and the clock). A private room whose
+    /// `Create` is not held here has only this account's own operations to serve (its join
+    /// request, which the members need): served.
+    pub(crate) fn may_sync(&self, req: &tim_protocol::SyncRequest, peer: &libp2p::PeerId) -> bool {
+        if !is_founded_id(&req.room) {
+            return true;
+        }
+        let founded = self.founded();
+        let Some(state) = founded.get(&req.room).map(Membership::state) else {
+            return true;
+        };
+        if !state.private {
+            return true;
+        }
+        let Some(proof) = &req.member else {
+            return false;
+        };
+        match proof.verify(&req.room, &peer.to_bytes(), now_ms()) {
+            Ok(account) => state.is_member(&account) || state.invited.contains_key(&account),
+            Err(e) => {
+                debug!(room = %req.room, %peer, error = %e, "refused a member proof");
+                false
+            }
+        }
+    }
+
+    /// Whether the local account may post in `room` now (see [`Core::check_room_post`]).
+    pub(crate) fn check_local_post(&self, room: &RoomId) -> Result<()> {
+        if !is_founded_id(room) {
+            return Ok(());
+        }
+        match self.founded().get(room) {
+            Some(membership) => {
+                let state = membership.state();
+                if state.private && !state.is_member(&self.account) {
+                    return Err(tim_protocol::Error::PermissionDenied("only members post in a private room").into());
+                }
+                Ok(state.check_post(&self.account, now_ms())?)
+            }
+            None => Err(tim_protocol::Error::NotFound("the room is not known here yet").into()),
+        }
+    }
+
+    /// A room operation from the room's topic or a sync page.
+    pub(super) fn room_op_in(&self, op: RoomOp, via: &Via) -> Result<Verdict> {
+        if *via != Via::Room(op.room.clone()) {
+            return Err(Error::BadParameters(
+                "room operations arrive on their room's topic or in its sync pages".into(),
+            ));
+        }
+        let op = op.verify().inspect_err(|e| {
+            bump(&self.counters.forged_rejected);
+            warn!(error = %e, "refused a forged room operation");
+        })?;
+        policy::check_not_future("room operation", op.at, now_ms())?;
+        let room = op.room.clone();
+        if !self.is_member(&room) {
+            return Ok(Verdict::Ignored(Code::NotFound));
+        }
+        let mut founded = self.founded();
+        let change = match founded.get_mut(&room) {
+            Some(membership) => {
+                let late = membership
+                    .ops()
+                    .last()
+                    .is_some_and(|last| (last.at, last.id()) > (op.at, op.id()));
+                let before: Vec<MessageId> = if late {
+                    membership.ops().iter().map(Verified::id).collect()
+                } else {
+                    Vec::new()
+                };
+                let change = match membership.apply(op.clone()) {
+                    Ok(change) => change,
+                    Err(tim_protocol::Error::Repeated(_)) => return Ok(Verdict::Duplicate),
+                    Err(e) => return Err(e.into()),
+                };
+                self.store.put_room_op(&op, None)?;
+                if late {
+                    let kept: std::collections::HashSet<MessageId> =
+                        membership.ops().iter().map(Verified::id).collect();
+                    let dropped: Vec<MessageId> = before.into_iter().filter(|id| !kept.contains(id)).collect();
+                    self.store.drop_room_ops(&room, &dropped)?;
+                }
+                change
+            }
+            None => {
+                if !matches!(op.action, RoomAction::Create { .. }) {
+                    // Judged once the room's `Create` operation is here (sync brings it).
+                    return Ok(Verdict::Ignored(Code::NotFound));
+                }
+                self.store.put_room_op(&op, None)?;
+                // Operations kept before the `Create` (this account's join request) fold in too.
+                match rebuild(&self.store, &room)? {
+                    Some(membership) => {
+                        founded.insert(room.clone(), membership);
+                    }
+                    None => return Ok(Verdict::Ignored(Code::NotFound)),
+                }
+                MembershipChange::Created
+            }
+        };
+        let state = founded.get(&room).map(|m| m.state().clone());
+        drop(founded);
+        self.settle_local(&room, &change)?;
+        if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
+            self.emit(event);
+        }
+        Ok(Verdict::Stored)
+    }
+
+    /// What a change means for this node itself: removed from the room, it stops serving and
+    /// posting there.
+    fn settle_local(&self, room: &RoomId, change: &MembershipChange) -> Result<()> {
+        if let MembershipChange::Kicked { account, .. } = change {
+            if *account == self.account {
+                self.store.set_room(room, false)?;
+                if let Ok(mut rooms) = self.rooms.lock() {
+                    rooms.remove(room);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An invitation for the local account, from a pipe.
+    pub(super) fn invite_in(&self, create: RoomOp, invite: RoomOp, via: &Via) -> Result<Verdict> {
+        if *via != Via::Direct {
+            return Err(Error::BadParameters("invitations arrive only on direct paths".into()));
+        }
+        let frame = encode(&Envelope::Invite {
+            create: create.clone(),
+            invite: invite.clone(),
+        })?;
+        let forged = |e: &tim_protocol::Error| {
+            bump(&self.counters.forged_rejected);
+            warn!(error = %e, "refused a forged invitation");
+        };
+        let create = create.verify().inspect_err(forged)?;
+        let invite = invite.verify().inspect_err(forged)?;
+        let RoomAction::Create { name, .. } = &create.action else {
+            return Err(Error::BadParameters(
+                "an invitation carries its room's create operation".into(),
+            ));
+        };
+        if invite.room != create.room {
+            return Err(Error::BadParameters("an invitation to another room".into()));
+        }
+        policy::check_not_future("invitation", invite.at, now_ms())?;
+        let room = create.room.clone();
+        match &invite.action {
+            RoomAction::Invite(account) if *account == self.account => {}
+            RoomAction::Approve(account) if *account == self.account => return self.approved(create, invite),
+            _ => return Err(tim_protocol::Error::PermissionDenied("an invitation for another account").into()),
+        }
+        if self.store.invite(&room)?.as_deref() == Some(frame.as_slice()) {
+            return Ok(Verdict::Duplicate);
+        }
+        if self.room_state(&room).is_some_and(|s| s.is_member(&self.account)) {
+            return Ok(Verdict::Duplicate);
+        }
+        self.store.put_invite(&room, &frame)?;
+        self.emit(Event::RoomInvite {
+            room,
+            by: invite.by,
+            name: name.clone(),
+        });
+        Ok(Verdict::Stored)
+    }
+
+    /// The approval of this account's join request, with the room's `Create`: the room is known
+    /// here from now on (sync brings the rest, now that its members serve this account).
+    fn approved(&self, create: Verified<RoomOp>, approve: Verified<RoomOp>) -> Result<Verdict> {
+        let room = create.room.clone();
+        if !self.is_member(&room) {
+            // This node never asked to join (or left since).
+            return Ok(Verdict::Ignored(Code::NotFound));
+        }
+        if self.room_state(&room).is_some_and(|s| s.is_member(&self.account)) {
+            return Ok(Verdict::Duplicate);
+        }
+        self.store.put_room_op(&create, None)?;
+        self.store.put_room_op(&approve, None)?;
+        if let Some(membership) = rebuild(&self.store, &room)? {
+            self.founded().insert(room.clone(), membership);
+        }
+        self.emit(Event::RoomMember {
+            room,
+            account: self.account,
+            change: "joined",
+        });
+        Ok(Verdict::Stored)
+    }
+
+    /// Founds a room of the local account's (`4101` if it founded a room of this name already
+    /// that is not cancelled): signs its `Create`, keeps it and joins the room.
+    pub(crate) fn found_room(&self, name: String, private: bool) -> Result<(RoomState, MessageId, Vec<u8>)> {
+        let mut founded = self.founded();
+        let taken = founded.values().any(|m| {
+            let s = m.state();
+            s.founder == self.account && s.name == name && s.cancelled.is_none()
+        });
+        if taken {
+            return Err(tim_protocol::Error::AlreadyExists("a room of that name founded by this account").into());
+        }
+        let create = RoomOp::found(&self.key, name, private, now_ms())?;
+        let membership = Membership::new(create.clone())?;
+        let room = create.room.clone();
+        self.store.put_room_op(&create, None)?;
+        self.store.set_room(&room, true)?;
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.insert(room.clone());
+        }
+        let state = membership.state().clone();
+        founded.insert(room, membership);
+        Ok((state, create.id(), encode(&Envelope::Room(create.into_inner()))?))
+    }
+
+    /// Signs the local account's `action` in `room`, applies it here (a refusal is its rule's
+    /// code and changes nothing) and keeps it; an invitation also goes to the invitee's outbox.
+    /// A join of a room not known here (no invitation held) is a request by id.
+    pub(crate) fn room_local(&self, room: &RoomId, action: RoomAction) -> Result<LocalRoomOp> {
+        if !is_founded_id(room) {
+            return Err(Error::BadParameters(format!("{room} is not a founded room")));
+        }
+        let mut founded = self.founded();
+        if !founded.contains_key(room) {
+            if let Some(membership) = self.membership_from_invite(room)? {
+                founded.insert(room.clone(), membership);
+            }
+        }
+        let membership = founded.get_mut(room);
+        // After every operation known here, so the local one is judged against all of them.
+        let after = membership
+            .as_ref()
+            .and_then(|m| m.ops().last())
+            .map_or(0, |last| last.at + 1);
+        let op = RoomOp::sign(&self.key, room.clone(), action, now_ms().max(after))?;
+        let (change, invitation, state) = match membership {
+            Some(membership) => {
+                let change = membership.apply(op.clone())?;
+                // An invitee learns of its invitation, an approved requester of its approval.
+                let invitation = match &op.action {
+                    RoomAction::Invite(invitee) | RoomAction::Approve(invitee) => {
+                        let frame = encode(&Envelope::Invite {
+                            create: membership.create().get().clone(),
+                            invite: op.get().clone(),
+                        })?;
+                        Some(Outgoing {
+                            to: *invitee,
+                            kind: OutKind::Room,
+                            frame,
+                            queued_at: op.at,
+                        })
+                    }
+                    _ => None,
+                };
+                (Some(change), invitation, Some(membership.state().clone()))
+            }
+            None if op.action == RoomAction::Join => (None, None, None),
+            None => return Err(tim_protocol::Error::NotFound("the room is not known here").into()),
+        };
+        drop(founded);
+        self.store.put_room_op(&op, invitation.clone())?;
+        if op.action == RoomAction::Join {
+            self.store.drop_invite(room)?;
+        }
+        if let Some(change) = &change {
+            self.settle_local(room, change)?;
+            if let Some(event) = event_of(room, change, state.as_ref(), &self.account) {
+                self.emit(event);
+            }
+        }
+        let invitation =
+            invitation.map(|out| Delivery::new(out.to, op.id(), out.frame, DeliveryKind::Invite, out.queued_at));
+        Ok(LocalRoomOp {
+            frame: encode(&Envelope::Room(op.get().clone()))?,
+            op,
+            invitation,
+            change,
+        })
+    }
+
+    /// A room's membership from the invitation held for it: its `Create`, and the invite if the
+    /// founder made it (a manager's invite is judged by the members, who know the manager).
+    fn membership_from_invite(&self, room: &RoomId) -> Result<Option<Membership>> {
+        let Some(frame) = self.store.invite(room)? else {
+            return Ok(None);
+        };
+        let Ok(Envelope::Invite { create, invite }) = decode::<Envelope>(&frame) else {
+            warn!(%room, "a kept invitation does not decode; dropped");
+            self.store.drop_invite(room)?;
+            return Ok(None);
+        };
+        let create = create.verify()?;
+        if let RoomAction::Create { nonce, .. } = &create.action {
+            debug_assert_eq!(founded_room_id(&create.by, nonce), *room);
+        }
+        let mut membership = Membership::new(create.clone())?;
+        let invite = invite.verify()?;
+        self.store.put_room_op(&create, None)?;
+        if membership.apply(invite.clone()).is_ok() {
+            self.store.put_room_op(&invite, None)?;
+        }
+        Ok(Some(membership))
+    }
+}

@@ -1,0 +1,226 @@
+//! Founded rooms across real nodes: a founder creates a private room, invites, approves a request,
+//! promotes, kicks and cancels; members refuse posts from strangers and from a kicked member, each
+//! permission case answers its code, and the membership survives a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use tim_node::{
+    protocol::{encode, AccountKey, Code, Envelope, Message, Recipient, RoomId},
+    Event, Events, Node,
+};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+async fn start_as(dir: &std::path::Path, seed: u8, bootstrap: Vec<tim_node::Multiaddr>) -> (Node, Events, AccountKey) {
+    let key = with_account(dir, seed);
+    let mut config = config(dir, bootstrap);
+    config.room_sync_interval = Duration::from_secs(1);
+    let (node, events) = Node::start(config).await.unwrap();
+    (node, events, key)
+}
+
+fn code_of<T: std::fmt::Debug>(r: tim_node::Result<T>) -> Code {
+    r.expect_err("expected a refusal").code()
+}
+
+/// Waits until `node`'s view of `room` satisfies `check`.
+async fn room_state(node: &Node, room: &RoomId, what: &str, check: impl Fn(&tim_node::protocol::RoomState) -> bool) {
+    eventually(what, || {
+        let ok = node.room(room).ok().filter(|s| check(s)).is_some();
+        async move { ok.then_some(()) }
+    })
+    .await;
+}
+
+/// A room message signed by `key`, encoded for the topic.
+fn signed_post(key: &AccountKey, room: &RoomId, body: &[u8]) -> (tim_node::protocol::MessageId, Vec<u8>) {
+    let m = Message::sign(key, Recipient::Room(room.clone()), body.to_vec(), now_ms(), None)
+        .unwrap()
+        .into_inner();
+    (m.id(), encode(&Envelope::Message(m)).unwrap())
+}
+
+/// Waits until `node` refused one more invalid item than `before`, then checks it kept nothing
+/// of `mid`.
+async fn refused(node: &Node, before: u64, mid: tim_node::protocol::MessageId, what: &str) {
+    let n = node.clone();
+    eventually(what, || {
+        let done = n.metrics().invalid_rejected > before;
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert!(entry(node, mid).await.is_none(), "{what}: the post was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_room_admits_only_its_members() {
+    init_tracing();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev, _) = start_as(dirs[0].path(), 41, vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev, b_key) = start_as(dirs[1].path(), 42, vec![boot.clone()]).await;
+    let (c, mut c_ev, _) = start_as(dirs[2].path(), 43, vec![boot.clone()]).await;
+    let stranger = tim_node::protocol::test_util::key(49);
+
+    let state = a.create_room("team".into(), true).await.unwrap();
+    let room = state.room.clone();
+    assert!(state.private);
+    assert_eq!(state.founder, a.account());
+    assert_eq!(
+        code_of(a.create_room("team".into(), false).await),
+        Code::AlreadyExists,
+        "one live room per name and founder"
+    );
+    // Nobody posts in a room it does not know, nor joins it as an open room.
+    assert_eq!(
+        code_of(b.send(Recipient::Room(room.clone()), b"x".to_vec(), None).await),
+        Code::BadParameters
+    );
+
+    // Invite: B hears of it, joins, and every member sees it.
+    routed(&a, &b).await;
+    assert_eq!(code_of(b.invite(room.clone(), c.account()).await), Code::NotFound);
+    a.invite(room.clone(), b.account()).await.unwrap();
+    let invite = expect_event(&mut b_ev, "the invitation at B", |e| {
+        matches!(e, Event::RoomInvite { .. })
+    })
+    .await;
+    assert!(
+        matches!(invite, Event::RoomInvite { ref room, by, ref name } if *room == state.room && by == a.account() && name == "team")
+    );
+    b.join(room.clone()).await.unwrap();
+    room_state(&a, &room, "B a member at A", |s| s.is_member(&b.account())).await;
+    room_state(&b, &room, "B a member at B", |s| s.is_member(&b.account())).await;
+    expect_event(
+        &mut a_ev,
+        "B joined, at A",
+        |e| matches!(e, Event::RoomMember { account, change: "joined", .. } if *account == b.account()),
+    )
+    .await;
+
+    // Members post and read.
+    wait_room_peers(&a, &room, 1).await;
+    let hello = a
+        .send(Recipient::Room(room.clone()), b"hello team".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut b_ev, "A's post at B", Kind::Message, hello.mid).await;
+    let reply = b
+        .send(Recipient::Room(room.clone()), b"hi".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut a_ev, "B's post at A", Kind::Message, reply.mid).await;
+
+    // A stranger's post, forwarded into the topic by a member node: refused, not kept.
+    let (mid, frame) = signed_post(&stranger, &room, b"let me in");
+    let before = a.metrics().invalid_rejected;
+    b.relay(Recipient::Room(room.clone()), frame).await.unwrap();
+    refused(&a, before, mid, "a stranger's post refused by A").await;
+
+    // C asks by id; the founder approves; C then posts.
+    c.join(room.clone()).await.unwrap();
+    expect_event(
+        &mut a_ev,
+        "C's request at A",
+        |e| matches!(e, Event::RoomJoinRequest { account, .. } if *account == c.account()),
+    )
+    .await;
+    assert!(!a.room(&room).unwrap().is_member(&c.account()));
+    assert_eq!(
+        code_of(b.approve(room.clone(), c.account()).await),
+        Code::PermissionDenied
+    );
+    a.approve(room.clone(), c.account()).await.unwrap();
+    room_state(&c, &room, "C a member at C", |s| s.is_member(&c.account())).await;
+    room_state(&b, &room, "C a member at B", |s| s.is_member(&c.account())).await;
+    let from_c = c
+        .send(Recipient::Room(room.clone()), b"thanks".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut a_ev, "C's post at A", Kind::Message, from_c.mid).await;
+    expect_about(&mut b_ev, "C's post at B", Kind::Message, from_c.mid).await;
+
+    // Permissions: only the founder promotes; a manager invites but removes no manager.
+    assert_eq!(
+        code_of(b.promote(room.clone(), c.account()).await),
+        Code::PermissionDenied
+    );
+    a.promote(room.clone(), c.account()).await.unwrap();
+    assert_eq!(code_of(a.promote(room.clone(), c.account()).await), Code::Repeated);
+    room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    assert_eq!(code_of(c.kick(room.clone(), a.account()).await), Code::PermissionDenied);
+    assert_eq!(code_of(b.cancel_room(room.clone()).await), Code::PermissionDenied);
+    assert_eq!(code_of(a.leave(room.clone()).await), Code::BadParameters);
+
+    // C (a manager now) kicks B. B's node stops posting; a post signed by B, dated after the
+    // kick and forwarded by another node, is refused by the members.
+    c.kick(room.clone(), b.account()).await.unwrap();
+    room_state(&a, &room, "B removed at A", |s| !s.is_member(&b.account())).await;
+    expect_event(
+        &mut b_ev,
+        "B's own removal at B",
+        |e| matches!(e, Event::RoomMember { account, change: "kicked", .. } if *account == b.account()),
+    )
+    .await;
+    assert!(b
+        .send(Recipient::Room(room.clone()), b"still here?".to_vec(), None)
+        .await
+        .is_err());
+    let (mid, frame) = signed_post(&b_key, &room, b"after the kick");
+    let before = a.metrics().invalid_rejected;
+    c.relay(Recipient::Room(room.clone()), frame).await.unwrap();
+    refused(&a, before, mid, "a kicked member's later post refused by A").await;
+    // B's posts from before the kick stand.
+    assert!(entry(&a, reply.mid).await.is_some());
+
+    // The founder cancels: nothing more is posted or done there.
+    a.cancel_room(room.clone()).await.unwrap();
+    expect_event(&mut c_ev, "the cancel at C", |e| {
+        matches!(e, Event::RoomCancelled { .. })
+    })
+    .await;
+    assert_eq!(
+        code_of(a.send(Recipient::Room(room.clone()), b"anyone?".to_vec(), None).await),
+        Code::RoomCancelled
+    );
+    assert_eq!(
+        code_of(c.send(Recipient::Room(room.clone()), b"anyone?".to_vec(), None).await),
+        Code::RoomCancelled
+    );
+    assert_eq!(code_of(a.invite(room.clone(), b.account()).await), Code::RoomCancelled);
+
+    // The membership survives a restart.
+    let before = a.room(&room).unwrap();
+    stop(a, a_ev).await;
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 41, vec![]).await;
+    assert_eq!(a.room(&room).unwrap(), before);
+    drop((b, c, dirs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_founded_room_takes_anyone() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev, _) = start_as(dirs[0].path(), 51, vec![]).await;
+    let (b, _b_ev, _) = start_as(dirs[1].path(), 52, vec![addr(&a).await]).await;
+    let room = a.create_room("lounge".into(), false).await.unwrap().room;
+    b.join(room.clone()).await.unwrap();
+    room_state(&a, &room, "B a member at A", |s| s.is_member(&b.account())).await;
+    room_state(&b, &room, "the room known at B", |s| s.is_member(&b.account())).await;
+    wait_room_peers(&b, &room, 1).await;
+    let posted = b
+        .send(Recipient::Room(room.clone()), b"hi all".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut a_ev, "B's post at A", Kind::Message, posted.mid).await;
+    assert_eq!(
+        a.room(&RoomId::new("lobby").unwrap()).unwrap_err().code(),
+        Code::NotFound
+    );
+}

@@ -1,0 +1,382 @@
+//! A founded room's membership: its operations in order `(at, id)`, folded from the `Create`
+//! operation into a [`RoomState`]. Each operation is judged against the state just before it, so
+//! every member that holds the same operations computes the same members, managers, invites and
+//! requests.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::{RoomAction, RoomOp};
+use crate::{AccountId, Error, MessageId, Result, RoomId, Verified};
+
+/// The most operations one room keeps; later ones are refused (5104).
+pub const MAX_ROOM_OPS: usize = 4096;
+
+/// The most join requests a private room holds unanswered; later ones are refused (5104), so
+/// accounts made for free cannot grow a room's state without bound.
+pub const MAX_PENDING_REQUESTS: usize = 256;
+
+/// What an applied operation changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// The room was founded (its founder is its first member).
+    Created,
+    /// `account` was invited by `by`.
+    Invited {
+        /// The invitee.
+        account: AccountId,
+        /// The founder or manager that invited.
+        by: AccountId,
+    },
+    /// `account` asked to join a private room.
+    Requested(AccountId),
+    /// `account` became a member (joined an open room, accepted an invite, or was approved).
+    Joined(AccountId),
+    /// `account` left, withdrew its request or declined its invite.
+    Left(AccountId),
+    /// `account` was removed (member, invite or request) by `by`.
+    Kicked {
+        /// Who was removed.
+        account: AccountId,
+        /// The founder or manager that removed it.
+        by: AccountId,
+    },
+    /// `account` became a manager.
+    Promoted(AccountId),
+    /// `account` is a plain member again.
+    Demoted(AccountId),
+    /// The founder cancelled the room.
+    Cancelled,
+}
+
+impl MembershipChange {
+    /// The account the change is about (`None` for the room itself).
+    pub fn account(&self) -> Option<&AccountId> {
+        match self {
+            MembershipChange::Created | MembershipChange::Cancelled => None,
+            MembershipChange::Invited { account, .. } | MembershipChange::Kicked { account, .. } => Some(account),
+            MembershipChange::Requested(a)
+            | MembershipChange::Joined(a)
+            | MembershipChange::Left(a)
+            | MembershipChange::Promoted(a)
+            | MembershipChange::Demoted(a) => Some(a),
+        }
+    }
+}
+
+/// Who is what in a founded room, after its operations so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomState {
+    /// The room id.
+    pub room: RoomId,
+    /// Its name, from the `Create` operation.
+    pub name: String,
+    /// Private or open.
+    pub private: bool,
+    /// The founder: always a member and a manager, never removed.
+    pub founder: AccountId,
+    /// When the room was founded (the `Create` operation's signed time).
+    pub created_at: u64,
+    /// Managers other than the founder.
+    pub managers: BTreeSet<AccountId>,
+    /// Members (the founder included), each with the signed time it became one.
+    pub members: BTreeMap<AccountId, u64>,
+    /// Pending invites: invitee and inviter.
+    pub invited: BTreeMap<AccountId, AccountId>,
+    /// Pending join requests, each with the signed time it was made.
+    pub requests: BTreeMap<AccountId, u64>,
+    /// When the founder cancelled the room, if it did.
+    pub cancelled: Option<u64>,
+    /// Past membership spans `[from, to)` of accounts that left or were removed.
+    past: BTreeMap<AccountId, Vec<(u64, u64)>>,
+}
+
+impl RoomState {
+    fn founded(create: &RoomOp) -> Result<RoomState> {
+        let RoomAction::Create { name, private, .. } = &create.action else {
+            return Err(Error::BadParameters("a room starts with its create operation".into()));
+        };
+        Ok(RoomState {
+            room: create.room.clone(),
+            name: name.clone(),
+            private: *private,
+            founder: create.by,
+            created_at: create.at,
+            managers: BTreeSet::new(),
+            members: BTreeMap::from([(create.by, create.at)]),
+            invited: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            cancelled: None,
+            past: BTreeMap::new(),
+        })
+    }
+
+    /// The founder or a manager.
+    pub fn manages(&self, account: &AccountId) -> bool {
+        *account == self.founder || self.managers.contains(account)
+    }
+
+    /// A member now.
+    pub fn is_member(&self, account: &AccountId) -> bool {
+        self.members.contains_key(account)
+    }
+
+    /// Whether `account` was a member at `at` (ms since the epoch).
+    pub fn was_member(&self, account: &AccountId, at: u64) -> bool {
+        self.members.get(account).is_some_and(|since| at >= *since)
+            || self
+                .past
+                .get(account)
+                .is_some_and(|spans| spans.iter().any(|(from, to)| (*from..*to).contains(&at)))
+    }
+
+    /// Whether a post by `account` sent at `sent_at` belongs in the room: not after a cancel
+    /// (4108), and in a private room only from an account that was a member then (4105).
+    pub fn check_post(&self, account: &AccountId, sent_at: u64) -> Result<()> {
+        if self.cancelled.is_some_and(|at| sent_at >= at) {
+            return Err(Error::RoomCancelled);
+        }
+        if self.private && !self.was_member(account, sent_at) {
+            return Err(Error::PermissionDenied("only members post in a private room"));
+        }
+        Ok(())
+    }
+
+    fn end_membership(&mut self, account: &AccountId, at: u64) {
+        if let Some(since) = self.members.remove(account) {
+            self.past.entry(*account).or_default().push((since, at));
+        }
+        self.managers.remove(account);
+    }
+
+    /// Judges `op` against this state and, only if it is allowed, applies it.
+    fn step(&mut self, op: &RoomOp) -> Result<MembershipChange> {
+        if op.room != self.room {
+            return Err(Error::BadParameters("an operation of another room".into()));
+        }
+        if op.at < self.created_at {
+            return Err(Error::BadParameters("an operation dated before its room".into()));
+        }
+        if self.cancelled.is_some() {
+            return Err(Error::RoomCancelled);
+        }
+        let by = op.by;
+        let manager_only = |state: &RoomState| {
+            if state.manages(&by) {
+                Ok(())
+            } else {
+                Err(Error::PermissionDenied("only the founder or a manager may do this"))
+            }
+        };
+        let founder_only = |state: &RoomState| {
+            if by == state.founder {
+                Ok(())
+            } else {
+                Err(Error::PermissionDenied("only the founder may do this"))
+            }
+        };
+        match &op.action {
+            RoomAction::Create { .. } => Err(Error::AlreadyExists("the room was founded already")),
+            RoomAction::Invite(account) => {
+                manager_only(self)?;
+                if self.is_member(account) {
+                    return Err(Error::Repeated("already a member"));
+                }
+                self.invited.insert(*account, by);
+                Ok(MembershipChange::Invited { account: *account, by })
+            }
+            RoomAction::Join => {
+                if self.is_member(&by) {
+                    return Err(Error::Repeated("already a member"));
+                }
+                let invited = self.invited.get(&by).is_some_and(|inviter| self.manages(inviter));
+                if !self.private || invited {
+                    self.invited.remove(&by);
+                    self.requests.remove(&by);
+                    self.members.insert(by, op.at);
+                    return Ok(MembershipChange::Joined(by));
+                }
+                if self.requests.contains_key(&by) {
+                    return Err(Error::Repeated("already asked to join"));
+                }
+                if self.requests.len() >= MAX_PENDING_REQUESTS {
+                    return Err(Error::Full("the room's join requests"));
+                }
+                self.requests.insert(by, op.at);
+                Ok(MembershipChange::Requested(by))
+            }
+            RoomAction::Approve(account) => {
+                manager_only(self)?;
+                if self.is_member(account) {
+                    return Err(Error::Repeated("already a member"));
+                }
+                if self.requests.remove(account).is_none() {
+                    return Err(Error::NotFound("no join request from that account"));
+                }
+                self.members.insert(*account, op.at);
+                Ok(MembershipChange::Joined(*account))
+            }
+            RoomAction::Kick(account) => {
+                manager_only(self)?;
+                if *account == self.founder {
+                    return Err(Error::PermissionDenied("nobody removes the founder"));
+                }
+                if self.managers.contains(account) && by != self.founder {
+                    return Err(Error::PermissionDenied("only the founder removes a manager"));
+                }
+                let pending = self.invited.remove(account).is_some() | self.requests.remove(account).is_some();
+                if !pending && !self.is_member(account) {
+                    return Err(Error::NotFound("not a member, invitee or requester"));
+                }
+                self.end_membership(account, op.at);
+                Ok(MembershipChange::Kicked { account: *account, by })
+            }
+            RoomAction::Leave => {
+                if by == self.founder {
+                    return Err(Error::BadParameters(
+                        "the founder cannot leave; it cancels the room".into(),
+                    ));
+                }
+                let pending = self.invited.remove(&by).is_some() | self.requests.remove(&by).is_some();
+                if !pending && !self.is_member(&by) {
+                    return Err(Error::NotFound("not a member"));
+                }
+                self.end_membership(&by, op.at);
+                Ok(MembershipChange::Left(by))
+            }
+            RoomAction::Promote(account) => {
+                founder_only(self)?;
+                if !self.is_member(account) {
+                    return Err(Error::NotFound("not a member"));
+                }
+                if self.manages(account) {
+                    return Err(Error::Repeated("already a manager"));
+                }
+                self.managers.insert(*account);
+                Ok(MembershipChange::Promoted(*account))
+            }
+            RoomAction::Demote(account) => {
+                founder_only(self)?;
+                if !self.managers.remove(account) {
+                    return Err(Error::NotFound("not a manager"));
+                }
+                Ok(MembershipChange::Demoted(*account))
+            }
+            RoomAction::Cancel => {
+                founder_only(self)?;
+                self.cancelled = Some(op.at);
+                Ok(MembershipChange::Cancelled)
+            }
+        }
+    }
+}
+
+/// The order of a room's operations: signed time, then id.
+fn order(op: &Verified<RoomOp>) -> (u64, MessageId) {
+    (op.at, op.id())
+}
+
+/// A founded room's operations and the state they fold into.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// Applied operations, `Create` first, in [`order`].
+    ops: Vec<Verified<RoomOp>>,
+    ids: HashSet<MessageId>,
+    state: RoomState,
+}
+
+impl Membership {
+    /// A room from its verified `Create` operation.
+    pub fn new(create: Verified<RoomOp>) -> Result<Membership> {
+        let state = RoomState::founded(&create)?;
+        Ok(Membership {
+            ids: HashSet::from([create.id()]),
+            ops: vec![create],
+            state,
+        })
+    }
+
+    /// A room from its stored operations (`Create` among them), applying what its rules allow
+    /// and skipping the rest.
+    pub fn rebuild(ops: Vec<Verified<RoomOp>>) -> Result<Membership> {
+        let (creates, others): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .partition(|op| matches!(op.action, RoomAction::Create { .. }));
+        let create = creates
+            .into_iter()
+            .next()
+            .ok_or(Error::NotFound("the room's create operation"))?;
+        let mut membership = Membership::new(create)?;
+        let mut others = others;
+        others.sort_by_key(order);
+        for op in others {
+            let _ = membership.apply(op);
+        }
+        Ok(membership)
+    }
+
+    /// The room's state.
+    pub fn state(&self) -> &RoomState {
+        &self.state
+    }
+
+    /// The `Create` operation.
+    pub fn create(&self) -> &Verified<RoomOp> {
+        &self.ops[0]
+    }
+
+    /// The applied operations, `Create` first, in order.
+    pub fn ops(&self) -> &[Verified<RoomOp>] {
+        &self.ops
+    }
+
+    /// Whether `op` would be applied now, and what it would change; changes nothing. The local
+    /// account asks this before it signs, so it never sends what the members must refuse.
+    pub fn check(&self, op: &RoomOp) -> Result<MembershipChange> {
+        self.state.clone().step(op)
+    }
+
+    /// Applies a verified operation: a duplicate is 4117, one its signer may not do is refused
+    /// with the rule's code and changes nothing. One dated before the newest applied operation is
+    /// judged in its place: the operations after it are folded again, and any the earlier one
+    /// now forbids (a late kick before an invite the kicked manager made) drop out.
+    pub fn apply(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
+        if self.ids.contains(&op.id()) {
+            return Err(Error::Repeated("room operation"));
+        }
+        if self.ops.len() >= MAX_ROOM_OPS {
+            return Err(Error::Full("the room's operations"));
+        }
+        let in_order = self.ops.last().is_none_or(|last| order(last) < order(&op));
+        if in_order {
+            let change = self.state.step(&op)?;
+            self.ids.insert(op.id());
+            self.ops.push(op);
+            return Ok(change);
+        }
+        // Never before `Create`: an operation dated with it but ordered first is judged after it.
+        let at = self.ops.partition_point(|held| order(held) < order(&op)).max(1);
+        let mut state = RoomState::founded(&self.ops[0])?;
+        let mut kept = Vec::with_capacity(self.ops.len() + 1);
+        kept.push(self.ops[0].clone());
+        let mut change = None;
+        for (i, held) in self.ops.iter().enumerate().skip(1) {
+            if i == at {
+                change = Some(state.step(&op)?);
+                kept.push(op.clone());
+            }
+            if state.step(held).is_ok() {
+                kept.push(held.clone());
+            }
+        }
+        // `at` lies within the held operations (an operation after all of them is in order).
+        let change = change.ok_or(Error::BadParameters("an operation out of place".into()))?;
+        self.ids = kept.iter().map(Verified::id).collect();
+        self.ops = kept;
+        self.state = state;
+        Ok(change)
+    }
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;

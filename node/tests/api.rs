@@ -2,7 +2,7 @@
 //! revoke, burn, burn after reading, permission errors, a room, and bad requests; `hostile`: what
 //! a web page in the user's browser and another local user can and cannot do; `burn`: a
 //! burn-after-reading message stays sealed until the receiver reads it; `people`: the inbox,
-//! contacts and blocks; `docs`: every curl example of docs/api.md, run as written.
+//! contacts and blocks; `rooms`: founded rooms, their roles and errors; `docs`: every curl example of docs/api.md, run as written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "api/burn.rs"]
@@ -13,6 +13,8 @@ mod docs;
 mod hostile;
 #[path = "api/people.rs"]
 mod people;
+#[path = "api/rooms.rs"]
+mod rooms;
 #[path = "api/support.rs"]
 mod support;
 

@@ -154,6 +154,10 @@ async fn a_private_room_admits_only_its_members() {
     a.promote(room.clone(), c.account()).await.unwrap();
     assert_eq!(code_of(a.promote(room.clone(), c.account()).await), Code::Repeated);
     room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    room_state(&c, &room, "B a member at C (C caught up)", |s| {
+        s.is_member(&b.account())
+    })
+    .await;
     assert_eq!(code_of(c.kick(room.clone(), a.account()).await), Code::PermissionDenied);
     assert_eq!(code_of(b.cancel_room(room.clone()).await), Code::PermissionDenied);
     assert_eq!(code_of(a.leave(room.clone()).await), Code::BadParameters);
@@ -178,6 +182,23 @@ async fn a_private_room_admits_only_its_members() {
     refused(&a, before, mid, "a kicked member's later post refused by A").await;
     // B's posts from before the kick stand.
     assert!(entry(&a, reply.mid).await.is_some());
+    // And B's node keeps nothing new of the room: C's next post reaches A, not B.
+    let ignored = b.metrics().ignored;
+    let after_kick = c
+        .send(Recipient::Room(room.clone()), b"B is gone".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut a_ev, "C's post after the kick at A", Kind::Message, after_kick.mid).await;
+    let (b2, mid) = (b.clone(), after_kick.mid);
+    eventually("C's post after the kick passed over by B", || {
+        let b = b2.clone();
+        async move { (b.metrics().ignored > ignored).then_some(()) }
+    })
+    .await;
+    assert!(
+        entry(&b, mid).await.is_none(),
+        "B kept a post of the room it was removed from"
+    );
 
     // The founder cancels: nothing more is posted or done there.
     a.cancel_room(room.clone()).await.unwrap();
@@ -223,4 +244,144 @@ async fn an_open_founded_room_takes_anyone() {
         a.room(&RoomId::new("lobby").unwrap()).unwrap_err().code(),
         Code::NotFound
     );
+}
+
+/// One sync exchange of a bare peer with `node`: writes `request`, reads the page.
+async fn bare_sync(
+    control: &mut libp2p_stream::Control,
+    node: libp2p::PeerId,
+    request: &tim_node::protocol::SyncRequest,
+) -> tim_node::protocol::SyncPage {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    const SYNC: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/tim/sync/1.0.0");
+    let mut stream = tokio::time::timeout(WAIT, control.open_stream(node, SYNC))
+        .await
+        .unwrap()
+        .unwrap();
+    stream.write_all(&encode(request).unwrap()).await.unwrap();
+    stream.close().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    tim_node::protocol::decode(&answer).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_rooms_history_is_served_to_members_and_invitees_only() {
+    use futures::StreamExt;
+    use tim_node::protocol::{room::MemberProof, SyncRequest};
+
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _a_ev, _) = start_as(dir.path(), 61, vec![]).await;
+    let room = a.create_room("quiet".into(), true).await.unwrap().room;
+    let open_room = a.create_room("loud".into(), false).await.unwrap().room;
+    let (invitee, stranger) = (
+        tim_node::protocol::test_util::key(63),
+        tim_node::protocol::test_util::key(64),
+    );
+    a.invite(room.clone(), invitee.account_id()).await.unwrap();
+    let a_peer = a.peer_id();
+    a.send(Recipient::Room(room.clone()), b"for members".to_vec(), None)
+        .await
+        .unwrap();
+
+    // A bare peer of its own identity, which signs proofs for the peer id it connects with.
+    let mut swarm = common::bare::bare_swarm();
+    let me = *swarm.local_peer_id();
+    let mut control = swarm.behaviour().new_control();
+    swarm.dial(addr(&a).await).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let ask = |proof: Option<MemberProof>, room: &RoomId| SyncRequest {
+        room: room.clone(),
+        after: 0,
+        limit: 256,
+        member: proof,
+    };
+    let proof = |key: &AccountKey, peer: &[u8], at: u64| Some(MemberProof::sign(key, &room, peer, at));
+
+    // Nothing without a proof, with a stranger's, with a proof made for another peer or long ago.
+    let me_bytes = me.to_bytes();
+    for (what, request) in [
+        ("no proof", ask(None, &room)),
+        ("a stranger's proof", ask(proof(&stranger, &me_bytes, now_ms()), &room)),
+        (
+            "a proof for another peer",
+            ask(proof(&invitee, &a_peer.to_bytes(), now_ms()), &room),
+        ),
+        (
+            "an old proof",
+            ask(proof(&invitee, &me_bytes, now_ms() - 600_000), &room),
+        ),
+    ] {
+        let page = bare_sync(&mut control, a_peer, &request).await;
+        assert!(page.frames.is_empty(), "{what}: served {} frames", page.frames.len());
+    }
+    // An invitee gets the history (it is about to join): the create, the invite, the post.
+    let page = bare_sync(&mut control, a_peer, &ask(proof(&invitee, &me_bytes, now_ms()), &room)).await;
+    assert_eq!(page.frames.len(), 3, "the invitee's page");
+    // An open founded room is served to anyone.
+    let page = bare_sync(&mut control, a_peer, &ask(None, &open_room)).await;
+    assert!(!page.frames.is_empty(), "the open room's log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_in_a_private_room_counts_every_member_then_and_waits_for_the_offline_one() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 71, vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev, _) = start_as(dirs[1].path(), 72, vec![boot.clone()]).await;
+    let (c, mut c_ev, _) = start_as(dirs[2].path(), 73, vec![boot.clone()]).await;
+    let room = a.create_room("three".into(), true).await.unwrap().room;
+    for n in [&b, &c] {
+        routed(&a, n).await;
+        a.invite(room.clone(), n.account()).await.unwrap();
+    }
+    for (n, ev) in [(&b, &mut b_ev), (&c, &mut c_ev)] {
+        expect_event(ev, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
+        n.join(room.clone()).await.unwrap();
+    }
+    room_state(&a, &room, "both members at A", |s| s.members.len() == 3).await;
+    wait_room_peers(&a, &room, 2).await;
+    let post = a
+        .send(Recipient::Room(room.clone()), b"soon gone".to_vec(), None)
+        .await
+        .unwrap();
+    expect_about(&mut b_ev, "the post at B", Kind::Message, post.mid).await;
+    expect_about(&mut c_ev, "the post at C", Kind::Message, post.mid).await;
+
+    // C goes offline; A revokes: B confirms, C is pending.
+    let c_account = c.account();
+    stop(c, c_ev).await;
+    a.revoke(post.mid).await.unwrap();
+    let mut expected = vec![b.account(), c_account];
+    expected.sort();
+    let (a2, mid) = (a.clone(), post.mid);
+    eventually("B's receipt at A", || {
+        let a = a2.clone();
+        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 1) }
+    })
+    .await;
+    let d = a.deletion(post.mid).await.unwrap();
+    assert_eq!(d.expected, Some(expected.clone()));
+    assert_eq!(d.pending, Some(vec![c_account]));
+    assert_eq!(d.confirmed[0].account, b.account());
+
+    // C returns, catches up on the room and confirms: 2 of 2.
+    let (_c, _c_ev, _) = start_as(dirs[2].path(), 73, vec![boot]).await;
+    let a2 = a.clone();
+    let d = eventually("C's receipt at A", || {
+        let a = a2.clone();
+        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 2) }
+    })
+    .await;
+    assert_eq!(d.expected, Some(expected));
+    assert_eq!(d.pending, Some(vec![]));
 }

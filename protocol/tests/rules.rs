@@ -254,7 +254,7 @@ fn decode_refuses_bad_frames_with_typed_errors() {
     assert_eq!(code_of(decode::<Envelope>(&v)), Code::UnsupportedVersion);
     // unknown envelope kind (fixint enum tag is a little-endian u32 after the version byte)
     let mut k = frame.clone();
-    k[1] = 7;
+    k[1] = 99;
     assert!(matches!(
         decode::<Envelope>(&k),
         Err(tim_protocol::Error::UnknownKind { .. })

@@ -6,10 +6,7 @@ use serde_json::{json, Map, Value};
 use tim_protocol::{AccountId, Header, Recipient};
 use tim_storage::Entry;
 
-use crate::{
-    core::{burn_deadline, expected_replicas},
-    Conversation, Deletion, Event,
-};
+use crate::{core::burn_deadline, Conversation, Deletion, Event};
 
 /// `{"to": account}` or `{"room": room}`.
 pub(crate) fn conversation(c: &Conversation) -> Map<String, Value> {
@@ -46,7 +43,7 @@ pub(crate) fn sealed(from: &AccountId, burn_after_read: Option<u32>, read_at: Op
 /// exists and is not [`sealed`] (`"sealed": true` instead), `read_at` and `burn_at` once read. A
 /// marker of `local`'s own revoke or burn carries `confirmed` (`confirmed`: how many replicas sent
 /// a receipt) and `expected` (how many must, or null for a room).
-pub(crate) fn entry(e: &Entry, local: &AccountId, confirmed: Option<usize>) -> Value {
+pub(crate) fn entry(e: &Entry, local: &AccountId, deletion: Option<(usize, Option<usize>)>) -> Value {
     let h = e.header();
     let mut m = Map::new();
     m.insert("mid".into(), json!(e.id()));
@@ -80,8 +77,8 @@ pub(crate) fn entry(e: &Entry, local: &AccountId, confirmed: Option<usize>) -> V
             m.insert("by".into(), json!(t.by()));
             m.insert("at".into(), json!(t.at()));
             if t.by() == *local {
-                let expected = expected_replicas(t.header(), local).map(|e| e.len());
-                m.insert("confirmed".into(), json!(confirmed.unwrap_or(0)));
+                let (confirmed, expected) = deletion.unwrap_or((0, None));
+                m.insert("confirmed".into(), json!(confirmed));
                 m.insert("expected".into(), json!(expected));
             }
         }

@@ -152,6 +152,12 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         m.invalid_rejected,
     );
     put(
+        "tim_ignored_total",
+        "counter",
+        "Valid inbound items not taken (tombstoned, too old, blocked, not for this node now).",
+        m.ignored,
+    );
+    put(
         "tim_delivery_failures_total",
         "counter",
         "Deliveries given up.",
@@ -412,19 +418,25 @@ async fn history(
 pub(super) async fn confirmed_of(
     node: &Node,
     entries: impl Iterator<Item = &Entry>,
-) -> Result<HashMap<MessageId, usize>, ApiError> {
+) -> Result<HashMap<MessageId, (usize, Option<usize>)>, ApiError> {
     let local = node.account();
-    let own: Vec<MessageId> = entries
+    let own: Vec<(MessageId, Option<usize>)> = entries
         .filter_map(|e| match e {
-            Entry::Tombstone(t) if t.by() == local => Some(t.target()),
+            Entry::Tombstone(t) if t.by() == local => {
+                Some((t.target(), node.expected_replicas(t.header()).map(|e| e.len())))
+            }
             _ => None,
         })
         .collect();
     if own.is_empty() {
         return Ok(HashMap::new());
     }
-    let counts = node.confirmed_counts(own.clone()).await?;
-    Ok(own.into_iter().zip(counts).collect())
+    let counts = node.confirmed_counts(own.iter().map(|(mid, _)| *mid).collect()).await?;
+    Ok(own
+        .into_iter()
+        .zip(counts)
+        .map(|((mid, expected), confirmed)| (mid, (confirmed, expected)))
+        .collect())
 }
 
 /// The recipient of a request naming exactly one of `to` and `room`, with the field to name in

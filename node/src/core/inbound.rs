@@ -54,6 +54,14 @@ impl Core {
 
     /// The verdict on an inbound item's outcome: failures are logged and counted by kind.
     pub(super) fn verdict_of(&self, result: Result<Verdict>, via: &Via) -> Verdict {
+        let verdict = self.verdict_of_result(result, via);
+        if matches!(verdict, Verdict::Ignored(_)) {
+            bump(&self.counters.ignored);
+        }
+        verdict
+    }
+
+    fn verdict_of_result(&self, result: Result<Verdict>, via: &Via) -> Verdict {
         match result {
             Ok(verdict) => verdict,
             Err(e) => {

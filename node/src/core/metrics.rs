@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) burns_applied: AtomicU64,
     pub(crate) forged_rejected: AtomicU64,
     pub(crate) invalid_rejected: AtomicU64,
+    pub(crate) ignored: AtomicU64,
     pub(crate) delivery_failures: AtomicU64,
     pub(crate) sync_pages: AtomicU64,
     pub(crate) relay_reservations: AtomicU64,
@@ -36,6 +37,9 @@ pub struct Metrics {
     pub forged_rejected: u64,
     /// Other inbound items refused as invalid (malformed, bad signature, wrong path).
     pub invalid_rejected: u64,
+    /// Valid inbound items not taken, without blame (tombstoned, too old, blocked, a room not
+    /// known here or not this account's any more, a local failure).
+    pub ignored: u64,
     /// Deliveries given up.
     pub delivery_failures: u64,
     /// Undelivered entries in the outbox.
@@ -66,6 +70,7 @@ impl Counters {
             burns_applied: g(&self.burns_applied),
             forged_rejected: g(&self.forged_rejected),
             invalid_rejected: g(&self.invalid_rejected),
+            ignored: g(&self.ignored),
             delivery_failures: g(&self.delivery_failures),
             outbox_depth: 0,
             sync_pages_applied: g(&self.sync_pages),

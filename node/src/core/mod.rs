@@ -48,7 +48,6 @@ pub(crate) use local::Destination;
 pub use metrics::Metrics;
 pub(crate) use metrics::{bump, Counters};
 pub use presence::{ContactPresence, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT};
-pub(crate) use receipts::expected_replicas;
 pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
 pub(crate) use rooms::{load_founded, FoundedRooms};
@@ -104,6 +103,9 @@ pub(crate) struct Core {
     /// Deliveries queued by inbound work (deletion receipts, contact answers), for the event loop
     /// to deliver (bounded: what does not fit waits in the outbox until the next start).
     pub(crate) replies_out: mpsc::Sender<Delivery>,
+    /// Rooms to sync now, for the event loop (bounded; a room that does not fit waits for the
+    /// periodic sync).
+    pub(crate) sync_wanted: mpsc::Sender<RoomId>,
 }
 
 impl Core {

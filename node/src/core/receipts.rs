@@ -32,24 +32,30 @@ pub struct Deletion {
     /// Revoke or burn.
     pub action: Action,
     /// The replicas that must confirm: for a direct message the other party (none for a message
-    /// to oneself); `None` for a room, whose membership is open.
+    /// to oneself); for a private founded room the members when the message was sent, but the
+    /// local account; `None` for any other room, whose membership is open.
     pub expected: Option<Vec<AccountId>>,
     /// The replicas that confirmed, each with its signed time, oldest first.
     pub confirmed: Vec<Confirmation>,
-    /// `expected` less `confirmed`; `None` for a room.
+    /// `expected` less `confirmed`; `None` for an open room.
     pub pending: Option<Vec<AccountId>>,
 }
 
-/// The replicas a deletion by `by` of the message with header `target` must reach (see
-/// [`Deletion::expected`]).
-pub(crate) fn expected_replicas(target: &Header, by: &AccountId) -> Option<Vec<AccountId>> {
-    match target.to {
-        Recipient::Room(_) => None,
-        Recipient::Account(_) => Some(policy::direct_replica(target, by).into_iter().collect()),
-    }
-}
-
 impl Core {
+    /// The replicas a deletion by the local account of the message with header `target` must
+    /// reach (see [`Deletion::expected`]).
+    pub(crate) fn expected_replicas(&self, target: &Header) -> Option<Vec<AccountId>> {
+        match &target.to {
+            Recipient::Room(room) => {
+                let state = self.room_state(room).filter(|s| s.private)?;
+                let mut members = state.members_at(target.sent_at);
+                members.retain(|a| *a != self.account);
+                Some(members)
+            }
+            Recipient::Account(_) => Some(policy::direct_replica(target, &self.account).into_iter().collect()),
+        }
+    }
+
     /// Applies a verified inbound revoke or burn. One signed by another account also queues this
     /// node's receipt for its signer in the same write, and hands it to the event loop.
     pub(super) fn apply_inbound_tombstone(&self, control: &Verified<Control>) -> Result<TombstoneOutcome> {
@@ -139,7 +145,7 @@ impl Core {
             })
             .collect();
         confirmed.sort_by_key(|c| (c.at, c.account));
-        let expected = expected_replicas(tombstone.header(), &self.account);
+        let expected = self.expected_replicas(tombstone.header());
         let pending = expected.as_ref().map(|e| {
             e.iter()
                 .filter(|a| !confirmed.iter().any(|c| c.account == **a))

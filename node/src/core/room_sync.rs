@@ -196,6 +196,7 @@ mod tests {
             started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             founded: Mutex::default(),
+            sync_wanted: tokio::sync::mpsc::channel(1).0,
             blocked: Mutex::default(),
             stream_limiter: Default::default(),
             presence: Default::default(),

@@ -106,7 +106,9 @@ impl Core {
 
     /// Whether the room of a post is one it belongs in: for a founded room, known here (else
     /// 4109: nothing to judge it by yet), not cancelled (4108), and in a private room from a
-    /// member at its send time (4105). Other rooms take any post.
+    /// member at its send time (4105). Other rooms take any post. A private room's posts are
+    /// kept only while the local account is a member (4109 otherwise, not the sender's fault):
+    /// a removed member's node may still hear the topic, but keeps nothing new from it.
     pub(crate) fn check_room_post(&self, header: &Header) -> Result<()> {
         let Recipient::Room(room) = &header.to else {
             return Ok(());
@@ -114,8 +116,14 @@ impl Core {
         if !is_founded_id(room) {
             return Ok(());
         }
-        match self.founded().get(room) {
-            Some(membership) => Ok(membership.state().check_post(&header.from, header.sent_at)?),
+        match self.founded().get(room).map(Membership::state) {
+            Some(state) => {
+                state.check_post(&header.from, header.sent_at)?;
+                if state.private && !state.is_member(&self.account) {
+                    return Err(tim_protocol::Error::NotFound("a private room this account is not in").into());
+                }
+                Ok(())
+            }
             None => Err(tim_protocol::Error::NotFound("the room's create operation").into()),
         }
     }
@@ -307,6 +315,8 @@ impl Core {
         if let Some(membership) = rebuild(&self.store, &room)? {
             self.founded().insert(room.clone(), membership);
         }
+        // The members serve this account now: catch up at once rather than at the next interval.
+        let _ = self.sync_wanted.try_send(room.clone());
         self.emit(Event::RoomMember {
             room,
             account: self.account,

@@ -33,6 +33,8 @@ const OFFLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const COMMAND_CAPACITY: usize = 256;
 /// Capacity of the channel of deletion receipts from inbound work to the event loop.
 const REPLY_CAPACITY: usize = 1024;
+/// Capacity of the channel of rooms inbound work wants synced now.
+const SYNC_WANTED_CAPACITY: usize = 64;
 
 /// Returned by [`Node::send`] as soon as the message is signed and stored locally (state `sent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +146,7 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let (closed_tx, closed_rx) = oneshot::channel();
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_CAPACITY);
+        let (syncs_tx, syncs_rx) = mpsc::channel(SYNC_WANTED_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
             key: account_key,
@@ -164,13 +167,14 @@ impl Node {
             inline: Inline::new(!config.sync_writes),
             deletion_receipts: config.deletion_receipts,
             replies_out: replies_tx,
+            sync_wanted: syncs_tx,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop = EventLoop::new(
             node_key,
             &config,
             core.clone(),
-            (cmd_rx, replies_rx),
+            (cmd_rx, replies_rx, syncs_rx),
             &rooms,
             &burns,
             outbox,
@@ -405,6 +409,13 @@ impl Node {
     /// not revoked or burned here, `4105` when another account did it.
     pub async fn deletion(&self, mid: MessageId) -> Result<Deletion> {
         self.blocking(move |core| core.deletion(mid)).await
+    }
+
+    /// The replicas a deletion by the local account of the message with this header must reach:
+    /// the other party of a direct message, the members of a private founded room when it was
+    /// sent; `None` for other rooms.
+    pub fn expected_replicas(&self, target: &tim_protocol::Header) -> Option<Vec<AccountId>> {
+        self.core().ok()?.expected_replicas(target)
     }
 
     /// How many replicas confirmed each of these deletions (0 for an id that is not one of the

@@ -96,6 +96,8 @@ pub(crate) struct EventLoop {
     /// Deliveries queued by inbound work: deletion receipts and contact answers
     /// (`Core::replies_out`).
     replies_rx: mpsc::Receiver<Delivery>,
+    /// Rooms inbound work wants synced now (`Core::sync_wanted`: a join request approved).
+    syncs_rx: mpsc::Receiver<RoomId>,
     pub(super) reports_tx: mpsc::Sender<TaskReport>,
     reports_rx: mpsc::Receiver<TaskReport>,
     /// Bounds inbound work in other tasks; at shutdown, waiting for all permits waits for it.
@@ -166,7 +168,11 @@ impl EventLoop {
         key: libp2p::identity::Keypair,
         config: &Config,
         core: Arc<Core>,
-        (cmd_rx, replies_rx): (mpsc::Receiver<Command>, mpsc::Receiver<Delivery>),
+        (cmd_rx, replies_rx, syncs_rx): (
+            mpsc::Receiver<Command>,
+            mpsc::Receiver<Delivery>,
+            mpsc::Receiver<RoomId>,
+        ),
         rooms: &[RoomId],
         burns: &[(u64, MessageId)],
         outbox: Vec<(MessageId, Outgoing)>,
@@ -279,6 +285,7 @@ impl EventLoop {
             core,
             cmd_rx,
             replies_rx,
+            syncs_rx,
             reports_tx,
             reports_rx,
             inflight,
@@ -441,6 +448,7 @@ impl EventLoop {
                     let now = self.now();
                     self.deliveries.deliver(receipt, now);
                 }
+                Some(room) = self.syncs_rx.recv() => self.sync_room(&room),
                 Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = &mut delivery_timer, if delivery_armed.is_some() => {

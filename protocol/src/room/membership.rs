@@ -129,6 +129,23 @@ impl RoomState {
                 .is_some_and(|spans| spans.iter().any(|(from, to)| (*from..*to).contains(&at)))
     }
 
+    /// The accounts that were members at `at`, in id order.
+    pub fn members_at(&self, at: u64) -> Vec<AccountId> {
+        let mut out: Vec<AccountId> = self
+            .members
+            .iter()
+            .filter(|(_, since)| at >= **since)
+            .map(|(a, _)| *a)
+            .collect();
+        for (account, spans) in &self.past {
+            if spans.iter().any(|(from, to)| (*from..*to).contains(&at)) && !out.contains(account) {
+                out.push(*account);
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Whether a post by `account` sent at `sent_at` belongs in the room: not after a cancel
     /// (4108), and in a private room only from an account that was a member then (4105).
     pub fn check_post(&self, account: &AccountId, sent_at: u64) -> Result<()> {

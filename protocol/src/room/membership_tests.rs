@@ -176,6 +176,10 @@ fn a_kicked_member_cannot_post_after_the_kick_but_its_earlier_posts_stand() {
         code(room.state().check_post(&bob.account_id(), 200)),
         Code::PermissionDenied
     );
+    let mut then = vec![founder.account_id(), bob.account_id()];
+    then.sort();
+    assert_eq!(room.state().members_at(150), then);
+    assert_eq!(room.state().members_at(200), vec![founder.account_id()]);
     assert_eq!(
         code(room.state().check_post(&bob.account_id(), 119)),
         Code::PermissionDenied

@@ -12,6 +12,8 @@ pub struct RoomStatus {
     pub room: RoomId,
     /// Connected peers subscribed to its topic.
     pub peers: usize,
+    /// A founded room's name, if the room is known here.
+    pub name: Option<String>,
 }
 
 /// A snapshot of the node's state.

@@ -285,7 +285,13 @@ async fn status(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         "peer_id": s.peer_id.to_string(),
         "listen_addrs": s.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "peers": s.peers,
-        "rooms": s.rooms.iter().map(|r| json!({"room": r.room, "peers": r.peers})).collect::<Vec<_>>(),
+        "rooms": s.rooms.iter().map(|r| {
+            let mut m = json!({"room": r.room, "peers": r.peers});
+            if let Some(name) = &r.name {
+                m["name"] = json!(name);
+            }
+            m
+        }).collect::<Vec<_>>(),
         "reachability": s.reachability.as_str(),
         "external_addrs": s.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "relays": s.relays.iter().map(|p| p.to_string()).collect::<Vec<_>>(),

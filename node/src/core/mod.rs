@@ -103,9 +103,18 @@ pub(crate) struct Core {
     /// Deliveries queued by inbound work (deletion receipts, contact answers), for the event loop
     /// to deliver (bounded: what does not fit waits in the outbox until the next start).
     pub(crate) replies_out: mpsc::Sender<Delivery>,
-    /// Rooms to sync now, for the event loop (bounded; a room that does not fit waits for the
-    /// periodic sync).
-    pub(crate) sync_wanted: mpsc::Sender<RoomId>,
+    /// Room work inbound work asks of the event loop (bounded; a sync that does not fit waits
+    /// for the periodic one, an unsubscribe for the next start).
+    pub(crate) room_work: mpsc::Sender<RoomWork>,
+}
+
+/// What inbound work asks the event loop to do about a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RoomWork {
+    /// Sync it with its connected members now (a join request was approved).
+    Sync(RoomId),
+    /// Leave its topic (the local account was removed from it).
+    Unsubscribe(RoomId),
 }
 
 impl Core {

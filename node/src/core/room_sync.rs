@@ -196,7 +196,7 @@ mod tests {
             started_at: 0,
             rooms: Mutex::new([room.clone()].into_iter().collect()),
             founded: Mutex::default(),
-            sync_wanted: tokio::sync::mpsc::channel(1).0,
+            room_work: tokio::sync::mpsc::channel(1).0,
             blocked: Mutex::default(),
             stream_limiter: Default::default(),
             presence: Default::default(),
@@ -223,6 +223,27 @@ mod tests {
     /// A sync page mixing good items, forgeries, a wrong room, a duplicate and a revoke placed
     /// after its message: only the good ones are stored, the revoked one never is, each
     /// forgery is counted, and the cursor moves.
+    #[test]
+    fn posts_of_a_founded_room_not_known_here_are_passed_over_without_blame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, alice) = (
+            AccountKey::from_secret_bytes(&[1; 32]),
+            AccountKey::from_secret_bytes(&[2; 32]),
+        );
+        let room = tim_protocol::room::founded_room_id(&alice.account_id(), &[9; 16]);
+        let core = core(dir.path(), me, &room);
+        let posted = post(&alice, &room, 1);
+        let page = SyncPage {
+            frames: vec![encode(&Envelope::Message(posted.clone())).unwrap()],
+            next: 1,
+            more: false,
+        };
+        core.apply_sync(&room, b"peer", &page).unwrap();
+        assert!(core.store.entry(&posted.id()).unwrap().is_none());
+        let m = core.counters.snapshot();
+        assert_eq!((m.ignored, m.invalid_rejected, m.messages_in), (1, 0, 0));
+    }
+
     #[test]
     fn sync_page_applies_tombstones_first_and_refuses_bad_items() {
         let dir = tempfile::tempdir().unwrap();

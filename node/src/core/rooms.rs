@@ -240,8 +240,8 @@ impl Core {
         Ok(Verdict::Stored)
     }
 
-    /// What a change means for this node itself: removed from the room, it stops serving and
-    /// posting there.
+    /// What a change means for this node itself: removed from the room, it stops serving,
+    /// posting and listening there.
     fn settle_local(&self, room: &RoomId, change: &MembershipChange) -> Result<()> {
         if let MembershipChange::Kicked { account, .. } = change {
             if *account == self.account {
@@ -249,6 +249,7 @@ impl Core {
                 if let Ok(mut rooms) = self.rooms.lock() {
                     rooms.remove(room);
                 }
+                let _ = self.room_work.try_send(super::RoomWork::Unsubscribe(room.clone()));
             }
         }
         Ok(())
@@ -316,7 +317,7 @@ impl Core {
             self.founded().insert(room.clone(), membership);
         }
         // The members serve this account now: catch up at once rather than at the next interval.
-        let _ = self.sync_wanted.try_send(room.clone());
+        let _ = self.room_work.try_send(super::RoomWork::Sync(room.clone()));
         self.emit(Event::RoomMember {
             room,
             account: self.account,

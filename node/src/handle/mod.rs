@@ -33,8 +33,8 @@ const OFFLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const COMMAND_CAPACITY: usize = 256;
 /// Capacity of the channel of deletion receipts from inbound work to the event loop.
 const REPLY_CAPACITY: usize = 1024;
-/// Capacity of the channel of rooms inbound work wants synced now.
-const SYNC_WANTED_CAPACITY: usize = 64;
+/// Capacity of the channel of room work inbound work asks of the event loop.
+const ROOM_WORK_CAPACITY: usize = 64;
 
 /// Returned by [`Node::send`] as soon as the message is signed and stored locally (state `sent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let (closed_tx, closed_rx) = oneshot::channel();
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_CAPACITY);
-        let (syncs_tx, syncs_rx) = mpsc::channel(SYNC_WANTED_CAPACITY);
+        let (room_work_tx, room_work_rx) = mpsc::channel(ROOM_WORK_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
             key: account_key,
@@ -167,14 +167,14 @@ impl Node {
             inline: Inline::new(!config.sync_writes),
             deletion_receipts: config.deletion_receipts,
             replies_out: replies_tx,
-            sync_wanted: syncs_tx,
+            room_work: room_work_tx,
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let event_loop = EventLoop::new(
             node_key,
             &config,
             core.clone(),
-            (cmd_rx, replies_rx, syncs_rx),
+            (cmd_rx, replies_rx, room_work_rx),
             &rooms,
             &burns,
             outbox,

@@ -39,7 +39,7 @@ use super::{
 };
 use crate::{
     command::Command,
-    core::{now_ms, Core},
+    core::{now_ms, Core, RoomWork},
     delivery::{Deliveries, Delivery, Now, Output, Settings},
     Config, Error, Result, Transport,
 };
@@ -96,8 +96,8 @@ pub(crate) struct EventLoop {
     /// Deliveries queued by inbound work: deletion receipts and contact answers
     /// (`Core::replies_out`).
     replies_rx: mpsc::Receiver<Delivery>,
-    /// Rooms inbound work wants synced now (`Core::sync_wanted`: a join request approved).
-    syncs_rx: mpsc::Receiver<RoomId>,
+    /// Room work asked by inbound work (`Core::room_work`).
+    room_work_rx: mpsc::Receiver<RoomWork>,
     pub(super) reports_tx: mpsc::Sender<TaskReport>,
     reports_rx: mpsc::Receiver<TaskReport>,
     /// Bounds inbound work in other tasks; at shutdown, waiting for all permits waits for it.
@@ -168,10 +168,10 @@ impl EventLoop {
         key: libp2p::identity::Keypair,
         config: &Config,
         core: Arc<Core>,
-        (cmd_rx, replies_rx, syncs_rx): (
+        (cmd_rx, replies_rx, room_work_rx): (
             mpsc::Receiver<Command>,
             mpsc::Receiver<Delivery>,
-            mpsc::Receiver<RoomId>,
+            mpsc::Receiver<RoomWork>,
         ),
         rooms: &[RoomId],
         burns: &[(u64, MessageId)],
@@ -285,7 +285,7 @@ impl EventLoop {
             core,
             cmd_rx,
             replies_rx,
-            syncs_rx,
+            room_work_rx,
             reports_tx,
             reports_rx,
             inflight,
@@ -448,7 +448,7 @@ impl EventLoop {
                     let now = self.now();
                     self.deliveries.deliver(receipt, now);
                 }
-                Some(room) = self.syncs_rx.recv() => self.sync_room(&room),
+                Some(work) = self.room_work_rx.recv() => self.on_room_work(work),
                 Some(event) = self.pipe_rx.recv() => self.on_pipe(event),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 _ = &mut delivery_timer, if delivery_armed.is_some() => {

@@ -13,7 +13,7 @@ use super::{
     event_loop::{EventLoop, TaskReport},
     scoring,
 };
-use crate::core::{Core, Verdict};
+use crate::core::{Core, RoomWork, Verdict};
 
 /// The gossipsub topic of a room.
 pub(super) fn topic(room: &RoomId) -> IdentTopic {
@@ -69,6 +69,17 @@ fn check_gossip(
 }
 
 impl EventLoop {
+    /// Room work that inbound work asked for.
+    pub(super) fn on_room_work(&mut self, work: RoomWork) {
+        match work {
+            RoomWork::Sync(room) => self.sync_room(&room),
+            RoomWork::Unsubscribe(room) => {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
+                self.discovery.leave(&room);
+            }
+        }
+    }
+
     pub(super) fn publish(&mut self, room: &RoomId, mid: MessageId, frame: Vec<u8>) {
         match self.swarm.behaviour_mut().gossipsub.publish(topic(room), frame) {
             Ok(_) => debug!(%room, %mid, "published"),

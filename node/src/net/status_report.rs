@@ -25,7 +25,8 @@ impl EventLoop {
             .map(|room| {
                 let hash = topic(&room).hash();
                 let peers = gossip.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count();
-                RoomStatus { room, peers }
+                let name = self.core.room_state(&room).map(|s| s.name);
+                RoomStatus { room, peers, name }
             })
             .collect();
         Status {

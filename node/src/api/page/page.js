@@ -58,7 +58,7 @@ function renderNav() {
   const rank = (a) => { const i = state.order.indexOf("chat:" + a); return i < 0 ? Infinity : i; };
   for (const a of [...state.chats].sort((x, y) => rank(x) - rank(y))) chats.append(navButton("chat:" + a, "@ " + label(a), a));
   const rooms = $("#rooms"); rooms.replaceChildren();
-  for (const r of state.rooms) rooms.append(navButton("room:" + r.room, "# " + r.room + ` (${r.peers})`, r.room));
+  for (const r of state.rooms) rooms.append(navButton("room:" + r.room, "# " + (r.name || r.room) + ` (${r.peers})`, r.room));
   renderContacts();
   if (state.current) {
     const [kind, id] = state.current.split(/:(.*)/s);

@@ -358,7 +358,7 @@ const ROOM_NONCE: [u8; 16] = [3; 16];
 
 /// `by`'s operation in alice's (key 1) fixture room.
 fn room_op(by: &AccountKey, action: tim_protocol::RoomAction, at: u64) -> tim_protocol::RoomOp {
-    let room = tim_protocol::room::founded_room_id(&key(1).account_id(), &ROOM_NONCE);
+    let room = tim_protocol::room::founded_room_id(&key(1).account_id(), "team", true, &ROOM_NONCE);
     tim_protocol::RoomOp::sign(by, room, action, at)
         .expect("a room operation within the limits")
         .into_inner()

@@ -97,10 +97,15 @@ impl Core {
             Ok(m)
         });
         let mut verified = Vec::with_capacity(checked.len());
+        // A founded room's post this node cannot judge yet (the operation that admits its
+        // sender, or this account, comes in a later page): the cursor stays, so the next sync
+        // brings it again.
+        let mut unjudged = false;
         for item in checked {
             match item {
                 Ok(m) => verified.push(m),
                 Err(e) => {
+                    unjudged |= e.code() == tim_protocol::Code::NotFound;
                     self.verdict_of(Err(e), &via);
                 }
             }
@@ -122,7 +127,9 @@ impl Core {
         if let Some(e) = store_failure {
             return Err(e.into());
         }
-        self.store.set_sync_cursor(room, peer, page.next)?;
+        if !unjudged {
+            self.store.set_sync_cursor(room, peer, page.next)?;
+        }
         bump(&self.counters.sync_pages);
         Ok(())
     }
@@ -230,7 +237,7 @@ mod tests {
             AccountKey::from_secret_bytes(&[1; 32]),
             AccountKey::from_secret_bytes(&[2; 32]),
         );
-        let room = tim_protocol::room::founded_room_id(&alice.account_id(), &[9; 16]);
+        let room = tim_protocol::room::founded_room_id(&alice.account_id(), "x", true, &[9; 16]);
         let core = core(dir.path(), me, &room);
         let posted = post(&alice, &room, 1);
         let page = SyncPage {
@@ -242,6 +249,8 @@ mod tests {
         assert!(core.store.entry(&posted.id()).unwrap().is_none());
         let m = core.counters.snapshot();
         assert_eq!((m.ignored, m.invalid_rejected, m.messages_in), (1, 0, 0));
+        // The cursor stays: once the room's operations are here, the next sync takes the post.
+        assert_eq!(core.store.sync_cursor(&room, b"peer").unwrap(), 0);
     }
 
     #[test]

@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 
 use tim_protocol::{
-    decode, encode, policy,
-    room::{founded_room_id, is_founded_id},
-    AccountId, Code, Envelope, Header, Membership, MembershipChange, MessageId, Recipient, RoomAction, RoomId, RoomOp,
-    RoomState, Verified, Via,
+    decode, encode, policy, room::is_founded_id, AccountId, Code, Envelope, Header, Membership, MembershipChange,
+    MessageId, Recipient, RoomAction, RoomId, RoomOp, RoomState, Verified, Via,
 };
 use tim_storage::{OutKind, Outgoing};
 use tracing::{debug, warn};
@@ -18,6 +16,10 @@ use crate::{
     delivery::{Delivery, DeliveryKind},
     Error, Event, Result,
 };
+use tim_protocol::room::MAX_PENDING_REQUESTS;
+
+/// The most invitations a node holds unanswered; later ones are passed over (5104).
+pub(crate) const MAX_INVITES: usize = 256;
 
 /// The founded rooms this node knows, by id.
 pub(crate) type FoundedRooms = HashMap<RoomId, Membership>;
@@ -148,7 +150,13 @@ impl Core {
             return false;
         };
         match proof.verify(&req.room, &peer.to_bytes(), now_ms()) {
-            Ok(account) => state.is_member(&account) || state.invited.contains_key(&account),
+            Ok(account) => {
+                state.is_member(&account)
+                    || state
+                        .invited
+                        .get(&account)
+                        .is_some_and(|inviter| state.manages(inviter))
+            }
             Err(e) => {
                 debug!(room = %req.room, %peer, error = %e, "refused a member proof");
                 false
@@ -192,26 +200,45 @@ impl Core {
         let mut founded = self.founded();
         let change = match founded.get_mut(&room) {
             Some(membership) => {
-                let late = membership
-                    .ops()
-                    .last()
-                    .is_some_and(|last| (last.at, last.id()) > (op.at, op.id()));
-                let before: Vec<MessageId> = if late {
-                    membership.ops().iter().map(Verified::id).collect()
-                } else {
-                    Vec::new()
-                };
-                let change = match membership.apply(op.clone()) {
+                let state = membership.state();
+                let asks = op.action == RoomAction::Join
+                    && state.private
+                    && !state.is_member(&op.by)
+                    && !state.invited.contains_key(&op.by)
+                    && !state.requests.contains_key(&op.by);
+                if asks && state.requests.len() >= MAX_PENDING_REQUESTS {
+                    // This node's own bound on unanswered requests (an approval admits anyway).
+                    return Ok(Verdict::Ignored(Code::Overloaded));
+                }
+                let was_member = state.is_member(&self.account);
+                let id = op.id();
+                let result = membership.apply(op.clone());
+                if membership.holds(&id) {
+                    self.store.put_room_op(&op, None)?;
+                }
+                let change = match result {
                     Ok(change) => change,
                     Err(tim_protocol::Error::Repeated(_)) => return Ok(Verdict::Duplicate),
+                    // Refused where it stands but kept: another order of arrival may make it
+                    // valid, and its signer has a part in the room. No blame.
+                    Err(e) if membership.holds(&id) => {
+                        debug!(%room, error = %e, "a room operation held inactive");
+                        return Ok(Verdict::Ignored(e.code()));
+                    }
                     Err(e) => return Err(e.into()),
                 };
-                self.store.put_room_op(&op, None)?;
-                if late {
-                    let kept: std::collections::HashSet<MessageId> =
-                        membership.ops().iter().map(Verified::id).collect();
-                    let dropped: Vec<MessageId> = before.into_iter().filter(|id| !kept.contains(id)).collect();
-                    self.store.drop_room_ops(&room, &dropped)?;
+                if was_member && !membership.state().is_member(&self.account) {
+                    // A late operation removed this account (its own change is about another).
+                    let by = op.by;
+                    drop(founded);
+                    self.settle_local(
+                        &room,
+                        &MembershipChange::Kicked {
+                            account: self.account,
+                            by,
+                        },
+                    )?;
+                    founded = self.founded();
                 }
                 change
             }
@@ -291,6 +318,14 @@ impl Core {
         if self.room_state(&room).is_some_and(|s| s.is_member(&self.account)) {
             return Ok(Verdict::Duplicate);
         }
+        // Founding a room costs nothing: invitations are held within a bound, and under
+        // `inbound = "contacts"` only from accounts admitted.
+        if !self.admits(&invite.by)? {
+            return Ok(Verdict::Ignored(Code::PermissionDenied));
+        }
+        if self.store.invite(&room)?.is_none() && self.store.invite_count()? >= MAX_INVITES {
+            return Ok(Verdict::Ignored(Code::Overloaded));
+        }
         self.store.put_invite(&room, &frame)?;
         self.emit(Event::RoomInvite {
             room,
@@ -311,18 +346,28 @@ impl Core {
         if self.room_state(&room).is_some_and(|s| s.is_member(&self.account)) {
             return Ok(Verdict::Duplicate);
         }
+        let mut founded = self.founded();
         self.store.put_room_op(&create, None)?;
-        self.store.put_room_op(&approve, None)?;
-        if let Some(membership) = rebuild(&self.store, &room)? {
-            self.founded().insert(room.clone(), membership);
+        let Some(mut membership) = rebuild(&self.store, &room)? else {
+            return Ok(Verdict::Ignored(Code::NotFound));
+        };
+        // A manager's approval holds only once this node knows the manager: sync brings that.
+        let _ = membership.apply(approve.clone());
+        if membership.holds(&approve.id()) {
+            self.store.put_room_op(&approve, None)?;
         }
+        let member = membership.state().is_member(&self.account);
+        founded.insert(room.clone(), membership);
+        drop(founded);
         // The members serve this account now: catch up at once rather than at the next interval.
         let _ = self.room_work.try_send(super::RoomWork::Sync(room.clone()));
-        self.emit(Event::RoomMember {
-            room,
-            account: self.account,
-            change: "joined",
-        });
+        if member {
+            self.emit(Event::RoomMember {
+                room,
+                account: self.account,
+                change: "joined",
+            });
+        }
         Ok(Verdict::Stored)
     }
 
@@ -364,15 +409,26 @@ impl Core {
             }
         }
         let membership = founded.get_mut(room);
-        // After every operation known here, so the local one is judged against all of them.
+        // After every operation known here (but those dated ahead of this clock, which would
+        // push it out of the skew receivers allow), so it is judged against all of them.
+        let now = now_ms();
         let after = membership
             .as_ref()
-            .and_then(|m| m.ops().last())
-            .map_or(0, |last| last.at + 1);
-        let op = RoomOp::sign(&self.key, room.clone(), action, now_ms().max(after))?;
+            .and_then(|m| m.ops().iter().rev().map(|o| o.at).find(|at| *at <= now))
+            .map_or(0, |at| at + 1);
+        if let (RoomAction::Approve(account), Some(m)) = (&action, membership.as_ref()) {
+            let state = m.state();
+            if !state.requests.contains_key(account) && !state.is_member(account) {
+                return Err(tim_protocol::Error::NotFound("no join request from that account").into());
+            }
+        }
+        let op = RoomOp::sign(&self.key, room.clone(), action, now.max(after))?;
         let (change, invitation, state) = match membership {
             Some(membership) => {
-                let change = membership.apply(op.clone())?;
+                // Tried on a copy: a refused operation of its own is neither kept nor sent.
+                let mut trial = membership.clone();
+                let change = trial.apply(op.clone())?;
+                *membership = trial;
                 // An invitee learns of its invitation, an approved requester of its approval.
                 let invitation = match &op.action {
                     RoomAction::Invite(invitee) | RoomAction::Approve(invitee) => {
@@ -427,9 +483,6 @@ impl Core {
             return Ok(None);
         };
         let create = create.verify()?;
-        if let RoomAction::Create { nonce, .. } = &create.action {
-            debug_assert_eq!(founded_room_id(&create.by, nonce), *room);
-        }
         let mut membership = Membership::new(create.clone())?;
         let invite = invite.verify()?;
         self.store.put_room_op(&create, None)?;

@@ -1,18 +1,24 @@
 //! A founded room's membership: its operations in order `(at, id)`, folded from the `Create`
-//! operation into a [`RoomState`]. Each operation is judged against the state just before it, so
-//! every member that holds the same operations computes the same members, managers, invites and
-//! requests.
+//! operation into a [`RoomState`]. Each operation is judged against the state just before it,
+//! and the state is a function of the set of operations held alone, whatever order they came
+//! in: every member that holds the same operations computes the same members, managers, invites
+//! and requests. An operation refused where it stands is kept (inactive) when its signer has
+//! standing in the room, because an operation that arrives later, dated earlier, may make it
+//! valid.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{RoomAction, RoomOp};
 use crate::{AccountId, Error, MessageId, Result, RoomId, Verified};
 
-/// The most operations one room keeps; later ones are refused (5104).
+/// The most operations one room keeps from accounts that do not manage it; later ones are
+/// refused (5104). The founder's and managers' operations are always taken, so nobody can fill
+/// a room to stop its founder from removing them or cancelling it.
 pub const MAX_ROOM_OPS: usize = 4096;
 
-/// The most join requests a private room holds unanswered; later ones are refused (5104), so
-/// accounts made for free cannot grow a room's state without bound.
+/// The most join requests a node keeps unanswered for a room (a node's own bound, checked when a
+/// request arrives, not a rule of the fold: an approval admits an account whether or not its
+/// request is held).
 pub const MAX_PENDING_REQUESTS: usize = 256;
 
 /// What an applied operation changed.
@@ -108,6 +114,16 @@ impl RoomState {
             cancelled: None,
             past: BTreeMap::new(),
         })
+    }
+
+    /// Whether `account` has, or had, a part in the room: founder, manager, member (now or
+    /// before), invitee or requester. Refused operations are kept only from such accounts.
+    pub fn has_standing(&self, account: &AccountId) -> bool {
+        self.manages(account)
+            || self.members.contains_key(account)
+            || self.past.contains_key(account)
+            || self.invited.contains_key(account)
+            || self.requests.contains_key(account)
     }
 
     /// The founder or a manager.
@@ -215,9 +231,6 @@ impl RoomState {
                 if self.requests.contains_key(&by) {
                     return Err(Error::Repeated("already asked to join"));
                 }
-                if self.requests.len() >= MAX_PENDING_REQUESTS {
-                    return Err(Error::Full("the room's join requests"));
-                }
                 self.requests.insert(by, op.at);
                 Ok(MembershipChange::Requested(by))
             }
@@ -226,9 +239,9 @@ impl RoomState {
                 if self.is_member(account) {
                     return Err(Error::Repeated("already a member"));
                 }
-                if self.requests.remove(account).is_none() {
-                    return Err(Error::NotFound("no join request from that account"));
-                }
+                // A manager's decision: it admits whether or not this node holds the request.
+                self.requests.remove(account);
+                self.invited.remove(account);
                 self.members.insert(*account, op.at);
                 Ok(MembershipChange::Joined(*account))
             }
@@ -295,9 +308,11 @@ fn order(op: &Verified<RoomOp>) -> (u64, MessageId) {
 /// A founded room's operations and the state they fold into.
 #[derive(Debug, Clone)]
 pub struct Membership {
-    /// Applied operations, `Create` first, in [`order`].
+    /// Every operation held, `Create` first, in [`order`]: applied and inactive ones.
     ops: Vec<Verified<RoomOp>>,
     ids: HashSet<MessageId>,
+    /// How many held operations come from accounts that did not manage the room when they came.
+    outsiders: usize,
     state: RoomState,
 }
 
@@ -308,22 +323,24 @@ impl Membership {
         Ok(Membership {
             ids: HashSet::from([create.id()]),
             ops: vec![create],
+            outsiders: 0,
             state,
         })
     }
 
-    /// A room from its stored operations (`Create` among them), applying what its rules allow
-    /// and skipping the rest.
+    /// A room from its stored operations (`Create` among them): the fold of all of them in
+    /// order, whatever order they are given in.
     pub fn rebuild(ops: Vec<Verified<RoomOp>>) -> Result<Membership> {
-        let (creates, others): (Vec<_>, Vec<_>) = ops
+        let (creates, mut others): (Vec<_>, Vec<_>) = ops
             .into_iter()
             .partition(|op| matches!(op.action, RoomAction::Create { .. }));
+        let mut creates = creates;
+        creates.sort_by_key(order);
         let create = creates
             .into_iter()
             .next()
             .ok_or(Error::NotFound("the room's create operation"))?;
         let mut membership = Membership::new(create)?;
-        let mut others = others;
         others.sort_by_key(order);
         for op in others {
             let _ = membership.apply(op);
@@ -341,9 +358,19 @@ impl Membership {
         &self.ops[0]
     }
 
-    /// The applied operations, `Create` first, in order.
+    /// Every operation held, `Create` first, in order (applied and inactive ones).
     pub fn ops(&self) -> &[Verified<RoomOp>] {
         &self.ops
+    }
+
+    /// Whether the operation `id` is held (applied or inactive).
+    pub fn holds(&self, id: &MessageId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// The newest signed time among the operations held.
+    pub fn newest_at(&self) -> u64 {
+        self.ops.last().map_or(0, |op| op.at)
     }
 
     /// Whether `op` would be applied now, and what it would change; changes nothing. The local
@@ -352,46 +379,59 @@ impl Membership {
         self.state.clone().step(op)
     }
 
-    /// Applies a verified operation: a duplicate is 4117, one its signer may not do is refused
-    /// with the rule's code and changes nothing. One dated before the newest applied operation is
-    /// judged in its place: the operations after it are folded again, and any the earlier one
-    /// now forbids (a late kick before an invite the kicked manager made) drop out.
+    /// Takes a verified operation. A duplicate is 4117. One its signer may not do where it
+    /// stands is refused with the rule's code and changes nothing, but is kept (see
+    /// [`Membership::holds`]) when its signer has standing in the room. One dated before the
+    /// newest held operation is judged in its place, and everything after it is folded again.
+    /// Beyond [`MAX_ROOM_OPS`] held operations of accounts that do not manage the room, theirs
+    /// are refused (5104).
     pub fn apply(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
         if self.ids.contains(&op.id()) {
             return Err(Error::Repeated("room operation"));
         }
-        if self.ops.len() >= MAX_ROOM_OPS {
+        let outsider = !self.state.manages(&op.by);
+        if outsider && self.outsiders >= MAX_ROOM_OPS {
             return Err(Error::Full("the room's operations"));
         }
+        let standing = self.state.has_standing(&op.by);
         let in_order = self.ops.last().is_none_or(|last| order(last) < order(&op));
         if in_order {
-            let change = self.state.step(&op)?;
-            self.ids.insert(op.id());
-            self.ops.push(op);
-            return Ok(change);
+            // `step` changes nothing when it refuses.
+            let result = self.state.step(&op);
+            if result.is_ok() || standing {
+                self.ids.insert(op.id());
+                self.ops.push(op);
+                self.outsiders += usize::from(outsider);
+            }
+            return result;
         }
-        // Never before `Create`: an operation dated with it but ordered first is judged after it.
+        // Never before `Create`: an operation dated with it but ordered first goes after it.
         let at = self.ops.partition_point(|held| order(held) < order(&op)).max(1);
-        let mut state = RoomState::founded(&self.ops[0])?;
-        let mut kept = Vec::with_capacity(self.ops.len() + 1);
-        kept.push(self.ops[0].clone());
-        let mut change = None;
-        for (i, held) in self.ops.iter().enumerate().skip(1) {
-            if i == at {
-                change = Some(state.step(&op)?);
-                kept.push(op.clone());
-            }
-            if state.step(held).is_ok() {
-                kept.push(held.clone());
-            }
+        let mut before = fold(&self.ops[..at])?;
+        let result = before.step(&op);
+        if result.is_ok() || standing {
+            let mut ops = self.ops.clone();
+            ops.insert(at, op.clone());
+            self.state = fold(&ops)?;
+            self.ids.insert(op.id());
+            self.ops = ops;
+            self.outsiders += usize::from(outsider);
         }
-        // `at` lies within the held operations (an operation after all of them is in order).
-        let change = change.ok_or(Error::BadParameters("an operation out of place".into()))?;
-        self.ids = kept.iter().map(Verified::id).collect();
-        self.ops = kept;
-        self.state = state;
-        Ok(change)
+        result
     }
+}
+
+/// The state `ops` (`Create` first, in order) fold into.
+fn fold(ops: &[Verified<RoomOp>]) -> Result<RoomState> {
+    let (create, rest) = ops
+        .split_first()
+        .ok_or(Error::NotFound("the room's create operation"))?;
+    let mut state = RoomState::founded(create)?;
+    for op in rest {
+        // `step` changes nothing when it refuses; a refused operation stays inactive.
+        let _ = state.step(op);
+    }
+    Ok(state)
 }
 
 #[cfg(test)]

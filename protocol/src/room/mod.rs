@@ -106,13 +106,14 @@ pub struct RoomOp {
     pub signature: [u8; 64],
 }
 
-/// The id of the room `founder` founds with `nonce`: [`FOUNDED_PREFIX`] followed by the first 20
-/// bytes of `SHA-256(tag::ROOM_ID || founder || nonce)` in lowercase hex.
-pub fn founded_room_id(founder: &AccountId, nonce: &[u8; 16]) -> RoomId {
+/// The id of the room `founder` founds as `name`, open or `private`, with `nonce`:
+/// [`FOUNDED_PREFIX`] followed by the first 20 bytes of
+/// `SHA-256(tag::ROOM_ID || bincode((founder, name, private, nonce)))` in lowercase hex. The id
+/// binds the whole `Create`, so a founder cannot sign two rooms under one id.
+pub fn founded_room_id(founder: &AccountId, name: &str, private: bool, nonce: &[u8; 16]) -> RoomId {
     let mut h = Sha256::new();
     h.update(tag::ROOM_ID);
-    h.update(founder.as_bytes());
-    h.update(nonce);
+    h.update(raw(&(founder, name, private, nonce)));
     let digest: [u8; 32] = h.finalize().into();
     let id = format!("{FOUNDED_PREFIX}{}", hex::encode(&digest[..20]));
     // 42 characters from the allowed set: always a valid id.
@@ -132,7 +133,7 @@ fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction) -> Result<()
         return Err(Error::BadParameters("not a founded room id".into()));
     }
     match action {
-        RoomAction::Create { name, nonce, .. } => {
+        RoomAction::Create { name, private, nonce } => {
             if name.len() > MAX_ROOM_NAME {
                 return Err(Error::TooLarge {
                     what: "room name",
@@ -140,7 +141,7 @@ fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction) -> Result<()
                     max: MAX_ROOM_NAME,
                 });
             }
-            if founded_room_id(by, nonce) != *room {
+            if founded_room_id(by, name, *private, nonce) != *room {
                 return Err(Error::BadParameters("the room id is not the founder's".into()));
             }
             Ok(())
@@ -216,7 +217,7 @@ impl RoomOp {
     /// Signs the `Create` operation of a new room of `key`'s, with a fresh random nonce.
     pub fn found(key: &AccountKey, name: String, private: bool, at: u64) -> Result<Verified<RoomOp>> {
         let nonce: [u8; 16] = rand::random();
-        let room = founded_room_id(&key.account_id(), &nonce);
+        let room = founded_room_id(&key.account_id(), &name, private, &nonce);
         RoomOp::sign(key, room, RoomAction::Create { name, private, nonce }, at)
     }
 

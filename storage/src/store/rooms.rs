@@ -1,4 +1,4 @@
-//! Founded rooms: each room's applied operations (`meta`, `roomop/<room prefix><id>`), each also
+//! Founded rooms: each room's held operations (`meta`, `roomop/<room prefix><id>`), each also
 //! an entry of the room's arrival log so members catching up get them, and the invitations this
 //! account holds (`invite/<room prefix>`: the `Create` and `Invite` operations).
 
@@ -33,7 +33,7 @@ fn invite_key(room: &RoomId) -> Vec<u8> {
 }
 
 impl Store {
-    /// Keeps an applied room operation (the node's membership fold decided it applies) and
+    /// Keeps a room operation (the node's membership fold holds it, applied or inactive) and
     /// appends it to the room's log, with `outgoing` (an invitation for the invitee) in the same
     /// write. Keeping one already kept changes nothing.
     pub fn put_room_op(&self, op: &Verified<RoomOp>, outgoing: Option<Outgoing>) -> Result<()> {
@@ -57,20 +57,6 @@ impl Store {
             counts.add(to, kind);
         }
         Ok(())
-    }
-
-    /// Forgets operations the fold no longer applies (an earlier operation arrived late and
-    /// forbids them). Their log entries are skipped when served.
-    pub fn drop_room_ops(&self, room: &RoomId, ids: &[MessageId]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let _guard = lock(&self.inner.write_lock);
-        let mut batch = WriteBatch::default();
-        for id in ids {
-            batch.delete_cf(self.cf(Cf::Meta), room_op_key(room, id));
-        }
-        Ok(self.inner.db.write_opt(batch, &self.inner.write_opts)?)
     }
 
     /// Every kept operation of `room`, in key order (the caller folds them in their own order).
@@ -127,6 +113,13 @@ impl Store {
         Ok(self.inner.db.get_cf(self.cf(Cf::Meta), invite_key(room))?)
     }
 
+    /// How many invitations are held.
+    pub fn invite_count(&self) -> Result<usize> {
+        let mut n = 0;
+        super::meta::visit(&self.inner.db, self.cf(Cf::Meta), META_INVITE, |_, _| n += 1)?;
+        Ok(n)
+    }
+
     /// Forgets the invitation to `room` (taken or declined).
     pub fn drop_invite(&self, room: &RoomId) -> Result<()> {
         Ok(self
@@ -173,8 +166,11 @@ mod tests {
             ]
         );
 
-        store.drop_room_ops(&room, &[invite.id()]).unwrap();
-        assert_eq!(store.room_ops(&room).unwrap().len(), 1);
-        assert_eq!(store.room_log(&room, 0, 10, 1 << 20, 0).unwrap().frames.len(), 1);
+        assert_eq!(store.invite_count().unwrap(), 0);
+        store.put_invite(&room, b"frame").unwrap();
+        assert_eq!(store.invite(&room).unwrap().as_deref(), Some(&b"frame"[..]));
+        assert_eq!(store.invite_count().unwrap(), 1);
+        store.drop_invite(&room).unwrap();
+        assert_eq!(store.invite_count().unwrap(), 0);
     }
 }

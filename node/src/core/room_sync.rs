@@ -186,7 +186,10 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::{core::Inline, Event};
+    use crate::{
+        core::{Inline, Verdict},
+        Event,
+    };
 
     fn core(dir: &std::path::Path, key: AccountKey, room: &RoomId) -> Core {
         let store = Store::open(dir, tim_storage::Config::default()).unwrap();
@@ -230,6 +233,43 @@ mod tests {
     /// A sync page mixing good items, forgeries, a wrong room, a duplicate and a revoke placed
     /// after its message: only the good ones are stored, the revoked one never is, each
     /// forgery is counted, and the cursor moves.
+    #[test]
+    fn invitations_from_free_rooms_are_held_within_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = AccountKey::from_secret_bytes(&[1; 32]);
+        let local = me.account_id();
+        let core = core(dir.path(), me, &RoomId::new("general").unwrap());
+        let invitation = |i: usize| {
+            let mut secret = [9u8; 32];
+            secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let founder = AccountKey::from_secret_bytes(&secret);
+            let create = tim_protocol::RoomOp::found(&founder, "spam".into(), true, 1_000).unwrap();
+            let invite = tim_protocol::RoomOp::sign(
+                &founder,
+                create.room.clone(),
+                tim_protocol::RoomAction::Invite(local),
+                1_001,
+            )
+            .unwrap();
+            (create.into_inner(), invite.into_inner())
+        };
+        for i in 0..crate::core::rooms::MAX_INVITES {
+            let (create, invite) = invitation(i);
+            assert_eq!(core.invite_in(create, invite, &Via::Direct).unwrap(), Verdict::Stored);
+        }
+        let (create, invite) = invitation(100_000);
+        assert_eq!(
+            core.invite_in(create, invite, &Via::Direct).unwrap(),
+            Verdict::Ignored(tim_protocol::Code::Overloaded)
+        );
+        assert_eq!(core.store.invite_count().unwrap(), crate::core::rooms::MAX_INVITES);
+        // Not on a room's path.
+        let (create, invite) = invitation(100_001);
+        assert!(core
+            .invite_in(create, invite, &Via::Room(RoomId::new("general").unwrap()))
+            .is_err());
+    }
+
     #[test]
     fn posts_of_a_founded_room_not_known_here_are_passed_over_without_blame() {
         let dir = tempfile::tempdir().unwrap();

@@ -331,56 +331,69 @@ async fn a_private_rooms_history_is_served_to_members_and_invitees_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoke_in_a_private_room_counts_every_member_then_and_waits_for_the_offline_one() {
+async fn a_revoke_in_a_private_room_of_five_is_confirmed_by_three_then_by_all_five() {
     init_tracing();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
     let (a, _a_ev, _) = start_as(dirs[0].path(), 71, vec![]).await;
     let boot = addr(&a).await;
-    let (b, mut b_ev, _) = start_as(dirs[1].path(), 72, vec![boot.clone()]).await;
-    let (c, mut c_ev, _) = start_as(dirs[2].path(), 73, vec![boot.clone()]).await;
-    let room = a.create_room("three".into(), true).await.unwrap().room;
-    for n in [&b, &c] {
+    let mut members = Vec::new();
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        members.push(start_as(dir.path(), 71 + i as u8, vec![boot.clone()]).await);
+    }
+    let room = a.create_room("five".into(), true).await.unwrap().room;
+    for (n, _, _) in &members {
         routed(&a, n).await;
         a.invite(room.clone(), n.account()).await.unwrap();
     }
-    for (n, ev) in [(&b, &mut b_ev), (&c, &mut c_ev)] {
+    for (n, ev, _) in members.iter_mut() {
         expect_event(ev, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
         n.join(room.clone()).await.unwrap();
     }
-    room_state(&a, &room, "both members at A", |s| s.members.len() == 3).await;
-    wait_room_peers(&a, &room, 2).await;
+    room_state(&a, &room, "five members at A", |s| s.members.len() == 6).await;
+    wait_room_peers(&a, &room, 1).await;
     let post = a
         .send(Recipient::Room(room.clone()), b"soon gone".to_vec(), None)
         .await
         .unwrap();
-    expect_about(&mut b_ev, "the post at B", Kind::Message, post.mid).await;
-    expect_about(&mut c_ev, "the post at C", Kind::Message, post.mid).await;
-
-    // C goes offline; A revokes: B confirms, C is pending.
-    let c_account = c.account();
-    stop(c, c_ev).await;
-    a.revoke(post.mid).await.unwrap();
-    let mut expected = vec![b.account(), c_account];
+    for (_, ev, _) in members.iter_mut() {
+        expect_about(ev, "the post at a member", Kind::Message, post.mid).await;
+    }
+    let mut expected: Vec<_> = members.iter().map(|(n, _, _)| n.account()).collect();
     expected.sort();
+
+    // Two members go offline; A revokes: three confirm, two are pending.
+    let away: Vec<_> = members.drain(3..).map(|(n, ev, _)| (n.account(), n, ev)).collect();
+    let mut away_accounts: Vec<_> = away.iter().map(|(a, _, _)| *a).collect();
+    away_accounts.sort();
+    for (_, n, ev) in away {
+        stop(n, ev).await;
+    }
+    a.revoke(post.mid).await.unwrap();
     let (a2, mid) = (a.clone(), post.mid);
-    eventually("B's receipt at A", || {
+    let d = eventually("three receipts at A", || {
         let a = a2.clone();
-        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 1) }
+        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 3) }
     })
     .await;
-    let d = a.deletion(post.mid).await.unwrap();
-    assert_eq!(d.expected, Some(expected.clone()));
-    assert_eq!(d.pending, Some(vec![c_account]));
-    assert_eq!(d.confirmed[0].account, b.account());
+    assert_eq!(
+        d.expected,
+        Some(expected.clone()),
+        "the room's five members when it was sent"
+    );
+    assert_eq!(d.pending, Some(away_accounts));
 
-    // C returns, catches up on the room and confirms: 2 of 2.
-    let (_c, _c_ev, _) = start_as(dirs[2].path(), 73, vec![boot]).await;
+    // They return, catch up on the room and confirm: 5 of 5.
+    let mut back = Vec::new();
+    for (i, dir) in dirs.iter().enumerate().skip(4) {
+        back.push(start_as(dir.path(), 71 + i as u8, vec![boot.clone()]).await);
+    }
     let a2 = a.clone();
-    let d = eventually("C's receipt at A", || {
+    let d = eventually("five receipts at A", || {
         let a = a2.clone();
-        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 2) }
+        async move { a.deletion(mid).await.ok().filter(|d| d.confirmed.len() == 5) }
     })
     .await;
     assert_eq!(d.expected, Some(expected));
     assert_eq!(d.pending, Some(vec![]));
+    drop((members, back));
 }

@@ -243,6 +243,13 @@ async fn an_open_founded_room_takes_anyone() {
         a.room(&RoomId::new("lobby").unwrap()).unwrap_err().code(),
         Code::NotFound
     );
+    // B leaves (its leave goes to the topic and to the founder): A counts it out.
+    b.leave(room.clone()).await.unwrap();
+    room_state(&a, &room, "B gone at A", |s| !s.is_member(&b.account())).await;
+    assert_eq!(
+        code_of(b.send(Recipient::Room(room.clone()), b"x".to_vec(), None).await),
+        Code::BadParameters
+    );
 }
 
 /// One sync exchange of a bare peer with `node`: writes `request`, reads the page.

@@ -115,6 +115,8 @@ pub(crate) enum RoomWork {
     Sync(RoomId),
     /// Leave its topic (the local account was removed from it).
     Unsubscribe(RoomId),
+    /// Publish this operation (id, frame) on its topic (a leave that came to the founder).
+    Publish(RoomId, tim_protocol::MessageId, Vec<u8>),
 }
 
 impl Core {

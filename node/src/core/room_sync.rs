@@ -234,6 +234,37 @@ mod tests {
     /// after its message: only the good ones are stored, the revoked one never is, each
     /// forgery is counted, and the cursor moves.
     #[test]
+    fn a_members_leave_reaches_the_founder_on_a_pipe_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let founder = AccountKey::from_secret_bytes(&[1; 32]);
+        let bob = AccountKey::from_secret_bytes(&[2; 32]);
+        let core = core(dir.path(), founder, &RoomId::new("general").unwrap());
+        let (state, _, _) = core.found_room("open".into(), false).unwrap();
+        let room = state.room;
+        let sign = |action, at| {
+            tim_protocol::RoomOp::sign(&bob, room.clone(), action, at)
+                .unwrap()
+                .into_inner()
+        };
+        let now = crate::core::now_ms();
+        let on_topic = Via::Room(room.clone());
+        assert_eq!(
+            core.room_op_in(sign(tim_protocol::RoomAction::Join, now), &on_topic)
+                .unwrap(),
+            Verdict::Stored
+        );
+        // Any other operation on a pipe is refused; a leave is taken.
+        assert!(core
+            .room_op_in(sign(tim_protocol::RoomAction::Cancel, now + 1), &Via::Direct)
+            .is_err());
+        let leave = sign(tim_protocol::RoomAction::Leave, now + 2);
+        assert_eq!(core.room_op_in(leave.clone(), &Via::Direct).unwrap(), Verdict::Stored);
+        assert!(!core.room_state(&room).unwrap().is_member(&bob.account_id()));
+        // The same leave by gossip afterwards is a duplicate.
+        assert_eq!(core.room_op_in(leave, &on_topic).unwrap(), Verdict::Duplicate);
+    }
+
+    #[test]
     fn invitations_from_free_rooms_are_held_within_a_bound() {
         let dir = tempfile::tempdir().unwrap();
         let me = AccountKey::from_secret_bytes(&[1; 32]);

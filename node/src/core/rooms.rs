@@ -30,7 +30,8 @@ pub(crate) struct LocalRoomOp {
     pub(crate) op: Verified<RoomOp>,
     /// `Envelope::Room(op)`, for the room's topic.
     pub(crate) frame: Vec<u8>,
-    /// The invitation for the invitee (an `Invite`), already in the outbox.
+    /// What goes to one account over a pipe, already in the outbox: an invitation to the
+    /// invitee, an approval to the approved account, a leave to the founder.
     pub(crate) invitation: Option<Delivery>,
     /// What it changed here (`None`: the room is not known here yet; a join is then a request).
     pub(crate) change: Option<MembershipChange>,
@@ -181,9 +182,14 @@ impl Core {
         }
     }
 
-    /// A room operation from the room's topic or a sync page.
+    /// A room operation from the room's topic or a sync page, or (a member's leave, for the
+    /// founder) from a pipe.
     pub(super) fn room_op_in(&self, op: RoomOp, via: &Via) -> Result<Verdict> {
-        if *via != Via::Room(op.room.clone()) {
+        // On a pipe only a member's leave, for the founder (see `room_local`).
+        let direct_leave = *via == Via::Direct
+            && op.action == RoomAction::Leave
+            && self.room_state(&op.room).is_some_and(|s| s.founder == self.account);
+        if *via != Via::Room(op.room.clone()) && !direct_leave {
             return Err(Error::BadParameters(
                 "room operations arrive on their room's topic or in its sync pages".into(),
             ));
@@ -260,6 +266,12 @@ impl Core {
         };
         let state = founded.get(&room).map(|m| m.state().clone());
         drop(founded);
+        if direct_leave {
+            let frame = encode(&Envelope::Room(op.get().clone()))?;
+            let _ = self
+                .room_work
+                .try_send(super::RoomWork::Publish(room.clone(), op.id(), frame));
+        }
         self.settle_local(&room, &change)?;
         if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
             self.emit(event);
@@ -444,6 +456,14 @@ impl Core {
                             queued_at: op.at,
                         })
                     }
+                    // A leaving node leaves the topic next: its leave also goes to the founder,
+                    // which takes it even if the publish found nobody, and publishes it again.
+                    RoomAction::Leave => Some(Outgoing {
+                        to: membership.state().founder,
+                        kind: OutKind::Room,
+                        frame: encode(&Envelope::Room(op.get().clone()))?,
+                        queued_at: op.at,
+                    }),
                     _ => None,
                 };
                 (Some(change), invitation, Some(membership.state().clone()))

@@ -17,7 +17,8 @@ pub(crate) enum DeliveryKind {
     Receipt,
     /// A contact operation of the local account, in the outbox.
     Contact,
-    /// An invitation to a founded room, for the invitee, in the outbox.
+    /// A founded room's operation for one account, in the outbox: an invitation for the
+    /// invitee, an approval for the approved account, a leave for the founder.
     Invite,
     /// A stream frame: never in the outbox and never retried; its one attempt ends in
     /// [`Output::StreamDone`].

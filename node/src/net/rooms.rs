@@ -73,6 +73,7 @@ impl EventLoop {
     pub(super) fn on_room_work(&mut self, work: RoomWork) {
         match work {
             RoomWork::Sync(room) => self.sync_room(&room),
+            RoomWork::Publish(room, mid, frame) => self.publish(&room, mid, frame),
             RoomWork::Unsubscribe(room) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
                 self.discovery.leave(&room);

@@ -52,8 +52,9 @@ pub struct ContactPresence {
 #[derive(Default)]
 pub(crate) struct PresenceBook {
     mine: Mutex<MyPresence>,
-    /// One entry per contact heard from (only contacts are taken).
-    seen: Mutex<HashMap<AccountId, ContactPresence>>,
+    /// One entry per contact heard from (only contacts are taken), with the signed time of the
+    /// notice it came from.
+    seen: Mutex<HashMap<AccountId, (u64, ContactPresence)>>,
 }
 
 impl Core {
@@ -138,7 +139,17 @@ impl Core {
             last_seen: now,
         };
         if let Ok(mut book) = self.presence.seen.lock() {
-            book.insert(notice.from, seen);
+            match book.get_mut(&notice.from) {
+                // An older notice that arrived late (notices travel on separate pipe requests):
+                // it shows the contact is there, but does not undo what a newer one said.
+                Some((held_at, held)) if *held_at > notice.at => {
+                    held.last_seen = now;
+                    return Ok(Verdict::Duplicate);
+                }
+                _ => {
+                    book.insert(notice.from, (notice.at, seen));
+                }
+            }
         }
         self.emit(Event::Presence {
             account: notice.from,
@@ -152,7 +163,7 @@ impl Core {
     /// What `account` last said, `offline` once not heard from for [`PRESENCE_TIMEOUT`]; `None`
     /// if never heard from in this run.
     pub(crate) fn presence_of(&self, account: &AccountId) -> Option<ContactPresence> {
-        let seen = self.presence.seen.lock().ok()?.get(account).cloned()?;
+        let (_, seen) = self.presence.seen.lock().ok()?.get(account).cloned()?;
         let timeout = u64::try_from(PRESENCE_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
         if now_ms().saturating_sub(seen.last_seen) > timeout {
             return Some(ContactPresence {

@@ -10,7 +10,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tim_protocol::{AccountId, RoomId, RoomState};
+use tim_protocol::{AccountId, RoomAction, RoomId, RoomState};
 
 use super::{
     error::ApiError,
@@ -105,14 +105,24 @@ async fn answer(
     Ok(Json(m))
 }
 
+/// The operation `action` makes of the account in the body, in the room in the path.
+async fn on_account(
+    st: AppState,
+    raw: String,
+    body: Result<Bytes, BytesRejection>,
+    action: fn(AccountId) -> RoomAction,
+) -> Result<Json<Value>, ApiError> {
+    let (room, account) = room_and_account(&raw, body)?;
+    let done = st.node.room_action(room.clone(), action(account)).await;
+    answer(&st, room, Some(account), done).await
+}
+
 async fn invite(
     State(st): State<AppState>,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (room, account) = room_and_account(&raw, body)?;
-    let done = st.node.invite(room.clone(), account).await;
-    answer(&st, room, Some(account), done).await
+    on_account(st, raw, body, RoomAction::Invite).await
 }
 
 async fn approve(
@@ -120,9 +130,7 @@ async fn approve(
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (room, account) = room_and_account(&raw, body)?;
-    let done = st.node.approve(room.clone(), account).await;
-    answer(&st, room, Some(account), done).await
+    on_account(st, raw, body, RoomAction::Approve).await
 }
 
 async fn kick(
@@ -130,9 +138,7 @@ async fn kick(
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (room, account) = room_and_account(&raw, body)?;
-    let done = st.node.kick(room.clone(), account).await;
-    answer(&st, room, Some(account), done).await
+    on_account(st, raw, body, RoomAction::Kick).await
 }
 
 async fn promote(
@@ -140,9 +146,7 @@ async fn promote(
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (room, account) = room_and_account(&raw, body)?;
-    let done = st.node.promote(room.clone(), account).await;
-    answer(&st, room, Some(account), done).await
+    on_account(st, raw, body, RoomAction::Promote).await
 }
 
 async fn demote(

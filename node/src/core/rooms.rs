@@ -102,6 +102,11 @@ impl Core {
         self.founded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A founded room's name, if this node knows the room.
+    pub(crate) fn room_name(&self, room: &RoomId) -> Option<String> {
+        self.founded().get(room).map(|m| m.state().name.clone())
+    }
+
     /// A founded room's state, if this node knows the room.
     pub(crate) fn room_state(&self, room: &RoomId) -> Option<RoomState> {
         self.founded().get(room).map(|m| m.state().clone())
@@ -171,13 +176,7 @@ impl Core {
             return Ok(());
         }
         match self.founded().get(room) {
-            Some(membership) => {
-                let state = membership.state();
-                if state.private && !state.is_member(&self.account) {
-                    return Err(tim_protocol::Error::PermissionDenied("only members post in a private room").into());
-                }
-                Ok(state.check_post(&self.account, now_ms())?)
-            }
+            Some(membership) => Ok(membership.state().check_post(&self.account, now_ms())?),
             None => Err(tim_protocol::Error::NotFound("the room is not known here yet").into()),
         }
     }

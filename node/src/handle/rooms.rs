@@ -66,6 +66,11 @@ impl Node {
         self.room_op(room, RoomAction::Cancel).await.map(drop)
     }
 
+    /// Does the local account's `action` in `room` (the calls above, by their action).
+    pub async fn room_action(&self, room: RoomId, action: RoomAction) -> Result<()> {
+        self.room_op(room, action).await.map(drop)
+    }
+
     /// Signs, applies and keeps the local account's operation, publishes it on the room's topic
     /// and sends an invitation to the invitee.
     async fn room_op(&self, room: RoomId, action: RoomAction) -> Result<Option<MembershipChange>> {

@@ -25,7 +25,7 @@ impl EventLoop {
             .map(|room| {
                 let hash = topic(&room).hash();
                 let peers = gossip.all_peers().filter(|(_, topics)| topics.contains(&&hash)).count();
-                let name = self.core.room_state(&room).map(|s| s.name);
+                let name = self.core.room_name(&room);
                 RoomStatus { room, peers, name }
             })
             .collect();

@@ -51,13 +51,29 @@ pub struct ContactPresence {
 /// The local account's presence and what contacts said.
 #[derive(Default)]
 pub(crate) struct PresenceBook {
-    mine: Mutex<MyPresence>,
+    mine: Mutex<Mine>,
     /// One entry per contact heard from (only contacts are taken), with the signed time of the
     /// notice it came from.
     seen: Mutex<HashMap<AccountId, (u64, ContactPresence)>>,
 }
 
+/// What the local account shows, and the signed time of its newest notice. Notices are signed
+/// under this lock with strictly increasing times, so a notice of an older state never carries a
+/// later time than the notice of a newer one (receivers keep the newest by time).
+#[derive(Default)]
+struct Mine {
+    shown: MyPresence,
+    last_at: u64,
+}
+
 impl Core {
+    fn mine(&self) -> std::sync::MutexGuard<'_, Mine> {
+        self.presence
+            .mine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Sets what the local account shows; returns the notices to send now.
     pub(crate) fn set_presence(&self, mine: MyPresence) -> Result<Vec<Delivery>> {
         if mine.text.len() > tim_protocol::presence::MAX_PRESENCE_TEXT {
@@ -68,46 +84,60 @@ impl Core {
             }
             .into());
         }
-        if let Ok(mut m) = self.presence.mine.lock() {
-            *m = mine;
-        }
-        self.presence_notices(None)
+        let contacts = self.presence_contacts()?;
+        let mut held = self.mine();
+        held.shown = mine;
+        self.notices_locked(&mut held, &contacts, None)
     }
 
     /// What the local account shows.
     pub(crate) fn my_presence(&self) -> MyPresence {
-        self.presence.mine.lock().map(|m| m.clone()).unwrap_or_default()
+        self.mine().shown.clone()
+    }
+
+    /// The contacts (not blocked) presence notices go to.
+    fn presence_contacts(&self) -> Result<Vec<AccountId>> {
+        Ok(self
+            .store
+            .contacts()?
+            .into_iter()
+            .filter(|(account, record)| record.state == ContactState::Contact && !self.is_blocked(account))
+            .map(|(account, _)| account)
+            .collect())
+    }
+
+    /// The notices of `held` (or of `status` instead) for `to`, signed under its lock.
+    fn notices_locked(&self, held: &mut Mine, to: &[AccountId], status: Option<Availability>) -> Result<Vec<Delivery>> {
+        let Some(shown) = held.shown.status else {
+            return Ok(Vec::new());
+        };
+        let status = status.unwrap_or(shown);
+        let text = held.shown.text.clone();
+        to.iter()
+            .map(|account| self.notice(held, *account, status, text.clone()))
+            .collect()
     }
 
     /// One signed notice per contact (not blocked) of the local account's presence, or of
     /// `status` instead (the `offline` notice at stop); none while invisible.
     pub(crate) fn presence_notices(&self, status: Option<Availability>) -> Result<Vec<Delivery>> {
-        let mine = self.my_presence();
-        let Some(shown) = mine.status else {
-            return Ok(Vec::new());
-        };
-        let status = status.unwrap_or(shown);
-        let mut out = Vec::new();
-        for (account, record) in self.store.contacts()? {
-            if record.state != ContactState::Contact || self.is_blocked(&account) {
-                continue;
-            }
-            out.push(self.notice(account, status, mine.text.clone())?);
-        }
-        Ok(out)
+        let contacts = self.presence_contacts()?;
+        let mut held = self.mine();
+        self.notices_locked(&mut held, &contacts, status)
     }
 
     /// The local account's presence for `account` alone (a new contact hears it at once, not at
     /// the next interval); none while invisible.
     pub(crate) fn presence_for(&self, account: AccountId) -> Result<Option<Delivery>> {
-        let mine = self.my_presence();
-        let Some(status) = mine.status else { return Ok(None) };
-        Ok(Some(self.notice(account, status, mine.text)?))
+        let mut held = self.mine();
+        Ok(self.notices_locked(&mut held, &[account], None)?.pop())
     }
 
-    /// The signed notice of `status` and `text` for `account`, as a one-attempt delivery.
-    fn notice(&self, account: AccountId, status: Availability, text: String) -> Result<Delivery> {
-        let now = now_ms();
+    /// The signed notice of `status` and `text` for `account`, as a one-attempt delivery, dated
+    /// after every notice signed before it.
+    fn notice(&self, held: &mut Mine, account: AccountId, status: Availability, text: String) -> Result<Delivery> {
+        let now = now_ms().max(held.last_at.saturating_add(1));
+        held.last_at = now;
         let notice = Presence::sign(&self.key, account, status, text, now)?;
         let frame = encode(&Envelope::Presence(notice))?;
         // Nothing answers a presence by id: any unique id does.

@@ -55,6 +55,11 @@ pub struct Config {
     /// online and when it applied it; `false` sends none, as a person may turn off read
     /// receipts. Receipts for this account's own deletions are kept either way. Default `true`.
     pub deletion_receipts: bool,
+    /// Seal direct messages end to end to the recipient and the sender (docs/protocol.md,
+    /// "Sealed bodies"). `false` sends them plain, for a peer that cannot open sealed bodies or
+    /// to measure what sealing costs. A private room's posts are sealed regardless. Default
+    /// `true`.
+    pub seal_direct: bool,
     /// Who may put direct messages into this account's history (docs/api.md, "Who may message
     /// me"). Changed at run time with `PUT /v1/settings`, which is kept across restarts and then
     /// wins over this. Default [`Inbound::Anyone`].
@@ -224,6 +229,7 @@ impl Config {
             revoke_window: None,
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             deletion_receipts: true,
+            seal_direct: true,
             inbound: Inbound::Anyone,
             route_ttl: Duration::from_secs(3600),
             route_refresh: Duration::from_secs(600),

@@ -47,12 +47,26 @@ pub enum Event {
         conversation: Conversation,
         /// Send time by the sender's clock, ms since the epoch.
         sent_at: u64,
-        /// The body. The local API leaves it out of the event of a received burn-after-reading
-        /// message (it is sealed until [`crate::Node::mark_read`] opens it and starts the
-        /// timer); an app that shows bodies to a person should do the same.
+        /// The body, opened if it travelled sealed. The local API leaves it out of the event of
+        /// a received burn-after-reading message (it is withheld until [`crate::Node::mark_read`]
+        /// shows it and starts the timer); an app that shows bodies to a person should do the same.
         body: Vec<u8>,
+        /// Whether the body travelled sealed (end-to-end encrypted).
+        encrypted: bool,
         /// Seconds after reading at which the receiver burns it.
         burn_after_read: Option<u32>,
+    },
+    /// A message was stored whose sealed body the local account cannot open (`code`: 4122, or
+    /// 4113 for one that does not parse): a room post from before it joined, or a damaged one.
+    Undecryptable {
+        /// Message id.
+        mid: MessageId,
+        /// Sender.
+        from: AccountId,
+        /// Where it belongs, seen from the local account.
+        conversation: Conversation,
+        /// Why.
+        code: tim_protocol::Code,
     },
     /// A message was revoked by its sender (here or on another node).
     Revoked {

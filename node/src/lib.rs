@@ -36,7 +36,7 @@ mod status;
 
 pub use crate::config::{Config, Inbound, RelayLimits, Transport};
 pub use crate::core::{
-    Confirmation, ContactPresence, Deletion, Metrics, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT,
+    Body, BodyReader, Confirmation, ContactPresence, Deletion, Metrics, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIMEOUT,
 };
 pub use crate::error::{Error, Result};
 pub use crate::event::{Conversation, Event};

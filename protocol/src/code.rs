@@ -39,6 +39,9 @@ pub enum Code {
     UnsupportedVersion,
     /// 4121: outside the allowed time window (e.g. a revoke older than `revoke_window`).
     Expired,
+    /// 4122: a sealed (end-to-end encrypted) body this account cannot open: it is not one of its
+    /// readers, or the body was damaged.
+    Undecryptable,
     /// 4401: missing or wrong API token.
     Unauthorized,
     /// 4403: the local API refused the request's `Host` or `Origin`: a name it does not answer
@@ -56,7 +59,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation and tests.
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::AlreadyExists,
         Code::BadParameters,
         Code::PermissionDenied,
@@ -72,6 +75,7 @@ impl Code {
         Code::BodyMismatch,
         Code::UnsupportedVersion,
         Code::Expired,
+        Code::Undecryptable,
         Code::Unauthorized,
         Code::HostNotAllowed,
         Code::StorageFailure,
@@ -98,6 +102,7 @@ impl Code {
             Code::BodyMismatch => 4119,
             Code::UnsupportedVersion => 4120,
             Code::Expired => 4121,
+            Code::Undecryptable => 4122,
             Code::Unauthorized => 4401,
             Code::HostNotAllowed => 4403,
             Code::StorageFailure => 5103,
@@ -130,6 +135,7 @@ impl Code {
             Code::BodyMismatch => "body_mismatch",
             Code::UnsupportedVersion => "unsupported_version",
             Code::Expired => "expired",
+            Code::Undecryptable => "undecryptable",
             Code::Unauthorized => "unauthorized",
             Code::HostNotAllowed => "host_not_allowed",
             Code::StorageFailure => "storage_failure",

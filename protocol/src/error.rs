@@ -61,6 +61,9 @@ pub enum Error {
     /// The room was cancelled; nothing more is applied in it.
     #[error("the room was cancelled")]
     RoomCancelled,
+    /// A sealed body this account cannot open: not one of its readers, or damaged.
+    #[error("cannot open the sealed body: {0}")]
+    Undecryptable(&'static str),
     /// A bounded set is full (pending join requests of a room).
     #[error("full: {0}")]
     Full(&'static str),
@@ -83,6 +86,7 @@ impl Error {
             Error::Repeated(_) => Code::Repeated,
             Error::RoomCancelled => Code::RoomCancelled,
             Error::Full(_) => Code::Overloaded,
+            Error::Undecryptable(_) => Code::Undecryptable,
         }
     }
 }

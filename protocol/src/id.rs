@@ -73,6 +73,12 @@ impl AccountKey {
         AccountId(self.0.verifying_key().to_bytes())
     }
 
+    /// The account's X25519 secret for opening sealed bodies: the clamped scalar of its ed25519
+    /// key (RFC 7748's birational map; the key [`AccountId::x25519_public`] is its public half).
+    pub(crate) fn x25519_secret(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+
     /// Signs `tag || payload`. Only crate code chooses the tags.
     pub(crate) fn sign_tagged(&self, tag: &[u8], payload: &[u8]) -> [u8; 64] {
         let mut bytes = Vec::with_capacity(tag.len() + payload.len());
@@ -105,6 +111,20 @@ impl AccountId {
     /// The raw public key bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The account's X25519 public key, to seal bodies to: the Montgomery form of its ed25519
+    /// key. Fails for bytes that are no ed25519 point, or a small-order one (no secret opens it).
+    pub(crate) fn x25519_public(&self) -> Result<[u8; 32]> {
+        let bad = || Error::Malformed {
+            what: "account id",
+            detail: "not a key a body can be sealed to".into(),
+        };
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| bad())?;
+        if key.is_weak() {
+            return Err(bad());
+        }
+        Ok(key.to_montgomery().to_bytes())
     }
 
     /// Verifies `signature` over `tag || payload` with this account's key (strict RFC 8032

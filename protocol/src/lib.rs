@@ -18,6 +18,7 @@
 //! - [`presence`]: [`Presence`], an account's signed availability for one contact, never stored.
 //! - [`room`]: founded rooms: [`RoomOp`] (create, invite, join, approve, kick, leave, promote,
 //!   demote, cancel) and [`Membership`], the fold every member runs on a room's operations.
+//! - [`seal`]: end-to-end encryption of bodies to their readers (HPKE, keys from the account keys).
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -41,6 +42,7 @@ pub mod presence;
 mod receipt;
 pub mod room;
 mod route;
+pub mod seal;
 pub mod stream;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
@@ -90,6 +92,10 @@ pub mod tag {
     pub const MEMBER: &[u8] = b"tim/v1/member\0";
     /// Prefix of the bytes hashed into a founded room's id.
     pub const ROOM_ID: &[u8] = b"tim/v1/room-id\0";
+    /// HPKE `info` of the wraps of a sealed body's key.
+    pub const SEAL: &[u8] = b"tim/v1/seal\0";
+    /// Prefix of the bytes hashed into a sealed body's key commitment.
+    pub const SEAL_COMMIT: &[u8] = b"tim/v1/seal-commit\0";
 }
 
 #[cfg(test)]
@@ -98,7 +104,19 @@ mod tag_tests {
     fn no_domain_tag_is_a_prefix_of_another() {
         use super::tag::*;
         let tags = [
-            MESSAGE, REVOKE, BURN, RECEIPT, CONTACT, STREAM, PRESENCE, ROUTE, ROOM, ROOM_ID, MEMBER,
+            MESSAGE,
+            REVOKE,
+            BURN,
+            RECEIPT,
+            CONTACT,
+            STREAM,
+            PRESENCE,
+            ROUTE,
+            ROOM,
+            ROOM_ID,
+            MEMBER,
+            SEAL,
+            SEAL_COMMIT,
         ];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {

@@ -54,6 +54,7 @@ async fn inbox(
     };
     let page = st.node.inbox(before, limit).await?;
     let local = st.node.account();
+    let reader = st.node.reader();
     let confirmed = confirmed_of(&st.node, page.items.iter().map(|item| &item.last)).await?;
     let conversations: Vec<Value> = page
         .items
@@ -62,7 +63,7 @@ async fn inbox(
             let mut m = json::conversation(&Conversation::of(item.last.header(), &local));
             m.insert(
                 "last".into(),
-                json::entry(&item.last, &local, confirmed.get(&item.last.id()).copied()),
+                json::entry(&item.last, &reader, confirmed.get(&item.last.id()).copied()),
             );
             m.insert("unread".into(), json!(item.unread));
             m.insert("updated_at".into(), json!(item.updated_at));

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use tim_protocol::{AccountId, Header, Recipient};
 use tim_storage::Entry;
 
-use crate::{core::burn_deadline, Conversation, Deletion, Event};
+use crate::{core::burn_deadline, BodyReader, Conversation, Deletion, Event};
 
 /// `{"to": account}` or `{"room": room}`.
 pub(crate) fn conversation(c: &Conversation) -> Map<String, Value> {
@@ -39,11 +39,14 @@ pub(crate) fn sealed(from: &AccountId, burn_after_read: Option<u32>, read_at: Op
     burn_after_read.is_some() && from != local && read_at.is_none()
 }
 
-/// A history entry seen by `local`: `mid, from, to | room, sent_at, state`, then `body` while it
-/// exists and is not [`sealed`] (`"sealed": true` instead), `read_at` and `burn_at` once read. A
+/// A history entry seen by `reader`'s account: `mid, from, to | room, sent_at, state`, then
+/// `body` (opened) and `encrypted` while it exists and is not [`sealed`] (`"sealed": true`
+/// instead; `undecryptable: {code, name}` for a sealed body this account cannot open),
+/// `read_at` and `burn_at` once read. A
 /// marker of `local`'s own revoke or burn carries `confirmed` (`confirmed`: how many replicas sent
 /// a receipt) and `expected` (how many must, or null for a room).
-pub(crate) fn entry(e: &Entry, local: &AccountId, deletion: Option<(usize, Option<usize>)>) -> Value {
+pub(crate) fn entry(e: &Entry, reader: &BodyReader, deletion: Option<(usize, Option<usize>)>) -> Value {
+    let local = &reader.account();
     let h = e.header();
     let mut m = Map::new();
     m.insert("mid".into(), json!(e.id()));
@@ -59,7 +62,20 @@ pub(crate) fn entry(e: &Entry, local: &AccountId, deletion: Option<(usize, Optio
             if sealed(&h.from, h.burn_after_read, s.read_at, local) {
                 m.insert("sealed".into(), json!(true));
             } else {
-                m.insert("body".into(), json!(text(&s.message.body)));
+                match reader.open(&s.message) {
+                    Ok(body) => {
+                        m.insert("body".into(), json!(text(&body.text)));
+                        m.insert("encrypted".into(), json!(body.encrypted));
+                    }
+                    Err(e) => {
+                        let code = e.code();
+                        m.insert("encrypted".into(), json!(true));
+                        m.insert(
+                            "undecryptable".into(),
+                            json!({"code": code.number(), "name": code.name()}),
+                        );
+                    }
+                }
             }
             if let Some(read_at) = s.read_at {
                 m.insert("read_at".into(), json!(read_at));
@@ -113,6 +129,7 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             conversation: conv,
             sent_at,
             body,
+            encrypted,
             burn_after_read,
         } => {
             m.insert("type".into(), json!("message"));
@@ -125,6 +142,7 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             } else {
                 m.insert("body".into(), json!(text(body)));
             }
+            m.insert("encrypted".into(), json!(encrypted));
             if let Some(s) = burn_after_read {
                 m.insert("burn_after_read".into(), json!(s));
             }
@@ -148,6 +166,19 @@ pub(crate) fn event(e: &Event, local: &AccountId) -> Value {
             m.insert("mid".into(), json!(mid));
             m.insert("by".into(), json!(by));
             m.extend(conversation(conv));
+        }
+        Event::Undecryptable {
+            mid,
+            from,
+            conversation: conv,
+            code,
+        } => {
+            m.insert("type".into(), json!("undecryptable"));
+            m.insert("mid".into(), json!(mid));
+            m.insert("from".into(), json!(from));
+            m.extend(conversation(conv));
+            m.insert("code".into(), json!(code.number()));
+            m.insert("name".into(), json!(code.name()));
         }
         Event::Delivered { mid, to } => {
             m.insert("type".into(), json!("delivered"));
@@ -257,15 +288,15 @@ mod tests {
         })
     }
 
-    fn entry_of(e: &Entry, local: &AccountId) -> Value {
-        entry(e, local, None)
+    fn entry_of(e: &Entry, local: &AccountKey) -> Value {
+        entry(e, &BodyReader::new(std::sync::Arc::new(local.clone())), None)
     }
 
     #[test]
     fn an_unread_received_burn_message_is_sealed() {
         let (them, me) = (AccountKey::generate(), AccountKey::generate());
         let me_id = me.account_id();
-        let v = entry_of(&stored(&them, me_id, Some(5), None), &me_id);
+        let v = entry_of(&stored(&them, me_id, Some(5), None), &me);
         assert_eq!(v["sealed"], true);
         assert!(v.get("body").is_none() && !v.to_string().contains("secret"), "{v}");
         assert_eq!(v["burn_after_read"], 5);
@@ -276,7 +307,7 @@ mod tests {
         let (them, me) = (AccountKey::generate(), AccountKey::generate());
         let (them_id, me_id) = (them.account_id(), me.account_id());
         // Read: body, read time and deadline.
-        let v = entry_of(&stored(&them, me_id, Some(5), Some(2_000)), &me_id);
+        let v = entry_of(&stored(&them, me_id, Some(5), Some(2_000)), &me);
         assert_eq!(
             (v["body"].as_str(), v["read_at"].as_u64(), v["burn_at"].as_u64()),
             (Some("secret"), Some(2_000), Some(7_000))
@@ -284,8 +315,8 @@ mod tests {
         assert!(v.get("sealed").is_none(), "{v}");
         // The sender's copy, and a message without burn_after_read.
         for v in [
-            entry_of(&stored(&me, them_id, Some(5), None), &me_id),
-            entry_of(&stored(&them, me_id, None, None), &me_id),
+            entry_of(&stored(&me, them_id, Some(5), None), &me),
+            entry_of(&stored(&them, me_id, None, None), &me),
         ] {
             assert_eq!(v["body"], "secret", "{v}");
             assert!(v.get("sealed").is_none(), "{v}");
@@ -301,6 +332,7 @@ mod tests {
             conversation: Conversation::Peer(to),
             sent_at: 1,
             body: b"secret".to_vec(),
+            encrypted: true,
             burn_after_read: Some(5),
         };
         let v = event(&ev(them, them), &me);

@@ -195,7 +195,7 @@ async fn set_settings(
 }
 
 async fn requests(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let local = st.node.account();
+    let reader = st.node.reader();
     let requests: Vec<Value> = st
         .node
         .requests()
@@ -204,7 +204,7 @@ async fn requests(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         .map(|(account, messages)| {
             let messages: Vec<Value> = messages
                 .into_iter()
-                .map(|m| json::entry(&tim_storage::Entry::Message(m), &local, None))
+                .map(|m| json::entry(&tim_storage::Entry::Message(m), &reader, None))
                 .collect();
             json!({ "account": account, "messages": messages })
         })

@@ -363,6 +363,7 @@ async fn read(State(st): State<AppState>, Path(raw): Path<String>) -> Result<Jso
         "ok": true,
         "mid": mid,
         "body": json::text(&opened.body),
+        "encrypted": opened.encrypted,
         "read_at": opened.read_at,
         "burn_at": opened.burn_at,
     })))
@@ -405,7 +406,7 @@ async fn history(
         .history(&conv, before, limit)
         .await
         .map_err(|e| ApiError::from(e).about(about.0, about.1.clone()))?;
-    let local = st.node.account();
+    let reader = st.node.reader();
     // This account's own deletions carry how many replicas confirmed them.
     let confirmed = confirmed_of(&st.node, page.entries.iter())
         .await
@@ -414,7 +415,7 @@ async fn history(
         "messages": page
             .entries
             .iter()
-            .map(|e| json::entry(e, &local, confirmed.get(&e.id()).copied()))
+            .map(|e| json::entry(e, &reader, confirmed.get(&e.id()).copied()))
             .collect::<Vec<_>>(),
         "next": page.next,
     })))

@@ -106,7 +106,7 @@ impl Core {
             Envelope::Message(message) => {
                 policy::check_not_future("sent_at", message.head().sent_at, now_ms())?;
                 let message = message.verify()?;
-                self.check_room_post(message.head())?;
+                self.check_room_post(&message)?;
                 if self.store.is_tombstoned(&message.id())? {
                     return Err(tim_storage::Error::Tombstoned(message.id()).into());
                 }
@@ -171,14 +171,27 @@ impl Core {
     pub(super) fn stored(&self, message: &Verified<Message>) {
         bump(&self.counters.messages_in);
         let h = message.head();
-        self.emit(Event::Message {
-            mid: message.id(),
-            from: h.from,
-            conversation: self.conversation(h),
-            sent_at: h.sent_at,
-            body: message.body.clone(),
-            burn_after_read: h.burn_after_read,
-        });
+        let conversation = self.conversation(h);
+        match self.open_body(message) {
+            Ok(body) => self.emit(Event::Message {
+                mid: message.id(),
+                from: h.from,
+                conversation,
+                sent_at: h.sent_at,
+                body: body.text,
+                encrypted: body.encrypted,
+                burn_after_read: h.burn_after_read,
+            }),
+            Err(e) => {
+                debug!(mid = %message.id(), error = %e, "stored a body this account cannot open");
+                self.emit(Event::Undecryptable {
+                    mid: message.id(),
+                    from: h.from,
+                    conversation,
+                    code: e.code(),
+                });
+            }
+        }
     }
 
     pub(super) fn tombstoned(&self, control: &Verified<Control>) {

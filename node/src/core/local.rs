@@ -35,7 +35,9 @@ impl Core {
                 return Err(Error::Blocked(*account));
             }
         }
-        let message = Message::sign(&self.key, to, body, now_ms(), burn_after_read)?;
+        let travelling = self.outgoing_body(&to, &body)?;
+        let encrypted = travelling != body;
+        let message = Message::sign(&self.key, to, travelling, now_ms(), burn_after_read)?;
         let frame = encode(&Envelope::Message(message.get().clone()))?;
         let h = message.head().clone();
         match &h.to {
@@ -56,7 +58,8 @@ impl Core {
             from: h.from,
             conversation: self.conversation(&h),
             sent_at: h.sent_at,
-            body: message.body.clone(),
+            body,
+            encrypted,
             burn_after_read: h.burn_after_read,
         });
         Ok((h, message.id(), frame))
@@ -130,11 +133,13 @@ impl Core {
             .burn_after_read
             .zip(record.read_at)
             .map(|(secs, read_at)| burn_deadline(read_at, secs));
+        let body = self.open_body(&record.message)?;
         Ok(Opened {
             mid,
             read_at: record.read_at,
             burn_at,
-            body: record.message.body,
+            body: body.text,
+            encrypted: body.encrypted,
         })
     }
 

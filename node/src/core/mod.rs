@@ -29,6 +29,7 @@ mod receipts;
 mod requests;
 mod room_sync;
 mod rooms;
+mod sealing;
 mod streams;
 
 use std::{
@@ -51,6 +52,7 @@ pub use presence::{ContactPresence, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIME
 pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
 pub(crate) use rooms::{load_founded, FoundedRooms};
+pub use sealing::{Body, BodyReader};
 
 use crate::{delivery::Delivery, Conversation, Event};
 
@@ -71,6 +73,10 @@ pub(crate) fn now_ms() -> u64 {
 /// State shared by the handle, the event loop and blocking tasks.
 pub(crate) struct Core {
     pub(crate) key: AccountKey,
+    /// Opens stored bodies for the local account.
+    pub(crate) reader: BodyReader,
+    /// See `Config::seal_direct`.
+    pub(crate) seal_direct: bool,
     pub(crate) account: AccountId,
     pub(crate) peer_id: PeerId,
     pub(crate) store: ClosingStore,

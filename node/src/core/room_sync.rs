@@ -93,7 +93,7 @@ impl Core {
             policy::check_destination(m.head(), &self.account, &via)?;
             policy::check_not_future("sent_at", m.head().sent_at, now)?;
             let m = m.verify()?;
-            self.check_room_post(m.head())?;
+            self.check_room_post(&m)?;
             Ok(m)
         });
         let mut verified = Vec::with_capacity(checked.len());
@@ -196,6 +196,8 @@ mod tests {
         store.set_room(room, true).unwrap();
         Core {
             account: key.account_id(),
+            reader: crate::BodyReader::new(std::sync::Arc::new(key.clone())),
+            seal_direct: true,
             key,
             peer_id: PeerId::random(),
             store: crate::core::ClosingStore::new(store, None),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use tim_protocol::{
-    decode, encode, policy, room::is_founded_id, AccountId, Code, Envelope, Header, Membership, MembershipChange,
+    decode, encode, policy, room::is_founded_id, AccountId, Code, Envelope, Membership, MembershipChange, Message,
     MessageId, Recipient, RoomAction, RoomId, RoomOp, RoomState, Verified, Via,
 };
 use tim_storage::{OutKind, Outgoing};
@@ -98,7 +98,7 @@ fn event_of(room: &RoomId, change: &MembershipChange, state: Option<&RoomState>,
 }
 
 impl Core {
-    fn founded(&self) -> std::sync::MutexGuard<'_, FoundedRooms> {
+    pub(super) fn founded(&self) -> std::sync::MutexGuard<'_, FoundedRooms> {
         self.founded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -116,8 +116,10 @@ impl Core {
     /// 4109: nothing to judge it by yet), not cancelled (4108), and in a private room from a
     /// member at its send time (4105). Other rooms take any post. A private room's posts are
     /// kept only while the local account is a member (4109 otherwise, not the sender's fault):
-    /// a removed member's node may still hear the topic, but keeps nothing new from it.
-    pub(crate) fn check_room_post(&self, header: &Header) -> Result<()> {
+    /// a removed member's node may still hear the topic, but keeps nothing new from it. And they
+    /// are sealed (4104 for a plain or malformed body): members never relay a readable post.
+    pub(crate) fn check_room_post(&self, message: &Message) -> Result<()> {
+        let header = message.head();
         let Recipient::Room(room) = &header.to else {
             return Ok(());
         };
@@ -129,6 +131,11 @@ impl Core {
                 state.check_post(&header.from, header.sent_at)?;
                 if state.private && !state.is_member(&self.account) {
                     return Err(tim_protocol::Error::NotFound("a private room this account is not in").into());
+                }
+                if state.private {
+                    tim_protocol::seal::check(&message.body).map_err(|e| {
+                        Error::BadParameters(format!("a private room's posts are sealed to its members: {e}"))
+                    })?;
                 }
                 Ok(())
             }

@@ -65,8 +65,10 @@ pub struct ControlAck {
 pub struct Opened {
     /// The message's id.
     pub mid: MessageId,
-    /// Its body.
+    /// Its body (opened, if it travelled sealed).
     pub body: Vec<u8>,
+    /// Whether it travelled sealed (end-to-end encrypted).
+    pub encrypted: bool,
     /// When the local account first read it, ms since the epoch; `None` for a message it sent.
     pub read_at: Option<u64>,
     /// When the node burns it (ms since the epoch), if it carries `burn_after_read`.
@@ -102,6 +104,7 @@ pub struct Node {
     account: AccountId,
     peer_id: PeerId,
     counters: Arc<Counters>,
+    reader: crate::BodyReader,
 }
 
 impl Node {
@@ -149,6 +152,8 @@ impl Node {
         let (room_work_tx, room_work_rx) = mpsc::channel(ROOM_WORK_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
+            reader: crate::core::BodyReader::new(Arc::new(account_key.clone())),
+            seal_direct: config.seal_direct,
             key: account_key,
             peer_id: node_key.public().to_peer_id(),
             store: ClosingStore::new(store, Some(closed_tx)),
@@ -186,10 +191,17 @@ impl Node {
             account: core.account,
             peer_id: core.peer_id,
             counters,
+            reader: core.reader.clone(),
         };
         drop(core);
         tokio::spawn(event_loop.run(closed_rx));
         Ok((node, Events(events_rx)))
+    }
+
+    /// Opens stored bodies for the local account (the entries of [`Node::history`] carry
+    /// bodies as they travelled; a sealed one opens only with the account key).
+    pub fn reader(&self) -> crate::BodyReader {
+        self.reader.clone()
     }
 
     /// The local account.

@@ -1,0 +1,382 @@
+//! End-to-end encryption across real nodes: what a bare libp2p peer on a private room's topic gets
+//! (ciphertext only) and what members make of its posts (refused); a kicked member cannot open
+//! what is sent after the kick; a member back from offline opens what it missed; and after a
+//! revoke or a burn no file of either data dir holds the plaintext or its SHA-256.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use futures::StreamExt;
+use libp2p::gossipsub;
+use sha2::{Digest, Sha256};
+use tim_node::{
+    protocol::{decode, encode, seal, AccountKey, Code, Envelope, Message, MessageId, Recipient, RoomId},
+    storage::Entry,
+    Event, Events, Node,
+};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+async fn start_as(dir: &std::path::Path, seed: u8, bootstrap: Vec<tim_node::Multiaddr>) -> (Node, Events, AccountKey) {
+    let key = with_account(dir, seed);
+    let (node, events) = Node::start(config(dir, bootstrap)).await.unwrap();
+    (node, events, key)
+}
+
+/// Creates a private room at `founder` and admits each of `members` by invitation.
+async fn private_room(founder: &Node, members: &mut [(Node, Events, AccountKey)]) -> RoomId {
+    let room = founder.create_room("sealed".into(), true).await.unwrap().room;
+    for (n, _, _) in members.iter() {
+        routed(founder, n).await;
+        founder.invite(room.clone(), n.account()).await.unwrap();
+    }
+    for (n, ev, _) in members.iter_mut() {
+        expect_event(ev, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
+        n.join(room.clone()).await.unwrap();
+    }
+    let want = members.len() + 1;
+    let f = founder.clone();
+    let r = room.clone();
+    eventually("every member admitted at the founder", || {
+        let ok = f.room(&r).ok().is_some_and(|s| s.members.len() == want);
+        async move { ok.then_some(()) }
+    })
+    .await;
+    room
+}
+
+/// Waits for the message event about `mid` and returns its body and whether it was sealed.
+async fn received(events: &mut Events, what: &str, mid: MessageId) -> (Vec<u8>, bool) {
+    match expect_about(events, what, Kind::Message, mid).await {
+        Event::Message { body, encrypted, .. } => (body, encrypted),
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+/// The message `mid` as `node` stores it (as it travelled).
+async fn stored(node: &Node, mid: MessageId) -> Message {
+    match entry(node, mid).await {
+        Some(Entry::Message(s)) => s.message,
+        other => panic!("expected the message {mid}, got {other:?}"),
+    }
+}
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Bare {
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// A bare libp2p peer subscribed to `room`'s topic, connected to `node`: what it hears comes out
+/// of the first channel, frames sent into the second are published (retried until the topic
+/// has a peer).
+async fn bare_subscriber(
+    node: &Node,
+    room: &RoomId,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let topic = gossipsub::IdentTopic::new(format!("tim/room/{room}"));
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| Bare {
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                tim_node::gossipsub_config_builder().build().unwrap(),
+            )
+            .unwrap(),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    swarm.dial(addr(node).await).unwrap();
+    let (heard_tx, heard) = tokio::sync::mpsc::unbounded_channel();
+    let (publish, mut to_publish) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let mut waiting: Vec<Vec<u8>> = Vec::new();
+        let mut retry = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => {
+                    if let libp2p::swarm::SwarmEvent::Behaviour(BareEvent::Gossipsub(gossipsub::Event::Message { message, .. })) = event {
+                        let _ = heard_tx.send(message.data);
+                    }
+                }
+                frame = to_publish.recv() => match frame {
+                    Some(frame) => waiting.push(frame),
+                    None => return,
+                },
+                _ = retry.tick() => {
+                    waiting.retain(|frame| swarm.behaviour_mut().gossipsub.publish(topic.clone(), frame.clone()).is_err());
+                }
+            }
+        }
+    });
+    (heard, publish)
+}
+
+/// A room post signed by `key` with the given (sealed or plain) body, encoded for the topic.
+fn post_frame(key: &AccountKey, room: &RoomId, body: Vec<u8>) -> (MessageId, Vec<u8>) {
+    let m = Message::sign(key, Recipient::Room(room.clone()), body, now_ms(), None)
+        .unwrap()
+        .into_inner();
+    (m.id(), encode(&Envelope::Message(m)).unwrap())
+}
+
+/// Waits until `node` refused one more invalid item than `before`, then checks it kept nothing
+/// of `mid`.
+async fn refused(node: &Node, before: u64, mid: MessageId, what: &str) {
+    let n = node.clone();
+    eventually(what, || {
+        let done = n.metrics().invalid_rejected > before;
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert!(entry(node, mid).await.is_none(), "{what}: the post was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_posts_are_refused() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, a_key) = start_as(dirs[0].path(), 81, vec![]).await;
+    let boot = addr(&a).await;
+    let mut members = vec![start_as(dirs[1].path(), 82, vec![boot]).await];
+    let room = private_room(&a, &mut members).await;
+    let (b, b_ev, b_key) = &mut members[0];
+    let (mut heard, publish) = bare_subscriber(&a, &room).await;
+    wait_room_peers(&a, &room, 2).await;
+
+    let secret = b"pin 4821 for the team only";
+    let sent = a
+        .send(Recipient::Room(room.clone()), secret.to_vec(), None)
+        .await
+        .unwrap();
+    let (body, encrypted) = received(b_ev, "the post at B", sent.mid).await;
+    assert_eq!((body.as_slice(), encrypted), (&secret[..], true));
+
+    // What the bare peer heard: the post, sealed; nothing it holds opens it.
+    let data = tokio::time::timeout(WAIT, async {
+        loop {
+            let data = heard.recv().await.expect("the bare peer stopped");
+            if let Ok(Envelope::Message(m)) = decode::<Envelope>(&data) {
+                if m.id() == sent.mid {
+                    return (data, m);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the bare peer never heard the post");
+    let (frame, message) = data;
+    assert!(seal::is_sealed(&message.body), "a private room's post travels sealed");
+    assert!(
+        !frame.windows(secret.len()).any(|w| w == secret),
+        "the plaintext travelled"
+    );
+    let plaintext_hash: [u8; 32] = Sha256::digest(secret).into();
+    assert!(
+        !frame.windows(32).any(|w| w == plaintext_hash),
+        "the plaintext's hash travelled"
+    );
+    let h = message.head();
+    let outsider = AccountKey::generate();
+    assert_eq!(
+        seal::open(&outsider, &h.from, &h.to, &message.body).unwrap_err().code(),
+        Code::Undecryptable
+    );
+    assert_eq!(seal::open(b_key, &h.from, &h.to, &message.body).unwrap(), secret);
+
+    // The bare peer's posts: a stranger's, sealed to the members, is refused by A; so is a
+    // member's (whose key the bare peer holds here) in clear.
+    let stranger = AccountKey::generate();
+    let to = Recipient::Room(room.clone());
+    let readers = [a.account(), b.account()];
+    for (what, key, body) in [
+        (
+            "a stranger's sealed post",
+            &stranger,
+            seal::seal(&stranger, &to, &readers, b"let me in").unwrap(),
+        ),
+        ("a member's post in clear", &*b_key, b"readable by all".to_vec()),
+    ] {
+        let before = a.metrics().invalid_rejected;
+        let (mid, frame) = post_frame(key, &room, body);
+        publish.send(frame).unwrap();
+        refused(&a, before, mid, what).await;
+    }
+    drop((a_key, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_opens_what_it_missed() {
+    init_tracing();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 91, vec![]).await;
+    let boot = addr(&a).await;
+    let mut members = Vec::new();
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        members.push(start_as(dir.path(), 91 + i as u8, vec![boot.clone()]).await);
+    }
+    let room = private_room(&a, &mut members).await;
+    wait_room_peers(&a, &room, 1).await;
+    let to = Recipient::Room(room.clone());
+
+    let before = a.send(to.clone(), b"before the kick".to_vec(), None).await.unwrap();
+    for (_, ev, _) in members.iter_mut() {
+        let (body, encrypted) = received(ev, "the first post", before.mid).await;
+        assert_eq!((body.as_slice(), encrypted), (&b"before the kick"[..], true));
+    }
+
+    // D goes offline; A kicks C, then posts.
+    let (d, d_ev, d_key) = members.pop().unwrap();
+    let d_account = d.account();
+    stop(d, d_ev).await;
+    let (c, _c_ev, c_key) = members.pop().unwrap();
+    a.kick(room.clone(), c.account()).await.unwrap();
+    let (c_account, a2) = (c.account(), a.clone());
+    let r = room.clone();
+    eventually("C removed at A", || {
+        let ok = a2.room(&r).ok().is_some_and(|s| !s.is_member(&c_account));
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let after = a.send(to.clone(), b"after the kick".to_vec(), None).await.unwrap();
+    let (b, b_ev, _) = &mut members[0];
+    let (body, _) = received(b_ev, "the later post at B", after.mid).await;
+    assert_eq!(body, b"after the kick");
+
+    // C's key opens the post from before the kick and not the one after.
+    for (mid, opens) in [(before.mid, true), (after.mid, false)] {
+        let m = stored(&a, mid).await;
+        let h = m.head();
+        let result = seal::open(&c_key, &h.from, &h.to, &m.body);
+        assert_eq!(result.is_ok(), opens, "C opens {mid}: {result:?}");
+        if !opens {
+            assert_eq!(result.unwrap_err().code(), Code::Undecryptable);
+        }
+    }
+    assert!(
+        entry(&c, after.mid).await.is_none(),
+        "a removed member's node keeps nothing new"
+    );
+
+    // D returns, catches up on the room and opens what it missed.
+    let (d, _d_ev) = restart(|| config(dirs[3].path(), vec![boot.clone()])).await;
+    assert_eq!(d.account(), d_account);
+    let d2 = d.clone();
+    let m = eventually("D caught up on the later post", || {
+        let d = d2.clone();
+        async move {
+            match d.entry(after.mid).await.ok().flatten() {
+                Some(Entry::Message(s)) => Some(s.message),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let opened = d.reader().open(&m).unwrap();
+    assert_eq!(
+        (opened.text.as_slice(), opened.encrypted),
+        (&b"after the kick"[..], true)
+    );
+    drop((b, c, d_key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_revoke_or_a_burn_no_file_holds_the_plaintext_or_its_hash() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev, _) = start_as(dirs[0].path(), 101, vec![]).await;
+    let boot = addr(&a).await;
+    let mut members = vec![start_as(dirs[1].path(), 102, vec![boot.clone()]).await];
+    // A node that sends in clear: what the scan finds when a body is stored as it is.
+    let plain_dir = dirs[2].path();
+    with_account(plain_dir, 103);
+    let mut plain_config = config(plain_dir, vec![boot.clone()]);
+    plain_config.seal_direct = false;
+    let (plain, _plain_ev) = Node::start(plain_config).await.unwrap();
+
+    let room = private_room(&a, &mut members).await;
+    wait_room_peers(&a, &room, 1).await;
+    let (b, b_ev, _) = &mut members[0];
+    routed(&plain, b).await;
+    let bodies: [&[u8]; 4] = [
+        b"pin 4821, revoked by its sender",
+        b"pin 4822, burned by its reader",
+        b"pin 4823, revoked in the room",
+        b"pin 4824, sent in clear",
+    ];
+    let revoked = a
+        .send(Recipient::Account(b.account()), bodies[0].to_vec(), None)
+        .await
+        .unwrap();
+    let burned = a
+        .send(Recipient::Account(b.account()), bodies[1].to_vec(), Some(60))
+        .await
+        .unwrap();
+    let in_room = a
+        .send(Recipient::Room(room.clone()), bodies[2].to_vec(), None)
+        .await
+        .unwrap();
+    let clear = plain
+        .send(Recipient::Account(b.account()), bodies[3].to_vec(), None)
+        .await
+        .unwrap();
+    // They arrive in any order.
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 4 {
+        if let Event::Message {
+            mid, body, encrypted, ..
+        } = expect_event(b_ev, "the messages at B", |e| matches!(e, Event::Message { .. })).await
+        {
+            got.insert(mid, (body, encrypted));
+        }
+    }
+    assert_eq!(got[&revoked.mid], (bodies[0].to_vec(), true));
+    assert_eq!(got[&in_room.mid], (bodies[2].to_vec(), true));
+    assert_eq!(got[&clear.mid], (bodies[3].to_vec(), false));
+    assert!(got.contains_key(&burned.mid));
+    let opened = b.mark_read(burned.mid).await.unwrap();
+    assert_eq!((opened.body.as_slice(), opened.encrypted), (bodies[1], true));
+
+    a.revoke(revoked.mid).await.unwrap();
+    a.revoke(in_room.mid).await.unwrap();
+    b.burn(burned.mid).await.unwrap();
+    for mid in [revoked.mid, in_room.mid] {
+        expect_about(b_ev, "the revoke at B", Kind::Revoked, mid).await;
+    }
+    expect_about(&mut a_ev, "the burn at A", Kind::Burned, burned.mid).await;
+    let (b, b_ev, _) = members.pop().unwrap();
+    stop(a, a_ev).await;
+    stop(b, b_ev).await;
+
+    let (a_dir, b_dir) = (dirs[0].path(), dirs[1].path());
+    for body in &bodies[..3] {
+        let hash: [u8; 32] = Sha256::digest(body).into();
+        for (who, dir) in [("A", a_dir), ("B", b_dir)] {
+            let text = String::from_utf8_lossy(body);
+            assert!(!holds(dir, body), "{who}'s data dir holds {text:?}");
+            assert!(!holds(dir, &hash), "{who}'s data dir holds the SHA-256 of {text:?}");
+            assert!(
+                !holds(dir, hex(&hash).as_bytes()),
+                "{who}'s data dir holds the hex SHA-256 of {text:?}"
+            );
+        }
+    }
+    // The scan finds a body stored as it travelled in clear.
+    assert!(holds(b_dir, bodies[3]), "the scan did not find the plain body at B");
+}

@@ -247,13 +247,15 @@ async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_
     stop(d, d_ev).await;
     let (c, _c_ev, c_key) = members.pop().unwrap();
     a.kick(room.clone(), c.account()).await.unwrap();
-    let (c_account, a2) = (c.account(), a.clone());
-    let r = room.clone();
-    eventually("C removed at A", || {
-        let ok = a2.room(&r).ok().is_some_and(|s| !s.is_member(&c_account));
-        async move { ok.then_some(()) }
-    })
-    .await;
+    let c_account = c.account();
+    for (who, n) in [("A", &a), ("C", &c)] {
+        let (n, r) = (n.clone(), room.clone());
+        eventually(&format!("C removed at {who}"), || {
+            let ok = n.room(&r).ok().is_some_and(|s| !s.is_member(&c_account));
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
     let after = a.send(to.clone(), b"after the kick".to_vec(), None).await.unwrap();
     let (b, b_ev, _) = &mut members[0];
     let (body, _) = received(b_ev, "the later post at B", after.mid).await;
@@ -356,9 +358,7 @@ async fn after_a_revoke_or_a_burn_no_file_holds_the_plaintext_or_its_hash() {
     a.revoke(revoked.mid).await.unwrap();
     a.revoke(in_room.mid).await.unwrap();
     b.burn(burned.mid).await.unwrap();
-    for mid in [revoked.mid, in_room.mid] {
-        expect_about(b_ev, "the revoke at B", Kind::Revoked, mid).await;
-    }
+    expect_each_about(b_ev, "the revokes at B", Kind::Revoked, &[revoked.mid, in_room.mid]).await;
     expect_about(&mut a_ev, "the burn at A", Kind::Burned, burned.mid).await;
     let (b, b_ev, _) = members.pop().unwrap();
     stop(a, a_ev).await;

@@ -256,9 +256,14 @@ function renderMessage(m) {
     // read call, which starts the timer, so the user sees it only by asking to.
     const reveal = action(`click to read (burns ${m.burn_after_read} s after)`, () => openSealed(m, div));
     reveal.className = "reveal"; div.append(reveal);
+  } else if (m.undecryptable) {
+    // An encrypted body this account is no reader of (a private room's post from before it joined).
+    const body = document.createElement("div"); body.className = "undecryptable";
+    body.textContent = "(encrypted for others: cannot be read here)"; div.append(body);
   } else {
     const body = document.createElement("div"); body.textContent = m.body; div.append(body);
   }
+  if (m.encrypted) { const lock = document.createElement("span"); lock.className = "lock"; lock.textContent = " · encrypted"; lock.title = "end-to-end encrypted"; meta.append(lock); }
   if (m.state === "sent" || m.state === "delivered") meta.append(" · " + m.state);
   if (mine) meta.append(action("revoke", () => control(m.mid, "revoke")));
   if (!mine && m.to) {

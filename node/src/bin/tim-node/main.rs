@@ -106,6 +106,7 @@ struct FileConfig {
     revoke_window_secs: Option<u64>,
     sync_writes: bool,
     deletion_receipts: Option<bool>,
+    seal_direct: Option<bool>,
     inbound: Option<String>,
     max_inbound_pipes: Option<usize>,
     max_pending_incoming: Option<u32>,
@@ -198,6 +199,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(Duration::from_secs);
     config.sync_writes = file.sync_writes;
     config.deletion_receipts = file.deletion_receipts.unwrap_or(config.deletion_receipts);
+    config.seal_direct = file.seal_direct.unwrap_or(config.seal_direct);
     if let Some(inbound) = &file.inbound {
         config.inbound = tim_node::Inbound::parse(inbound)
             .ok_or_else(|| anyhow::anyhow!("inbound = {inbound:?}: give \"anyone\" or \"contacts\""))?;

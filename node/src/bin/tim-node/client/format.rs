@@ -87,6 +87,9 @@ fn body(v: &Value) -> String {
             v["burn_after_read"]
         );
     }
+    if v.get("undecryptable").is_some() {
+        return "[encrypted for others: cannot be read here]".into();
+    }
     v["body"].as_str().unwrap_or("").to_string()
 }
 

@@ -2,11 +2,12 @@
 //!
 //! `cargo run --release -p tim-node --example bench -- <scenario> [options]`, scenarios:
 //! - `direct [--count 500]`: 1:1 send-to-ack latency and throughput vs a bare request-response echo
-//!   (latency taken in alternating rounds of both);
+//!   (latency taken in alternating rounds of the echo, tim encrypted and tim plain);
 //! - `room [--members 10] [--count 200] [--tim-only|--bare-only] [--no-receipts]`: fan-out and
 //!   revoke convergence vs bare gossipsub as a star and all connected (alternating rounds;
 //!   `--tim-only` skips the baselines, `--bare-only` runs only the all-connected one; both for
-//!   profiling; `--no-receipts`: members send no deletion receipts);
+//!   profiling; `--no-receipts`: members send no deletion receipts; `--private`: a private
+//!   founded room, its posts end-to-end encrypted to the members);
 //! - `catchup [--count 1000] [--revokes count/20]`: a member that missed messages and revokes
 //!   returns; time until it converged;
 //! - `ingest [--count 10000]`: messages verified and stored per second by one node (through room
@@ -77,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
                 room::Phases::All
             };
             let receipts = !args.iter().any(|a| a == "--no-receipts");
-            room::room(flag("--members", 10), flag("--count", 200), phases, receipts).await?
+            let private = args.iter().any(|a| a == "--private");
+            room::room(flag("--members", 10), flag("--count", 200), phases, receipts, private).await?
         }
         "catchup" => {
             let count = flag("--count", 1_000);

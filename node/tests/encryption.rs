@@ -6,21 +6,17 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
 use libp2p::gossipsub;
 use sha2::{Digest, Sha256};
 use tim_node::{
-    protocol::{decode, encode, seal, AccountKey, Code, Envelope, Message, MessageId, Recipient, RoomId},
+    protocol::{decode, seal, AccountKey, Code, Envelope, Message, MessageId, Recipient, RoomId},
     storage::Entry,
     Event, Events, Node,
 };
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 async fn start_as(dir: &std::path::Path, seed: u8, bootstrap: Vec<tim_node::Multiaddr>) -> (Node, Events, AccountKey) {
     let key = with_account(dir, seed);
@@ -128,26 +124,6 @@ async fn bare_subscriber(
     (heard, publish)
 }
 
-/// A room post signed by `key` with the given (sealed or plain) body, encoded for the topic.
-fn post_frame(key: &AccountKey, room: &RoomId, body: Vec<u8>) -> (MessageId, Vec<u8>) {
-    let m = Message::sign(key, Recipient::Room(room.clone()), body, now_ms(), None)
-        .unwrap()
-        .into_inner();
-    (m.id(), encode(&Envelope::Message(m)).unwrap())
-}
-
-/// Waits until `node` refused one more invalid item than `before`, then checks it kept nothing
-/// of `mid`.
-async fn refused(node: &Node, before: u64, mid: MessageId, what: &str) {
-    let n = node.clone();
-    eventually(what, || {
-        let done = n.metrics().invalid_rejected > before;
-        async move { done.then_some(()) }
-    })
-    .await;
-    assert!(entry(node, mid).await.is_none(), "{what}: the post was stored");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_posts_are_refused() {
     init_tracing();
@@ -214,7 +190,7 @@ async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_post
         ("a member's post in clear", &*b_key, b"readable by all".to_vec()),
     ] {
         let before = a.metrics().invalid_rejected;
-        let (mid, frame) = post_frame(key, &room, body);
+        let (mid, frame) = signed_post(key, &room, body);
         publish.send(frame).unwrap();
         refused(&a, before, mid, what).await;
     }

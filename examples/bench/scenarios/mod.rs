@@ -12,12 +12,8 @@ pub(crate) mod room;
 pub(crate) mod simulation;
 pub(crate) mod storage;
 
-/// Starts `n` tim nodes on loopback under `dir`, every one after the first bootstrapping from it.
-pub(crate) async fn tim_nodes(n: usize, dir: &std::path::Path) -> anyhow::Result<Vec<(Node, Events)>> {
-    tim_nodes_with(n, dir, |_| {}).await
-}
-
-/// [`tim_nodes`], each config changed by `configure` first.
+/// Starts `n` tim nodes on loopback under `dir`, every one after the first bootstrapping from it,
+/// each config changed by `configure` first.
 pub(crate) async fn tim_nodes_with(
     n: usize,
     dir: &std::path::Path,

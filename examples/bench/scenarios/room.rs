@@ -58,13 +58,28 @@ pub(crate) enum Phases {
 }
 
 /// `receipts`: whether members send deletion receipts to the revoker (`Config::deletion_receipts`).
-pub(crate) async fn room(members: usize, count: usize, phases: Phases, receipts: bool) -> anyhow::Result<Vec<Row>> {
+/// `private`: a private founded room, whose posts are sealed to its members (end-to-end
+/// encrypted), instead of an open room.
+pub(crate) async fn room(
+    members: usize,
+    count: usize,
+    phases: Phases,
+    receipts: bool,
+    private: bool,
+) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut nodes = tim_nodes_with(members + 1, dir.path(), |c| c.deletion_receipts = receipts).await?;
-    let room = RoomId::new("bench")?;
-    for (n, _) in &nodes {
-        n.join(room.clone()).await?;
-    }
+    let room = if private {
+        private_room(&mut nodes).await?
+    } else {
+        let room = RoomId::new("bench")?;
+        for (n, _) in &nodes {
+            n.join(room.clone()).await?;
+        }
+        room
+    };
+    let kind = if private { "private, encrypted" } else { "open" };
+    println!("room: {kind}");
     let publisher = nodes[0].0.clone();
     wait_room_peers(&publisher, &room, members).await?;
     let mut star = BareRoom::start(members, false).await?;
@@ -158,17 +173,44 @@ pub(crate) async fn room(members: usize, count: usize, phases: Phases, receipts:
         bare_row(bare_full, full.graph),
         // The CPU of the tim phase covers each message and its revoke.
         Row::new(
-            &format!("tim room message to the last of {members}"),
+            &format!("tim room message to the last of {members} ({kind})"),
             tim.samples,
             tim.wall,
         )
         .with_cpu(tim.cpu),
         Row::new(
-            &format!("tim revoke until the last of {members} tombstoned"),
+            &format!("tim revoke until the last of {members} tombstoned ({kind})"),
             tim.more,
             tim.wall,
         ),
     ])
+}
+
+/// A private room founded by the first node, every other node invited and joined.
+async fn private_room(nodes: &mut [(Node, Events)]) -> anyhow::Result<RoomId> {
+    let founder = nodes[0].0.clone();
+    let room = founder.create_room("bench".into(), true).await?.room;
+    for (n, _) in &nodes[1..] {
+        tokio::time::timeout(STEP, async {
+            while founder.lookup(n.account()).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await?;
+        founder.invite(room.clone(), n.account()).await?;
+    }
+    wait_all(&mut nodes[1..], |e| matches!(e, Event::RoomInvite { .. })).await?;
+    for (n, _) in &nodes[1..] {
+        n.join(room.clone()).await?;
+    }
+    let want = nodes.len();
+    tokio::time::timeout(STEP, async {
+        while founder.room(&room).map(|s| s.members.len()).unwrap_or(0) < want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    Ok(room)
 }
 
 /// Waits (at most a minute) until the process is quiet: under 5 % of a core over half a second,

@@ -54,6 +54,9 @@ test("send, revoke, burn, burn after reading and a room message across two pages
     await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"] .unread:has-text("1")`, { timeout: 30_000 });
     await bob.click(`#chats button[title="${nodes.alice.account}"]`, { timeout: 30_000 });
     await bob.waitForSelector('.msg:has-text("hello from the browser")', { timeout: 30_000 });
+    // It travelled end-to-end encrypted, and the page says so on both sides.
+    await bob.waitForSelector('.msg:has-text("hello from the browser") .lock:has-text("encrypted")');
+    await alice.waitForSelector('.msg.mine:has-text("hello from the browser") .lock:has-text("encrypted")');
     await bob.waitForSelector(`#chats button[title="${nodes.alice.account}"]:not(:has(.unread))`);
     // The list comes from the node, not the page: a fresh page without its saved chats shows it.
     await bob.evaluate(() => localStorage.removeItem("tim-chats"));

@@ -15,6 +15,33 @@ use tim_node::{
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// A room post signed by `key` with this (sealed or plain) body, dated now, encoded for the topic.
+pub fn signed_post(key: &AccountKey, room: &RoomId, body: Vec<u8>) -> (MessageId, Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let m = tim_node::protocol::Message::sign(key, tim_node::protocol::Recipient::Room(room.clone()), body, now, None)
+        .unwrap()
+        .into_inner();
+    (
+        m.id(),
+        tim_node::protocol::encode(&tim_node::protocol::Envelope::Message(m)).unwrap(),
+    )
+}
+
+/// Waits until `node` refused one more invalid item than `before`, then checks it kept nothing
+/// of `mid`.
+pub async fn refused(node: &Node, before: u64, mid: MessageId, what: &str) {
+    let n = node.clone();
+    eventually(what, || {
+        let done = n.metrics().invalid_rejected > before;
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert!(entry(node, mid).await.is_none(), "{what}: the post was stored");
+}
+
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

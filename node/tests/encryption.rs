@@ -171,10 +171,15 @@ async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_post
     let h = message.head();
     let outsider = AccountKey::generate();
     assert_eq!(
-        seal::open(&outsider, &h.from, &h.to, &message.body).unwrap_err().code(),
+        seal::open(&outsider, &h.from, &h.to, &message.body, &mut Default::default())
+            .unwrap_err()
+            .code(),
         Code::Undecryptable
     );
-    assert_eq!(seal::open(b_key, &h.from, &h.to, &message.body).unwrap(), secret);
+    assert_eq!(
+        seal::open(b_key, &h.from, &h.to, &message.body, &mut Default::default()).unwrap(),
+        secret
+    );
 
     // The bare peer's posts: a stranger's, sealed to the members, is refused by A; so is a
     // member's (whose key the bare peer holds here) in clear.
@@ -185,7 +190,7 @@ async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_post
         (
             "a stranger's sealed post",
             &stranger,
-            seal::seal(&stranger, &to, &readers, b"let me in").unwrap(),
+            seal::seal(&stranger, &to, &readers, b"let me in", &mut Default::default()).unwrap(),
         ),
         ("a member's post in clear", &*b_key, b"readable by all".to_vec()),
     ] {
@@ -241,7 +246,7 @@ async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_
     for (mid, opens) in [(before.mid, true), (after.mid, false)] {
         let m = stored(&a, mid).await;
         let h = m.head();
-        let result = seal::open(&c_key, &h.from, &h.to, &m.body);
+        let result = seal::open(&c_key, &h.from, &h.to, &m.body, &mut Default::default());
         assert_eq!(result.is_ok(), opens, "C opens {mid}: {result:?}");
         if !opens {
             assert_eq!(result.unwrap_err().code(), Code::Undecryptable);

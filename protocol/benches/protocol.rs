@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::{Signer, SigningKey};
 use std::hint::black_box;
-use tim_protocol::{decode, encode, AccountKey, Action, Control, Envelope, Message, Recipient};
+use tim_protocol::{decode, encode, seal, AccountKey, Action, Control, Envelope, Message, Recipient};
 
 fn bench(c: &mut Criterion) {
     let alice = AccountKey::from_secret_bytes(&[1; 32]);
@@ -41,6 +41,41 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("decode_message_200b", |b| {
         b.iter(|| decode::<Envelope>(black_box(&frame)).unwrap())
+    });
+    // End-to-end encryption of a direct message: sealed to the recipient and the sender, and
+    // opened by the recipient.
+    // Cold: a new HPKE setup per reader each time; warm: the setups reused, as a node does.
+    let (mut sending, mut opening) = (seal::SealKeys::default(), seal::SealKeys::default());
+    let sealed = seal::seal(&alice, &to, &[bob.account_id()], &body, &mut sending).unwrap();
+    g.bench_function("seal_200b_to_2_readers_cold", |b| {
+        b.iter(|| {
+            seal::seal(
+                &alice,
+                &to,
+                &[bob.account_id()],
+                black_box(&body),
+                &mut Default::default(),
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("seal_200b_to_2_readers_warm", |b| {
+        b.iter(|| seal::seal(&alice, &to, &[bob.account_id()], black_box(&body), &mut sending).unwrap())
+    });
+    g.bench_function("open_200b_cold", |b| {
+        b.iter(|| {
+            seal::open(
+                &bob,
+                &alice.account_id(),
+                &to,
+                black_box(&sealed),
+                &mut Default::default(),
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("open_200b_warm", |b| {
+        b.iter(|| seal::open(&bob, &alice.account_id(), &to, black_box(&sealed), &mut opening).unwrap())
     });
     let revoke = Control::sign(&alice, Action::Revoke, msg.header.clone(), 2)
         .unwrap()

@@ -94,6 +94,8 @@ pub mod tag {
     pub const ROOM_ID: &[u8] = b"tim/v1/room-id\0";
     /// HPKE `info` of the wraps of a sealed body's key.
     pub const SEAL: &[u8] = b"tim/v1/seal\0";
+    /// HPKE exporter context of the wrap key a sender's setup to a reader yields.
+    pub const SEAL_WRAP: &[u8] = b"tim/v1/seal-wrap\0";
     /// Prefix of the bytes hashed into a sealed body's key commitment.
     pub const SEAL_COMMIT: &[u8] = b"tim/v1/seal-commit\0";
 }

@@ -5,15 +5,22 @@
 //! Layout: [`SEALED_MAGIC`], then bincode of `(commit, wraps, ciphertext)`:
 //! - a fresh random 32-byte body key `k`, used once;
 //! - `ciphertext` = ChaCha20Poly1305(`k`, nonce 0, plaintext, aad = `context`);
-//! - one wrap per reader: HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-//!   ChaCha20Poly1305, `info` = [`tag::SEAL`], `aad` = `context`, sealing `k` to the reader's X25519
-//!   key (its account key's Montgomery form);
+//! - one wrap per reader: `k` under ChaCha20Poly1305 with the sender's *wrap key* for that reader
+//!   and a random nonce, aad = `context`. A wrap key is exported from an HPKE (RFC 9180) base-mode
+//!   setup, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / export-only, to the reader's X25519 key
+//!   (its account key's Montgomery form), `info` = [`tag::SEAL`], exporter context
+//!   [`tag::SEAL_WRAP`]; each wrap carries the setup's `enc`, so any body opens alone;
 //! - `commit` = SHA-256([`tag::SEAL_COMMIT`] || `k`), so every reader opens the same plaintext
 //!   (ChaCha20Poly1305 alone does not commit to its key);
 //! - `context` = bincode of `(from, to, commit)`: a body lifted into another sender's or another
 //!   conversation's message does not open.
 //!
-//! The sender is always one of the readers, so its own copy opens after a restart.
+//! A sender reuses its setup to a reader for up to [`MAX_WRAP_USES`] bodies and a reader
+//! remembers the setups it opened ([`SealKeys`]), so the X25519 work is paid once per pair and a
+//! body costs symmetric cryptography only. The sender is always one of the readers, so its own
+//! copy opens after a restart.
+
+use std::collections::HashMap;
 
 use bincode::{Decode, Encode};
 use chacha20poly1305::{
@@ -21,8 +28,7 @@ use chacha20poly1305::{
     ChaCha20Poly1305, Key, Nonce,
 };
 use hpke::{
-    aead::ChaCha20Poly1305 as HpkeChaCha, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem, OpModeR,
-    OpModeS, Serializable,
+    aead::ExportOnlyAead, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem, OpModeR, OpModeS, Serializable,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -33,8 +39,15 @@ use crate::{codec::raw, tag, AccountId, AccountKey, Error, Recipient, Result, MA
 /// that do not seal). Text never starts with a NUL byte.
 pub const SEALED_MAGIC: [u8; 4] = [0x00, b't', b'e', 0x01];
 
-/// The most readers one body is sealed to (each wrap costs 88 bytes and one X25519 exchange).
+/// The most readers one body is sealed to (each wrap costs 100 bytes).
 pub const MAX_READERS: usize = 512;
+
+/// The most bodies a sender wraps with one setup to a reader before it makes a new one (random
+/// 96-bit nonces stay far from colliding).
+pub const MAX_WRAP_USES: u32 = 1 << 20;
+
+/// Setups a [`SealKeys`] remembers on each side before it forgets them all.
+const MAX_CACHED_SETUPS: usize = 4096;
 
 /// What sealing adds to a plaintext of any length for `readers` readers, in bytes.
 pub const fn sealed_overhead(readers: usize) -> usize {
@@ -42,7 +55,7 @@ pub const fn sealed_overhead(readers: usize) -> usize {
 }
 
 const TAG_LEN: usize = 16;
-const WRAP_LEN: usize = 8 + 32 + 32 + TAG_LEN;
+const WRAP_LEN: usize = 8 + 32 + 12 + 32 + TAG_LEN;
 
 type Enc = <X25519HkdfSha256 as Kem>::EncappedKey;
 type PublicKey = <X25519HkdfSha256 as Kem>::PublicKey;
@@ -60,10 +73,88 @@ struct Sealed {
 struct Wrap {
     /// The reader's account id's first 8 bytes: which wraps a reader tries.
     hint: [u8; 8],
-    /// HPKE's encapsulated key.
+    /// The HPKE setup's encapsulated key.
     enc: [u8; 32],
-    /// HPKE's ciphertext of the body key (32 bytes and the tag).
+    /// The wrap's random nonce.
+    nonce: [u8; 12],
+    /// The body key under the wrap key (32 bytes and the tag).
     key: [u8; 32 + TAG_LEN],
+}
+
+/// A sender's setup to one reader.
+struct SendingSetup {
+    enc: [u8; 32],
+    wrap_key: [u8; 32],
+    uses: u32,
+}
+
+/// The HPKE setups one account reuses: those it made as a sender (by reader) and those it opened
+/// as a reader (by `enc`). Bounded; forgetting costs only a new setup.
+#[derive(Default)]
+pub struct SealKeys {
+    sending: HashMap<AccountId, SendingSetup>,
+    opening: HashMap<[u8; 32], [u8; 32]>,
+}
+
+impl std::fmt::Debug for SealKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SealKeys({} sending, {} opening)",
+            self.sending.len(),
+            self.opening.len()
+        )
+    }
+}
+
+impl SealKeys {
+    /// Forgets every setup: later bodies use new ones (a step towards forward secrecy, once
+    /// readers' keys rotate too).
+    pub fn rotate(&mut self) {
+        self.sending.clear();
+        self.opening.clear();
+    }
+
+    /// The wrap key and `enc` for sealing to `reader`, making a new setup when there is none or
+    /// it was used [`MAX_WRAP_USES`] times.
+    fn for_reader(&mut self, reader: &AccountId) -> Result<([u8; 32], [u8; 32])> {
+        if let Some(setup) = self.sending.get_mut(reader) {
+            if setup.uses < MAX_WRAP_USES {
+                setup.uses += 1;
+                return Ok((setup.enc, setup.wrap_key));
+            }
+        }
+        let public = PublicKey::from_bytes(&reader.x25519_public()?).map_err(|_| malformed("bad reader key"))?;
+        let (enc, context) = hpke::setup_sender::<ExportOnlyAead, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &public,
+            tag::SEAL,
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|_| malformed("no key setup to a reader"))?;
+        let mut wrap_key = [0; 32];
+        context
+            .export(tag::SEAL_WRAP, &mut wrap_key)
+            .map_err(|_| malformed("no wrap key"))?;
+        let enc: [u8; 32] = enc.to_bytes().into();
+        if self.sending.len() >= MAX_CACHED_SETUPS {
+            self.sending.clear();
+        }
+        self.sending.insert(*reader, SendingSetup { enc, wrap_key, uses: 1 });
+        Ok((enc, wrap_key))
+    }
+
+    /// The wrap key of the setup `enc` made to `reader`.
+    fn opened(&self, enc: &[u8; 32]) -> Option<[u8; 32]> {
+        self.opening.get(enc).copied()
+    }
+
+    fn remember(&mut self, enc: [u8; 32], wrap_key: [u8; 32]) {
+        if self.opening.len() >= MAX_CACHED_SETUPS {
+            self.opening.clear();
+        }
+        self.opening.insert(enc, wrap_key);
+    }
 }
 
 /// Whether `body` is in the sealed form (it may still fail to parse or open).
@@ -91,10 +182,29 @@ fn malformed(detail: &str) -> Error {
     }
 }
 
+fn aead_seal(key: &[u8; 32], nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    ChaCha20Poly1305::new(Key::from_slice(key))
+        .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+        .map_err(|_| malformed("does not encrypt"))
+}
+
+fn aead_open(key: &[u8], nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    ChaCha20Poly1305::new(Key::from_slice(key))
+        .decrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+        .ok()
+}
+
 /// Seals `plaintext` from `sender` in the conversation `to` for `readers` (duplicates are sealed
-/// once; `sender` is added if absent). Fails on a reader key no body can be sealed to, more than
-/// [`MAX_READERS`] readers, or a result over [`MAX_BODY_LEN`].
-pub fn seal(sender: &AccountKey, to: &Recipient, readers: &[AccountId], plaintext: &[u8]) -> Result<Vec<u8>> {
+/// once; `sender` is added if absent), reusing `sender`'s setups in `keys`. Fails on a reader key
+/// no body can be sealed to, more than [`MAX_READERS`] readers, or a result over
+/// [`MAX_BODY_LEN`].
+pub fn seal(
+    sender: &AccountKey,
+    to: &Recipient,
+    readers: &[AccountId],
+    plaintext: &[u8],
+    keys: &mut SealKeys,
+) -> Result<Vec<u8>> {
     let from = sender.account_id();
     let mut all: Vec<AccountId> = Vec::with_capacity(readers.len() + 1);
     for reader in std::iter::once(&from).chain(readers) {
@@ -122,33 +232,20 @@ pub fn seal(sender: &AccountKey, to: &Recipient, readers: &[AccountId], plaintex
     rng.fill_bytes(&mut body_key);
     let commit = commit_of(&body_key);
     let context = raw(&(&from, to, &commit));
-    let ciphertext = ChaCha20Poly1305::new(Key::from_slice(&body_key))
-        .encrypt(
-            Nonce::from_slice(&[0; 12]),
-            Payload {
-                msg: plaintext,
-                aad: &context,
-            },
-        )
-        .map_err(|_| malformed("the body does not encrypt"))?;
+    let ciphertext = aead_seal(&body_key, &[0; 12], plaintext, &context)?;
     let mut wraps = Vec::with_capacity(all.len());
     for reader in &all {
-        let public = PublicKey::from_bytes(&reader.x25519_public()?).map_err(|_| malformed("bad reader key"))?;
-        let (enc, sealed_key) = hpke::single_shot_seal::<HpkeChaCha, HkdfSha256, X25519HkdfSha256, _>(
-            &OpModeS::Base,
-            &public,
-            tag::SEAL,
-            &body_key,
-            &context,
-            &mut rng,
-        )
-        .map_err(|_| malformed("the body key does not seal to a reader"))?;
+        let (enc, wrap_key) = keys.for_reader(reader)?;
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let key = aead_seal(&wrap_key, &nonce, &body_key, &context)?
+            .try_into()
+            .map_err(|_| malformed("a wrapped key has an unexpected length"))?;
         wraps.push(Wrap {
             hint: hint(reader),
-            enc: enc.to_bytes().into(),
-            key: sealed_key
-                .try_into()
-                .map_err(|_| malformed("a sealed body key has an unexpected length"))?,
+            enc,
+            nonce,
+            key,
         });
     }
     let mut out = SEALED_MAGIC.to_vec();
@@ -195,40 +292,53 @@ pub fn check(body: &[u8]) -> Result<()> {
     parse(body).map(|_| ())
 }
 
+/// The wrap key of `enc`'s setup for `reader`: remembered in `keys`, or opened with HPKE.
+fn wrap_key_of(reader: &AccountKey, enc: &[u8; 32], keys: &SealKeys) -> Option<[u8; 32]> {
+    if let Some(key) = keys.opened(enc) {
+        return Some(key);
+    }
+    let secret = PrivateKey::from_bytes(&reader.x25519_secret()).ok()?;
+    let encapped = Enc::from_bytes(enc).ok()?;
+    let context = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &secret,
+        &encapped,
+        tag::SEAL,
+    )
+    .ok()?;
+    let mut wrap_key = [0; 32];
+    context.export(tag::SEAL_WRAP, &mut wrap_key).ok()?;
+    Some(wrap_key)
+}
+
 /// Opens a sealed body for `reader`, from `from` in the conversation `to` (the message header's
-/// fields). [`Error::Undecryptable`] if it is not sealed to `reader`, was made for another
-/// sender or conversation, or was tampered with; [`Error::Malformed`] if it does not parse.
-pub fn open(reader: &AccountKey, from: &AccountId, to: &Recipient, body: &[u8]) -> Result<Vec<u8>> {
+/// fields), remembering the setups it opens in `keys`. [`Error::Undecryptable`] if it is not
+/// sealed to `reader`, was made for another sender or conversation, or was tampered with;
+/// [`Error::Malformed`] if it does not parse.
+pub fn open(
+    reader: &AccountKey,
+    from: &AccountId,
+    to: &Recipient,
+    body: &[u8],
+    keys: &mut SealKeys,
+) -> Result<Vec<u8>> {
     let sealed = parse(body)?;
     let me = hint(&reader.account_id());
-    let secret = PrivateKey::from_bytes(&reader.x25519_secret()).map_err(|_| malformed("bad reader secret"))?;
     let context = raw(&(from, to, &sealed.commit));
     for wrap in sealed.wraps.iter().filter(|w| w.hint == me) {
-        let Ok(enc) = Enc::from_bytes(&wrap.enc) else {
+        let Some(wrap_key) = wrap_key_of(reader, &wrap.enc, keys) else {
             continue;
         };
-        let Ok(body_key) = hpke::single_shot_open::<HpkeChaCha, HkdfSha256, X25519HkdfSha256>(
-            &OpModeR::Base,
-            &secret,
-            &enc,
-            tag::SEAL,
-            &wrap.key,
-            &context,
-        ) else {
+        let Some(body_key) = aead_open(&wrap_key, &wrap.nonce, &wrap.key, &context) else {
             continue;
         };
+        // Remembered only once a wrap opened with it: junk setups cost a lookup, not a slot.
+        keys.remember(wrap.enc, wrap_key);
         if body_key.len() != 32 || commit_of(&body_key) != sealed.commit {
             return Err(Error::Undecryptable("the body key does not match its commitment"));
         }
-        return ChaCha20Poly1305::new(Key::from_slice(&body_key))
-            .decrypt(
-                Nonce::from_slice(&[0; 12]),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &context,
-                },
-            )
-            .map_err(|_| Error::Undecryptable("the ciphertext does not authenticate"));
+        return aead_open(&body_key, &[0; 12], &sealed.ciphertext, &context)
+            .ok_or(Error::Undecryptable("the ciphertext does not authenticate"));
     }
     Err(Error::Undecryptable("not sealed to this account"))
 }
@@ -240,6 +350,57 @@ mod tests {
 
     fn room() -> Recipient {
         Recipient::Room(RoomId::new("r.test").unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Each call with no setups to reuse.
+    fn seal(sender: &AccountKey, to: &Recipient, readers: &[AccountId], plaintext: &[u8]) -> Result<Vec<u8>> {
+        super::seal(sender, to, readers, plaintext, &mut SealKeys::default())
+    }
+
+    fn open(reader: &AccountKey, from: &AccountId, to: &Recipient, body: &[u8]) -> Result<Vec<u8>> {
+        super::open(reader, from, to, body, &mut SealKeys::default())
+    }
+
+    fn encs(body: &[u8]) -> Vec<[u8; 32]> {
+        parse(body)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .wraps
+            .iter()
+            .map(|w| w.enc)
+            .collect()
+    }
+
+    #[test]
+    fn setups_are_reused_across_bodies_until_rotated_and_remembered_by_readers() {
+        let (alice, bob) = (key(1), key(2));
+        let to = Recipient::Account(bob.account_id());
+        let (mut sending, mut opening) = (SealKeys::default(), SealKeys::default());
+        let one = super::seal(&alice, &to, &[bob.account_id()], b"one", &mut sending).unwrap_or_else(|e| panic!("{e}"));
+        let two = super::seal(&alice, &to, &[bob.account_id()], b"two", &mut sending).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(encs(&one), encs(&two), "one setup per reader serves both bodies");
+        for (body, text) in [(&one, &b"one"[..]), (&two, &b"two"[..])] {
+            let opened =
+                super::open(&bob, &alice.account_id(), &to, body, &mut opening).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(opened, text);
+        }
+        // Bob's setup only: Alice's wrap to herself is not his to open.
+        assert_eq!(opening.opening.len(), 1);
+        // A remembered setup does not open a body lifted into another conversation.
+        assert_eq!(
+            code(super::open(&bob, &alice.account_id(), &room(), &one, &mut opening)),
+            Code::Undecryptable
+        );
+        sending.rotate();
+        let three =
+            super::seal(&alice, &to, &[bob.account_id()], b"three", &mut sending).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            encs(&three).iter().all(|e| !encs(&one).contains(e)),
+            "rotation makes new setups"
+        );
+        assert_eq!(
+            super::open(&bob, &alice.account_id(), &to, &three, &mut opening).unwrap_or_else(|e| panic!("{e}")),
+            b"three"
+        );
     }
 
     fn code<T: std::fmt::Debug>(r: Result<T>) -> Code {

@@ -171,27 +171,17 @@ impl Core {
     pub(super) fn stored(&self, message: &Verified<Message>) {
         bump(&self.counters.messages_in);
         let h = message.head();
-        let conversation = self.conversation(h);
-        match self.open_body(message) {
-            Ok(body) => self.emit(Event::Message {
-                mid: message.id(),
-                from: h.from,
-                conversation,
-                sent_at: h.sent_at,
-                body: body.text,
-                encrypted: body.encrypted,
-                burn_after_read: h.burn_after_read,
-            }),
-            Err(e) => {
-                debug!(mid = %message.id(), error = %e, "stored a body this account cannot open");
-                self.emit(Event::Undecryptable {
-                    mid: message.id(),
-                    from: h.from,
-                    conversation,
-                    code: e.code(),
-                });
-            }
-        }
+        // The body as it travelled: each subscriber's `Events` opens it on its own task, off the
+        // path to the sender's acknowledgement.
+        self.emit(Event::Message {
+            mid: message.id(),
+            from: h.from,
+            conversation: self.conversation(h),
+            sent_at: h.sent_at,
+            body: message.body.clone(),
+            encrypted: false,
+            burn_after_read: h.burn_after_read,
+        });
     }
 
     pub(super) fn tombstoned(&self, control: &Verified<Control>) {

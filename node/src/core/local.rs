@@ -36,7 +36,6 @@ impl Core {
             }
         }
         let travelling = self.outgoing_body(&to, &body)?;
-        let encrypted = travelling != body;
         let message = Message::sign(&self.key, to, travelling, now_ms(), burn_after_read)?;
         let frame = encode(&Envelope::Message(message.get().clone()))?;
         let h = message.head().clone();
@@ -58,8 +57,9 @@ impl Core {
             from: h.from,
             conversation: self.conversation(&h),
             sent_at: h.sent_at,
-            body,
-            encrypted,
+            // As it travels; `Events` opens it (see `Core::stored`).
+            body: message.body.clone(),
+            encrypted: false,
             burn_after_read: h.burn_after_read,
         });
         Ok((h, message.id(), frame))

@@ -7,9 +7,10 @@
 //! their bodies travel plain. Nodes store bodies as they travel and open them only to show them.
 
 use tim_protocol::{seal, AccountId, AccountKey, Message, Recipient};
+use tracing::debug;
 
 use super::Core;
-use crate::Result;
+use crate::{Conversation, Event, Result};
 
 /// A message body as the local account reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Body {
 #[derive(Clone)]
 pub struct BodyReader {
     key: std::sync::Arc<AccountKey>,
+    /// The account's HPKE setups, as sender and as reader (shared by every clone).
+    keys: std::sync::Arc<std::sync::Mutex<seal::SealKeys>>,
 }
 
 impl std::fmt::Debug for BodyReader {
@@ -34,7 +37,19 @@ impl std::fmt::Debug for BodyReader {
 
 impl BodyReader {
     pub(crate) fn new(key: std::sync::Arc<AccountKey>) -> Self {
-        BodyReader { key }
+        BodyReader {
+            key,
+            keys: Default::default(),
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, seal::SealKeys> {
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `body` from this account to `to`, sealed to `readers` (and itself).
+    pub(crate) fn seal(&self, to: &Recipient, readers: &[AccountId], body: &[u8]) -> Result<Vec<u8>> {
+        Ok(seal::seal(&self.key, to, readers, body, &mut self.keys())?)
     }
 
     /// The account it reads for.
@@ -53,8 +68,57 @@ impl BodyReader {
             });
         }
         let h = message.head();
-        let text = seal::open(&self.key, &h.from, &h.to, &message.body)?;
+        let text = seal::open(&self.key, &h.from, &h.to, &message.body, &mut self.keys())?;
         Ok(Body { text, encrypted: true })
+    }
+
+    /// An event as a subscriber sees it: a message's sealed body opened (`encrypted: true`), or
+    /// [`Event::Undecryptable`] if it does not open; every other event as it is.
+    pub(crate) fn open_event(&self, event: Event) -> Event {
+        let Event::Message {
+            mid,
+            from,
+            conversation,
+            sent_at,
+            body,
+            encrypted: _,
+            burn_after_read,
+        } = event
+        else {
+            return event;
+        };
+        let local = self.account();
+        let opened = if seal::is_sealed(&body) {
+            // The header's `to`, from the conversation as the local account sees it.
+            let to = match &conversation {
+                Conversation::Room(room) => Recipient::Room(room.clone()),
+                Conversation::Peer(peer) if from == local => Recipient::Account(*peer),
+                Conversation::Peer(_) => Recipient::Account(local),
+            };
+            seal::open(&self.key, &from, &to, &body, &mut self.keys()).map(|text| (text, true))
+        } else {
+            Ok((body, false))
+        };
+        match opened {
+            Ok((body, encrypted)) => Event::Message {
+                mid,
+                from,
+                conversation,
+                sent_at,
+                body,
+                encrypted,
+                burn_after_read,
+            },
+            Err(e) => {
+                debug!(%mid, error = %e, "a stored body this account cannot open");
+                Event::Undecryptable {
+                    mid,
+                    from,
+                    conversation,
+                    code: e.code(),
+                }
+            }
+        }
     }
 }
 
@@ -77,7 +141,7 @@ impl Core {
     /// plain.
     pub(crate) fn outgoing_body(&self, to: &Recipient, body: &[u8]) -> Result<Vec<u8>> {
         match self.readers_of(to) {
-            Some(readers) => Ok(seal::seal(&self.key, to, &readers, body)?),
+            Some(readers) => self.reader.seal(to, &readers, body),
             None => Ok(body.to_vec()),
         }
     }

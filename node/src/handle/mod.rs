@@ -77,14 +77,15 @@ pub struct Opened {
 
 /// A stream of [`Event`]s. A subscriber that falls behind by more than the configured capacity
 /// skips the oldest events (logged with their count).
-pub struct Events(broadcast::Receiver<Event>);
+pub struct Events(broadcast::Receiver<Event>, crate::BodyReader);
 
 impl Events {
-    /// The next event; `None` once the node is gone.
+    /// The next event; `None` once the node is gone. A message's sealed body is opened here, on
+    /// the subscriber's task (an [`Event::Undecryptable`] if it does not open).
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             match self.0.recv().await {
-                Ok(event) => return Some(event),
+                Ok(event) => return Some(self.1.open_event(event)),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     warn!(skipped, "event subscriber fell behind; oldest events skipped");
                 }
@@ -195,7 +196,8 @@ impl Node {
         };
         drop(core);
         tokio::spawn(event_loop.run(closed_rx));
-        Ok((node, Events(events_rx)))
+        let reader = node.reader.clone();
+        Ok((node, Events(events_rx, reader)))
     }
 
     /// Opens stored bodies for the local account (the entries of [`Node::history`] carry
@@ -217,8 +219,8 @@ impl Node {
     /// A new subscription to this node's events, from now on; already ended if the node stopped.
     pub fn subscribe(&self) -> Events {
         match self.core.upgrade() {
-            Some(core) => Events(core.events.subscribe()),
-            None => Events(broadcast::channel(1).1),
+            Some(core) => Events(core.events.subscribe(), self.reader.clone()),
+            None => Events(broadcast::channel(1).1, self.reader.clone()),
         }
     }
 

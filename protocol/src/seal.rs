@@ -46,6 +46,9 @@ pub const MAX_READERS: usize = 512;
 /// 96-bit nonces stay far from colliding).
 pub const MAX_WRAP_USES: u32 = 1 << 20;
 
+/// The most wraps hinted at one reader that opening tries.
+const MAX_WRAPS_TRIED: usize = 2;
+
 /// Setups a [`SealKeys`] remembers on each side before it forgets them all.
 const MAX_CACHED_SETUPS: usize = 4096;
 
@@ -325,7 +328,9 @@ pub fn open(
     let sealed = parse(body)?;
     let me = hint(&reader.account_id());
     let context = raw(&(from, to, &sealed.commit));
-    for wrap in sealed.wraps.iter().filter(|w| w.hint == me) {
+    // One wrap per reader is sealed; trying two bounds the X25519 work a crafted body with many
+    // wraps hinted at this account can cost (8-byte hints of two readers rarely collide).
+    for wrap in sealed.wraps.iter().filter(|w| w.hint == me).take(MAX_WRAPS_TRIED) {
         let Some(wrap_key) = wrap_key_of(reader, &wrap.enc, keys) else {
             continue;
         };

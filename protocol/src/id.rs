@@ -73,8 +73,9 @@ impl AccountKey {
         AccountId(self.0.verifying_key().to_bytes())
     }
 
-    /// The account's X25519 secret for opening sealed bodies: the clamped scalar of its ed25519
-    /// key (RFC 7748's birational map; the key [`AccountId::x25519_public`] is its public half).
+    /// The account's X25519 secret for opening sealed bodies: the scalar half of SHA-512 of its
+    /// ed25519 seed, unclamped (X25519 clamps it on use, as it clamped the signing scalar), so
+    /// [`AccountId::x25519_public`] is its public half (RFC 7748's birational map).
     pub(crate) fn x25519_secret(&self) -> [u8; 32] {
         self.0.to_scalar_bytes()
     }
@@ -116,6 +117,16 @@ impl AccountId {
     /// The account's X25519 public key, to seal bodies to: the Montgomery form of its ed25519
     /// key. Fails for bytes that are no ed25519 point, or a small-order one (no secret opens it).
     pub(crate) fn x25519_public(&self) -> Result<[u8; 32]> {
+        self.sealing_key()
+    }
+
+    /// Whether bodies can be sealed to this account: its bytes are an ed25519 point of large
+    /// order. Ids that arrive as the subject of a room operation are checked with it.
+    pub(crate) fn is_sealable(&self) -> bool {
+        self.sealing_key().is_ok()
+    }
+
+    fn sealing_key(&self) -> Result<[u8; 32]> {
         let bad = || Error::Malformed {
             what: "account id",
             detail: "not a key a body can be sealed to".into(),

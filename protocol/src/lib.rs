@@ -86,8 +86,9 @@ pub mod tag {
     /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
     /// tuple carries a sequence number, so no v1 route signature verifies as v2).
     pub const ROUTE: &[u8] = b"tim/v2/route\0";
-    /// Prefix of the bytes an account signs for a room operation (found, invite, join, ...).
-    pub const ROOM: &[u8] = b"tim/v1/room\0";
+    /// Prefix of the bytes an account signs for a room operation (found, invite, join, ...). v2:
+    /// the signed tuple carries the causal links `prev` and `seen`.
+    pub const ROOM: &[u8] = b"tim/v2/room\0";
     /// Prefix of the bytes an account signs to prove, in a sync request, that a node speaks for it.
     pub const MEMBER: &[u8] = b"tim/v1/member\0";
     /// Prefix of the bytes hashed into a founded room's id.
@@ -98,6 +99,8 @@ pub mod tag {
     pub const SEAL_WRAP: &[u8] = b"tim/v1/seal-wrap\0";
     /// Prefix of the bytes hashed into a sealed body's key commitment.
     pub const SEAL_COMMIT: &[u8] = b"tim/v1/seal-commit\0";
+    /// Prefix of the bytes hashed into a wrap's reader hint.
+    pub const SEAL_HINT: &[u8] = b"tim/v1/seal-hint\0";
 }
 
 #[cfg(test)]
@@ -118,7 +121,9 @@ mod tag_tests {
             ROOM_ID,
             MEMBER,
             SEAL,
+            SEAL_WRAP,
             SEAL_COMMIT,
+            SEAL_HINT,
         ];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {

@@ -6,7 +6,8 @@
 //! - a fresh random 32-byte body key `k`, used once;
 //! - `ciphertext` = ChaCha20Poly1305(`k`, nonce 0, plaintext, aad = `context`);
 //! - one wrap per reader: `k` under ChaCha20Poly1305 with the sender's *wrap key* for that reader
-//!   and a random nonce, aad = `context`. A wrap key is exported from an HPKE (RFC 9180) base-mode
+//!   and a random nonce, aad = `context`, behind a hint salted with `commit` (a reader finds its
+//!   wrap; nobody else learns whose it is, and nobody can plant wraps that shadow a reader's). A wrap key is exported from an HPKE (RFC 9180) base-mode
 //!   setup, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / export-only, to the reader's X25519 key
 //!   (its account key's Montgomery form), `info` = [`tag::SEAL`], exporter context
 //!   [`tag::SEAL_WRAP`]; each wrap carries the setup's `enc`, so any body opens alone;
@@ -46,7 +47,8 @@ pub const MAX_READERS: usize = 512;
 /// 96-bit nonces stay far from colliding).
 pub const MAX_WRAP_USES: u32 = 1 << 20;
 
-/// The most wraps hinted at one reader that opening tries.
+/// The most wraps hinted at one reader that opening tries. Hints are salted per body, so an
+/// honest body has a second wrap hinted at a reader with odds of about 512 in 2^64.
 const MAX_WRAPS_TRIED: usize = 2;
 
 /// Setups a [`SealKeys`] remembers on each side before it forgets them all.
@@ -74,7 +76,8 @@ struct Sealed {
 /// The body key sealed to one reader.
 #[derive(Encode, Decode)]
 struct Wrap {
-    /// The reader's account id's first 8 bytes: which wraps a reader tries.
+    /// Which wraps a reader tries: the first 8 bytes of
+    /// SHA-256([`tag::SEAL_HINT`] || commit || reader's account id).
     hint: [u8; 8],
     /// The HPKE setup's encapsulated key.
     enc: [u8; 32],
@@ -119,15 +122,18 @@ impl SealKeys {
     }
 
     /// The wrap key and `enc` for sealing to `reader`, making a new setup when there is none or
-    /// it was used [`MAX_WRAP_USES`] times.
-    fn for_reader(&mut self, reader: &AccountId) -> Result<([u8; 32], [u8; 32])> {
+    /// it was used [`MAX_WRAP_USES`] times; `None` if `reader` is no key a body can be sealed to.
+    fn for_reader(&mut self, reader: &AccountId) -> Result<Option<([u8; 32], [u8; 32])>> {
         if let Some(setup) = self.sending.get_mut(reader) {
             if setup.uses < MAX_WRAP_USES {
                 setup.uses += 1;
-                return Ok((setup.enc, setup.wrap_key));
+                return Ok(Some((setup.enc, setup.wrap_key)));
             }
         }
-        let public = PublicKey::from_bytes(&reader.x25519_public()?).map_err(|_| malformed("bad reader key"))?;
+        let Ok(public) = reader.x25519_public() else {
+            return Ok(None);
+        };
+        let public = PublicKey::from_bytes(&public).map_err(|_| malformed("bad reader key"))?;
         let (enc, context) = hpke::setup_sender::<ExportOnlyAead, HkdfSha256, X25519HkdfSha256, _>(
             &OpModeS::Base,
             &public,
@@ -140,11 +146,11 @@ impl SealKeys {
             .export(tag::SEAL_WRAP, &mut wrap_key)
             .map_err(|_| malformed("no wrap key"))?;
         let enc: [u8; 32] = enc.to_bytes().into();
-        if self.sending.len() >= MAX_CACHED_SETUPS {
-            self.sending.clear();
+        if self.sending.len() >= MAX_CACHED_SETUPS && !self.sending.contains_key(reader) {
+            evict_one(&mut self.sending);
         }
         self.sending.insert(*reader, SendingSetup { enc, wrap_key, uses: 1 });
-        Ok((enc, wrap_key))
+        Ok(Some((enc, wrap_key)))
     }
 
     /// The wrap key of the setup `enc` made to `reader`.
@@ -153,10 +159,19 @@ impl SealKeys {
     }
 
     fn remember(&mut self, enc: [u8; 32], wrap_key: [u8; 32]) {
-        if self.opening.len() >= MAX_CACHED_SETUPS {
-            self.opening.clear();
+        if self.opening.len() >= MAX_CACHED_SETUPS && !self.opening.contains_key(&enc) {
+            evict_one(&mut self.opening);
         }
         self.opening.insert(enc, wrap_key);
+    }
+}
+
+/// Forgets one entry of a full cache: the first in the map's order, which its random hasher
+/// keys make unpredictable, so a flood of new setups displaces others' one at a time instead of
+/// wiping them all.
+fn evict_one<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if let Some(key) = map.keys().next().cloned() {
+        map.remove(&key);
     }
 }
 
@@ -165,10 +180,15 @@ pub fn is_sealed(body: &[u8]) -> bool {
     body.starts_with(&SEALED_MAGIC)
 }
 
-fn hint(account: &AccountId) -> [u8; 8] {
-    let mut h = [0; 8];
-    h.copy_from_slice(&account.as_bytes()[..8]);
-    h
+fn hint(commit: &[u8; 32], reader: &AccountId) -> [u8; 8] {
+    let mut h = Sha256::new();
+    h.update(tag::SEAL_HINT);
+    h.update(commit);
+    h.update(reader.as_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    let mut out = [0; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
 }
 
 fn commit_of(key: &[u8]) -> [u8; 32] {
@@ -198,9 +218,9 @@ fn aead_open(key: &[u8], nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Option<Vec
 }
 
 /// Seals `plaintext` from `sender` in the conversation `to` for `readers` (duplicates are sealed
-/// once; `sender` is added if absent), reusing `sender`'s setups in `keys`. Fails on a reader key
-/// no body can be sealed to, more than [`MAX_READERS`] readers, or a result over
-/// [`MAX_BODY_LEN`].
+/// once; `sender` is added if absent; an id that is no key a body can be sealed to is skipped,
+/// since nobody could open its wrap), reusing `sender`'s setups in `keys`. Fails on more than
+/// [`MAX_READERS`] readers or a result over [`MAX_BODY_LEN`].
 pub fn seal(
     sender: &AccountKey,
     to: &Recipient,
@@ -238,14 +258,16 @@ pub fn seal(
     let ciphertext = aead_seal(&body_key, &[0; 12], plaintext, &context)?;
     let mut wraps = Vec::with_capacity(all.len());
     for reader in &all {
-        let (enc, wrap_key) = keys.for_reader(reader)?;
+        let Some((enc, wrap_key)) = keys.for_reader(reader)? else {
+            continue;
+        };
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let key = aead_seal(&wrap_key, &nonce, &body_key, &context)?
             .try_into()
             .map_err(|_| malformed("a wrapped key has an unexpected length"))?;
         wraps.push(Wrap {
-            hint: hint(reader),
+            hint: hint(&commit, reader),
             enc,
             nonce,
             key,
@@ -326,10 +348,10 @@ pub fn open(
     keys: &mut SealKeys,
 ) -> Result<Vec<u8>> {
     let sealed = parse(body)?;
-    let me = hint(&reader.account_id());
+    let me = hint(&sealed.commit, &reader.account_id());
     let context = raw(&(from, to, &sealed.commit));
     // One wrap per reader is sealed; trying two bounds the X25519 work a crafted body with many
-    // wraps hinted at this account can cost (8-byte hints of two readers rarely collide).
+    // wraps hinted at this account can cost.
     for wrap in sealed.wraps.iter().filter(|w| w.hint == me).take(MAX_WRAPS_TRIED) {
         let Some(wrap_key) = wrap_key_of(reader, &wrap.enc, keys) else {
             continue;
@@ -489,6 +511,119 @@ mod tests {
         mixed.extend_from_slice(&raw(&a));
         // The wraps were sealed under the other body's context (commit), so they do not open.
         assert_eq!(code(open(&bob, &alice.account_id(), &to, &mixed)), Code::Undecryptable);
+    }
+
+    /// An ed25519 point of large order whose first 8 bytes are `prefix`'s.
+    fn id_with_prefix_of(prefix: &AccountId) -> AccountId {
+        loop {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            bytes[..8].copy_from_slice(&prefix.as_bytes()[..8]);
+            if let Ok(id) = AccountId::from_bytes(bytes) {
+                if id.is_sealable() {
+                    return id;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ids_sharing_a_readers_prefix_do_not_shadow_its_wrap() {
+        let (alice, bob) = (key(1), key(2));
+        let to = room();
+        // Ids any manager could admit without their keys, sorted before Bob's and sharing his
+        // first bytes: their wraps must not take the places a reader tries.
+        let decoys: Vec<AccountId> = (0..MAX_WRAPS_TRIED + 1)
+            .map(|_| id_with_prefix_of(&bob.account_id()))
+            .collect();
+        let mut readers = decoys.clone();
+        readers.push(bob.account_id());
+        let body = seal(&alice, &to, &readers, b"for bob").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            open(&bob, &alice.account_id(), &to, &body).unwrap_or_else(|e| panic!("{e}")),
+            b"for bob"
+        );
+        let sealed = parse(&body).unwrap_or_else(|e| panic!("{e}"));
+        let bobs = hint(&sealed.commit, &bob.account_id());
+        assert_eq!(sealed.wraps.iter().filter(|w| w.hint == bobs).count(), 1);
+        assert!(
+            sealed
+                .wraps
+                .iter()
+                .all(|w| w.hint[..] != bob.account_id().as_bytes()[..8]),
+            "a hint names nobody"
+        );
+    }
+
+    #[test]
+    fn readers_no_body_can_be_sealed_to_are_skipped() {
+        let (alice, bob) = (key(1), key(2));
+        let to = room();
+        // The identity point: a valid encoding of small order, whose X25519 key nobody holds.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = AccountId::from_bytes(identity).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!weak.is_sealable());
+        let body = seal(&alice, &to, &[weak, bob.account_id()], b"hi").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parse(&body).unwrap_or_else(|e| panic!("{e}")).wraps.len(), 2);
+        for reader in [&alice, &bob] {
+            assert_eq!(
+                open(reader, &alice.account_id(), &to, &body).unwrap_or_else(|e| panic!("{e}")),
+                b"hi"
+            );
+        }
+    }
+
+    #[test]
+    fn opening_tries_at_most_two_wraps_hinted_at_the_reader() {
+        let (alice, bob) = (key(1), key(2));
+        let to = Recipient::Account(bob.account_id());
+        let body = seal(&alice, &to, &[bob.account_id()], b"hi").unwrap_or_else(|e| panic!("{e}"));
+        // Junk wraps under Bob's hint, put before his real one, as a crafted body would.
+        let with_junk = |junk: usize| {
+            let mut sealed = parse(&body).unwrap_or_else(|e| panic!("{e}"));
+            let hint = hint(&sealed.commit, &bob.account_id());
+            let bobs = sealed
+                .wraps
+                .iter()
+                .position(|w| w.hint == hint)
+                .unwrap_or_else(|| panic!("no wrap for bob"));
+            for _ in 0..junk {
+                let fake = Wrap {
+                    hint,
+                    enc: sealed.wraps[bobs].enc,
+                    nonce: [7; 12],
+                    key: [0; 48],
+                };
+                sealed.wraps.insert(bobs, fake);
+            }
+            let mut out = SEALED_MAGIC.to_vec();
+            out.extend_from_slice(&raw(&sealed));
+            out
+        };
+        let one = with_junk(MAX_WRAPS_TRIED - 1);
+        assert_eq!(
+            open(&bob, &alice.account_id(), &to, &one).unwrap_or_else(|e| panic!("{e}")),
+            b"hi"
+        );
+        let many = with_junk(MAX_WRAPS_TRIED);
+        assert_eq!(code(open(&bob, &alice.account_id(), &to, &many)), Code::Undecryptable);
+    }
+
+    #[test]
+    fn a_full_cache_forgets_one_setup_at_a_time() {
+        let mut keys = SealKeys::default();
+        for i in 0..=MAX_CACHED_SETUPS as u32 {
+            let mut enc = [0u8; 32];
+            enc[..4].copy_from_slice(&i.to_le_bytes());
+            keys.remember(enc, [1; 32]);
+        }
+        assert_eq!(keys.opening.len(), MAX_CACHED_SETUPS);
+        // Remembering a held setup again evicts nothing.
+        let held = *keys.opening.keys().next().unwrap_or_else(|| panic!("empty"));
+        keys.remember(held, [2; 32]);
+        assert_eq!(keys.opening.len(), MAX_CACHED_SETUPS);
+        assert_eq!(keys.opened(&held), Some([2; 32]));
     }
 
     #[test]

@@ -441,7 +441,11 @@ impl Core {
                 return Err(tim_protocol::Error::NotFound("no join request from that account").into());
             }
         }
-        let op = RoomOp::sign(&self.key, room.clone(), action, now.max(after))?;
+        let links = membership
+            .as_ref()
+            .map(|m| m.links_for(&self.account, &action))
+            .unwrap_or_default();
+        let op = RoomOp::sign_linked(&self.key, room.clone(), action, now.max(after), links)?;
         let (change, invitation, state) = match membership {
             Some(membership) => {
                 // Tried on a copy: a refused operation of its own is neither kept nor sent.

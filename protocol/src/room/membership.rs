@@ -5,16 +5,27 @@
 //! and requests. An operation refused where it stands is kept (inactive) when its signer has
 //! standing in the room, because an operation that arrives later, dated earlier, may make it
 //! valid.
+//!
+//! Signed times alone would let an account date an operation back to before its removal or
+//! demotion. So each operation names its signer's previous one (`prev`), and the founder's
+//! `Kick` or `Demote` of an account names the newest operation of that account it held (`seen`):
+//! an operation of that account dated before the removal is void unless it is `seen` or reached
+//! from it through `prev` ([`Pins`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{RoomAction, RoomOp};
+use super::{Links, RoomAction, RoomOp};
 use crate::{AccountId, Error, MessageId, Result, RoomId, Verified};
 
 /// The most operations one room keeps from accounts that do not manage it; later ones are
 /// refused (5104). The founder's and managers' operations are always taken, so nobody can fill
 /// a room to stop its founder from removing them or cancelling it.
 pub const MAX_ROOM_OPS: usize = 4096;
+
+/// The most members a private room has (the founder included): every post is sealed to each of
+/// them, and a sealed body has at most [`crate::seal::MAX_READERS`] readers. A join or approval
+/// beyond it is refused (5104).
+pub const MAX_PRIVATE_MEMBERS: usize = crate::seal::MAX_READERS;
 
 /// The most join requests a node keeps unanswered for a room (a node's own bound, checked when a
 /// request arrives, not a rule of the fold: an approval admits an account whether or not its
@@ -174,6 +185,14 @@ impl RoomState {
         Ok(())
     }
 
+    /// Refuses a new member of a private room that has [`MAX_PRIVATE_MEMBERS`] already.
+    fn check_room_for_one_more(&self) -> Result<()> {
+        if self.private && self.members.len() >= MAX_PRIVATE_MEMBERS {
+            return Err(Error::Full("a private room's members"));
+        }
+        Ok(())
+    }
+
     fn end_membership(&mut self, account: &AccountId, at: u64) {
         if let Some(since) = self.members.remove(account) {
             self.past.entry(*account).or_default().push((since, at));
@@ -182,7 +201,7 @@ impl RoomState {
     }
 
     /// Judges `op` against this state and, only if it is allowed, applies it.
-    fn step(&mut self, op: &RoomOp) -> Result<MembershipChange> {
+    fn step(&mut self, op: &Verified<RoomOp>, pins: &Pins) -> Result<MembershipChange> {
         if op.room != self.room {
             return Err(Error::BadParameters("an operation of another room".into()));
         }
@@ -191,6 +210,11 @@ impl RoomState {
         }
         if self.cancelled.is_some() {
             return Err(Error::RoomCancelled);
+        }
+        if pins.voids(op) {
+            return Err(Error::PermissionDenied(
+                "dated before its signer's removal or demotion, which does not stand by it",
+            ));
         }
         let by = op.by;
         let manager_only = |state: &RoomState| {
@@ -223,6 +247,7 @@ impl RoomState {
                 }
                 let invited = self.invited.get(&by).is_some_and(|inviter| self.manages(inviter));
                 if !self.private || invited {
+                    self.check_room_for_one_more()?;
                     self.invited.remove(&by);
                     self.requests.remove(&by);
                     self.members.insert(by, op.at);
@@ -239,6 +264,7 @@ impl RoomState {
                 if self.is_member(account) {
                     return Err(Error::Repeated("already a member"));
                 }
+                self.check_room_for_one_more()?;
                 // A manager's decision: it admits whether or not this node holds the request.
                 self.requests.remove(account);
                 self.invited.remove(account);
@@ -305,6 +331,65 @@ fn order(op: &Verified<RoomOp>) -> (u64, MessageId) {
     (op.at, op.id())
 }
 
+/// Which operations of each account the founder stands by, from its `Kick`s and `Demote`s of
+/// that account: an operation dated before one of them is void unless that one's `seen` reaches
+/// it through the signer's `prev` links among the operations held. A function of the held set.
+#[derive(Debug, Clone, Default)]
+struct Pins {
+    /// By account: each removal or demotion of it.
+    by_account: HashMap<AccountId, Vec<Pin>>,
+}
+
+/// One removal or demotion: its place in the order, and the operations of its subject it stands by.
+#[derive(Debug, Clone)]
+struct Pin {
+    at: (u64, MessageId),
+    stood_by: HashSet<MessageId>,
+}
+
+impl Pins {
+    fn of(ops: &[Verified<RoomOp>], founder: &AccountId) -> Pins {
+        let held: HashMap<MessageId, &RoomOp> = ops.iter().map(|op| (op.id(), op.get())).collect();
+        let mut pins = Pins::default();
+        for op in ops.iter().filter(|op| is_pin(op, founder)) {
+            let (RoomAction::Kick(account) | RoomAction::Demote(account)) = &op.action else {
+                continue;
+            };
+            let mut stood_by = HashSet::new();
+            let mut next = op.seen;
+            // Each step takes a new held operation of `account`, so the walk ends.
+            while let Some(id) = next {
+                match held.get(&id) {
+                    Some(earlier) if earlier.by == *account && stood_by.insert(id) => next = earlier.prev,
+                    _ => break,
+                }
+            }
+            pins.by_account.entry(*account).or_default().push(Pin {
+                at: order(op),
+                stood_by,
+            });
+        }
+        pins
+    }
+
+    fn voids(&self, op: &Verified<RoomOp>) -> bool {
+        self.by_account.get(&op.by).is_some_and(|pins| {
+            pins.iter()
+                .any(|pin| order(op) < pin.at && !pin.stood_by.contains(&op.id()))
+        })
+    }
+
+    fn covers(&self, account: &AccountId) -> bool {
+        self.by_account.contains_key(account)
+    }
+}
+
+/// Whether `op` is the founder's removal or demotion of an account, which decides which of that
+/// account's earlier operations stand.
+fn is_pin(op: &RoomOp, founder: &AccountId) -> bool {
+    op.by == *founder && matches!(op.action, RoomAction::Kick(_) | RoomAction::Demote(_))
+}
+
 /// A founded room's operations and the state they fold into.
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -313,6 +398,7 @@ pub struct Membership {
     ids: HashSet<MessageId>,
     /// How many held operations come from accounts that did not manage the room when they came.
     outsiders: usize,
+    pins: Pins,
     state: RoomState,
 }
 
@@ -324,6 +410,7 @@ impl Membership {
             ids: HashSet::from([create.id()]),
             ops: vec![create],
             outsiders: 0,
+            pins: Pins::default(),
             state,
         })
     }
@@ -375,8 +462,21 @@ impl Membership {
 
     /// Whether `op` would be applied now, and what it would change; changes nothing. The local
     /// account asks this before it signs, so it never sends what the members must refuse.
-    pub fn check(&self, op: &RoomOp) -> Result<MembershipChange> {
-        self.state.clone().step(op)
+    pub fn check(&self, op: &Verified<RoomOp>) -> Result<MembershipChange> {
+        self.state.clone().step(op, &self.pins)
+    }
+
+    /// The causal links of an operation `by` is about to sign: its newest operation held, and for
+    /// a `Kick` or `Demote` the subject's newest one.
+    pub fn links_for(&self, by: &AccountId, action: &RoomAction) -> Links {
+        let newest_of = |account: &AccountId| self.ops.iter().rev().find(|op| op.by == *account).map(|op| op.id());
+        Links {
+            prev: newest_of(by),
+            seen: match action {
+                RoomAction::Kick(account) | RoomAction::Demote(account) => newest_of(account),
+                _ => None,
+            },
+        }
     }
 
     /// Takes a verified operation. A duplicate is 4117. One its signer may not do where it
@@ -395,9 +495,12 @@ impl Membership {
         }
         let standing = self.state.has_standing(&op.by);
         let in_order = self.ops.last().is_none_or(|last| order(last) < order(&op));
-        if in_order {
+        // A removal or demotion may void earlier operations, and an operation of an account under
+        // one may link others into what it stands by: both fold everything again.
+        let relinks = is_pin(&op, &self.state.founder) || self.pins.covers(&op.by);
+        if in_order && !relinks {
             // `step` changes nothing when it refuses.
-            let result = self.state.step(&op);
+            let result = self.state.step(&op, &self.pins);
             if result.is_ok() || standing {
                 self.ids.insert(op.id());
                 self.ops.push(op);
@@ -407,29 +510,34 @@ impl Membership {
         }
         // Never before `Create`: an operation dated with it but ordered first goes after it.
         let at = self.ops.partition_point(|held| order(held) < order(&op)).max(1);
-        let mut before = fold(&self.ops[..at])?;
-        let result = before.step(&op);
-        if result.is_ok() || standing {
-            let mut ops = self.ops.clone();
-            ops.insert(at, op.clone());
-            self.state = fold(&ops)?;
+        let mut ops = self.ops.clone();
+        ops.insert(at, op.clone());
+        let pins = Pins::of(&ops, &self.state.founder);
+        let mut before = fold(&ops[..at], &pins)?;
+        let result = before.step(&op, &pins);
+        let after = fold(&ops, &pins)?;
+        // The operation may link its signer's earlier ones back into what a removal stands by,
+        // giving it the standing it lacked.
+        if result.is_ok() || standing || after.has_standing(&op.by) {
+            self.state = after;
             self.ids.insert(op.id());
             self.ops = ops;
+            self.pins = pins;
             self.outsiders += usize::from(outsider);
         }
         result
     }
 }
 
-/// The state `ops` (`Create` first, in order) fold into.
-fn fold(ops: &[Verified<RoomOp>]) -> Result<RoomState> {
+/// The state `ops` (`Create` first, in order) fold into, under `pins` (of the same operations).
+fn fold(ops: &[Verified<RoomOp>], pins: &Pins) -> Result<RoomState> {
     let (create, rest) = ops
         .split_first()
         .ok_or(Error::NotFound("the room's create operation"))?;
     let mut state = RoomState::founded(create)?;
     for op in rest {
         // `step` changes nothing when it refuses; a refused operation stays inactive.
-        let _ = state.step(op);
+        let _ = state.step(op, pins);
     }
     Ok(state)
 }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::super::Links;
 use super::*;
 use crate::{test_util::key, AccountKey, Code, RoomAction as A};
 
@@ -23,7 +24,14 @@ impl Room {
         self.membership.state().room.clone()
     }
 
+    /// `by`'s operation with the causal links an honest node gives it (from what is held).
     fn op(&self, by: &AccountKey, action: RoomAction, at: u64) -> Verified<RoomOp> {
+        let links = self.membership.links_for(&by.account_id(), &action);
+        RoomOp::sign_linked(by, self.id(), action, at, links).unwrap()
+    }
+
+    /// `by`'s operation with no causal links, as an account dating it back would sign it.
+    fn unlinked(&self, by: &AccountKey, action: RoomAction, at: u64) -> Verified<RoomOp> {
         RoomOp::sign(by, self.id(), action, at).unwrap()
     }
 
@@ -329,14 +337,33 @@ fn nodes_that_get_the_same_operations_in_different_orders_agree() {
     let (m, a) = (key(5), key(6));
     let create = RoomOp::found(&founder, "order".into(), false, 100).unwrap();
     let room = create.room.clone();
-    let op = |by: &AccountKey, action: RoomAction, at: u64| RoomOp::sign(by, room.clone(), action, at).unwrap();
+    let op = |by: &AccountKey, action: RoomAction, at: u64, links: Links| {
+        RoomOp::sign_linked(by, room.clone(), action, at, links).unwrap()
+    };
+    let join_m = op(&m, A::Join, 100, Links::default());
     let ops = vec![
-        op(&m, A::Join, 100),
-        op(&founder, A::Promote(m.account_id()), 101),
-        op(&a, A::Join, 102),
-        op(&founder, A::Demote(m.account_id()), 103),
-        op(&founder, A::Promote(m.account_id()), 104),
-        op(&m, A::Kick(a.account_id()), 105),
+        join_m.clone(),
+        op(&founder, A::Promote(m.account_id()), 101, Links::default()),
+        op(&a, A::Join, 102, Links::default()),
+        op(
+            &founder,
+            A::Demote(m.account_id()),
+            103,
+            Links {
+                prev: None,
+                seen: Some(join_m.id()),
+            },
+        ),
+        op(&founder, A::Promote(m.account_id()), 104, Links::default()),
+        op(
+            &m,
+            A::Kick(a.account_id()),
+            105,
+            Links {
+                prev: Some(join_m.id()),
+                seen: None,
+            },
+        ),
     ];
     let mut in_order = Membership::new(create.clone()).unwrap();
     for o in ops.clone() {
@@ -402,4 +429,204 @@ fn leaving_withdraws_a_request_and_declines_an_invite() {
     room.apply(&carol, A::Leave, 113).unwrap();
     assert!(room.state().invited.is_empty());
     assert_eq!(code(room.apply(&carol, A::Leave, 114)), Code::NotFound);
+}
+
+#[test]
+fn a_private_room_takes_as_many_members_as_a_body_has_readers() {
+    let mut room = Room::new(true);
+    let founder = key(1);
+    let others: Vec<AccountKey> = (0..MAX_PRIVATE_MEMBERS).map(|_| AccountKey::generate()).collect();
+    let mut at = 200;
+    for member in &others[..MAX_PRIVATE_MEMBERS - 1] {
+        at += 1;
+        room.apply(&founder, A::Approve(member.account_id()), at).unwrap();
+    }
+    assert_eq!(room.state().members.len(), MAX_PRIVATE_MEMBERS);
+    let last = &others[MAX_PRIVATE_MEMBERS - 1];
+    // Neither an approval nor an accepted invite admits one more, and nothing changes.
+    assert_eq!(
+        code(room.apply(&founder, A::Approve(last.account_id()), at + 1)),
+        Code::Overloaded
+    );
+    room.apply(&founder, A::Invite(last.account_id()), at + 2).unwrap();
+    assert_eq!(code(room.apply(last, A::Join, at + 3)), Code::Overloaded);
+    assert!(!room.state().is_member(&last.account_id()));
+    assert_eq!(room.state().members.len(), MAX_PRIVATE_MEMBERS);
+    // A member leaving makes room: the invite still stands.
+    room.apply(&others[0], A::Leave, at + 4).unwrap();
+    assert_eq!(
+        room.apply(last, A::Join, at + 5).unwrap(),
+        MembershipChange::Joined(last.account_id())
+    );
+    // Everyone's posts can be sealed to every member.
+    let readers: Vec<AccountId> = room.state().members.keys().copied().collect();
+    let to = crate::Recipient::Room(room.id());
+    let sealed = crate::seal::seal(&founder, &to, &readers, b"hi", &mut Default::default()).unwrap();
+    crate::seal::check(&sealed).unwrap();
+}
+
+#[test]
+fn an_open_room_has_no_member_cap() {
+    let mut room = Room::new(false);
+    for i in 0..=MAX_PRIVATE_MEMBERS {
+        room.apply(&AccountKey::generate(), A::Join, 200 + i as u64).unwrap();
+    }
+    assert_eq!(room.state().members.len(), MAX_PRIVATE_MEMBERS + 2);
+}
+
+/// Founder promotes M (M joined by invitation), M invites bob; the founder demotes M, standing by
+/// what it held of M's.
+fn room_with_a_demoted_manager() -> (Room, AccountKey, AccountKey) {
+    let mut room = Room::new(true);
+    let founder = room.founder.clone();
+    let (m, bob) = (key(5), key(2));
+    room.apply(&founder, A::Invite(m.account_id()), 101).unwrap();
+    room.apply(&m, A::Join, 102).unwrap();
+    room.apply(&founder, A::Promote(m.account_id()), 103).unwrap();
+    room.apply(&m, A::Invite(bob.account_id()), 110).unwrap();
+    room.apply(&bob, A::Join, 120).unwrap();
+    room.apply(&founder, A::Demote(m.account_id()), 200).unwrap();
+    (room, m, bob)
+}
+
+#[test]
+fn a_demoted_manager_cannot_date_an_invite_back_to_when_it_managed() {
+    let (mut room, m, bob) = room_with_a_demoted_manager();
+    let carol = key(3);
+    // What the founder stood by holds: M's invite, so bob's membership.
+    assert!(room.state().is_member(&bob.account_id()));
+    // Signed after the demotion but dated before it, linked to M's own chain or to nothing:
+    // void, and kept inactive, so carol's join is only a request.
+    let linked = room.op(&m, A::Invite(carol.account_id()), 150);
+    assert_eq!(code(room.membership.apply(linked)), Code::PermissionDenied);
+    let unlinked = room.unlinked(&m, A::Approve(key(4).account_id()), 151);
+    assert_eq!(code(room.membership.apply(unlinked)), Code::PermissionDenied);
+    assert!(!room.state().is_member(&key(4).account_id()));
+    assert_eq!(
+        room.apply(&carol, A::Join, 220).unwrap(),
+        MembershipChange::Requested(carol.account_id())
+    );
+    // After a new promotion M's later operations count again.
+    let founder = room.founder.clone();
+    room.apply(&founder, A::Promote(m.account_id()), 230).unwrap();
+    assert_eq!(
+        room.apply(&m, A::Approve(carol.account_id()), 240).unwrap(),
+        MembershipChange::Joined(carol.account_id())
+    );
+}
+
+#[test]
+fn a_removal_voids_what_the_founder_had_not_seen_and_every_order_agrees() {
+    let mut room = Room::new(true);
+    let founder = room.founder.clone();
+    let (m, bob, dave) = (key(5), key(2), key(7));
+    room.apply(&founder, A::Invite(m.account_id()), 101).unwrap();
+    room.apply(&m, A::Join, 102).unwrap();
+    room.apply(&founder, A::Promote(m.account_id()), 103).unwrap();
+    room.apply(&m, A::Invite(bob.account_id()), 110).unwrap();
+    room.apply(&bob, A::Join, 120).unwrap();
+    // The founder removes M having seen its invite of bob...
+    let kick = room.op(&founder, A::Kick(m.account_id()), 200);
+    // ... while M's invite of dave and dave's join, dated 150 and 160, reach members only
+    // afterwards.
+    let mut unseen = room.op(&m, A::Invite(dave.account_id()), 150);
+    room.membership.apply(kick.clone()).unwrap();
+    assert_eq!(code(room.membership.apply(unseen.clone())), Code::PermissionDenied);
+    room.apply(&dave, A::Join, 160).unwrap();
+    assert!(room.state().is_member(&bob.account_id()));
+    assert!(!room.state().is_member(&dave.account_id()));
+    assert!(room.state().requests.contains_key(&dave.account_id()));
+    // Any arrival order, the late invite included, folds to the same state.
+    let mut ops: Vec<_> = room.membership.ops().to_vec();
+    for _ in 0..ops.len() {
+        ops.rotate_left(1);
+        let rebuilt = Membership::rebuild(ops.clone()).unwrap();
+        assert_eq!(rebuilt.state(), room.state());
+    }
+    ops.reverse();
+    assert_eq!(Membership::rebuild(ops).unwrap().state(), room.state());
+    // Had the founder not seen the invite of bob either, it would be void too.
+    unseen = room.unlinked(&founder, A::Kick(m.account_id()), 200);
+    let mut without: Vec<_> = room
+        .membership
+        .ops()
+        .iter()
+        .filter(|op| op.id() != kick.id())
+        .cloned()
+        .collect();
+    without.push(unseen);
+    let rebuilt = Membership::rebuild(without).unwrap();
+    assert!(!rebuilt.state().is_member(&bob.account_id()));
+    assert!(!rebuilt.state().is_member(&m.account_id()));
+}
+
+#[test]
+fn a_gap_in_a_chain_voids_until_the_missing_operation_arrives() {
+    // M's chain: join (102), invite bob (110), invite carol (115); the demotion stands by the
+    // last. A member that holds the first and the last but not the middle cannot walk from the
+    // demotion's `seen` back to M's join, so M was never a member there, until the middle comes.
+    let mut room = Room::new(true);
+    let founder = room.founder.clone();
+    let (m, bob, carol) = (key(5), key(2), key(3));
+    room.apply(&founder, A::Invite(m.account_id()), 101).unwrap();
+    room.apply(&m, A::Join, 102).unwrap();
+    room.apply(&founder, A::Promote(m.account_id()), 103).unwrap();
+    room.apply(&m, A::Invite(bob.account_id()), 110).unwrap();
+    room.apply(&m, A::Invite(carol.account_id()), 115).unwrap();
+    room.apply(&bob, A::Join, 120).unwrap();
+    room.apply(&founder, A::Demote(m.account_id()), 200).unwrap();
+    assert!(room.state().is_member(&m.account_id()));
+    assert!(room.state().is_member(&bob.account_id()));
+    let ops: Vec<_> = room.membership.ops().to_vec();
+    let middle = ops
+        .iter()
+        .find(|op| op.action == A::Invite(bob.account_id()))
+        .cloned()
+        .unwrap();
+    let partial = Membership::rebuild(ops.iter().filter(|op| op.id() != middle.id()).cloned().collect()).unwrap();
+    assert!(!partial.state().is_member(&m.account_id()));
+    let mut whole = partial.clone();
+    whole.apply(middle).unwrap();
+    assert_eq!(whole.state(), room.state());
+}
+
+#[test]
+fn links_name_the_signers_and_the_subjects_newest_operations() {
+    let (room, m, _) = room_with_a_demoted_manager();
+    let founder = room.founder.clone();
+    let newest = |account: &AccountKey| {
+        room.membership
+            .ops()
+            .iter()
+            .rev()
+            .find(|op| op.by == account.account_id())
+            .map(|op| op.id())
+    };
+    let links = room
+        .membership
+        .links_for(&founder.account_id(), &A::Kick(m.account_id()));
+    assert_eq!(links.prev, newest(&founder));
+    assert_eq!(links.seen, newest(&m));
+    assert_eq!(
+        room.membership.links_for(&m.account_id(), &A::Leave),
+        Links {
+            prev: newest(&m),
+            seen: None
+        }
+    );
+    // A link where none belongs is refused at signing and at verification.
+    let bad = Links {
+        prev: None,
+        seen: newest(&m),
+    };
+    assert_eq!(
+        code(RoomOp::sign_linked(
+            &founder,
+            room.id(),
+            A::Invite(key(3).account_id()),
+            300,
+            bad
+        )),
+        Code::BadParameters
+    );
 }

@@ -8,7 +8,9 @@
 
 mod membership;
 
-pub use membership::{Membership, MembershipChange, RoomState, MAX_PENDING_REQUESTS, MAX_ROOM_OPS};
+pub use membership::{
+    Membership, MembershipChange, RoomState, MAX_PENDING_REQUESTS, MAX_PRIVATE_MEMBERS, MAX_ROOM_OPS,
+};
 
 use bincode::{Decode, Encode};
 use sha2::{Digest, Sha256};
@@ -89,9 +91,11 @@ impl RoomAction {
 
 /// A signed room operation.
 ///
-/// Signed payload: `tag::ROOM || bincode((room, by, action, at))`. `room` is inside the signature,
-/// so an operation replayed into another room does not verify there; its id (the digest of the
-/// signed bytes) makes a replay within the room a duplicate.
+/// Signed payload: `tag::ROOM || bincode((room, by, action, at, prev, seen))`. `room` is inside
+/// the signature, so an operation replayed into another room does not verify there; its id (the
+/// digest of the signed bytes) makes a replay within the room a duplicate. `prev` chains each
+/// signer's operations; `seen` lets the founder's removal or demotion of an account name the
+/// last of that account's operations it stands by (see [`Membership`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct RoomOp {
     /// The room.
@@ -102,8 +106,23 @@ pub struct RoomOp {
     pub action: RoomAction,
     /// When, ms since the Unix epoch by the signer's clock; orders the room's operations.
     pub at: u64,
+    /// The signer's previous operation in this room (the newest of its own it held), `None` for
+    /// its first.
+    pub prev: Option<MessageId>,
+    /// In a `Kick` or `Demote`: the newest operation of the subject the signer held (`None` if
+    /// it held none). `None` in every other action.
+    pub seen: Option<MessageId>,
     /// ed25519 signature by `by`.
     pub signature: [u8; 64],
+}
+
+/// The causal links of an operation about to be signed (see [`RoomOp`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Links {
+    /// The signer's previous operation in the room.
+    pub prev: Option<MessageId>,
+    /// For a `Kick` or `Demote`: the subject's newest operation the signer held.
+    pub seen: Option<MessageId>,
 }
 
 /// The id of the room `founder` founds as `name`, open or `private`, with `nonce`:
@@ -128,7 +147,13 @@ pub fn is_founded_id(room: &RoomId) -> bool {
         .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
-fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction) -> Result<()> {
+fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction, seen: Option<&MessageId>) -> Result<()> {
+    if seen.is_some() && !matches!(action, RoomAction::Kick(_) | RoomAction::Demote(_)) {
+        return Err(Error::BadParameters(format!(
+            "a room {} names no subject's operation",
+            action.as_str()
+        )));
+    }
     if !is_founded_id(room) {
         return Err(Error::BadParameters("not a founded room id".into()));
     }
@@ -150,6 +175,12 @@ fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction) -> Result<()
             "a room {} names another account than its signer",
             other.as_str()
         ))),
+        // An id that is no key could never sign or read: admitted, it would only be a reader
+        // every post must skip.
+        other if other.subject().is_some_and(|subject| !subject.is_sealable()) => Err(Error::Malformed {
+            what: "room operation",
+            detail: format!("a room {} names an id that is no account key", other.as_str()),
+        }),
         _ => Ok(()),
     }
 }
@@ -198,16 +229,31 @@ impl MemberProof {
 }
 
 impl RoomOp {
-    /// Signs `key`'s `action` in `room` at `at`.
+    /// Signs `key`'s `action` in `room` at `at`, with no causal links (a first operation).
     pub fn sign(key: &AccountKey, room: RoomId, action: RoomAction, at: u64) -> Result<Verified<RoomOp>> {
+        RoomOp::sign_linked(key, room, action, at, Links::default())
+    }
+
+    /// Signs `key`'s `action` in `room` at `at` with its causal `links` ([`Membership::links_for`]
+    /// gives them).
+    pub fn sign_linked(
+        key: &AccountKey,
+        room: RoomId,
+        action: RoomAction,
+        at: u64,
+        links: Links,
+    ) -> Result<Verified<RoomOp>> {
         let by = key.account_id();
-        check_fields(&room, &by, &action)?;
-        let signature = key.sign_tagged(tag::ROOM, &raw(&(&room, &by, &action, at)));
+        check_fields(&room, &by, &action, links.seen.as_ref())?;
+        let Links { prev, seen } = links;
+        let signature = key.sign_tagged(tag::ROOM, &raw(&(&room, &by, &action, at, prev, seen)));
         let op = RoomOp {
             room,
             by,
             action,
             at,
+            prev,
+            seen,
             signature,
         };
         let id = op.id();
@@ -221,26 +267,26 @@ impl RoomOp {
         RoomOp::sign(key, room, RoomAction::Create { name, private, nonce }, at)
     }
 
-    /// The operation's id: SHA-256 of `tag::ROOM || bincode((room, by, action, at))`.
+    /// The operation's id: SHA-256 of the signed bytes.
     pub fn id(&self) -> MessageId {
         let mut h = Sha256::new();
         h.update(tag::ROOM);
-        h.update(raw(&(&self.room, &self.by, &self.action, self.at)));
+        h.update(self.signed_payload());
         MessageId::from_bytes(h.finalize().into())
     }
 
-    /// Verifies the fields (4104, 4114) and the signature (4118). Whether the signer may do it is
+    /// Verifies the fields (4104, 4113, 4114) and the signature (4118). Whether the signer may do it is
     /// [`Membership::apply`]'s question.
     pub fn verify(self) -> Result<Verified<RoomOp>> {
-        check_fields(&self.room, &self.by, &self.action)?;
-        self.by.verify_tagged(
-            ROOM_OP_WHAT,
-            tag::ROOM,
-            &raw(&(&self.room, &self.by, &self.action, self.at)),
-            &self.signature,
-        )?;
+        check_fields(&self.room, &self.by, &self.action, self.seen.as_ref())?;
+        self.by
+            .verify_tagged(ROOM_OP_WHAT, tag::ROOM, &self.signed_payload(), &self.signature)?;
         let id = self.id();
         Ok(Verified::new(self, id))
+    }
+
+    fn signed_payload(&self) -> Vec<u8> {
+        raw(&(&self.room, &self.by, &self.action, self.at, self.prev, self.seen))
     }
 }
 
@@ -280,6 +326,44 @@ mod tests {
             RoomOp::found(&alice, "team".into(), true, 10).unwrap().room,
             create.room
         );
+    }
+
+    #[test]
+    fn an_operation_naming_an_id_that_is_no_account_key_is_refused() {
+        let alice = key(1);
+        let room = RoomOp::found(&alice, "a".into(), true, 10).unwrap().room.clone();
+        // The identity point: a valid encoding, of small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = AccountId::from_bytes(identity).unwrap();
+        for action in [
+            RoomAction::Invite(weak),
+            RoomAction::Approve(weak),
+            RoomAction::Kick(weak),
+            RoomAction::Promote(weak),
+            RoomAction::Demote(weak),
+        ] {
+            assert_eq!(
+                code(RoomOp::sign(&alice, room.clone(), action.clone(), 11)),
+                Code::Malformed
+            );
+            // Nor does one signed without the check verify.
+            let none: Option<MessageId> = None;
+            let signature = alice.sign_tagged(
+                tag::ROOM,
+                &raw(&(&room, &alice.account_id(), &action, 11u64, none, none)),
+            );
+            let op = RoomOp {
+                room: room.clone(),
+                by: alice.account_id(),
+                action,
+                at: 11,
+                prev: None,
+                seen: None,
+                signature,
+            };
+            assert_eq!(code(op.verify()), Code::Malformed);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Founded rooms across real nodes: a founder creates a private room, invites, approves a request,
 //! promotes, kicks and cancels; members refuse posts from strangers and from a kicked member, each
-//! permission case answers its code, and the membership survives a restart.
+//! permission case answers its code, a demoted manager's dated-back operations are void, and the
+//! membership survives a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -383,4 +384,95 @@ async fn a_revoke_in_a_private_room_of_five_is_confirmed_by_three_then_by_all_fi
     assert_eq!(d.expected, Some(expected));
     assert_eq!(d.pending, Some(vec![]));
     drop((members, back));
+}
+
+/// `key`'s room operation, as a frame any member node can relay into the topic.
+fn op_frame(key: &AccountKey, room: &RoomId, action: tim_node::protocol::RoomAction, at: u64) -> Vec<u8> {
+    let op = tim_node::protocol::RoomOp::sign(key, room.clone(), action, at).unwrap();
+    encode(&tim_node::protocol::Envelope::Room(op.into_inner())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_back() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 61, vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev, _) = start_as(dirs[1].path(), 62, vec![boot.clone()]).await;
+    let (c, mut c_ev, c_key) = start_as(dirs[2].path(), 63, vec![boot.clone()]).await;
+    let (d, e) = (
+        tim_node::protocol::test_util::key(64),
+        tim_node::protocol::test_util::key(65),
+    );
+    let room = a.create_room("crew".into(), true).await.unwrap().room;
+    routed(&a, &b).await;
+    routed(&a, &c).await;
+    for (node, events) in [(&b, &mut b_ev), (&c, &mut c_ev)] {
+        a.invite(room.clone(), node.account()).await.unwrap();
+        expect_event(events, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
+        node.join(room.clone()).await.unwrap();
+        room_state(&a, &room, "a member at A", |s| s.is_member(&node.account())).await;
+    }
+    a.promote(room.clone(), c.account()).await.unwrap();
+    room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    wait_room_peers(&c, &room, 1).await;
+
+    // While a manager, C invites D, and D (a key only) joins through B's node.
+    c.invite(room.clone(), d.account_id()).await.unwrap();
+    room_state(&b, &room, "D invited at B", |s| s.invited.contains_key(&d.account_id())).await;
+    b.relay(
+        Recipient::Room(room.clone()),
+        op_frame(&d, &room, tim_node::protocol::RoomAction::Join, now_ms()),
+    )
+    .await
+    .unwrap();
+    for node in [&a, &b] {
+        room_state(node, &room, "D a member", |s| s.is_member(&d.account_id())).await;
+    }
+    let while_manager = now_ms();
+    eventually("the clock past C's time as a manager", || async {
+        (now_ms() > while_manager + 2).then_some(())
+    })
+    .await;
+
+    // The founder demotes C: what C did before stands everywhere.
+    a.demote(room.clone(), c.account()).await.unwrap();
+    for node in [&a, &b, &c] {
+        room_state(node, &room, "C demoted, D still a member", |s| {
+            !s.managers.contains(&c.account()) && s.is_member(&d.account_id())
+        })
+        .await;
+    }
+
+    // C signs an invitation of E dated back to when it managed: every member holds it void.
+    let before = (a.metrics().ignored, b.metrics().ignored);
+    let invite = tim_node::protocol::RoomAction::Invite(e.account_id());
+    c.relay(
+        Recipient::Room(room.clone()),
+        op_frame(&c_key, &room, invite, while_manager),
+    )
+    .await
+    .unwrap();
+    eventually("the dated-back invitation judged at A and B", || {
+        let (a, b) = (a.clone(), b.clone());
+        async move { (a.metrics().ignored > before.0 && b.metrics().ignored > before.1).then_some(()) }
+    })
+    .await;
+    for node in [&a, &b] {
+        let state = node.room(&room).unwrap();
+        assert!(!state.invited.contains_key(&e.account_id()), "a void invitation took");
+    }
+    // So E's join is only a request.
+    b.relay(
+        Recipient::Room(room.clone()),
+        op_frame(&e, &room, tim_node::protocol::RoomAction::Join, now_ms()),
+    )
+    .await
+    .unwrap();
+    room_state(&a, &room, "E a requester at A", |s| {
+        s.requests.contains_key(&e.account_id())
+    })
+    .await;
+    assert!(!a.room(&room).unwrap().is_member(&e.account_id()));
+    drop((a, b, c, dirs));
 }

@@ -417,22 +417,40 @@ impl Membership {
 
     /// A room from its stored operations (`Create` among them): the fold of all of them in
     /// order, whatever order they are given in.
+    ///
+    /// Every operation given is held (they were taken by [`Membership::apply`] once), and they
+    /// are folded once under the links of the whole set: applying them one by one would fold
+    /// everything again at each of the founder's removals.
     pub fn rebuild(ops: Vec<Verified<RoomOp>>) -> Result<Membership> {
-        let (creates, mut others): (Vec<_>, Vec<_>) = ops
-            .into_iter()
-            .partition(|op| matches!(op.action, RoomAction::Create { .. }));
-        let mut creates = creates;
-        creates.sort_by_key(order);
-        let create = creates
-            .into_iter()
-            .next()
+        let mut ops = ops;
+        ops.sort_by_key(order);
+        ops.dedup_by_key(|op| op.id());
+        let first = ops
+            .iter()
+            .position(|op| matches!(op.action, RoomAction::Create { .. }))
             .ok_or(Error::NotFound("the room's create operation"))?;
-        let mut membership = Membership::new(create)?;
-        others.sort_by_key(order);
-        for op in others {
-            let _ = membership.apply(op);
+        let create = ops.remove(first);
+        let state = RoomState::founded(&create)?;
+        let room = state.room.clone();
+        // `Create` first; an operation dated before it still folds after it (and is refused).
+        let mut held = Vec::with_capacity(ops.len() + 1);
+        held.push(create);
+        held.extend(ops.into_iter().filter(|op| op.room == room));
+        let pins = Pins::of(&held, &state.founder);
+        let mut state = state;
+        let mut outsiders = 0;
+        for op in &held[1..] {
+            outsiders += usize::from(!state.manages(&op.by));
+            // `step` changes nothing when it refuses; a refused operation stays inactive.
+            let _ = state.step(op, &pins);
         }
-        Ok(membership)
+        Ok(Membership {
+            ids: held.iter().map(|op| op.id()).collect(),
+            ops: held,
+            outsiders,
+            pins,
+            state,
+        })
     }
 
     /// The room's state.

@@ -250,16 +250,22 @@ mod tests {
         };
         let now = crate::core::now_ms();
         let on_topic = Via::Room(room.clone());
-        assert_eq!(
-            core.room_op_in(sign(tim_protocol::RoomAction::Join, now), &on_topic)
-                .unwrap(),
-            Verdict::Stored
-        );
+        let join = sign(tim_protocol::RoomAction::Join, now);
+        let join_id = join.id();
+        assert_eq!(core.room_op_in(join, &on_topic).unwrap(), Verdict::Stored);
         // Any other operation on a pipe is refused; a leave is taken.
         assert!(core
             .room_op_in(sign(tim_protocol::RoomAction::Cancel, now + 1), &Via::Direct)
             .is_err());
-        let leave = sign(tim_protocol::RoomAction::Leave, now + 2);
+        // Linked to bob's join, as his node signs it (a leave stands only by its own chain).
+        let links = tim_protocol::room::Links {
+            prev: Some(join_id),
+            seen: None,
+        };
+        let leave =
+            tim_protocol::RoomOp::sign_linked(&bob, room.clone(), tim_protocol::RoomAction::Leave, now + 2, links)
+                .unwrap()
+                .into_inner();
         assert_eq!(core.room_op_in(leave.clone(), &Via::Direct).unwrap(), Verdict::Stored);
         assert!(!core.room_state(&room).unwrap().is_member(&bob.account_id()));
         // The same leave by gossip afterwards is a duplicate.

@@ -12,9 +12,12 @@
 //! an operation of that account dated before the removal is void unless it is `seen` or reached
 //! from it through `prev` ([`Pins`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
-use super::{Links, RoomAction, RoomOp};
+use super::{
+    links::{is_pin, Pins},
+    Links, RoomAction, RoomOp,
+};
 use crate::{AccountId, Error, MessageId, Result, RoomId, Verified};
 
 /// The most operations one room keeps from accounts that do not manage it; later ones are
@@ -26,6 +29,10 @@ pub const MAX_ROOM_OPS: usize = 4096;
 /// them, and a sealed body has at most [`crate::seal::MAX_READERS`] readers. A join or approval
 /// beyond it is refused (5104).
 pub const MAX_PRIVATE_MEMBERS: usize = crate::seal::MAX_READERS;
+
+/// The most operations a room holds back waiting for the operation their `prev` names (sync
+/// brings a dropped one again).
+pub const MAX_WAITING_OPS: usize = 1024;
 
 /// The most join requests a node keeps unanswered for a room (a node's own bound, checked when a
 /// request arrives, not a rule of the fold: an approval admits an account whether or not its
@@ -327,67 +334,8 @@ impl RoomState {
 }
 
 /// The order of a room's operations: signed time, then id.
-fn order(op: &Verified<RoomOp>) -> (u64, MessageId) {
+pub(super) fn order(op: &Verified<RoomOp>) -> (u64, MessageId) {
     (op.at, op.id())
-}
-
-/// Which operations of each account the founder stands by, from its `Kick`s and `Demote`s of
-/// that account: an operation dated before one of them is void unless that one's `seen` reaches
-/// it through the signer's `prev` links among the operations held. A function of the held set.
-#[derive(Debug, Clone, Default)]
-struct Pins {
-    /// By account: each removal or demotion of it.
-    by_account: HashMap<AccountId, Vec<Pin>>,
-}
-
-/// One removal or demotion: its place in the order, and the operations of its subject it stands by.
-#[derive(Debug, Clone)]
-struct Pin {
-    at: (u64, MessageId),
-    stood_by: HashSet<MessageId>,
-}
-
-impl Pins {
-    fn of(ops: &[Verified<RoomOp>], founder: &AccountId) -> Pins {
-        let held: HashMap<MessageId, &RoomOp> = ops.iter().map(|op| (op.id(), op.get())).collect();
-        let mut pins = Pins::default();
-        for op in ops.iter().filter(|op| is_pin(op, founder)) {
-            let (RoomAction::Kick(account) | RoomAction::Demote(account)) = &op.action else {
-                continue;
-            };
-            let mut stood_by = HashSet::new();
-            let mut next = op.seen;
-            // Each step takes a new held operation of `account`, so the walk ends.
-            while let Some(id) = next {
-                match held.get(&id) {
-                    Some(earlier) if earlier.by == *account && stood_by.insert(id) => next = earlier.prev,
-                    _ => break,
-                }
-            }
-            pins.by_account.entry(*account).or_default().push(Pin {
-                at: order(op),
-                stood_by,
-            });
-        }
-        pins
-    }
-
-    fn voids(&self, op: &Verified<RoomOp>) -> bool {
-        self.by_account.get(&op.by).is_some_and(|pins| {
-            pins.iter()
-                .any(|pin| order(op) < pin.at && !pin.stood_by.contains(&op.id()))
-        })
-    }
-
-    fn covers(&self, account: &AccountId) -> bool {
-        self.by_account.contains_key(account)
-    }
-}
-
-/// Whether `op` is the founder's removal or demotion of an account, which decides which of that
-/// account's earlier operations stand.
-fn is_pin(op: &RoomOp, founder: &AccountId) -> bool {
-    op.by == *founder && matches!(op.action, RoomAction::Kick(_) | RoomAction::Demote(_))
 }
 
 /// A founded room's operations and the state they fold into.
@@ -400,7 +348,15 @@ pub struct Membership {
     outsiders: usize,
     pins: Pins,
     state: RoomState,
+    /// Operations held back until the one their `prev` names is held, oldest first.
+    waiting: VecDeque<Verified<RoomOp>>,
+    /// What the last [`Membership::apply`] released from `waiting` and now holds.
+    released: Vec<Released>,
 }
+
+/// An operation that waited for its `prev` and is now held, with what it changed (`None`:
+/// inactive).
+pub type Released = (Verified<RoomOp>, Option<MembershipChange>);
 
 impl Membership {
     /// A room from its verified `Create` operation.
@@ -412,6 +368,8 @@ impl Membership {
             outsiders: 0,
             pins: Pins::default(),
             state,
+            waiting: VecDeque::new(),
+            released: Vec::new(),
         })
     }
 
@@ -450,6 +408,8 @@ impl Membership {
             outsiders,
             pins,
             state,
+            waiting: VecDeque::new(),
+            released: Vec::new(),
         })
     }
 
@@ -484,26 +444,94 @@ impl Membership {
         self.state.clone().step(op, &self.pins)
     }
 
-    /// The causal links of an operation `by` is about to sign: its newest operation held, and for
-    /// a `Kick` or `Demote` the subject's newest one.
+    /// The causal links of an operation `by` is about to sign: the head of its chain held (its
+    /// operation no other of its names as `prev`, the newest such), and for a `Kick` or `Demote`
+    /// the head of the subject's.
     pub fn links_for(&self, by: &AccountId, action: &RoomAction) -> Links {
-        let newest_of = |account: &AccountId| self.ops.iter().rev().find(|op| op.by == *account).map(|op| op.id());
         Links {
-            prev: newest_of(by),
+            prev: self.head_of(by),
             seen: match action {
-                RoomAction::Kick(account) | RoomAction::Demote(account) => newest_of(account),
+                RoomAction::Kick(account) | RoomAction::Demote(account) => self.head_of(account),
                 _ => None,
             },
         }
     }
 
-    /// Takes a verified operation. A duplicate is 4117. One its signer may not do where it
-    /// stands is refused with the rule's code and changes nothing, but is kept (see
-    /// [`Membership::holds`]) when its signer has standing in the room. One dated before the
-    /// newest held operation is judged in its place, and everything after it is folded again.
-    /// Beyond [`MAX_ROOM_OPS`] held operations of accounts that do not manage the room, theirs
-    /// are refused (5104).
+    fn head_of(&self, account: &AccountId) -> Option<MessageId> {
+        let followed: HashSet<MessageId> = self
+            .ops
+            .iter()
+            .filter(|op| op.by == *account)
+            .filter_map(|op| op.prev)
+            .collect();
+        self.ops
+            .iter()
+            .rev()
+            .filter(|op| op.by == *account)
+            .map(|op| op.id())
+            .find(|id| !followed.contains(id))
+    }
+
+    /// Whether `id` waits for the operation its `prev` names.
+    pub fn waits(&self, id: &MessageId) -> bool {
+        self.waiting.iter().any(|op| op.id() == *id)
+    }
+
+    /// What the last [`Membership::apply`] released from waiting, now held (to store, and to
+    /// report what changed).
+    pub fn take_released(&mut self) -> Vec<Released> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Takes a verified operation from the room's topic or sync, like [`Membership::apply_now`],
+    /// once the operation its `prev` names is held: before, it waits (`4109`, see
+    /// [`Membership::waits`]; at most [`MAX_WAITING_OPS`], the longest waiting dropped beyond),
+    /// so every held operation's chain is whole. Taking it takes those that waited for it
+    /// ([`Membership::take_released`]).
     pub fn apply(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
+        self.released.clear();
+        if op.room != self.state.room {
+            return Err(Error::BadParameters("an operation of another room".into()));
+        }
+        if self.ids.contains(&op.id()) || self.waits(&op.id()) {
+            return Err(Error::Repeated("room operation"));
+        }
+        if op.prev.is_some_and(|prev| !self.ids.contains(&prev)) {
+            if self.waiting.len() >= MAX_WAITING_OPS {
+                self.waiting.pop_front();
+            }
+            self.waiting.push_back(op);
+            return Err(Error::NotFound("the operation it follows; it waits for it"));
+        }
+        let result = self.apply_now(op);
+        self.release();
+        result
+    }
+
+    fn release(&mut self) {
+        while let Some(at) = self
+            .waiting
+            .iter()
+            .position(|op| op.prev.is_none_or(|prev| self.ids.contains(&prev)))
+        {
+            let Some(op) = self.waiting.remove(at) else {
+                break;
+            };
+            let id = op.id();
+            let result = self.apply_now(op.clone());
+            if self.ids.contains(&id) {
+                self.released.push((op, result.ok()));
+            }
+        }
+    }
+
+    /// Takes a verified operation whatever it links to (an invitation's operations come without
+    /// their history). A duplicate is 4117. One its signer may not do where it stands is refused
+    /// with the rule's code and changes nothing, but is kept (see [`Membership::holds`]) when its
+    /// signer has standing in the room. One dated before the newest held operation is judged in
+    /// its place, and everything after it is folded again. Beyond [`MAX_ROOM_OPS`] held
+    /// operations of accounts that do not manage the room, theirs are refused (5104).
+    pub fn apply_now(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
         if self.ids.contains(&op.id()) {
             return Err(Error::Repeated("room operation"));
         }
@@ -512,6 +540,16 @@ impl Membership {
             return Err(Error::Full("the room's operations"));
         }
         let standing = self.state.has_standing(&op.by);
+        // What only a founder or manager may do, from an account that never had a part in the
+        // room (having managed, it would have standing for good): refused where it stands and
+        // not kept, so refused before the work of judging it in its place.
+        let managing_action = !matches!(
+            op.action,
+            RoomAction::Create { .. } | RoomAction::Join | RoomAction::Leave
+        );
+        if !standing && managing_action {
+            return Err(Error::PermissionDenied("only the founder or a manager may do this"));
+        }
         let in_order = self.ops.last().is_none_or(|last| order(last) < order(&op));
         // A removal or demotion may void earlier operations, and an operation of an account under
         // one may link others into what it stands by: both fold everything again.

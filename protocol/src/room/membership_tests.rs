@@ -630,3 +630,145 @@ fn links_name_the_signers_and_the_subjects_newest_operations() {
         Code::BadParameters
     );
 }
+
+/// M, invited and promoted by the founder, approves Y; then signs X2 and X3 (invites). Returns
+/// the room and those operations, unapplied beyond the approval.
+struct Chain {
+    room: Room,
+    m: AccountKey,
+    y: AccountKey,
+    x2: Verified<RoomOp>,
+    x3: Verified<RoomOp>,
+}
+
+fn chain() -> Chain {
+    let mut room = Room::new(true);
+    let founder = room.founder.clone();
+    let (m, y) = (key(5), key(6));
+    room.apply(&founder, A::Invite(m.account_id()), 101).unwrap();
+    room.apply(&m, A::Join, 102).unwrap();
+    room.apply(&founder, A::Promote(m.account_id()), 103).unwrap();
+    room.apply(&m, A::Approve(y.account_id()), 110).unwrap();
+    let x2 = room.op(&m, A::Invite(key(7).account_id()), 120);
+    room.membership.apply(x2.clone()).unwrap();
+    let x3 = room.op(&m, A::Invite(key(8).account_id()), 130);
+    room.membership.apply(x3.clone()).unwrap();
+    Chain { room, m, y, x2, x3 }
+}
+
+#[test]
+fn an_operation_waits_for_the_one_it_follows_and_is_released_with_it() {
+    let Chain { room, x2, x3, .. } = chain();
+    let held: Vec<_> = room
+        .membership
+        .ops()
+        .iter()
+        .filter(|op| op.id() != x2.id() && op.id() != x3.id())
+        .cloned()
+        .collect();
+    let mut member = Membership::rebuild(held).unwrap();
+    // X3 follows X2, which this member lacks: it waits, is not held, and is no fault.
+    assert_eq!(code(member.apply(x3.clone())), Code::NotFound);
+    assert!(member.waits(&x3.id()) && !member.holds(&x3.id()));
+    assert_eq!(code(member.apply(x3.clone())), Code::Repeated);
+    // X2 comes: both are held, X3 reported as released.
+    member.apply(x2.clone()).unwrap();
+    let released = member.take_released();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].0.id(), x3.id());
+    assert!(matches!(released[0].1, Some(MembershipChange::Invited { .. })));
+    assert!(member.holds(&x3.id()) && !member.waits(&x3.id()));
+    assert_eq!(member.state(), room.state());
+}
+
+#[test]
+fn a_member_that_hears_a_demotion_before_what_it_stands_by_loses_nothing() {
+    // The founder demotes M having seen X3; member Y hears the demotion first, then X3, then X2.
+    let Chain { mut room, m, y, x2, x3 } = chain();
+    let founder = room.founder.clone();
+    let demote = room.op(&founder, A::Demote(m.account_id()), 200);
+    assert_eq!(demote.seen, Some(x3.id()));
+    room.membership.apply(demote.clone()).unwrap();
+    let early: Vec<_> = room
+        .membership
+        .ops()
+        .iter()
+        .filter(|op| ![x2.id(), x3.id(), demote.id()].contains(&op.id()))
+        .cloned()
+        .collect();
+    let mut at_y = Membership::rebuild(early).unwrap();
+    for op in [demote, x3, x2] {
+        let _ = at_y.apply(op);
+        assert!(at_y.state().is_member(&y.account_id()), "Y's approval by M was voided");
+        assert!(at_y.state().is_member(&m.account_id()));
+    }
+    assert_eq!(at_y.state(), room.state());
+}
+
+#[test]
+fn a_manager_that_left_cannot_date_an_operation_back_to_when_it_managed() {
+    let Chain { mut room, m, y, .. } = chain();
+    room.apply(&m, A::Leave, 200).unwrap();
+    assert!(!room.state().managers.contains(&m.account_id()));
+    // Dated while it managed, linked to its chain after its leave, or to nothing: void.
+    let linked = room.op(&m, A::Kick(y.account_id()), 150);
+    assert_eq!(code(room.membership.apply(linked)), Code::PermissionDenied);
+    let unlinked = room.unlinked(&m, A::Kick(y.account_id()), 151);
+    assert_eq!(code(room.membership.apply(unlinked)), Code::PermissionDenied);
+    assert!(room.state().is_member(&y.account_id()));
+    // What it did before it left stands.
+    assert!(room.state().invited.contains_key(&key(8).account_id()));
+}
+
+#[test]
+fn operations_behind_a_withheld_one_are_void_after_the_demotion() {
+    // M signs W (dated 140) and P after it, publishes only P: nobody holds P (it waits for W),
+    // so the founder's demotion stands by X3. M then publishes W: both void.
+    let Chain { mut room, m, x3, .. } = chain();
+    let founder = room.founder.clone();
+    let w = room.op(&m, A::Invite(key(9).account_id()), 140);
+    let p = RoomOp::sign_linked(
+        &m,
+        room.id(),
+        A::Invite(key(10).account_id()),
+        141,
+        Links {
+            prev: Some(w.id()),
+            seen: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(code(room.membership.apply(p.clone())), Code::NotFound);
+    let demote = room.op(&founder, A::Demote(m.account_id()), 200);
+    assert_eq!(demote.seen, Some(x3.id()));
+    room.membership.apply(demote).unwrap();
+    assert_eq!(code(room.membership.apply(w.clone())), Code::PermissionDenied);
+    let released = room.membership.take_released();
+    assert_eq!(released.len(), 1, "P, released with W and held inactive");
+    assert_eq!(released[0].1, None);
+    let state = room.state();
+    assert!(!state.invited.contains_key(&key(9).account_id()));
+    assert!(!state.invited.contains_key(&key(10).account_id()));
+    assert!(state.invited.contains_key(&key(8).account_id()));
+}
+
+#[test]
+fn links_follow_the_chain_even_when_the_clock_stepped_back() {
+    // M's clock steps back: its next operation is dated before its previous one. The head of its
+    // chain is the one nothing follows, not the newest by date.
+    let Chain { mut room, m, x3, .. } = chain();
+    let back = room.op(&m, A::Invite(key(11).account_id()), 125);
+    assert_eq!(back.prev, Some(x3.id()));
+    room.membership.apply(back.clone()).unwrap();
+    assert_eq!(
+        room.membership.links_for(&m.account_id(), &A::Leave).prev,
+        Some(back.id())
+    );
+    let founder = room.founder.clone();
+    assert_eq!(
+        room.membership
+            .links_for(&founder.account_id(), &A::Demote(m.account_id()))
+            .seen,
+        Some(back.id())
+    );
+}

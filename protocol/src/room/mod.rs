@@ -6,10 +6,12 @@
 //! - `membership`: [`Membership`], the fold of a room's operations into who is a member, manager,
 //!   invited or asking, and who may do what.
 
+mod links;
 mod membership;
 
 pub use membership::{
-    Membership, MembershipChange, RoomState, MAX_PENDING_REQUESTS, MAX_PRIVATE_MEMBERS, MAX_ROOM_OPS,
+    Membership, MembershipChange, Released, RoomState, MAX_PENDING_REQUESTS, MAX_PRIVATE_MEMBERS, MAX_ROOM_OPS,
+    MAX_WAITING_OPS,
 };
 
 use bincode::{Decode, Encode};

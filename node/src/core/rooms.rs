@@ -210,7 +210,6 @@ impl Core {
             return Ok(Verdict::Ignored(Code::NotFound));
         }
         let mut founded = self.founded();
-        let mut released = Vec::new();
         let change = match founded.get_mut(&room) {
             Some(membership) => {
                 let state = membership.state();
@@ -229,28 +228,13 @@ impl Core {
                 if membership.holds(&id) {
                     self.store.put_room_op(&op, None)?;
                 }
-                // Operations that waited for this one, now held: kept, and what they changed
-                // reported like this one's.
-                for (held, change) in membership.take_released() {
-                    self.store.put_room_op(&held, None)?;
-                    released.extend(change);
-                }
                 let change = match result {
                     Ok(change) => change,
                     Err(tim_protocol::Error::Repeated(_)) => return Ok(Verdict::Duplicate),
-                    // It follows an operation not held here yet: held back, no blame (sync
-                    // brings what it waits for).
-                    Err(e) if membership.waits(&id) => {
-                        debug!(%room, error = %e, "a room operation waits for the one it follows");
-                        return Ok(Verdict::Ignored(e.code()));
-                    }
                     // Refused where it stands but kept: another order of arrival may make it
                     // valid, and its signer has a part in the room. No blame.
                     Err(e) if membership.holds(&id) => {
                         debug!(%room, error = %e, "a room operation held inactive");
-                        let state = membership.state().clone();
-                        drop(founded);
-                        self.settle_released(&room, &released, &state, was_member)?;
                         return Ok(Verdict::Ignored(e.code()));
                     }
                     Err(e) => return Err(e.into()),
@@ -298,37 +282,7 @@ impl Core {
         if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
             self.emit(event);
         }
-        if let Some(state) = &state {
-            self.settle_released(&room, &released, state, false)?;
-        }
         Ok(Verdict::Stored)
-    }
-
-    /// Reports what operations released from waiting changed, and settles this node's own part
-    /// (`was_member`: whether it was a member before them, to notice its removal).
-    fn settle_released(
-        &self,
-        room: &RoomId,
-        released: &[MembershipChange],
-        state: &RoomState,
-        was_member: bool,
-    ) -> Result<()> {
-        if was_member && !state.is_member(&self.account) {
-            self.settle_local(
-                room,
-                &MembershipChange::Kicked {
-                    account: self.account,
-                    by: state.founder,
-                },
-            )?;
-        }
-        for change in released {
-            self.settle_local(room, change)?;
-            if let Some(event) = event_of(room, change, Some(state), &self.account) {
-                self.emit(event);
-            }
-        }
-        Ok(())
     }
 
     /// What a change means for this node itself: removed from the room, it stops serving,
@@ -416,8 +370,7 @@ impl Core {
             return Ok(Verdict::Ignored(Code::NotFound));
         };
         // A manager's approval holds only once this node knows the manager: sync brings that.
-        // It comes without the operations it follows, so it is judged at once.
-        let _ = membership.apply_now(approve.clone());
+        let _ = membership.apply(approve.clone());
         if membership.holds(&approve.id()) {
             self.store.put_room_op(&approve, None)?;
         }
@@ -497,7 +450,7 @@ impl Core {
             Some(membership) => {
                 // Tried on a copy: a refused operation of its own is neither kept nor sent.
                 let mut trial = membership.clone();
-                let change = trial.apply_now(op.clone())?;
+                let change = trial.apply(op.clone())?;
                 *membership = trial;
                 // An invitee learns of its invitation, an approved requester of its approval.
                 let invitation = match &op.action {
@@ -564,8 +517,7 @@ impl Core {
         let mut membership = Membership::new(create.clone())?;
         let invite = invite.verify()?;
         self.store.put_room_op(&create, None)?;
-        // An invitation comes without the operations it follows: judged at once.
-        if membership.apply_now(invite.clone()).is_ok() {
+        if membership.apply(invite.clone()).is_ok() {
             self.store.put_room_op(&invite, None)?;
         }
         Ok(Some(membership))

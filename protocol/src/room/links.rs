@@ -1,13 +1,12 @@
 //! Causal links between a founded room's operations (docs/protocol.md, "Causal links"): which
-//! operations of an account still count once it was removed, demoted or left.
+//! operations of an account still count once the founder removed or demoted it.
 //!
 //! Each operation names its signer's previous one (`prev`), so an account's operations form a
-//! chain. A **pin** is an operation after which an account's earlier operations count only if
-//! they are on a known chain: the founder's `Kick(x)` or `Demote(x)`, whose `seen` names the
-//! newest operation of `x` the founder held, and `x`'s own `Leave`, which starts from itself. An
-//! operation of `x` ordered before a pin is void unless the pin's chain reaches it. A pin whose
-//! start is not held yet voids nothing until it is (sync brings it): a member that has not seen
-//! what the founder saw must not void what the founder kept.
+//! chain. The founder's `Kick(x)` or `Demote(x)` is a **pin**: its `seen` names the head of
+//! `x`'s chain as the founder held it, and an operation of `x` ordered before the pin is void
+//! unless the chain from `seen` reaches it. A pin whose chain is not whole here (an operation
+//! on it not held yet) voids nothing until it is: a member that has not seen what the founder
+//! saw must not void what the founder kept.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,7 +20,7 @@ pub(super) struct Pins {
 }
 
 /// One pin: its place in the order, and the operations of its account it stands by (`None`
-/// while its start is not held: it voids nothing).
+/// while its chain is not whole: it voids nothing).
 #[derive(Debug, Clone)]
 struct Pin {
     at: (u64, MessageId),
@@ -33,28 +32,13 @@ impl Pins {
     pub(super) fn of(ops: &[Verified<RoomOp>], founder: &AccountId) -> Pins {
         let held: HashMap<MessageId, &RoomOp> = ops.iter().map(|op| (op.id(), op.get())).collect();
         let mut pins = Pins::default();
-        for op in ops.iter() {
-            let Some((account, start)) = pinned(op, founder) else {
+        for op in ops.iter().filter(|op| is_pin(op, founder)) {
+            let (RoomAction::Kick(account) | RoomAction::Demote(account)) = &op.action else {
                 continue;
             };
-            let stood_by = match start {
-                Some(id) if !held.contains_key(&id) => None,
-                start => {
-                    let mut chain = HashSet::new();
-                    let mut next = start;
-                    // Each step takes a new held operation of `account`, so the walk ends.
-                    while let Some(id) = next {
-                        match held.get(&id) {
-                            Some(earlier) if earlier.by == account && chain.insert(id) => next = earlier.prev,
-                            _ => break,
-                        }
-                    }
-                    Some(chain)
-                }
-            };
-            pins.by_account.entry(account).or_default().push(Pin {
+            pins.by_account.entry(*account).or_default().push(Pin {
                 at: order(op),
-                stood_by,
+                stood_by: chain(&held, account, op.seen),
             });
         }
         pins
@@ -74,16 +58,55 @@ impl Pins {
     }
 }
 
-/// The account `op` pins and where its chain starts, if `op` is a pin.
-fn pinned(op: &Verified<RoomOp>, founder: &AccountId) -> Option<(AccountId, Option<MessageId>)> {
-    match &op.action {
-        RoomAction::Kick(account) | RoomAction::Demote(account) if op.by == *founder => Some((*account, op.seen)),
-        RoomAction::Leave => Some((op.by, Some(op.id()))),
-        _ => None,
+/// `account`'s operations from `start` back through `prev` to its first, or `None` if one on the
+/// way is not held (or not `account`'s).
+fn chain(
+    held: &HashMap<MessageId, &RoomOp>,
+    account: &AccountId,
+    start: Option<MessageId>,
+) -> Option<HashSet<MessageId>> {
+    let mut chain = HashSet::new();
+    let mut next = start;
+    while let Some(id) = next {
+        let op = held.get(&id).filter(|op| op.by == *account)?;
+        if !chain.insert(id) {
+            // Ids are digests of what names them, so a cycle cannot be signed; stop all the same.
+            break;
+        }
+        next = op.prev;
     }
+    Some(chain)
 }
 
-/// Whether `op` is a pin (see the module docs).
-pub(super) fn is_pin(op: &Verified<RoomOp>, founder: &AccountId) -> bool {
-    pinned(op, founder).is_some()
+/// Of one account's operations (id → `prev`), those whose chain is whole: every `prev` back to
+/// the first is among them.
+pub(super) fn whole_chains(own: &HashMap<MessageId, Option<MessageId>>) -> HashSet<MessageId> {
+    let mut whole: HashSet<MessageId> = HashSet::new();
+    let mut broken: HashSet<MessageId> = HashSet::new();
+    for start in own.keys() {
+        let mut path = HashSet::new();
+        let mut next = Some(*start);
+        let ok = loop {
+            let Some(id) = next else { break true };
+            if whole.contains(&id) {
+                break true;
+            }
+            if broken.contains(&id) || !path.insert(id) {
+                break false;
+            }
+            let Some(prev) = own.get(&id) else { break false };
+            next = *prev;
+        };
+        if ok {
+            whole.extend(path);
+        } else {
+            broken.extend(path);
+        }
+    }
+    whole
+}
+
+/// Whether `op` is a pin: the founder's removal or demotion of an account.
+pub(super) fn is_pin(op: &RoomOp, founder: &AccountId) -> bool {
+    op.by == *founder && matches!(op.action, RoomAction::Kick(_) | RoomAction::Demote(_))
 }

@@ -12,10 +12,10 @@
 //! an operation of that account dated before the removal is void unless it is `seen` or reached
 //! from it through `prev` ([`Pins`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{
-    links::{is_pin, Pins},
+    links::{self, is_pin, Pins},
     Links, RoomAction, RoomOp,
 };
 use crate::{AccountId, Error, MessageId, Result, RoomId, Verified};
@@ -29,10 +29,6 @@ pub const MAX_ROOM_OPS: usize = 4096;
 /// them, and a sealed body has at most [`crate::seal::MAX_READERS`] readers. A join or approval
 /// beyond it is refused (5104).
 pub const MAX_PRIVATE_MEMBERS: usize = crate::seal::MAX_READERS;
-
-/// The most operations a room holds back waiting for the operation their `prev` names (sync
-/// brings a dropped one again).
-pub const MAX_WAITING_OPS: usize = 1024;
 
 /// The most join requests a node keeps unanswered for a room (a node's own bound, checked when a
 /// request arrives, not a rule of the fold: an approval admits an account whether or not its
@@ -348,15 +344,7 @@ pub struct Membership {
     outsiders: usize,
     pins: Pins,
     state: RoomState,
-    /// Operations held back until the one their `prev` names is held, oldest first.
-    waiting: VecDeque<Verified<RoomOp>>,
-    /// What the last [`Membership::apply`] released from `waiting` and now holds.
-    released: Vec<Released>,
 }
-
-/// An operation that waited for its `prev` and is now held, with what it changed (`None`:
-/// inactive).
-pub type Released = (Verified<RoomOp>, Option<MembershipChange>);
 
 impl Membership {
     /// A room from its verified `Create` operation.
@@ -368,8 +356,6 @@ impl Membership {
             outsiders: 0,
             pins: Pins::default(),
             state,
-            waiting: VecDeque::new(),
-            released: Vec::new(),
         })
     }
 
@@ -408,8 +394,6 @@ impl Membership {
             outsiders,
             pins,
             state,
-            waiting: VecDeque::new(),
-            released: Vec::new(),
         })
     }
 
@@ -457,81 +441,37 @@ impl Membership {
         }
     }
 
+    /// The head of `account`'s chain: among its operations whose chain is whole here (every
+    /// `prev` back to the first held), the last in the order that none of those follows. So a
+    /// signer's operation behind one it withholds is never named.
     fn head_of(&self, account: &AccountId) -> Option<MessageId> {
-        let followed: HashSet<MessageId> = self
+        let own: HashMap<MessageId, Option<MessageId>> = self
             .ops
             .iter()
             .filter(|op| op.by == *account)
-            .filter_map(|op| op.prev)
+            .map(|op| (op.id(), op.prev))
+            .collect();
+        let whole = links::whole_chains(&own);
+        let followed: HashSet<MessageId> = own
+            .iter()
+            .filter(|(id, _)| whole.contains(*id))
+            .filter_map(|(_, prev)| *prev)
             .collect();
         self.ops
             .iter()
             .rev()
             .filter(|op| op.by == *account)
             .map(|op| op.id())
-            .find(|id| !followed.contains(id))
+            .find(|id| whole.contains(id) && !followed.contains(id))
     }
 
-    /// Whether `id` waits for the operation its `prev` names.
-    pub fn waits(&self, id: &MessageId) -> bool {
-        self.waiting.iter().any(|op| op.id() == *id)
-    }
-
-    /// What the last [`Membership::apply`] released from waiting, now held (to store, and to
-    /// report what changed).
-    pub fn take_released(&mut self) -> Vec<Released> {
-        std::mem::take(&mut self.released)
-    }
-
-    /// Takes a verified operation from the room's topic or sync, like [`Membership::apply_now`],
-    /// once the operation its `prev` names is held: before, it waits (`4109`, see
-    /// [`Membership::waits`]; at most [`MAX_WAITING_OPS`], the longest waiting dropped beyond),
-    /// so every held operation's chain is whole. Taking it takes those that waited for it
-    /// ([`Membership::take_released`]).
-    pub fn apply(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
-        self.released.clear();
-        if op.room != self.state.room {
-            return Err(Error::BadParameters("an operation of another room".into()));
-        }
-        if self.ids.contains(&op.id()) || self.waits(&op.id()) {
-            return Err(Error::Repeated("room operation"));
-        }
-        if op.prev.is_some_and(|prev| !self.ids.contains(&prev)) {
-            if self.waiting.len() >= MAX_WAITING_OPS {
-                self.waiting.pop_front();
-            }
-            self.waiting.push_back(op);
-            return Err(Error::NotFound("the operation it follows; it waits for it"));
-        }
-        let result = self.apply_now(op);
-        self.release();
-        result
-    }
-
-    fn release(&mut self) {
-        while let Some(at) = self
-            .waiting
-            .iter()
-            .position(|op| op.prev.is_none_or(|prev| self.ids.contains(&prev)))
-        {
-            let Some(op) = self.waiting.remove(at) else {
-                break;
-            };
-            let id = op.id();
-            let result = self.apply_now(op.clone());
-            if self.ids.contains(&id) {
-                self.released.push((op, result.ok()));
-            }
-        }
-    }
-
-    /// Takes a verified operation whatever it links to (an invitation's operations come without
-    /// their history). A duplicate is 4117. One its signer may not do where it stands is refused
+    /// Takes a verified operation, whether or not the operations it links to are held (an
+    /// invitation's come without their history; sync brings the rest). A duplicate is 4117. One its signer may not do where it stands is refused
     /// with the rule's code and changes nothing, but is kept (see [`Membership::holds`]) when its
     /// signer has standing in the room. One dated before the newest held operation is judged in
     /// its place, and everything after it is folded again. Beyond [`MAX_ROOM_OPS`] held
     /// operations of accounts that do not manage the room, theirs are refused (5104).
-    pub fn apply_now(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
+    pub fn apply(&mut self, op: Verified<RoomOp>) -> Result<MembershipChange> {
         if self.ids.contains(&op.id()) {
             return Err(Error::Repeated("room operation"));
         }
@@ -540,15 +480,15 @@ impl Membership {
             return Err(Error::Full("the room's operations"));
         }
         let standing = self.state.has_standing(&op.by);
-        // What only a founder or manager may do, from an account that never had a part in the
-        // room (having managed, it would have standing for good): refused where it stands and
-        // not kept, so refused before the work of judging it in its place.
-        let managing_action = !matches!(
-            op.action,
-            RoomAction::Create { .. } | RoomAction::Join | RoomAction::Leave
-        );
-        if !standing && managing_action {
-            return Err(Error::PermissionDenied("only the founder or a manager may do this"));
+        // From an account that never had a part in the room, anything but a join is refused
+        // where it stands and not kept (what a founder or manager may do needs standing, which
+        // an account that managed keeps for good; a leave needs membership, an invitation or a
+        // request): refused before the work of judging it in its place.
+        if !standing && !matches!(op.action, RoomAction::Create { .. } | RoomAction::Join) {
+            return Err(match op.action {
+                RoomAction::Leave => Error::NotFound("not a member"),
+                _ => Error::PermissionDenied("only the founder or a manager may do this"),
+            });
         }
         let in_order = self.ops.last().is_none_or(|last| order(last) < order(&op));
         // A removal or demotion may void earlier operations, and an operation of an account under

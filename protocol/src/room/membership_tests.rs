@@ -561,33 +561,37 @@ fn a_removal_voids_what_the_founder_had_not_seen_and_every_order_agrees() {
 }
 
 #[test]
-fn a_gap_in_a_chain_voids_until_the_missing_operation_arrives() {
+fn a_pin_over_a_gap_voids_nothing_until_the_gap_is_filled() {
     // M's chain: join (102), invite bob (110), invite carol (115); the demotion stands by the
-    // last. A member that holds the first and the last but not the middle cannot walk from the
-    // demotion's `seen` back to M's join, so M was never a member there, until the middle comes.
+    // last. A member that holds all but the middle cannot walk the chain whole: the demotion
+    // voids nothing there (not even a dated-back invite) until the middle comes.
     let mut room = Room::new(true);
     let founder = room.founder.clone();
-    let (m, bob, carol) = (key(5), key(2), key(3));
+    let (m, bob, carol, dave) = (key(5), key(2), key(3), key(4));
     room.apply(&founder, A::Invite(m.account_id()), 101).unwrap();
     room.apply(&m, A::Join, 102).unwrap();
     room.apply(&founder, A::Promote(m.account_id()), 103).unwrap();
     room.apply(&m, A::Invite(bob.account_id()), 110).unwrap();
     room.apply(&m, A::Invite(carol.account_id()), 115).unwrap();
-    room.apply(&bob, A::Join, 120).unwrap();
     room.apply(&founder, A::Demote(m.account_id()), 200).unwrap();
-    assert!(room.state().is_member(&m.account_id()));
-    assert!(room.state().is_member(&bob.account_id()));
+    let dated_back = room.unlinked(&m, A::Invite(dave.account_id()), 150);
+    assert_eq!(code(room.membership.apply(dated_back.clone())), Code::PermissionDenied);
     let ops: Vec<_> = room.membership.ops().to_vec();
     let middle = ops
         .iter()
         .find(|op| op.action == A::Invite(bob.account_id()))
         .cloned()
         .unwrap();
-    let partial = Membership::rebuild(ops.iter().filter(|op| op.id() != middle.id()).cloned().collect()).unwrap();
-    assert!(!partial.state().is_member(&m.account_id()));
-    let mut whole = partial.clone();
-    whole.apply(middle).unwrap();
-    assert_eq!(whole.state(), room.state());
+    let mut partial = Membership::rebuild(ops.iter().filter(|op| op.id() != middle.id()).cloned().collect()).unwrap();
+    assert!(partial.state().is_member(&m.account_id()));
+    assert!(partial.state().invited.contains_key(&carol.account_id()));
+    assert!(
+        partial.state().invited.contains_key(&dave.account_id()),
+        "an incomplete pin voided"
+    );
+    partial.apply(middle).unwrap();
+    assert_eq!(partial.state(), room.state());
+    assert!(!partial.state().invited.contains_key(&dave.account_id()));
 }
 
 #[test]
@@ -657,7 +661,7 @@ fn chain() -> Chain {
 }
 
 #[test]
-fn an_operation_waits_for_the_one_it_follows_and_is_released_with_it() {
+fn an_operation_is_taken_before_the_one_it_follows_and_both_fold_the_same() {
     let Chain { room, x2, x3, .. } = chain();
     let held: Vec<_> = room
         .membership
@@ -667,17 +671,9 @@ fn an_operation_waits_for_the_one_it_follows_and_is_released_with_it() {
         .cloned()
         .collect();
     let mut member = Membership::rebuild(held).unwrap();
-    // X3 follows X2, which this member lacks: it waits, is not held, and is no fault.
-    assert_eq!(code(member.apply(x3.clone())), Code::NotFound);
-    assert!(member.waits(&x3.id()) && !member.holds(&x3.id()));
-    assert_eq!(code(member.apply(x3.clone())), Code::Repeated);
-    // X2 comes: both are held, X3 reported as released.
+    member.apply(x3.clone()).unwrap();
+    assert!(member.holds(&x3.id()));
     member.apply(x2.clone()).unwrap();
-    let released = member.take_released();
-    assert_eq!(released.len(), 1);
-    assert_eq!(released[0].0.id(), x3.id());
-    assert!(matches!(released[0].1, Some(MembershipChange::Invited { .. })));
-    assert!(member.holds(&x3.id()) && !member.waits(&x3.id()));
     assert_eq!(member.state(), room.state());
 }
 
@@ -706,24 +702,10 @@ fn a_member_that_hears_a_demotion_before_what_it_stands_by_loses_nothing() {
 }
 
 #[test]
-fn a_manager_that_left_cannot_date_an_operation_back_to_when_it_managed() {
-    let Chain { mut room, m, y, .. } = chain();
-    room.apply(&m, A::Leave, 200).unwrap();
-    assert!(!room.state().managers.contains(&m.account_id()));
-    // Dated while it managed, linked to its chain after its leave, or to nothing: void.
-    let linked = room.op(&m, A::Kick(y.account_id()), 150);
-    assert_eq!(code(room.membership.apply(linked)), Code::PermissionDenied);
-    let unlinked = room.unlinked(&m, A::Kick(y.account_id()), 151);
-    assert_eq!(code(room.membership.apply(unlinked)), Code::PermissionDenied);
-    assert!(room.state().is_member(&y.account_id()));
-    // What it did before it left stands.
-    assert!(room.state().invited.contains_key(&key(8).account_id()));
-}
-
-#[test]
 fn operations_behind_a_withheld_one_are_void_after_the_demotion() {
-    // M signs W (dated 140) and P after it, publishes only P: nobody holds P (it waits for W),
-    // so the founder's demotion stands by X3. M then publishes W: both void.
+    // M signs W (dated 140) and P after it, publishes only P: P's chain is not whole, so the
+    // founder's demotion names X3, not P, and stands by X3's chain. M then publishes W: both
+    // void.
     let Chain { mut room, m, x3, .. } = chain();
     let founder = room.founder.clone();
     let w = room.op(&m, A::Invite(key(9).account_id()), 140);
@@ -738,14 +720,12 @@ fn operations_behind_a_withheld_one_are_void_after_the_demotion() {
         },
     )
     .unwrap();
-    assert_eq!(code(room.membership.apply(p.clone())), Code::NotFound);
+    room.membership.apply(p.clone()).unwrap();
+    assert!(room.state().invited.contains_key(&key(10).account_id()));
     let demote = room.op(&founder, A::Demote(m.account_id()), 200);
     assert_eq!(demote.seen, Some(x3.id()));
     room.membership.apply(demote).unwrap();
     assert_eq!(code(room.membership.apply(w.clone())), Code::PermissionDenied);
-    let released = room.membership.take_released();
-    assert_eq!(released.len(), 1, "P, released with W and held inactive");
-    assert_eq!(released[0].1, None);
     let state = room.state();
     assert!(!state.invited.contains_key(&key(9).account_id()));
     assert!(!state.invited.contains_key(&key(10).account_id()));

@@ -10,8 +10,7 @@ mod links;
 mod membership;
 
 pub use membership::{
-    Membership, MembershipChange, Released, RoomState, MAX_PENDING_REQUESTS, MAX_PRIVATE_MEMBERS, MAX_ROOM_OPS,
-    MAX_WAITING_OPS,
+    Membership, MembershipChange, RoomState, MAX_PENDING_REQUESTS, MAX_PRIVATE_MEMBERS, MAX_ROOM_OPS,
 };
 
 use bincode::{Decode, Encode};

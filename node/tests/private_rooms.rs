@@ -476,3 +476,54 @@ async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_ba
     assert!(!a.room(&room).unwrap().is_member(&e.account_id()));
     drop((a, b, c, dirs));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_that_leaves_is_pinned_by_the_founder_and_cannot_date_operations_back() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 71, vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev, _) = start_as(dirs[1].path(), 72, vec![boot.clone()]).await;
+    let (c, mut c_ev, c_key) = start_as(dirs[2].path(), 73, vec![boot.clone()]).await;
+    let e = tim_node::protocol::test_util::key(75);
+    let room = a.create_room("crew".into(), true).await.unwrap().room;
+    routed(&a, &b).await;
+    routed(&a, &c).await;
+    for (node, events) in [(&b, &mut b_ev), (&c, &mut c_ev)] {
+        a.invite(room.clone(), node.account()).await.unwrap();
+        expect_event(events, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
+        node.join(room.clone()).await.unwrap();
+        room_state(&a, &room, "a member at A", |s| s.is_member(&node.account())).await;
+    }
+    a.promote(room.clone(), c.account()).await.unwrap();
+    room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    wait_room_peers(&b, &room, 1).await;
+    let while_manager = now_ms();
+    eventually("the clock past C's time as a manager", || async {
+        (now_ms() > while_manager + 2).then_some(())
+    })
+    .await;
+
+    // C leaves; the founder's node pins it.
+    c.leave(room.clone()).await.unwrap();
+    room_state(&a, &room, "C gone at A", |s| !s.is_member(&c.account())).await;
+    // C signs an invitation dated back to when it managed; B's node carries it into the topic.
+    let before = a.metrics().ignored;
+    let invite = tim_node::protocol::RoomAction::Invite(e.account_id());
+    b.relay(
+        Recipient::Room(room.clone()),
+        op_frame(&c_key, &room, invite, while_manager),
+    )
+    .await
+    .unwrap();
+    eventually("the dated-back invitation judged at A", || {
+        let a = a.clone();
+        async move { (a.metrics().ignored > before).then_some(()) }
+    })
+    .await;
+    assert!(
+        !a.room(&room).unwrap().invited.contains_key(&e.account_id()),
+        "a void invitation took"
+    );
+    drop((a, b, c, dirs));
+}

@@ -260,7 +260,7 @@ mod tests {
         // Linked to bob's join, as his node signs it (a leave stands only by its own chain).
         let links = tim_protocol::room::Links {
             prev: Some(join_id),
-            seen: None,
+            seen: Vec::new(),
         };
         let leave =
             tim_protocol::RoomOp::sign_linked(&bob, room.clone(), tim_protocol::RoomAction::Leave, now + 2, links)

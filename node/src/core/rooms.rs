@@ -210,6 +210,8 @@ impl Core {
             return Ok(Verdict::Ignored(Code::NotFound));
         }
         let mut founded = self.founded();
+        // The founder's pin of a manager that left, to publish.
+        let mut pin = None;
         let change = match founded.get_mut(&room) {
             Some(membership) => {
                 let state = membership.state();
@@ -223,6 +225,7 @@ impl Core {
                     return Ok(Verdict::Ignored(Code::Overloaded));
                 }
                 let was_member = state.is_member(&self.account);
+                let left_as_manager = op.action == RoomAction::Leave && state.managers.contains(&op.by);
                 let id = op.id();
                 let result = membership.apply(op.clone());
                 if membership.holds(&id) {
@@ -239,6 +242,9 @@ impl Core {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                if left_as_manager && membership.state().founder == self.account {
+                    pin = self.pin_departed_manager(membership, &room, &op.by)?;
+                }
                 if was_member && !membership.state().is_member(&self.account) {
                     // A late operation removed this account (its own change is about another).
                     let by = op.by;
@@ -278,11 +284,47 @@ impl Core {
                 .room_work
                 .try_send(super::RoomWork::Publish(room.clone(), op.id(), frame));
         }
+        if let Some((id, frame)) = pin {
+            let _ = self
+                .room_work
+                .try_send(super::RoomWork::Publish(room.clone(), id, frame));
+        }
         self.settle_local(&room, &change)?;
         if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
             self.emit(event);
         }
         Ok(Verdict::Stored)
+    }
+
+    /// The founder's pin of `account`, a manager that just left: a `Demote` naming every head of
+    /// it held, so what it signs afterwards dated back to when it managed is void
+    /// (docs/protocol.md, "Causal links"). The fold refuses the demotion (it manages no more)
+    /// and keeps it inactive, which is all a pin needs. Returns the operation to publish.
+    fn pin_departed_manager(
+        &self,
+        membership: &mut Membership,
+        room: &RoomId,
+        account: &AccountId,
+    ) -> Result<Option<(MessageId, Vec<u8>)>> {
+        let action = RoomAction::Demote(*account);
+        let links = membership.links_for(&self.account, &action);
+        let now = now_ms();
+        let after = membership
+            .ops()
+            .iter()
+            .rev()
+            .map(|o| o.at)
+            .find(|at| *at <= now)
+            .map_or(0, |at| at + 1);
+        let pin = RoomOp::sign_linked(&self.key, room.clone(), action, now.max(after), links)?;
+        let id = pin.id();
+        let _ = membership.apply(pin.clone());
+        if !membership.holds(&id) {
+            return Ok(None);
+        }
+        self.store.put_room_op(&pin, None)?;
+        debug!(%room, %account, "pinned a manager that left");
+        Ok(Some((id, encode(&Envelope::Room(pin.into_inner()))?)))
     }
 
     /// What a change means for this node itself: removed from the room, it stops serving,

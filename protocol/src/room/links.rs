@@ -2,9 +2,9 @@
 //! operations of an account still count once the founder removed or demoted it.
 //!
 //! Each operation names its signer's previous one (`prev`), so an account's operations form a
-//! chain. The founder's `Kick(x)` or `Demote(x)` is a **pin**: its `seen` names the head of
+//! chain. The founder's `Kick(x)` or `Demote(x)` is a **pin**: its `seen` names the heads of
 //! `x`'s chain as the founder held it, and an operation of `x` ordered before the pin is void
-//! unless the chain from `seen` reaches it. A pin whose chain is not whole here (an operation
+//! unless the chain from one of them reaches it. A pin whose chain is not whole here (an operation
 //! on it not held yet) voids nothing until it is: a member that has not seen what the founder
 //! saw must not void what the founder kept.
 
@@ -36,9 +36,14 @@ impl Pins {
             let (RoomAction::Kick(account) | RoomAction::Demote(account)) = &op.action else {
                 continue;
             };
+            // Every head's chain, whole, or the pin voids nothing yet.
+            let stood_by = op.seen.iter().try_fold(HashSet::new(), |mut all, head| {
+                all.extend(chain(&held, account, Some(*head))?);
+                Some(all)
+            });
             pins.by_account.entry(*account).or_default().push(Pin {
                 at: order(op),
-                stood_by: chain(&held, account, op.seen),
+                stood_by,
             });
         }
         pins

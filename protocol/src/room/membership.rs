@@ -428,23 +428,26 @@ impl Membership {
         self.state.clone().step(op, &self.pins)
     }
 
-    /// The causal links of an operation `by` is about to sign: the head of its chain held (its
-    /// operation no other of its names as `prev`, the newest such), and for a `Kick` or `Demote`
-    /// the head of the subject's.
+    /// The causal links of an operation `by` is about to sign: the head of its chain held, and
+    /// for a `Kick` or `Demote` every head of the subject's (the newest [`super::MAX_SEEN`]).
     pub fn links_for(&self, by: &AccountId, action: &RoomAction) -> Links {
         Links {
-            prev: self.head_of(by),
+            prev: self.heads_of(by).into_iter().next(),
             seen: match action {
-                RoomAction::Kick(account) | RoomAction::Demote(account) => self.head_of(account),
-                _ => None,
+                RoomAction::Kick(account) | RoomAction::Demote(account) => {
+                    let mut heads = self.heads_of(account);
+                    heads.truncate(super::MAX_SEEN);
+                    heads
+                }
+                _ => Vec::new(),
             },
         }
     }
 
-    /// The head of `account`'s chain: among its operations whose chain is whole here (every
-    /// `prev` back to the first held), the last in the order that none of those follows. So a
+    /// The heads of `account`'s chain, newest first: among its operations whose chain is whole
+    /// here (every `prev` back to the first held), those that none of those follows. So a
     /// signer's operation behind one it withholds is never named.
-    fn head_of(&self, account: &AccountId) -> Option<MessageId> {
+    fn heads_of(&self, account: &AccountId) -> Vec<MessageId> {
         let own: HashMap<MessageId, Option<MessageId>> = self
             .ops
             .iter()
@@ -462,7 +465,8 @@ impl Membership {
             .rev()
             .filter(|op| op.by == *account)
             .map(|op| op.id())
-            .find(|id| whole.contains(id) && !followed.contains(id))
+            .filter(|id| whole.contains(id) && !followed.contains(id))
+            .collect()
     }
 
     /// Takes a verified operation, whether or not the operations it links to are held (an

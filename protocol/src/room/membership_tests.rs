@@ -351,7 +351,7 @@ fn nodes_that_get_the_same_operations_in_different_orders_agree() {
             103,
             Links {
                 prev: None,
-                seen: Some(join_m.id()),
+                seen: vec![join_m.id()],
             },
         ),
         op(&founder, A::Promote(m.account_id()), 104, Links::default()),
@@ -361,7 +361,7 @@ fn nodes_that_get_the_same_operations_in_different_orders_agree() {
             105,
             Links {
                 prev: Some(join_m.id()),
-                seen: None,
+                seen: Vec::new(),
             },
         ),
     ];
@@ -610,18 +610,18 @@ fn links_name_the_signers_and_the_subjects_newest_operations() {
         .membership
         .links_for(&founder.account_id(), &A::Kick(m.account_id()));
     assert_eq!(links.prev, newest(&founder));
-    assert_eq!(links.seen, newest(&m));
+    assert_eq!(links.seen, newest(&m).into_iter().collect::<Vec<_>>());
     assert_eq!(
         room.membership.links_for(&m.account_id(), &A::Leave),
         Links {
             prev: newest(&m),
-            seen: None
+            seen: Vec::new()
         }
     );
     // A link where none belongs is refused at signing and at verification.
     let bad = Links {
         prev: None,
-        seen: newest(&m),
+        seen: newest(&m).into_iter().collect(),
     };
     assert_eq!(
         code(RoomOp::sign_linked(
@@ -683,7 +683,7 @@ fn a_member_that_hears_a_demotion_before_what_it_stands_by_loses_nothing() {
     let Chain { mut room, m, y, x2, x3 } = chain();
     let founder = room.founder.clone();
     let demote = room.op(&founder, A::Demote(m.account_id()), 200);
-    assert_eq!(demote.seen, Some(x3.id()));
+    assert_eq!(demote.seen, vec![x3.id()]);
     room.membership.apply(demote.clone()).unwrap();
     let early: Vec<_> = room
         .membership
@@ -716,14 +716,14 @@ fn operations_behind_a_withheld_one_are_void_after_the_demotion() {
         141,
         Links {
             prev: Some(w.id()),
-            seen: None,
+            seen: Vec::new(),
         },
     )
     .unwrap();
     room.membership.apply(p.clone()).unwrap();
     assert!(room.state().invited.contains_key(&key(10).account_id()));
     let demote = room.op(&founder, A::Demote(m.account_id()), 200);
-    assert_eq!(demote.seen, Some(x3.id()));
+    assert_eq!(demote.seen, vec![x3.id()]);
     room.membership.apply(demote).unwrap();
     assert_eq!(code(room.membership.apply(w.clone())), Code::PermissionDenied);
     let state = room.state();
@@ -749,6 +749,36 @@ fn links_follow_the_chain_even_when_the_clock_stepped_back() {
         room.membership
             .links_for(&founder.account_id(), &A::Demote(m.account_id()))
             .seen,
-        Some(back.id())
+        vec![back.id()]
+    );
+}
+
+#[test]
+fn a_removal_stands_by_every_head_of_a_forked_chain_it_held() {
+    // M's node lost its data and signed on a fresh chain: two heads. The founder's demotion
+    // names both, so neither branch is voided; more than MAX_SEEN heads are refused.
+    let Chain { mut room, m, x3, .. } = chain();
+    let fork = room.unlinked(&m, A::Invite(key(12).account_id()), 140);
+    room.membership.apply(fork.clone()).unwrap();
+    let founder = room.founder.clone();
+    let demote = room.op(&founder, A::Demote(m.account_id()), 200);
+    assert_eq!(demote.seen, vec![fork.id(), x3.id()]);
+    room.membership.apply(demote).unwrap();
+    let state = room.state();
+    assert!(state.invited.contains_key(&key(8).account_id()));
+    assert!(state.invited.contains_key(&key(12).account_id()));
+    let many = Links {
+        prev: None,
+        seen: vec![x3.id(); crate::room::MAX_SEEN + 1],
+    };
+    assert_eq!(
+        code(RoomOp::sign_linked(
+            &founder,
+            room.id(),
+            A::Kick(m.account_id()),
+            300,
+            many
+        )),
+        Code::TooLarge
     );
 }

@@ -107,23 +107,27 @@ pub struct RoomOp {
     pub action: RoomAction,
     /// When, ms since the Unix epoch by the signer's clock; orders the room's operations.
     pub at: u64,
-    /// The signer's previous operation in this room (the newest of its own it held), `None` for
-    /// its first.
+    /// The signer's previous operation in this room (the head of its own chain it held), `None`
+    /// for its first.
     pub prev: Option<MessageId>,
-    /// In a `Kick` or `Demote`: the newest operation of the subject the signer held (`None` if
-    /// it held none). `None` in every other action.
-    pub seen: Option<MessageId>,
+    /// In a `Kick` or `Demote`: the heads of the subject's chain the signer held (none if it
+    /// held none; at most [`MAX_SEEN`]). Empty in every other action.
+    pub seen: Vec<MessageId>,
     /// ed25519 signature by `by`.
     pub signature: [u8; 64],
 }
 
+/// The most heads a `Kick` or `Demote` names (an honest account has one; more come from a chain
+/// forked by a lost data dir, or by a signer trying to hide operations).
+pub const MAX_SEEN: usize = 16;
+
 /// The causal links of an operation about to be signed (see [`RoomOp`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Links {
     /// The signer's previous operation in the room.
     pub prev: Option<MessageId>,
-    /// For a `Kick` or `Demote`: the subject's newest operation the signer held.
-    pub seen: Option<MessageId>,
+    /// For a `Kick` or `Demote`: the heads of the subject's chain the signer held.
+    pub seen: Vec<MessageId>,
 }
 
 /// The id of the room `founder` founds as `name`, open or `private`, with `nonce`:
@@ -148,8 +152,15 @@ pub fn is_founded_id(room: &RoomId) -> bool {
         .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
-fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction, seen: Option<&MessageId>) -> Result<()> {
-    if seen.is_some() && !matches!(action, RoomAction::Kick(_) | RoomAction::Demote(_)) {
+fn check_fields(room: &RoomId, by: &AccountId, action: &RoomAction, seen: &[MessageId]) -> Result<()> {
+    if seen.len() > MAX_SEEN {
+        return Err(Error::TooLarge {
+            what: "heads a room operation names",
+            len: seen.len(),
+            max: MAX_SEEN,
+        });
+    }
+    if !seen.is_empty() && !matches!(action, RoomAction::Kick(_) | RoomAction::Demote(_)) {
         return Err(Error::BadParameters(format!(
             "a room {} names no subject's operation",
             action.as_str()
@@ -245,9 +256,9 @@ impl RoomOp {
         links: Links,
     ) -> Result<Verified<RoomOp>> {
         let by = key.account_id();
-        check_fields(&room, &by, &action, links.seen.as_ref())?;
+        check_fields(&room, &by, &action, &links.seen)?;
         let Links { prev, seen } = links;
-        let signature = key.sign_tagged(tag::ROOM, &raw(&(&room, &by, &action, at, prev, seen)));
+        let signature = key.sign_tagged(tag::ROOM, &raw(&(&room, &by, &action, at, prev, &seen)));
         let op = RoomOp {
             room,
             by,
@@ -279,7 +290,7 @@ impl RoomOp {
     /// Verifies the fields (4104, 4113, 4114) and the signature (4118). Whether the signer may do it is
     /// [`Membership::apply`]'s question.
     pub fn verify(self) -> Result<Verified<RoomOp>> {
-        check_fields(&self.room, &self.by, &self.action, self.seen.as_ref())?;
+        check_fields(&self.room, &self.by, &self.action, &self.seen)?;
         self.by
             .verify_tagged(ROOM_OP_WHAT, tag::ROOM, &self.signed_payload(), &self.signature)?;
         let id = self.id();
@@ -287,7 +298,7 @@ impl RoomOp {
     }
 
     fn signed_payload(&self) -> Vec<u8> {
-        raw(&(&self.room, &self.by, &self.action, self.at, self.prev, self.seen))
+        raw(&(&self.room, &self.by, &self.action, self.at, self.prev, &self.seen))
     }
 }
 
@@ -349,10 +360,10 @@ mod tests {
                 Code::Malformed
             );
             // Nor does one signed without the check verify.
-            let none: Option<MessageId> = None;
+            let (none, nothing): (Option<MessageId>, Vec<MessageId>) = (None, Vec::new());
             let signature = alice.sign_tagged(
                 tag::ROOM,
-                &raw(&(&room, &alice.account_id(), &action, 11u64, none, none)),
+                &raw(&(&room, &alice.account_id(), &action, 11u64, none, &nothing)),
             );
             let op = RoomOp {
                 room: room.clone(),
@@ -360,7 +371,7 @@ mod tests {
                 action,
                 at: 11,
                 prev: None,
-                seen: None,
+                seen: Vec::new(),
                 signature,
             };
             assert_eq!(code(op.verify()), Code::Malformed);

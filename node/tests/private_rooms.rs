@@ -392,18 +392,23 @@ fn op_frame(key: &AccountKey, room: &RoomId, action: tim_node::protocol::RoomAct
     encode(&tim_node::protocol::Envelope::Room(op.into_inner())).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_back() {
+/// A private room founded by A with members B and C, C a manager (accounts `seed`, +1, +2).
+struct Crew {
+    dirs: Vec<tempfile::TempDir>,
+    a: Node,
+    b: Node,
+    c: Node,
+    c_key: AccountKey,
+    room: RoomId,
+}
+
+async fn crew(seed: u8) -> Crew {
     init_tracing();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, _a_ev, _) = start_as(dirs[0].path(), 61, vec![]).await;
+    let (a, _a_ev, _) = start_as(dirs[0].path(), seed, vec![]).await;
     let boot = addr(&a).await;
-    let (b, mut b_ev, _) = start_as(dirs[1].path(), 62, vec![boot.clone()]).await;
-    let (c, mut c_ev, c_key) = start_as(dirs[2].path(), 63, vec![boot.clone()]).await;
-    let (d, e) = (
-        tim_node::protocol::test_util::key(64),
-        tim_node::protocol::test_util::key(65),
-    );
+    let (b, mut b_ev, _) = start_as(dirs[1].path(), seed + 1, vec![boot.clone()]).await;
+    let (c, mut c_ev, c_key) = start_as(dirs[2].path(), seed + 2, vec![boot.clone()]).await;
     let room = a.create_room("crew".into(), true).await.unwrap().room;
     routed(&a, &b).await;
     routed(&a, &c).await;
@@ -415,7 +420,31 @@ async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_ba
     }
     a.promote(room.clone(), c.account()).await.unwrap();
     room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    Crew {
+        dirs,
+        a,
+        b,
+        c,
+        c_key,
+        room,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_back() {
+    let Crew {
+        dirs,
+        a,
+        b,
+        c,
+        c_key,
+        room,
+    } = crew(61).await;
     wait_room_peers(&c, &room, 1).await;
+    let (d, e) = (
+        tim_node::protocol::test_util::key(64),
+        tim_node::protocol::test_util::key(65),
+    );
 
     // While a manager, C invites D, and D (a key only) joins through B's node.
     c.invite(room.clone(), d.account_id()).await.unwrap();
@@ -479,25 +508,16 @@ async fn a_demotion_keeps_what_the_manager_did_before_and_voids_what_it_dates_ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_that_leaves_is_pinned_by_the_founder_and_cannot_date_operations_back() {
-    init_tracing();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, _a_ev, _) = start_as(dirs[0].path(), 71, vec![]).await;
-    let boot = addr(&a).await;
-    let (b, mut b_ev, _) = start_as(dirs[1].path(), 72, vec![boot.clone()]).await;
-    let (c, mut c_ev, c_key) = start_as(dirs[2].path(), 73, vec![boot.clone()]).await;
-    let e = tim_node::protocol::test_util::key(75);
-    let room = a.create_room("crew".into(), true).await.unwrap().room;
-    routed(&a, &b).await;
-    routed(&a, &c).await;
-    for (node, events) in [(&b, &mut b_ev), (&c, &mut c_ev)] {
-        a.invite(room.clone(), node.account()).await.unwrap();
-        expect_event(events, "the invitation", |e| matches!(e, Event::RoomInvite { .. })).await;
-        node.join(room.clone()).await.unwrap();
-        room_state(&a, &room, "a member at A", |s| s.is_member(&node.account())).await;
-    }
-    a.promote(room.clone(), c.account()).await.unwrap();
-    room_state(&c, &room, "C a manager at C", |s| s.managers.contains(&c.account())).await;
+    let Crew {
+        dirs,
+        a,
+        b,
+        c,
+        c_key,
+        room,
+    } = crew(71).await;
     wait_room_peers(&b, &room, 1).await;
+    let e = tim_node::protocol::test_util::key(75);
     let while_manager = now_ms();
     eventually("the clock past C's time as a manager", || async {
         (now_ms() > while_manager + 2).then_some(())

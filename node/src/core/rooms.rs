@@ -243,7 +243,7 @@ impl Core {
                     Err(e) => return Err(e.into()),
                 };
                 if left_as_manager && membership.state().founder == self.account {
-                    pin = self.pin_departed_manager(membership, &room, &op.by)?;
+                    pin = self.pin_departed_manager(membership, &room, &op.by, id)?;
                 }
                 if was_member && !membership.state().is_member(&self.account) {
                     // A late operation removed this account (its own change is about another).
@@ -305,9 +305,15 @@ impl Core {
         membership: &mut Membership,
         room: &RoomId,
         account: &AccountId,
+        leave: MessageId,
     ) -> Result<Option<(MessageId, Vec<u8>)>> {
         let action = RoomAction::Demote(*account);
-        let links = membership.links_for(&self.account, &action);
+        let mut links = membership.links_for(&self.account, &action);
+        // The leave among the heads even before its chain is whole here: the pin then voids
+        // nothing until it is, rather than voiding the leave (docs/protocol.md, "Causal links").
+        links.seen.retain(|head| *head != leave);
+        links.seen.insert(0, leave);
+        links.seen.truncate(tim_protocol::room::MAX_SEEN);
         let now = now_ms();
         let after = membership
             .ops()

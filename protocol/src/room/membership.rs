@@ -8,9 +8,9 @@
 //!
 //! Signed times alone would let an account date an operation back to before its removal or
 //! demotion. So each operation names its signer's previous one (`prev`), and the founder's
-//! `Kick` or `Demote` of an account names the newest operation of that account it held (`seen`):
-//! an operation of that account dated before the removal is void unless it is `seen` or reached
-//! from it through `prev` ([`Pins`]).
+//! `Kick` or `Demote` of an account names the heads of that account's chain it held (`seen`):
+//! an operation of that account dated before the removal is void unless a chain from one of
+//! them reaches it (`links.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -488,6 +488,17 @@ impl Membership {
         // where it stands and not kept (what a founder or manager may do needs standing, which
         // an account that managed keeps for good; a leave needs membership, an invitation or a
         // request): refused before the work of judging it in its place.
+        // Nor is what no place in the room can take, whoever signs it: another room's, one dated
+        // before the room, or (without standing) one after its cancel.
+        if op.room != self.state.room {
+            return Err(Error::BadParameters("an operation of another room".into()));
+        }
+        if op.at < self.state.created_at {
+            return Err(Error::BadParameters("an operation dated before its room".into()));
+        }
+        if !standing && self.state.cancelled.is_some_and(|at| op.at > at) {
+            return Err(Error::RoomCancelled);
+        }
         if !standing && !matches!(op.action, RoomAction::Create { .. } | RoomAction::Join) {
             return Err(match op.action {
                 RoomAction::Leave => Error::NotFound("not a member"),

@@ -261,6 +261,12 @@ fn an_operation_dated_before_its_room_is_refused() {
         code(room.apply(&founder, A::Invite(key(2).account_id()), 99)),
         Code::BadParameters
     );
+    // Nor kept, from anyone: no place in the room could ever take it.
+    assert_eq!(
+        code(room.apply(&AccountKey::generate(), A::Join, 50)),
+        Code::BadParameters
+    );
+    assert_eq!(room.membership.ops().len(), 1);
 }
 
 #[test]
@@ -781,4 +787,42 @@ fn a_removal_stands_by_every_head_of_a_forked_chain_it_held() {
         )),
         Code::TooLarge
     );
+}
+
+#[test]
+fn the_founders_pin_of_a_leave_heard_before_its_predecessor_voids_neither() {
+    // M approves key 13, then leaves; the founder hears the leave first and pins M naming it.
+    let Chain { mut room, m, .. } = chain();
+    let approve = room.op(&m, A::Approve(key(13).account_id()), 150);
+    let leave = RoomOp::sign_linked(
+        &m,
+        room.id(),
+        A::Leave,
+        160,
+        Links {
+            prev: Some(approve.id()),
+            seen: Vec::new(),
+        },
+    )
+    .unwrap();
+    room.membership.apply(leave.clone()).unwrap();
+    let founder = room.founder.clone();
+    let mut links = room
+        .membership
+        .links_for(&founder.account_id(), &A::Demote(m.account_id()));
+    assert!(!links.seen.contains(&leave.id()), "the leave's chain is not whole yet");
+    links.seen.insert(0, leave.id());
+    let pin = RoomOp::sign_linked(&founder, room.id(), A::Demote(m.account_id()), 170, links).unwrap();
+    assert_eq!(
+        code(room.membership.apply(pin)),
+        Code::NotFound,
+        "kept inactive: M manages no more"
+    );
+    assert!(!room.state().is_member(&m.account_id()), "the leave was voided");
+    room.membership.apply(approve).unwrap();
+    assert!(!room.state().is_member(&m.account_id()));
+    assert!(room.state().is_member(&key(13).account_id()));
+    // A dated-back invite signed after the leave is void now that the chain is whole.
+    let back = room.unlinked(&m, A::Invite(key(14).account_id()), 155);
+    assert_eq!(code(room.membership.apply(back)), Code::PermissionDenied);
 }

@@ -6,7 +6,9 @@
 //! open what is sent after its removal. Open rooms take anyone, so sealing would hide nothing:
 //! their bodies travel plain. Nodes store bodies as they travel and open them only to show them.
 
-use tim_protocol::{seal, AccountId, AccountKey, Message, Recipient};
+use std::collections::HashMap;
+
+use tim_protocol::{seal, AccountId, AccountKey, Message, MessageId, Recipient};
 use tracing::debug;
 
 use super::Core;
@@ -25,8 +27,46 @@ pub struct Body {
 #[derive(Clone)]
 pub struct BodyReader {
     key: std::sync::Arc<AccountKey>,
-    /// The account's HPKE setups, as sender and as reader (shared by every clone).
-    keys: std::sync::Arc<std::sync::Mutex<seal::SealKeys>>,
+    /// The account's HPKE setups and the bodies that did not open (shared by every clone).
+    keys: std::sync::Arc<std::sync::Mutex<Keys>>,
+}
+
+/// The most messages a [`BodyReader`] remembers as not opening for its account.
+const MAX_REMEMBERED_FAILURES: usize = 4096;
+
+#[derive(Default)]
+struct Keys {
+    seal: seal::SealKeys,
+    /// Messages whose body does not open for this account, and why: a body that failed fails
+    /// again (the result depends only on it and the account key), and each try costs up to two
+    /// X25519 exchanges, so a history of junk bodies is not paid for at every listing.
+    failed: HashMap<MessageId, tim_protocol::Error>,
+}
+
+impl Keys {
+    /// `body` of message `mid`, from `from` in `to`, opened (or its remembered failure).
+    fn open(
+        &mut self,
+        key: &AccountKey,
+        mid: MessageId,
+        from: &AccountId,
+        to: &Recipient,
+        body: &[u8],
+    ) -> tim_protocol::Result<Vec<u8>> {
+        if let Some(e) = self.failed.get(&mid) {
+            return Err(e.clone());
+        }
+        let opened = seal::open(key, from, to, body, &mut self.seal);
+        if let Err(e) = &opened {
+            if self.failed.len() >= MAX_REMEMBERED_FAILURES {
+                if let Some(old) = self.failed.keys().next().copied() {
+                    self.failed.remove(&old);
+                }
+            }
+            self.failed.insert(mid, e.clone());
+        }
+        opened
+    }
 }
 
 impl std::fmt::Debug for BodyReader {
@@ -43,13 +83,13 @@ impl BodyReader {
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, seal::SealKeys> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `body` from this account to `to`, sealed to `readers` (and itself).
     pub(crate) fn seal(&self, to: &Recipient, readers: &[AccountId], body: &[u8]) -> Result<Vec<u8>> {
-        Ok(seal::seal(&self.key, to, readers, body, &mut self.keys())?)
+        Ok(seal::seal(&self.key, to, readers, body, &mut self.keys().seal)?)
     }
 
     /// The account it reads for.
@@ -68,7 +108,9 @@ impl BodyReader {
             });
         }
         let h = message.head();
-        let text = seal::open(&self.key, &h.from, &h.to, &message.body, &mut self.keys())?;
+        let text = self
+            .keys()
+            .open(&self.key, message.id(), &h.from, &h.to, &message.body)?;
         Ok(Body { text, encrypted: true })
     }
 
@@ -95,7 +137,9 @@ impl BodyReader {
                 Conversation::Peer(peer) if from == local => Recipient::Account(*peer),
                 Conversation::Peer(_) => Recipient::Account(local),
             };
-            seal::open(&self.key, &from, &to, &body, &mut self.keys()).map(|text| (text, true))
+            self.keys()
+                .open(&self.key, mid, &from, &to, &body)
+                .map(|text| (text, true))
         } else {
             Ok((body, false))
         };
@@ -149,5 +193,57 @@ impl Core {
     /// A stored message's body for the local account.
     pub(crate) fn open_body(&self, message: &Message) -> Result<Body> {
         self.reader.open(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tim_protocol::{test_util::key, Code};
+
+    #[test]
+    fn a_body_that_does_not_open_is_remembered_and_fails_the_same_way() {
+        let (alice, bob, eve) = (key(1), key(2), key(3));
+        let to = Recipient::Account(bob.account_id());
+        let body = seal::seal(
+            &alice,
+            &to,
+            &[bob.account_id()],
+            b"not for eve",
+            &mut Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let message = Message::sign(&alice, to, body, 1, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        let reader = BodyReader::new(std::sync::Arc::new(eve));
+        let first = reader.open(&message).map(|b| b.text).map_err(|e| e.code());
+        assert_eq!(first, Err(Code::Undecryptable));
+        assert!(reader.keys().failed.contains_key(&message.id()));
+        assert_eq!(reader.open(&message).map(|b| b.text).map_err(|e| e.code()), first);
+        // Bob opens it: failures are this account's alone.
+        let bobs = BodyReader::new(std::sync::Arc::new(bob));
+        assert_eq!(
+            bobs.open(&message).map(|b| b.text).unwrap_or_else(|e| panic!("{e}")),
+            b"not for eve"
+        );
+    }
+
+    #[test]
+    fn remembered_failures_are_bounded() {
+        let mut keys = Keys::default();
+        let alice = key(1);
+        for i in 0..=MAX_REMEMBERED_FAILURES as u32 {
+            let mut mid = [0u8; 32];
+            mid[..4].copy_from_slice(&i.to_le_bytes());
+            let _ = keys.open(
+                &alice,
+                MessageId::from_bytes(mid),
+                &alice.account_id(),
+                &Recipient::Account(alice.account_id()),
+                b"\0te\x01junk",
+            );
+        }
+        assert_eq!(keys.failed.len(), MAX_REMEMBERED_FAILURES);
     }
 }

@@ -69,6 +69,17 @@ fn rebuild(store: &tim_storage::Store, room: &RoomId) -> Result<Option<Membershi
     }
 }
 
+/// When the local account's next operation in a room is dated: now, and after every operation
+/// known here (but those dated ahead of this clock, which would push it out of the skew
+/// receivers allow), so it is judged against all of them.
+fn signing_time(membership: Option<&Membership>) -> u64 {
+    let now = now_ms();
+    let after = membership
+        .and_then(|m| m.ops().iter().rev().map(|o| o.at).find(|at| *at <= now))
+        .map_or(0, |at| at + 1);
+    now.max(after)
+}
+
 /// The event a membership change reports, seen from `local`.
 fn event_of(room: &RoomId, change: &MembershipChange, state: Option<&RoomState>, local: &AccountId) -> Option<Event> {
     let member = |account: &AccountId, change: &'static str| Event::RoomMember {
@@ -314,15 +325,7 @@ impl Core {
         links.seen.retain(|head| *head != leave);
         links.seen.insert(0, leave);
         links.seen.truncate(tim_protocol::room::MAX_SEEN);
-        let now = now_ms();
-        let after = membership
-            .ops()
-            .iter()
-            .rev()
-            .map(|o| o.at)
-            .find(|at| *at <= now)
-            .map_or(0, |at| at + 1);
-        let pin = RoomOp::sign_linked(&self.key, room.clone(), action, now.max(after), links)?;
+        let pin = RoomOp::sign_linked(&self.key, room.clone(), action, signing_time(Some(membership)), links)?;
         let id = pin.id();
         let _ = membership.apply(pin.clone());
         if !membership.holds(&id) {
@@ -475,13 +478,7 @@ impl Core {
             }
         }
         let membership = founded.get_mut(room);
-        // After every operation known here (but those dated ahead of this clock, which would
-        // push it out of the skew receivers allow), so it is judged against all of them.
-        let now = now_ms();
-        let after = membership
-            .as_ref()
-            .and_then(|m| m.ops().iter().rev().map(|o| o.at).find(|at| *at <= now))
-            .map_or(0, |at| at + 1);
+        let at = signing_time(membership.as_deref());
         if let (RoomAction::Approve(account), Some(m)) = (&action, membership.as_ref()) {
             let state = m.state();
             // The role first (the fold answers 4105), then the request this node holds.
@@ -493,7 +490,7 @@ impl Core {
             .as_ref()
             .map(|m| m.links_for(&self.account, &action))
             .unwrap_or_default();
-        let op = RoomOp::sign_linked(&self.key, room.clone(), action, now.max(after), links)?;
+        let op = RoomOp::sign_linked(&self.key, room.clone(), action, at, links)?;
         let (change, invitation, state) = match membership {
             Some(membership) => {
                 // Tried on a copy: a refused operation of its own is neither kept nor sent.

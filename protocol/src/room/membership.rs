@@ -381,13 +381,7 @@ impl Membership {
         held.push(create);
         held.extend(ops.into_iter().filter(|op| op.room == room));
         let pins = Pins::of(&held, &state.founder);
-        let mut state = state;
-        let mut outsiders = 0;
-        for op in &held[1..] {
-            outsiders += usize::from(!state.manages(&op.by));
-            // `step` changes nothing when it refuses; a refused operation stays inactive.
-            let _ = state.step(op, &pins);
-        }
+        let (state, outsiders) = fold_counting(&held, &pins)?;
         Ok(Membership {
             ids: held.iter().map(|op| op.id()).collect(),
             ops: held,
@@ -542,15 +536,23 @@ impl Membership {
 
 /// The state `ops` (`Create` first, in order) fold into, under `pins` (of the same operations).
 fn fold(ops: &[Verified<RoomOp>], pins: &Pins) -> Result<RoomState> {
+    fold_counting(ops, pins).map(|(state, _)| state)
+}
+
+/// [`fold`], and how many of `ops` came from accounts that did not manage the room where they
+/// stand.
+fn fold_counting(ops: &[Verified<RoomOp>], pins: &Pins) -> Result<(RoomState, usize)> {
     let (create, rest) = ops
         .split_first()
         .ok_or(Error::NotFound("the room's create operation"))?;
     let mut state = RoomState::founded(create)?;
+    let mut outsiders = 0;
     for op in rest {
+        outsiders += usize::from(!state.manages(&op.by));
         // `step` changes nothing when it refuses; a refused operation stays inactive.
         let _ = state.step(op, pins);
     }
-    Ok(state)
+    Ok((state, outsiders))
 }
 
 #[cfg(test)]

@@ -117,16 +117,6 @@ impl AccountId {
     /// The account's X25519 public key, to seal bodies to: the Montgomery form of its ed25519
     /// key. Fails for bytes that are no ed25519 point, or a small-order one (no secret opens it).
     pub(crate) fn x25519_public(&self) -> Result<[u8; 32]> {
-        self.sealing_key()
-    }
-
-    /// Whether bodies can be sealed to this account: its bytes are an ed25519 point of large
-    /// order. Ids that arrive as the subject of a room operation are checked with it.
-    pub(crate) fn is_sealable(&self) -> bool {
-        self.sealing_key().is_ok()
-    }
-
-    fn sealing_key(&self) -> Result<[u8; 32]> {
         let bad = || Error::Malformed {
             what: "account id",
             detail: "not a key a body can be sealed to".into(),
@@ -136,6 +126,12 @@ impl AccountId {
             return Err(bad());
         }
         Ok(key.to_montgomery().to_bytes())
+    }
+
+    /// Whether bodies can be sealed to this account: its bytes are an ed25519 point of large
+    /// order. Ids that arrive as the subject of a room operation are checked with it.
+    pub(crate) fn is_sealable(&self) -> bool {
+        self.x25519_public().is_ok()
     }
 
     /// Verifies `signature` over `tag || payload` with this account's key (strict RFC 8032

@@ -96,7 +96,7 @@ impl RoomAction {
 /// the signature, so an operation replayed into another room does not verify there; its id (the
 /// digest of the signed bytes) makes a replay within the room a duplicate. `prev` chains each
 /// signer's operations; `seen` lets the founder's removal or demotion of an account name the
-/// last of that account's operations it stands by (see [`Membership`]).
+/// heads of that account's chain it stands by (see [`Membership`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct RoomOp {
     /// The room.

@@ -60,6 +60,11 @@ pub struct Config {
     /// to measure what sealing costs. A private room's posts are sealed regardless. Default
     /// `true`.
     pub seal_direct: bool,
+    /// How old the newest seal key (the X25519 key peers seal this account's bodies to,
+    /// published in a record signed by the account key) may get: a node whose newest is this old
+    /// or older at start makes a new one. Old secrets are kept, so earlier bodies still open.
+    /// Default 7 days.
+    pub seal_key_rotation: Duration,
     /// Who may put direct messages into this account's history (docs/api.md, "Who may message
     /// me"). Changed at run time with `PUT /v1/settings`, which is kept across restarts and then
     /// wins over this. Default [`Inbound::Anyone`].
@@ -230,6 +235,7 @@ impl Config {
             revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
             deletion_receipts: true,
             seal_direct: true,
+            seal_key_rotation: Duration::from_secs(7 * 24 * 3600),
             inbound: Inbound::Anyone,
             route_ttl: Duration::from_secs(3600),
             route_refresh: Duration::from_secs(600),

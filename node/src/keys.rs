@@ -1,5 +1,5 @@
-//! The data dir's identity files: the libp2p node key and the account key, created on first start
-//! with owner-only permissions.
+//! The data dir's identity files: the libp2p node key, the account key and the account's seal
+//! secrets, created on first start with owner-only permissions.
 
 use std::{
     fs,
@@ -8,7 +8,10 @@ use std::{
 };
 
 use libp2p::identity::Keypair;
-use tim_protocol::AccountKey;
+use tim_protocol::{
+    seal::{Keyring, SealSecret, MAX_SEAL_SECRETS},
+    AccountKey,
+};
 
 use crate::{Error, Result};
 
@@ -16,6 +19,10 @@ use crate::{Error, Result};
 pub(crate) const NODE_KEY: &str = "node.key";
 /// File name of the account key (32-byte seed, hex).
 pub(crate) const ACCOUNT_KEY: &str = "account.key";
+
+/// File name of the account's seal secrets: one `<seq> <64 hex digits>` line per key, oldest
+/// first (`seq`: ms since the epoch at its making).
+pub(crate) const SEAL_KEYS: &str = "seal.keys";
 
 /// Loads the node and account keys from `dir`, creating them (and `dir`) on first start.
 /// The data dir is made owner-only first (0700, files 0600), tightening a looser existing one.
@@ -58,6 +65,55 @@ pub(crate) fn read_account_key(dir: &Path) -> Result<AccountKey> {
     }
 }
 
+/// The account's keyring from the seal secrets in `dir`. When there is none, or the newest was
+/// made `rotation` or longer before `now` (ms since the epoch), it makes a new one first and
+/// rewrites the file with the newest [`MAX_SEAL_SECRETS`] - 1 (the derived key is the last).
+pub(crate) fn load_seal_keys(
+    dir: &Path,
+    account: &AccountKey,
+    now: u64,
+    rotation: std::time::Duration,
+) -> Result<Keyring> {
+    let path = dir.join(SEAL_KEYS);
+    let mut secrets = match fs::read_to_string(&path) {
+        Ok(text) => parse_seal_keys(&text).map_err(|e| Error::BadParameters(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let newest = secrets.iter().map(|(seq, _)| *seq).max();
+    let rotation_ms = u64::try_from(rotation.as_millis()).unwrap_or(u64::MAX);
+    if newest.is_none_or(|seq| now.saturating_sub(seq) >= rotation_ms) {
+        // Strictly newer than any held, even if the clock went back.
+        let seq = newest.map_or(now, |seq| now.max(seq.saturating_add(1)));
+        secrets.push((seq, SealSecret::generate()));
+        secrets.sort_by_key(|(seq, _)| *seq);
+        let keep = secrets.len().saturating_sub(MAX_SEAL_SECRETS - 1);
+        secrets.drain(..keep);
+        let text: String = secrets
+            .iter()
+            .map(|(seq, secret)| format!("{seq} {}\n", hex::encode(secret.to_bytes())))
+            .collect();
+        write_private(&path, text.as_bytes())?;
+    }
+    Ok(Keyring::new(account, &secrets)?)
+}
+
+fn parse_seal_keys(text: &str) -> std::result::Result<Vec<(u64, SealSecret)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |what: &str| format!("line {}: {what}", n + 1);
+        let (seq, secret) = line
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("expected `<seq> <hex>`"))?;
+        let seq: u64 = seq.parse().map_err(|_| bad("bad seq"))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(secret.trim(), &mut bytes).map_err(|_| bad("bad secret"))?;
+        out.push((seq, SealSecret::from_bytes(&bytes).map_err(|e| bad(&e.to_string()))?));
+    }
+    Ok(out)
+}
+
 /// Writes a new file readable only by its owner, atomically (temp file, then rename).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
@@ -92,6 +148,48 @@ mod tests {
             let mode = fs::metadata(dir.path().join(ACCOUNT_KEY))?.permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn seal_keys_are_made_once_kept_and_rotated_when_old() -> Result<()> {
+        use std::time::Duration;
+        let dir = tempfile::tempdir()?;
+        let account = AccountKey::generate();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let day = 24 * 3600 * 1000;
+        let first = load_seal_keys(dir.path(), &account, 10 * day, week)?;
+        let record = first
+            .record()
+            .cloned()
+            .ok_or(Error::BadParameters("no record".into()))?;
+        assert_eq!(record.seq, 10 * day);
+        assert!(record.verify().is_ok());
+        // Six days later: the same key.
+        let again = load_seal_keys(dir.path(), &account, 16 * day, week)?;
+        assert_eq!(again.record(), Some(&record));
+        // Seven days later: a new key, published; the old secret is kept.
+        let rotated = load_seal_keys(dir.path(), &account, 17 * day, week)?;
+        let new = rotated
+            .record()
+            .cloned()
+            .ok_or(Error::BadParameters("no record".into()))?;
+        assert_eq!(new.seq, 17 * day);
+        assert_ne!(new.key, record.key);
+        let text = fs::read_to_string(dir.path().join(SEAL_KEYS))?;
+        assert_eq!(text.lines().count(), 2);
+        // A clock gone back still makes a newer seq.
+        let back = load_seal_keys(dir.path(), &account, day, Duration::ZERO)?;
+        assert_eq!(back.record().map(|r| r.seq), Some(17 * day + 1));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(SEAL_KEYS))?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        fs::write(dir.path().join(SEAL_KEYS), "12 nothex\n")?;
+        let err = load_seal_keys(dir.path(), &account, day, week).err();
+        assert!(matches!(err, Some(Error::BadParameters(_))));
         Ok(())
     }
 

@@ -170,27 +170,29 @@ async fn a_bare_peer_on_a_private_rooms_topic_hears_only_ciphertext_and_its_post
     );
     let h = message.head();
     let outsider = AccountKey::generate();
+    let outsiders = seal::Keyring::derived(&outsider).unwrap();
     assert_eq!(
-        seal::open(&outsider, &h.from, &h.to, &message.body, &mut Default::default())
+        seal::open(&outsiders, &h.from, &h.to, &message.body, &mut Default::default())
             .unwrap_err()
             .code(),
         Code::Undecryptable
     );
-    assert_eq!(
-        seal::open(b_key, &h.from, &h.to, &message.body, &mut Default::default()).unwrap(),
-        secret
-    );
+    assert_eq!(b.reader().open(&message).unwrap().text, secret);
 
     // The bare peer's posts: a stranger's, sealed to the members, is refused by A; so is a
     // member's (whose key the bare peer holds here) in clear.
     let stranger = AccountKey::generate();
     let to = Recipient::Room(room.clone());
-    let readers = [a.account(), b.account()];
+    let readers: Vec<seal::Reader> = [a.account(), b.account()]
+        .iter()
+        .filter_map(seal::Reader::derived)
+        .collect();
+    let strangers = seal::Keyring::derived(&stranger).unwrap();
     for (what, key, body) in [
         (
             "a stranger's sealed post",
             &stranger,
-            seal::seal(&stranger, &to, &readers, b"let me in", &mut Default::default()).unwrap(),
+            seal::seal(&strangers, &to, &readers, b"let me in", &mut Default::default()).unwrap(),
         ),
         ("a member's post in clear", &*b_key, b"readable by all".to_vec()),
     ] {
@@ -226,7 +228,7 @@ async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_
     let (d, d_ev, d_key) = members.pop().unwrap();
     let d_account = d.account();
     stop(d, d_ev).await;
-    let (c, _c_ev, c_key) = members.pop().unwrap();
+    let (c, _c_ev, _) = members.pop().unwrap();
     a.kick(room.clone(), c.account()).await.unwrap();
     let c_account = c.account();
     for (who, n) in [("A", &a), ("C", &c)] {
@@ -242,11 +244,10 @@ async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_
     let (body, _) = received(b_ev, "the later post at B", after.mid).await;
     assert_eq!(body, b"after the kick");
 
-    // C's key opens the post from before the kick and not the one after.
+    // C's keys open the post from before the kick and not the one after.
     for (mid, opens) in [(before.mid, true), (after.mid, false)] {
         let m = stored(&a, mid).await;
-        let h = m.head();
-        let result = seal::open(&c_key, &h.from, &h.to, &m.body, &mut Default::default());
+        let result = c.reader().open(&m);
         assert_eq!(result.is_ok(), opens, "C opens {mid}: {result:?}");
         if !opens {
             assert_eq!(result.unwrap_err().code(), Code::Undecryptable);
@@ -360,4 +361,88 @@ async fn after_a_revoke_or_a_burn_no_file_holds_the_plaintext_or_its_hash() {
     }
     // The scan finds a body stored as it travelled in clear.
     assert!(holds(b_dir, bodies[3]), "the scan did not find the plain body at B");
+}
+
+/// The message `mid` once `node` stores it.
+async fn stored_soon(node: &Node, what: &str, mid: MessageId) -> Message {
+    let n = node.clone();
+    eventually(what, || {
+        let n = n.clone();
+        async move {
+            match n.entry(mid).await.ok().flatten() {
+                Some(Entry::Message(s)) => Some(s.message),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_bodies_are_sealed_to_the_published_key_a_reader_sent_and_open_after_it_rotates() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, mut a_ev, _) = start_as(dirs[0].path(), 111, vec![]).await;
+    let boot = addr(&a).await;
+    let (b, mut b_ev, b_key) = start_as(dirs[1].path(), 112, vec![boot.clone()]).await;
+    routed(&a, &b).await;
+    routed(&b, &a).await;
+    let (to_a, to_b) = (Recipient::Account(a.account()), Recipient::Account(b.account()));
+    let b_derived = seal::Reader::derived(&b.account()).unwrap();
+    let b_record = b.reader().own_record().expect("B publishes a seal key");
+    b_record.verify().unwrap();
+
+    // Before A hears from B it seals to B's derived key.
+    let first = a.send(to_b.clone(), b"first".to_vec(), None).await.unwrap();
+    let (body, encrypted) = received(&mut b_ev, "the first message at B", first.mid).await;
+    assert_eq!((body.as_slice(), encrypted), (&b"first"[..], true));
+    assert!(seal::is_sealed_to(&stored(&b, first.mid).await.body, &b_derived));
+
+    // B answers; its body carries its record, and A seals to that key from then on.
+    let answer = b.send(to_a.clone(), b"answer".to_vec(), None).await.unwrap();
+    received(&mut a_ev, "B's answer at A", answer.mid).await;
+    assert_eq!(a.reader().record_of(&b.account()), Some(b_record.clone()));
+    let second = a.send(to_b.clone(), b"second".to_vec(), None).await.unwrap();
+    let (body, _) = received(&mut b_ev, "the second message at B", second.mid).await;
+    assert_eq!(body, b"second");
+    let second_body = stored(&b, second.mid).await.body;
+    assert!(seal::is_sealed_to(&second_body, &seal::Reader::of(&b_record)));
+    assert!(!seal::is_sealed_to(&second_body, &b_derived));
+    // The account key alone no longer opens what is sealed to B.
+    let h = stored(&b, second.mid).await;
+    let account_only = seal::Keyring::derived(&b_key).unwrap();
+    let opened = seal::open(
+        &account_only,
+        &h.head().from,
+        &h.head().to,
+        &h.body,
+        &mut Default::default(),
+    );
+    assert_eq!(opened.unwrap_err().code(), Code::Undecryptable);
+
+    // B restarts due for a new key: it publishes a new record and still opens its history.
+    stop(b, b_ev).await;
+    let b_dir = dirs[1].path().to_path_buf();
+    let (b, mut b_ev) = restart(|| {
+        let mut c = config(&b_dir, vec![boot.clone()]);
+        c.seal_key_rotation = Duration::ZERO;
+        c
+    })
+    .await;
+    let rotated = b.reader().own_record().expect("B publishes a seal key");
+    assert!(rotated.supersedes(&b_record) && rotated.key != b_record.key);
+    for (mid, text) in [(first.mid, &b"first"[..]), (second.mid, &b"second"[..])] {
+        let opened = b.reader().open(&stored(&b, mid).await).unwrap();
+        assert_eq!((opened.text.as_slice(), opened.encrypted), (text, true));
+    }
+    routed(&b, &a).await;
+    let again = b.send(to_a, b"rotated".to_vec(), None).await.unwrap();
+    received(&mut a_ev, "B's message after rotating", again.mid).await;
+    assert_eq!(a.reader().record_of(&b.account()), Some(rotated.clone()));
+    routed(&a, &b).await;
+    let third = a.send(to_b, b"third".to_vec(), None).await.unwrap();
+    let (body, encrypted) = received(&mut b_ev, "the third message at B", third.mid).await;
+    assert_eq!((body.as_slice(), encrypted), (&b"third"[..], true));
+    let third_body = stored_soon(&b, "the third message stored", third.mid).await.body;
+    assert!(seal::is_sealed_to(&third_body, &seal::Reader::of(&rotated)));
 }

@@ -18,7 +18,8 @@
 //! - [`presence`]: [`Presence`], an account's signed availability for one contact, never stored.
 //! - [`room`]: founded rooms: [`RoomOp`] (create, invite, join, approve, kick, leave, promote,
 //!   demote, cancel) and [`Membership`], the fold every member runs on a room's operations.
-//! - [`seal`]: end-to-end encryption of bodies to their readers (HPKE, keys from the account keys).
+//! - [`seal`]: end-to-end encryption of bodies to their readers (HPKE), and the seal keys
+//!   accounts publish in signed records (`seal_key`).
 //! - `route`: [`RouteRecord`], the signed "account X is reachable at peer P" record.
 //! - `codec`: [`encode`] / [`decode`] with the wire version and a hard size limit; [`Envelope`].
 //! - `verified`: [`Verified`], proof that a value passed verification.
@@ -43,6 +44,7 @@ mod receipt;
 pub mod room;
 mod route;
 pub mod seal;
+mod seal_key;
 pub mod stream;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
@@ -101,6 +103,8 @@ pub mod tag {
     pub const SEAL_COMMIT: &[u8] = b"tim/v1/seal-commit\0";
     /// Prefix of the bytes hashed into a wrap's reader hint.
     pub const SEAL_HINT: &[u8] = b"tim/v1/seal-hint\0";
+    /// Prefix of the bytes an account signs to publish a key bodies for it may be sealed to.
+    pub const SEAL_KEY: &[u8] = b"tim/v1/seal-key\0";
 }
 
 #[cfg(test)]
@@ -124,6 +128,7 @@ mod tag_tests {
             SEAL_WRAP,
             SEAL_COMMIT,
             SEAL_HINT,
+            SEAL_KEY,
         ];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {

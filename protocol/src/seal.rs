@@ -2,14 +2,17 @@
 //!
 //! A sealed body is what travels, and what the header's `body_len` and `body_hash` cover, so no
 //! header, tombstone, receipt, log or index anywhere holds anything derived from the plaintext.
-//! Layout: [`SEALED_MAGIC`], then bincode of `(commit, wraps, ciphertext)`:
+//! Layout: [`SEALED_MAGIC`], then bincode of `(sealer, commit, wraps, ciphertext)`:
+//! - `sealer`: the sender's current [`SealKeyRecord`], if it publishes one, so every reader learns
+//!   the key to seal its answers to;
 //! - a fresh random 32-byte body key `k`, used once;
 //! - `ciphertext` = ChaCha20Poly1305(`k`, nonce 0, plaintext, aad = `context`);
 //! - one wrap per reader: `k` under ChaCha20Poly1305 with the sender's *wrap key* for that reader
 //!   and a random nonce, aad = `context`, behind a hint salted with `commit` (a reader finds its
-//!   wrap; nobody else learns whose it is, and nobody can plant wraps that shadow a reader's). A wrap key is exported from an HPKE (RFC 9180) base-mode
-//!   setup, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / export-only, to the reader's X25519 key
-//!   (its account key's Montgomery form), `info` = [`tag::SEAL`], exporter context
+//!   wrap; nobody else learns whose it is, and nobody can plant wraps that shadow a reader's). A
+//!   wrap key is exported from an HPKE (RFC 9180) base-mode setup, DHKEM(X25519, HKDF-SHA256) /
+//!   HKDF-SHA256 / export-only, to the reader's seal key ([`Reader`]: its newest published
+//!   record's key, else its derived key), `info` = [`tag::SEAL`], exporter context
 //!   [`tag::SEAL_WRAP`]; each wrap carries the setup's `enc`, so any body opens alone;
 //! - `commit` = SHA-256([`tag::SEAL_COMMIT`] || `k`), so every reader opens the same plaintext
 //!   (ChaCha20Poly1305 alone does not commit to its key);
@@ -20,6 +23,9 @@
 //! remembers the setups it opened ([`SealKeys`]), so the X25519 work is paid once per pair and a
 //! body costs symmetric cryptography only. The sender is always one of the readers, so its own
 //! copy opens after a restart.
+//!
+//! Version 1 bodies ([`SEALED_MAGIC_V1`]: no `sealer`, hints over the reader's account only,
+//! wraps to derived keys) still open; nothing seals them any more.
 
 use std::collections::HashMap;
 
@@ -34,11 +40,15 @@ use hpke::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::{codec::raw, tag, AccountId, AccountKey, Error, Recipient, Result, MAX_BODY_LEN};
+pub use crate::seal_key::{Keyring, Reader, SealKeyRecord, SealSecret, MAX_SEAL_SECRETS};
+use crate::{codec::raw, tag, AccountId, Error, Recipient, Result, MAX_BODY_LEN};
 
-/// The first bytes of every sealed body. A body without them is a plain one (open rooms, peers
-/// that do not seal). Text never starts with a NUL byte.
-pub const SEALED_MAGIC: [u8; 4] = [0x00, b't', b'e', 0x01];
+/// The first bytes of every sealed body. A body without them (or [`SEALED_MAGIC_V1`]'s) is a
+/// plain one (open rooms, peers that do not seal). Text never starts with a NUL byte.
+pub const SEALED_MAGIC: [u8; 4] = [0x00, b't', b'e', 0x02];
+
+/// The first bytes of a version 1 sealed body (see the module docs).
+pub const SEALED_MAGIC_V1: [u8; 4] = [0x00, b't', b'e', 0x01];
 
 /// The most readers one body is sealed to (each wrap costs 100 bytes).
 pub const MAX_READERS: usize = 512;
@@ -56,8 +66,11 @@ const MAX_CACHED_SETUPS: usize = 4096;
 
 /// What sealing adds to a plaintext of any length for `readers` readers, in bytes.
 pub const fn sealed_overhead(readers: usize) -> usize {
-    SEALED_MAGIC.len() + 32 + 8 + readers * WRAP_LEN + 8 + TAG_LEN
+    SEALED_MAGIC.len() + SEALER_LEN + 32 + 8 + readers * WRAP_LEN + 8 + TAG_LEN
 }
+
+/// A present `sealer`: the option's tag, account, key, seq and signature.
+const SEALER_LEN: usize = 1 + 32 + 32 + 8 + 64;
 
 const TAG_LEN: usize = 16;
 const WRAP_LEN: usize = 8 + 32 + 12 + 32 + TAG_LEN;
@@ -68,16 +81,33 @@ type PrivateKey = <X25519HkdfSha256 as Kem>::PrivateKey;
 
 #[derive(Encode, Decode)]
 struct Sealed {
+    sealer: Option<SealKeyRecord>,
     commit: [u8; 32],
     wraps: Vec<Wrap>,
     ciphertext: Vec<u8>,
+}
+
+/// A version 1 body.
+#[derive(Encode, Decode)]
+struct SealedV1 {
+    commit: [u8; 32],
+    wraps: Vec<Wrap>,
+    ciphertext: Vec<u8>,
+}
+
+/// Which layout a body has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
 }
 
 /// The body key sealed to one reader.
 #[derive(Encode, Decode)]
 struct Wrap {
     /// Which wraps a reader tries: the first 8 bytes of
-    /// SHA-256([`tag::SEAL_HINT`] || commit || reader's account id).
+    /// SHA-256([`tag::SEAL_HINT`] || commit || reader's account id || reader's seal key)
+    /// (version 1: without the key).
     hint: [u8; 8],
     /// The HPKE setup's encapsulated key.
     enc: [u8; 32],
@@ -94,11 +124,11 @@ struct SendingSetup {
     uses: u32,
 }
 
-/// The HPKE setups one account reuses: those it made as a sender (by reader) and those it opened
-/// as a reader (by `enc`). Bounded; forgetting costs only a new setup.
+/// The HPKE setups one account reuses: those it made as a sender (by reader key) and those it
+/// opened as a reader (by `enc`). Bounded; forgetting costs only a new setup.
 #[derive(Default)]
 pub struct SealKeys {
-    sending: HashMap<AccountId, SendingSetup>,
+    sending: HashMap<[u8; 32], SendingSetup>,
     opening: HashMap<[u8; 32], [u8; 32]>,
 }
 
@@ -121,36 +151,35 @@ impl SealKeys {
         self.opening.clear();
     }
 
-    /// The wrap key and `enc` for sealing to `reader`, making a new setup when there is none or
-    /// it was used [`MAX_WRAP_USES`] times; `None` if `reader` is no key a body can be sealed to.
-    fn for_reader(&mut self, reader: &AccountId) -> Result<Option<([u8; 32], [u8; 32])>> {
+    /// The wrap key and `enc` for sealing to the seal key `reader`, making a new setup when there
+    /// is none or it was used [`MAX_WRAP_USES`] times; `None` if `reader` is no key a body can be
+    /// sealed to (nobody could open its wrap).
+    fn for_reader(&mut self, reader: &[u8; 32]) -> Option<([u8; 32], [u8; 32])> {
         if let Some(setup) = self.sending.get_mut(reader) {
             if setup.uses < MAX_WRAP_USES {
                 setup.uses += 1;
-                return Ok(Some((setup.enc, setup.wrap_key)));
+                return Some((setup.enc, setup.wrap_key));
             }
         }
-        let Ok(public) = reader.x25519_public() else {
-            return Ok(None);
-        };
-        let public = PublicKey::from_bytes(&public).map_err(|_| malformed("bad reader key"))?;
+        if !crate::seal_key::is_sealable_key(reader) {
+            return None;
+        }
+        let public = PublicKey::from_bytes(reader).ok()?;
         let (enc, context) = hpke::setup_sender::<ExportOnlyAead, HkdfSha256, X25519HkdfSha256, _>(
             &OpModeS::Base,
             &public,
             tag::SEAL,
             &mut rand::rngs::OsRng,
         )
-        .map_err(|_| malformed("no key setup to a reader"))?;
+        .ok()?;
         let mut wrap_key = [0; 32];
-        context
-            .export(tag::SEAL_WRAP, &mut wrap_key)
-            .map_err(|_| malformed("no wrap key"))?;
+        context.export(tag::SEAL_WRAP, &mut wrap_key).ok()?;
         let enc: [u8; 32] = enc.to_bytes().into();
         if self.sending.len() >= MAX_CACHED_SETUPS && !self.sending.contains_key(reader) {
             evict_one(&mut self.sending);
         }
         self.sending.insert(*reader, SendingSetup { enc, wrap_key, uses: 1 });
-        Ok(Some((enc, wrap_key)))
+        Some((enc, wrap_key))
     }
 
     /// The wrap key of the setup `enc` made to `reader`.
@@ -175,16 +204,20 @@ fn evict_one<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
     }
 }
 
-/// Whether `body` is in the sealed form (it may still fail to parse or open).
+/// Whether `body` is in the sealed form, of either version (it may still fail to parse or open).
 pub fn is_sealed(body: &[u8]) -> bool {
-    body.starts_with(&SEALED_MAGIC)
+    body.starts_with(&SEALED_MAGIC) || body.starts_with(&SEALED_MAGIC_V1)
 }
 
-fn hint(commit: &[u8; 32], reader: &AccountId) -> [u8; 8] {
+/// The hint of `reader`'s wrap in a body committing to `commit`.
+fn hint(version: Version, commit: &[u8; 32], reader: &Reader) -> [u8; 8] {
     let mut h = Sha256::new();
     h.update(tag::SEAL_HINT);
     h.update(commit);
-    h.update(reader.as_bytes());
+    h.update(reader.account.as_bytes());
+    if version == Version::V2 {
+        h.update(reader.key);
+    }
     let digest: [u8; 32] = h.finalize().into();
     let mut out = [0; 8];
     out.copy_from_slice(&digest[..8]);
@@ -217,21 +250,22 @@ fn aead_open(key: &[u8], nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Option<Vec
         .ok()
 }
 
-/// Seals `plaintext` from `sender` in the conversation `to` for `readers` (duplicates are sealed
-/// once; `sender` is added if absent; an id that is no key a body can be sealed to is skipped,
-/// since nobody could open its wrap), reusing `sender`'s setups in `keys`. Fails on more than
+/// Seals `plaintext` from `sender`'s account in the conversation `to` for `readers` (an account
+/// listed twice is sealed to once, the first time; the sender is added with its newest key if
+/// absent; a key no body can be sealed to is skipped, since nobody could open its wrap), reusing
+/// `sender`'s setups in `keys`, and carrying `sender`'s record. Fails on more than
 /// [`MAX_READERS`] readers or a result over [`MAX_BODY_LEN`].
 pub fn seal(
-    sender: &AccountKey,
+    sender: &Keyring,
     to: &Recipient,
-    readers: &[AccountId],
+    readers: &[Reader],
     plaintext: &[u8],
     keys: &mut SealKeys,
 ) -> Result<Vec<u8>> {
-    let from = sender.account_id();
-    let mut all: Vec<AccountId> = Vec::with_capacity(readers.len() + 1);
-    for reader in std::iter::once(&from).chain(readers) {
-        if !all.contains(reader) {
+    let from = sender.account();
+    let mut all: Vec<Reader> = Vec::with_capacity(readers.len() + 1);
+    for reader in sender.own_reader().iter().chain(readers) {
+        if !all.iter().any(|r| r.account == reader.account) {
             all.push(*reader);
         }
     }
@@ -258,7 +292,7 @@ pub fn seal(
     let ciphertext = aead_seal(&body_key, &[0; 12], plaintext, &context)?;
     let mut wraps = Vec::with_capacity(all.len());
     for reader in &all {
-        let Some((enc, wrap_key)) = keys.for_reader(reader)? else {
+        let Some((enc, wrap_key)) = keys.for_reader(&reader.key) else {
             continue;
         };
         let mut nonce = [0u8; 12];
@@ -267,7 +301,7 @@ pub fn seal(
             .try_into()
             .map_err(|_| malformed("a wrapped key has an unexpected length"))?;
         wraps.push(Wrap {
-            hint: hint(&commit, reader),
+            hint: hint(Version::V2, &commit, reader),
             enc,
             nonce,
             key,
@@ -275,6 +309,7 @@ pub fn seal(
     }
     let mut out = SEALED_MAGIC.to_vec();
     out.extend_from_slice(&raw(&Sealed {
+        sealer: sender.record().cloned(),
         commit,
         wraps,
         ciphertext,
@@ -282,10 +317,12 @@ pub fn seal(
     Ok(out)
 }
 
-fn parse(body: &[u8]) -> Result<Sealed> {
-    let rest = body
-        .strip_prefix(&SEALED_MAGIC)
-        .ok_or_else(|| malformed("no sealed-body prefix"))?;
+fn parse(body: &[u8]) -> Result<(Version, Sealed)> {
+    let (version, rest) = match (body.strip_prefix(&SEALED_MAGIC), body.strip_prefix(&SEALED_MAGIC_V1)) {
+        (Some(rest), _) => (Version::V2, rest),
+        (None, Some(rest)) => (Version::V1, rest),
+        (None, None) => return Err(malformed("no sealed-body prefix")),
+    };
     if body.len() > MAX_BODY_LEN {
         return Err(Error::TooLarge {
             what: "sealed body",
@@ -297,8 +334,24 @@ fn parse(body: &[u8]) -> Result<Sealed> {
     let config = bincode::config::standard()
         .with_fixed_int_encoding()
         .with_limit::<MAX_BODY_LEN>();
-    let (sealed, used): (Sealed, usize) =
-        bincode::decode_from_slice(rest, config).map_err(|e| malformed(&e.to_string()))?;
+    let decoded = match version {
+        Version::V2 => bincode::decode_from_slice(rest, config),
+        Version::V1 => bincode::decode_from_slice(rest, config).map(|(v1, used): (SealedV1, usize)| {
+            let SealedV1 {
+                commit,
+                wraps,
+                ciphertext,
+            } = v1;
+            let sealed = Sealed {
+                sealer: None,
+                commit,
+                wraps,
+                ciphertext,
+            };
+            (sealed, used)
+        }),
+    };
+    let (sealed, used): (Sealed, usize) = decoded.map_err(|e| malformed(&e.to_string()))?;
     if used != rest.len() {
         return Err(malformed("trailing bytes"));
     }
@@ -308,7 +361,14 @@ fn parse(body: &[u8]) -> Result<Sealed> {
     if sealed.ciphertext.len() < TAG_LEN {
         return Err(malformed("ciphertext shorter than its tag"));
     }
-    Ok(sealed)
+    if sealed
+        .sealer
+        .as_ref()
+        .is_some_and(|r| !crate::seal_key::is_sealable_key(&r.key))
+    {
+        return Err(malformed("the sealer's record names no key a body can be sealed to"));
+    }
+    Ok((version, sealed))
 }
 
 /// Checks that `body` is a well-formed sealed body (what a node that is not a reader, or has not
@@ -317,12 +377,33 @@ pub fn check(body: &[u8]) -> Result<()> {
     parse(body).map(|_| ())
 }
 
-/// The wrap key of `enc`'s setup for `reader`: remembered in `keys`, or opened with HPKE.
-fn wrap_key_of(reader: &AccountKey, enc: &[u8; 32], keys: &SealKeys) -> Option<[u8; 32]> {
+/// The seal-key record a sealed body carries, as it travelled (unverified: check it is for the
+/// message's sender and [`SealKeyRecord::verify`] it before sealing to its key). Reads only the
+/// front of the body.
+pub fn sealer_of(body: &[u8]) -> Option<SealKeyRecord> {
+    let rest = body.strip_prefix(&SEALED_MAGIC)?;
+    let config = bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_limit::<MAX_BODY_LEN>();
+    let (sealer, _): (Option<SealKeyRecord>, usize) = bincode::decode_from_slice(rest, config).ok()?;
+    sealer
+}
+
+/// Whether `body` carries a wrap hinted at `reader` (for tests and diagnostics: a hint is no
+/// proof the wrap opens).
+pub fn is_sealed_to(body: &[u8], reader: &Reader) -> bool {
+    parse(body).is_ok_and(|(version, sealed)| {
+        let me = hint(version, &sealed.commit, reader);
+        sealed.wraps.iter().any(|w| w.hint == me)
+    })
+}
+
+/// The wrap key of `enc`'s setup for `secret`: remembered in `keys`, or opened with HPKE.
+fn wrap_key_of(secret: &SealSecret, enc: &[u8; 32], keys: &SealKeys) -> Option<[u8; 32]> {
     if let Some(key) = keys.opened(enc) {
         return Some(key);
     }
-    let secret = PrivateKey::from_bytes(&reader.x25519_secret()).ok()?;
+    let secret = PrivateKey::from_bytes(secret.private()).ok()?;
     let encapped = Enc::from_bytes(enc).ok()?;
     let context = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, X25519HkdfSha256>(
         &OpModeR::Base,
@@ -336,24 +417,38 @@ fn wrap_key_of(reader: &AccountKey, enc: &[u8; 32], keys: &SealKeys) -> Option<[
     Some(wrap_key)
 }
 
-/// Opens a sealed body for `reader`, from `from` in the conversation `to` (the message header's
-/// fields), remembering the setups it opens in `keys`. [`Error::Undecryptable`] if it is not
-/// sealed to `reader`, was made for another sender or conversation, or was tampered with;
-/// [`Error::Malformed`] if it does not parse.
-pub fn open(
-    reader: &AccountKey,
-    from: &AccountId,
-    to: &Recipient,
-    body: &[u8],
-    keys: &mut SealKeys,
-) -> Result<Vec<u8>> {
-    let sealed = parse(body)?;
-    let me = hint(&sealed.commit, &reader.account_id());
+/// Opens a sealed body with `reader`'s keyring, from `from` in the conversation `to` (the
+/// message header's fields), remembering the setups it opens in `keys`.
+/// [`Error::Undecryptable`] if it is not sealed to one of the keyring's keys, was made for
+/// another sender or conversation, or was tampered with; [`Error::Malformed`] if it does not
+/// parse.
+pub fn open(reader: &Keyring, from: &AccountId, to: &Recipient, body: &[u8], keys: &mut SealKeys) -> Result<Vec<u8>> {
+    let (version, sealed) = parse(body)?;
+    let account = reader.account();
+    // Version 1 sealed to derived keys only, which the keyring holds last.
+    let secrets = match version {
+        Version::V2 => reader.secrets(),
+        Version::V1 => reader.secrets().last().map(std::slice::from_ref).unwrap_or_default(),
+    };
+    let hints: Vec<([u8; 8], &SealSecret)> = secrets
+        .iter()
+        .map(|secret| {
+            let me = Reader {
+                account,
+                key: secret.public(),
+            };
+            (hint(version, &sealed.commit, &me), secret)
+        })
+        .collect();
     let context = raw(&(from, to, &sealed.commit));
     // One wrap per reader is sealed; trying two bounds the X25519 work a crafted body with many
     // wraps hinted at this account can cost.
-    for wrap in sealed.wraps.iter().filter(|w| w.hint == me).take(MAX_WRAPS_TRIED) {
-        let Some(wrap_key) = wrap_key_of(reader, &wrap.enc, keys) else {
+    let hinted = sealed
+        .wraps
+        .iter()
+        .filter_map(|w| hints.iter().find(|(h, _)| *h == w.hint).map(|(_, secret)| (w, *secret)));
+    for (wrap, secret) in hinted.take(MAX_WRAPS_TRIED) {
+        let Some(wrap_key) = wrap_key_of(secret, &wrap.enc, keys) else {
             continue;
         };
         let Some(body_key) = aead_open(&wrap_key, &wrap.nonce, &wrap.key, &context) else {

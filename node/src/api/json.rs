@@ -289,7 +289,11 @@ mod tests {
     }
 
     fn entry_of(e: &Entry, local: &AccountKey) -> Value {
-        entry(e, &BodyReader::new(std::sync::Arc::new(local.clone())), None)
+        entry(
+            e,
+            &BodyReader::new(tim_protocol::seal::Keyring::derived(local).unwrap()),
+            None,
+        )
     }
 
     #[test]

@@ -295,6 +295,7 @@ async fn status(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         "reachability": s.reachability.as_str(),
         "external_addrs": s.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "relays": s.relays.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "seal_key": st.node.reader().own_record().map(|r| json!({"key": hex::encode(r.key), "seq": r.seq})),
         "connections": s.connections.iter().map(|c| json!({
             "peer": c.peer.to_string(),
             "addr": c.addr.to_string(),

@@ -196,7 +196,7 @@ mod tests {
         store.set_room(room, true).unwrap();
         Core {
             account: key.account_id(),
-            reader: crate::BodyReader::new(std::sync::Arc::new(key.clone())),
+            reader: crate::BodyReader::new(tim_protocol::seal::Keyring::derived(&key).unwrap()),
             seal_direct: true,
             key,
             peer_id: PeerId::random(),

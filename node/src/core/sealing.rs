@@ -5,10 +5,16 @@
 //! off); a private founded room's posts to its members at send time, so a removed member cannot
 //! open what is sent after its removal. Open rooms take anyone, so sealing would hide nothing:
 //! their bodies travel plain. Nodes store bodies as they travel and open them only to show them.
+//!
+//! Each reader is sealed to with the newest seal-key record this node learned for it (every
+//! sealed body carries its sender's), else with its derived key.
 
 use std::collections::HashMap;
 
-use tim_protocol::{seal, AccountId, AccountKey, Message, MessageId, Recipient};
+use tim_protocol::{
+    seal::{self, Keyring, Reader, SealKeyRecord},
+    AccountId, Message, MessageId, Recipient,
+};
 use tracing::debug;
 
 use super::Core;
@@ -23,40 +29,49 @@ pub struct Body {
     pub encrypted: bool,
 }
 
-/// Opens stored bodies for one account; cheap to clone, holds the account key.
+/// Seals and opens bodies for one account; cheap to clone (every clone shares its keys).
 #[derive(Clone)]
 pub struct BodyReader {
-    key: std::sync::Arc<AccountKey>,
-    /// The account's HPKE setups and the bodies that did not open (shared by every clone).
+    account: AccountId,
     keys: std::sync::Arc<std::sync::Mutex<Keys>>,
 }
 
 /// The most messages a [`BodyReader`] remembers as not opening for its account.
 const MAX_REMEMBERED_FAILURES: usize = 4096;
 
-#[derive(Default)]
+/// The most accounts a [`BodyReader`] remembers a seal-key record for; beyond it one is
+/// forgotten (its account is sealed to with its derived key until a body brings its record back).
+const MAX_KNOWN_RECORDS: usize = 16_384;
+
 struct Keys {
+    /// The account's seal secrets and its published record.
+    ring: Keyring,
+    /// The account's HPKE setups.
     seal: seal::SealKeys,
     /// Messages whose body does not open for this account, and why: a body that failed fails
     /// again (the result depends only on it and the account key), and each try costs up to two
     /// X25519 exchanges, so a history of junk bodies is not paid for at every listing.
     failed: HashMap<MessageId, tim_protocol::Error>,
+    /// The newest verified seal-key record heard from each account.
+    known: HashMap<AccountId, SealKeyRecord>,
 }
 
 impl Keys {
+    fn new(ring: Keyring) -> Self {
+        Keys {
+            ring,
+            seal: Default::default(),
+            failed: HashMap::new(),
+            known: HashMap::new(),
+        }
+    }
+
     /// `body` of message `mid`, from `from` in `to`, opened (or its remembered failure).
-    fn open(
-        &mut self,
-        key: &AccountKey,
-        mid: MessageId,
-        from: &AccountId,
-        to: &Recipient,
-        body: &[u8],
-    ) -> tim_protocol::Result<Vec<u8>> {
+    fn open(&mut self, mid: MessageId, from: &AccountId, to: &Recipient, body: &[u8]) -> tim_protocol::Result<Vec<u8>> {
         if let Some(e) = self.failed.get(&mid) {
             return Err(e.clone());
         }
-        let opened = seal::open(key, from, to, body, &mut self.seal);
+        let opened = seal::open(&self.ring, from, to, body, &mut self.seal);
         if let Err(e) = &opened {
             if self.failed.len() >= MAX_REMEMBERED_FAILURES {
                 if let Some(old) = self.failed.keys().next().copied() {
@@ -71,15 +86,15 @@ impl Keys {
 
 impl std::fmt::Debug for BodyReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BodyReader({})", self.key.account_id())
+        write!(f, "BodyReader({})", self.account)
     }
 }
 
 impl BodyReader {
-    pub(crate) fn new(key: std::sync::Arc<AccountKey>) -> Self {
+    pub(crate) fn new(ring: Keyring) -> Self {
         BodyReader {
-            key,
-            keys: Default::default(),
+            account: ring.account(),
+            keys: std::sync::Arc::new(std::sync::Mutex::new(Keys::new(ring))),
         }
     }
 
@@ -87,14 +102,60 @@ impl BodyReader {
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `body` from this account to `to`, sealed to `readers` (and itself).
+    /// `body` from this account to `to`, sealed to `readers` (and itself), each with the newest
+    /// record known for it, else its derived key (an id no body can be sealed to is skipped).
     pub(crate) fn seal(&self, to: &Recipient, readers: &[AccountId], body: &[u8]) -> Result<Vec<u8>> {
-        Ok(seal::seal(&self.key, to, readers, body, &mut self.keys().seal)?)
+        let mut keys = self.keys();
+        let Keys { ring, seal, known, .. } = &mut *keys;
+        let readers: Vec<Reader> = readers
+            .iter()
+            .filter_map(|account| known.get(account).map(Reader::of).or_else(|| Reader::derived(account)))
+            .collect();
+        Ok(seal::seal(ring, to, &readers, body, seal)?)
+    }
+
+    /// Learns the seal-key record `body` (of a verified message from `from`) carries, if it is
+    /// `from`'s, newer than the one held, and valid.
+    pub(crate) fn learn(&self, from: &AccountId, body: &[u8]) {
+        let Some(record) = seal::sealer_of(body) else {
+            return;
+        };
+        if record.account != *from || *from == self.account {
+            return;
+        }
+        let newer = |keys: &Keys| keys.known.get(from).is_none_or(|held| record.supersedes(held));
+        if !newer(&self.keys()) {
+            return;
+        }
+        // Verified outside the lock: one signature check per new record.
+        if let Err(e) = record.verify() {
+            debug!(%from, error = %e, "a sealed body carries a seal-key record that does not verify");
+            return;
+        }
+        let mut keys = self.keys();
+        if newer(&keys) {
+            if keys.known.len() >= MAX_KNOWN_RECORDS && !keys.known.contains_key(from) {
+                if let Some(old) = keys.known.keys().next().copied() {
+                    keys.known.remove(&old);
+                }
+            }
+            keys.known.insert(*from, record);
+        }
+    }
+
+    /// The newest seal-key record learned for `account`.
+    pub fn record_of(&self, account: &AccountId) -> Option<SealKeyRecord> {
+        self.keys().known.get(account).cloned()
+    }
+
+    /// The local account's published seal-key record.
+    pub fn own_record(&self) -> Option<SealKeyRecord> {
+        self.keys().ring.record().cloned()
     }
 
     /// The account it reads for.
     pub fn account(&self) -> AccountId {
-        self.key.account_id()
+        self.account
     }
 
     /// `message`'s body for this account: a plain body as it is, a sealed one opened
@@ -108,9 +169,7 @@ impl BodyReader {
             });
         }
         let h = message.head();
-        let text = self
-            .keys()
-            .open(&self.key, message.id(), &h.from, &h.to, &message.body)?;
+        let text = self.keys().open(message.id(), &h.from, &h.to, &message.body)?;
         Ok(Body { text, encrypted: true })
     }
 
@@ -137,9 +196,7 @@ impl BodyReader {
                 Conversation::Peer(peer) if from == local => Recipient::Account(*peer),
                 Conversation::Peer(_) => Recipient::Account(local),
             };
-            self.keys()
-                .open(&self.key, mid, &from, &to, &body)
-                .map(|text| (text, true))
+            self.keys().open(mid, &from, &to, &body).map(|text| (text, true))
         } else {
             Ok((body, false))
         };
@@ -199,30 +256,29 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tim_protocol::{test_util::key, Code};
+    use tim_protocol::{test_util::key, AccountKey, Code};
+
+    fn reader(k: &AccountKey) -> BodyReader {
+        BodyReader::new(Keyring::derived(k).unwrap_or_else(|e| panic!("{e}")))
+    }
 
     #[test]
     fn a_body_that_does_not_open_is_remembered_and_fails_the_same_way() {
         let (alice, bob, eve) = (key(1), key(2), key(3));
         let to = Recipient::Account(bob.account_id());
-        let body = seal::seal(
-            &alice,
-            &to,
-            &[bob.account_id()],
-            b"not for eve",
-            &mut Default::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let body = reader(&alice)
+            .seal(&to, &[bob.account_id()], b"not for eve")
+            .unwrap_or_else(|e| panic!("{e}"));
         let message = Message::sign(&alice, to, body, 1, None)
             .unwrap_or_else(|e| panic!("{e}"))
             .into_inner();
-        let reader = BodyReader::new(std::sync::Arc::new(eve));
-        let first = reader.open(&message).map(|b| b.text).map_err(|e| e.code());
+        let eves = reader(&eve);
+        let first = eves.open(&message).map(|b| b.text).map_err(|e| e.code());
         assert_eq!(first, Err(Code::Undecryptable));
-        assert!(reader.keys().failed.contains_key(&message.id()));
-        assert_eq!(reader.open(&message).map(|b| b.text).map_err(|e| e.code()), first);
+        assert!(eves.keys().failed.contains_key(&message.id()));
+        assert_eq!(eves.open(&message).map(|b| b.text).map_err(|e| e.code()), first);
         // Bob opens it: failures are this account's alone.
-        let bobs = BodyReader::new(std::sync::Arc::new(bob));
+        let bobs = reader(&bob);
         assert_eq!(
             bobs.open(&message).map(|b| b.text).unwrap_or_else(|e| panic!("{e}")),
             b"not for eve"
@@ -231,13 +287,12 @@ mod tests {
 
     #[test]
     fn remembered_failures_are_bounded() {
-        let mut keys = Keys::default();
         let alice = key(1);
+        let mut keys = Keys::new(Keyring::derived(&alice).unwrap_or_else(|e| panic!("{e}")));
         for i in 0..=MAX_REMEMBERED_FAILURES as u32 {
             let mut mid = [0u8; 32];
             mid[..4].copy_from_slice(&i.to_le_bytes());
             let _ = keys.open(
-                &alice,
                 MessageId::from_bytes(mid),
                 &alice.account_id(),
                 &Recipient::Account(alice.account_id()),
@@ -245,5 +300,80 @@ mod tests {
             );
         }
         assert_eq!(keys.failed.len(), MAX_REMEMBERED_FAILURES);
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use tim_protocol::{
+        seal::{is_sealed_to, SealSecret},
+        test_util::key,
+        AccountKey,
+    };
+
+    fn publishing(k: &AccountKey, seq: u64) -> BodyReader {
+        BodyReader::new(Keyring::new(k, &[(seq, SealSecret::generate())]).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn a_reader_is_sealed_to_with_the_newest_record_learned_from_its_bodies() {
+        let (alice, bob) = (key(1), key(2));
+        let (alices, bobs) = (publishing(&alice, 1), publishing(&bob, 1));
+        let to_bob = Recipient::Account(bob.account_id());
+        let to_alice = Recipient::Account(alice.account_id());
+        let bob_derived = Reader::derived(&bob.account_id()).unwrap_or_else(|| panic!("no key"));
+        // Before Alice hears from Bob she seals to his derived key, which Bob also holds.
+        let first = alices
+            .seal(&to_bob, &[bob.account_id()], b"hi")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_sealed_to(&first, &bob_derived));
+        // Bob answers: his body carries his record, which Alice learns.
+        let answer = bobs
+            .seal(&to_alice, &[alice.account_id()], b"hello")
+            .unwrap_or_else(|e| panic!("{e}"));
+        alices.learn(&bob.account_id(), &answer);
+        let record = bobs.own_record().unwrap_or_else(|| panic!("bob publishes no key"));
+        assert_eq!(alices.record_of(&bob.account_id()).as_ref(), Some(&record));
+        let second = alices
+            .seal(&to_bob, &[bob.account_id()], b"again")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_sealed_to(&second, &Reader::of(&record)));
+        assert!(!is_sealed_to(&second, &bob_derived));
+        // A body Mallory sends carrying Bob's record teaches nothing; an older record of Bob's
+        // does not replace the newer one.
+        alices.learn(&key(5).account_id(), &answer);
+        assert_eq!(alices.record_of(&key(5).account_id()), None);
+        let older = publishing(&bob, 0)
+            .seal(&to_alice, &[alice.account_id()], b"old")
+            .unwrap_or_else(|e| panic!("{e}"));
+        alices.learn(&bob.account_id(), &older);
+        assert_eq!(alices.record_of(&bob.account_id()).as_ref(), Some(&record));
+    }
+
+    #[test]
+    fn a_record_that_does_not_verify_is_not_learned() {
+        let (alice, bob) = (key(1), key(2));
+        let alices = publishing(&alice, 1);
+        let mut forged = SealKeyRecord::sign(&bob, &SealSecret::generate(), 9);
+        forged.key = SealSecret::generate().public();
+        let ring = tim_protocol::seal::Keyring::derived(&bob).unwrap_or_else(|e| panic!("{e}"));
+        // A body whose sealer field is a forged record for Bob (as a patched node would send).
+        let body = forge_sealer(&ring, &forged);
+        alices.learn(&bob.account_id(), &body);
+        assert_eq!(alices.record_of(&bob.account_id()), None);
+    }
+
+    /// A body sealed with `ring` whose sealer field is `record`: the sealer field is bincode's
+    /// `Some` tag and the record, right after the magic.
+    fn forge_sealer(ring: &Keyring, record: &SealKeyRecord) -> Vec<u8> {
+        let to = Recipient::Account(ring.account());
+        let body = seal::seal(ring, &to, &[], b"x", &mut Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        let config = bincode::config::standard().with_fixed_int_encoding();
+        let mut out = seal::SEALED_MAGIC.to_vec();
+        out.extend(bincode::encode_to_vec(Some(record), config).unwrap_or_else(|e| panic!("{e}")));
+        // The derived-only ring wrote `None` (one byte) there.
+        out.extend_from_slice(&body[seal::SEALED_MAGIC.len() + 1..]);
+        out
     }
 }

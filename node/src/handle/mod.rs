@@ -126,9 +126,11 @@ impl Node {
             ..tim_storage::Config::default()
         };
         let config_inbound = config.inbound;
-        let (node_key, account_key, store, (rooms, founded, blocked, inbound), burns, outbox) =
+        let rotation = config.seal_key_rotation;
+        let (node_key, account_key, ring, store, (rooms, founded, blocked, inbound), burns, outbox) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let (node_key, account_key) = keys::load_or_create(&dir)?;
+                let ring = keys::load_seal_keys(&dir, &account_key, crate::core::now_ms(), rotation)?;
                 let store = tim_storage::Store::open(dir.join("db"), store_config)?;
                 let rooms = store.rooms()?;
                 let founded = crate::core::load_founded(&store)?;
@@ -139,6 +141,7 @@ impl Node {
                 Ok((
                     node_key,
                     account_key,
+                    ring,
                     store,
                     (rooms, founded, blocked, inbound),
                     burns,
@@ -153,7 +156,7 @@ impl Node {
         let (room_work_tx, room_work_rx) = mpsc::channel(ROOM_WORK_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
-            reader: crate::core::BodyReader::new(Arc::new(account_key.clone())),
+            reader: crate::core::BodyReader::new(ring),
             seal_direct: config.seal_direct,
             key: account_key,
             peer_id: node_key.public().to_peer_id(),
@@ -201,7 +204,8 @@ impl Node {
     }
 
     /// Opens stored bodies for the local account (the entries of [`Node::history`] carry
-    /// bodies as they travelled; a sealed one opens only with the account key).
+    /// bodies as they travelled; a sealed one opens only with the account's seal secrets), and
+    /// tells the seal-key records in use.
     pub fn reader(&self) -> crate::BodyReader {
         self.reader.clone()
     }

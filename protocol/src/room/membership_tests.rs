@@ -465,9 +465,16 @@ fn a_private_room_takes_as_many_members_as_a_body_has_readers() {
         MembershipChange::Joined(last.account_id())
     );
     // Everyone's posts can be sealed to every member.
-    let readers: Vec<AccountId> = room.state().members.keys().copied().collect();
+    let readers: Vec<crate::seal::Reader> = room
+        .state()
+        .members
+        .keys()
+        .filter_map(crate::seal::Reader::derived)
+        .collect();
+    assert_eq!(readers.len(), MAX_PRIVATE_MEMBERS);
     let to = crate::Recipient::Room(room.id());
-    let sealed = crate::seal::seal(&founder, &to, &readers, b"hi", &mut Default::default()).unwrap();
+    let ring = crate::seal::Keyring::derived(&founder).unwrap();
+    let sealed = crate::seal::seal(&ring, &to, &readers, b"hi", &mut Default::default()).unwrap();
     crate::seal::check(&sealed).unwrap();
 }
 

@@ -107,6 +107,7 @@ struct FileConfig {
     sync_writes: bool,
     deletion_receipts: Option<bool>,
     seal_direct: Option<bool>,
+    seal_key_rotation_secs: Option<u64>,
     inbound: Option<String>,
     max_inbound_pipes: Option<usize>,
     max_pending_incoming: Option<u32>,
@@ -200,6 +201,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     config.sync_writes = file.sync_writes;
     config.deletion_receipts = file.deletion_receipts.unwrap_or(config.deletion_receipts);
     config.seal_direct = file.seal_direct.unwrap_or(config.seal_direct);
+    if let Some(secs) = file.seal_key_rotation_secs {
+        config.seal_key_rotation = Duration::from_secs(secs);
+    }
     if let Some(inbound) = &file.inbound {
         config.inbound = tim_node::Inbound::parse(inbound)
             .ok_or_else(|| anyhow::anyhow!("inbound = {inbound:?}: give \"anyone\" or \"contacts\""))?;

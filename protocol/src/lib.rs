@@ -85,9 +85,9 @@ pub mod tag {
     pub const STREAM: &[u8] = b"tim/v1/stream\0";
     /// Prefix of the bytes an account signs for a presence notice.
     pub const PRESENCE: &[u8] = b"tim/v1/presence\0";
-    /// Prefix of the bytes an account signs to publish where it is reachable (v2: the signed
-    /// tuple carries a sequence number, so no v1 route signature verifies as v2).
-    pub const ROUTE: &[u8] = b"tim/v2/route\0";
+    /// Prefix of the bytes an account signs to publish where it is reachable (v3: the signed
+    /// tuple carries the account's seal-key record; v2 added the sequence number).
+    pub const ROUTE: &[u8] = b"tim/v3/route\0";
     /// Prefix of the bytes an account signs for a room operation (found, invite, join, ...). v2:
     /// the signed tuple carries the causal links `prev` and `seen`.
     pub const ROOM: &[u8] = b"tim/v2/room\0";

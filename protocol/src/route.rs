@@ -3,7 +3,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::{codec::raw, tag, AccountId, AccountKey, Error, Result};
+use crate::{codec::raw, seal::SealKeyRecord, tag, AccountId, AccountKey, Error, Result};
 
 /// A signed statement that an account is served by a libp2p peer, valid until `expires_at`. Of two
 /// valid records for one account the one with the higher `seq` is the account's current route
@@ -21,8 +21,10 @@ pub struct RouteRecord {
     pub seq: u64,
     /// Milliseconds since the Unix epoch after which the record is void.
     pub expires_at: u64,
+    /// The account's newest seal-key record, so whoever resolves the route can seal to it.
+    pub seal_key: Option<SealKeyRecord>,
     /// ed25519 signature by `account` over
-    /// `tag::ROUTE || bincode((account, peer, addrs, seq, expires_at))`.
+    /// `tag::ROUTE || bincode((account, peer, addrs, seq, expires_at, seal_key))`.
     pub signature: [u8; 64],
 }
 
@@ -34,32 +36,61 @@ pub const MAX_ROUTE_ADDRS: usize = 16;
 const MAX_ADDR_LEN: usize = 256;
 
 impl RouteRecord {
-    /// Signs a record for `key`'s account.
-    pub fn sign(key: &AccountKey, peer: Vec<u8>, addrs: Vec<Vec<u8>>, seq: u64, expires_at: u64) -> Result<Self> {
+    /// Signs a record for `key`'s account, carrying `seal_key` (which must be the account's).
+    pub fn sign(
+        key: &AccountKey,
+        peer: Vec<u8>,
+        addrs: Vec<Vec<u8>>,
+        seq: u64,
+        expires_at: u64,
+        seal_key: Option<SealKeyRecord>,
+    ) -> Result<Self> {
         let account = key.account_id();
         check_shape(&peer, &addrs)?;
-        let signature = key.sign_tagged(tag::ROUTE, &raw(&(&account, &peer, &addrs, seq, expires_at)));
+        if seal_key.as_ref().is_some_and(|r| r.account != account) {
+            return Err(Error::BadParameters(
+                "route record carries another account's seal key".into(),
+            ));
+        }
+        let signature = key.sign_tagged(tag::ROUTE, &raw(&(&account, &peer, &addrs, seq, expires_at, &seal_key)));
         Ok(RouteRecord {
             account,
             peer,
             addrs,
             seq,
             expires_at,
+            seal_key,
             signature,
         })
     }
 
-    /// Verifies the signature and that the record is not expired at `now` (ms since the epoch).
+    /// Verifies the signature, that the record is not expired at `now` (ms since the epoch), and
+    /// that the seal-key record it carries is the account's and valid.
     pub fn verify(&self, now: u64) -> Result<()> {
         check_shape(&self.peer, &self.addrs)?;
         self.account.verify_tagged(
             "route record",
             tag::ROUTE,
-            &raw(&(&self.account, &self.peer, &self.addrs, self.seq, self.expires_at)),
+            &raw(&(
+                &self.account,
+                &self.peer,
+                &self.addrs,
+                self.seq,
+                self.expires_at,
+                &self.seal_key,
+            )),
             &self.signature,
         )?;
         if self.expires_at <= now {
             return Err(Error::Expired("route record".into()));
+        }
+        if let Some(seal_key) = &self.seal_key {
+            if seal_key.account != self.account {
+                return Err(Error::BadParameters(
+                    "route record carries another account's seal key".into(),
+                ));
+            }
+            seal_key.verify()?;
         }
         Ok(())
     }
@@ -90,7 +121,7 @@ mod tests {
     use crate::test_util::key;
 
     fn record(seq: u64, expires_at: u64) -> RouteRecord {
-        RouteRecord::sign(&key(1), vec![1; 38], vec![], seq, expires_at).unwrap_or_else(|e| panic!("{e}"))
+        RouteRecord::sign(&key(1), vec![1; 38], vec![], seq, expires_at, None).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -106,6 +137,36 @@ mod tests {
         assert!(long.supersedes(&short));
         assert!(!short.supersedes(&long));
         assert!(!long.supersedes(&long.clone()));
+    }
+
+    #[test]
+    fn the_seal_key_is_signed_and_must_be_the_accounts_and_valid() {
+        use crate::seal::{SealKeyRecord, SealSecret};
+        let (alice, bob) = (key(1), key(2));
+        let own = SealKeyRecord::sign(&alice, &SealSecret::generate(), 3);
+        let signed = |seal_key| RouteRecord::sign(&alice, vec![1; 38], vec![], 1, 9_000, seal_key);
+        let r = signed(Some(own.clone())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.verify(0).map_err(|e| e.code()), Ok(()));
+        // Stripped or swapped for another of Alice's records: the route signature fails.
+        for swapped in [None, Some(SealKeyRecord::sign(&alice, &SealSecret::generate(), 2))] {
+            let mut changed = r.clone();
+            changed.seal_key = swapped;
+            assert_eq!(
+                changed.verify(0).map_err(|e| e.code()),
+                Err(crate::Code::InvalidSignature)
+            );
+        }
+        // Bob's record in Alice's route: refused when signing, and when verifying.
+        let bobs = SealKeyRecord::sign(&bob, &SealSecret::generate(), 3);
+        assert_eq!(
+            signed(Some(bobs)).map(|_| ()).map_err(|e| e.code()),
+            Err(crate::Code::BadParameters)
+        );
+        // A forged seal-key record under a valid route signature: refused.
+        let mut forged = own;
+        forged.seq = 4;
+        let r = signed(Some(forged)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.verify(0).map_err(|e| e.code()), Err(crate::Code::InvalidSignature));
     }
 
     #[test]

@@ -452,12 +452,19 @@ fn route_records() -> Vec<RouteRecord> {
     .into_iter()
     .enumerate()
     .map(|(i, addrs)| {
+        let account = key(3 + i as u8);
+        // Half of them carry a seal-key record.
+        let seal_key = (i % 2 == 1).then(|| {
+            let secret = tim_protocol::seal::SealSecret::from_bytes(&[i as u8 + 1; 32]).expect("a fixture secret");
+            tim_protocol::seal::SealKeyRecord::sign(&account, &secret, SENT_AT)
+        });
         RouteRecord::sign(
-            &key(3 + i as u8),
+            &account,
             peer.clone(),
             addrs,
             SENT_AT + i as u64,
             SENT_AT + 60_000,
+            seal_key,
         )
         .expect("a fixture record")
     })

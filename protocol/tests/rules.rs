@@ -322,7 +322,7 @@ fn unknown_header_version_is_typed() {
 #[test]
 fn route_records() {
     let alice = key(1);
-    let r = RouteRecord::sign(&alice, vec![1, 2, 3], vec![vec![4, 5]], 1, 1000).unwrap();
+    let r = RouteRecord::sign(&alice, vec![1, 2, 3], vec![vec![4, 5]], 1, 1000, None).unwrap();
     assert!(r.verify(999).is_ok());
     assert_eq!(code_of(r.verify(1000)), Code::Expired);
     let mut forged = r.clone();
@@ -337,9 +337,9 @@ fn route_records() {
     let mut stolen = r;
     stolen.account = key(2).account_id();
     assert_eq!(code_of(stolen.verify(999)), Code::InvalidSignature);
-    let bytes = encode(&RouteRecord::sign(&alice, vec![9; 38], vec![], 1, 7).unwrap()).unwrap();
+    let bytes = encode(&RouteRecord::sign(&alice, vec![9; 38], vec![], 1, 7, None).unwrap()).unwrap();
     assert_eq!(
-        code_of(RouteRecord::sign(&alice, vec![9; 38], vec![vec![1]; 17], 1, 7)),
+        code_of(RouteRecord::sign(&alice, vec![9; 38], vec![vec![1]; 17], 1, 7, None)),
         Code::BadParameters
     );
     assert!(decode::<RouteRecord>(&bytes).is_ok());

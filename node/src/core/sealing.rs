@@ -120,11 +120,7 @@ impl BodyReader {
         let Some(record) = seal::sealer_of(body) else {
             return;
         };
-        if record.account != *from || *from == self.account {
-            return;
-        }
-        let newer = |keys: &Keys| keys.known.get(from).is_none_or(|held| record.supersedes(held));
-        if !newer(&self.keys()) {
+        if record.account != *from || !self.is_news(&record) {
             return;
         }
         // Verified outside the lock: one signature check per new record.
@@ -132,15 +128,34 @@ impl BodyReader {
             debug!(%from, error = %e, "a sealed body carries a seal-key record that does not verify");
             return;
         }
+        self.learn_verified(&record);
+    }
+
+    /// Whether `record` is another account's and newer than the one held for it.
+    fn is_news(&self, record: &SealKeyRecord) -> bool {
+        record.account != self.account
+            && self
+                .keys()
+                .known
+                .get(&record.account)
+                .is_none_or(|held| record.supersedes(held))
+    }
+
+    /// Learns a verified seal-key record (from a verified route record, or a body), if it is
+    /// another account's and newer than the one held.
+    pub(crate) fn learn_verified(&self, record: &SealKeyRecord) {
+        let account = record.account;
         let mut keys = self.keys();
-        if newer(&keys) {
-            if keys.known.len() >= MAX_KNOWN_RECORDS && !keys.known.contains_key(from) {
-                if let Some(old) = keys.known.keys().next().copied() {
-                    keys.known.remove(&old);
-                }
-            }
-            keys.known.insert(*from, record);
+        let newer = keys.known.get(&account).is_none_or(|held| record.supersedes(held));
+        if account == self.account || !newer {
+            return;
         }
+        if keys.known.len() >= MAX_KNOWN_RECORDS && !keys.known.contains_key(&account) {
+            if let Some(old) = keys.known.keys().next().copied() {
+                keys.known.remove(&old);
+            }
+        }
+        keys.known.insert(account, record.clone());
     }
 
     /// The newest seal-key record learned for `account`.

@@ -26,7 +26,7 @@ use crate::{core::Counters, Config, Error, Result, Transport};
 
 /// Kademlia protocol name: tim nodes only talk DHT with tim nodes. Version 2: route records
 /// carry a sequence number (docs/protocol.md), so nodes with v1 records form a separate DHT.
-pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/kad/2.0.0");
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tim/kad/3.0.0");
 /// Identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/tim/id/1.0.0";
 /// Gossipsub protocol: version 1.1 only (every tim node speaks it; offering the 1.0 fallback too

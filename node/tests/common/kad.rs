@@ -17,7 +17,7 @@ use tim_node::{
 
 use super::{addr, WAIT};
 
-pub const KAD: StreamProtocol = StreamProtocol::new("/tim/kad/2.0.0");
+pub const KAD: StreamProtocol = StreamProtocol::new("/tim/kad/3.0.0");
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -30,7 +30,7 @@ pub fn route_key(key: &AccountKey) -> kad::RecordKey {
 
 /// `key`'s route record naming `peer`, as a Kademlia record.
 pub fn route(key: &AccountKey, peer: PeerId, seq: u64, expires_at: u64) -> kad::Record {
-    let r = RouteRecord::sign(key, peer.to_bytes(), vec![], seq, expires_at).unwrap();
+    let r = RouteRecord::sign(key, peer.to_bytes(), vec![], seq, expires_at, None).unwrap();
     kad::Record::new(route_key(key), encode(&r).unwrap())
 }
 

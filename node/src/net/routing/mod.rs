@@ -68,7 +68,8 @@ impl EventLoop {
             .collect();
         let expires_at = now_ms().saturating_add(self.route_ttl.as_millis() as u64);
         let seq = self.swarm.behaviour_mut().kad.store_mut().next_seq();
-        let signed = RouteRecord::sign(&self.core.key, me.to_bytes(), addrs, seq, expires_at);
+        let seal_key = self.core.reader.own_record();
+        let signed = RouteRecord::sign(&self.core.key, me.to_bytes(), addrs, seq, expires_at, seal_key);
         let record = match signed.and_then(|r| encode(&r)) {
             Ok(value) => libp2p_kad::Record {
                 key: route_key(&self.core.account),
@@ -93,6 +94,9 @@ impl EventLoop {
     }
 
     fn route_found(&mut self, account: AccountId, route: Route) {
+        if let Some(seal_key) = &route.seal_key {
+            self.core.reader.learn_verified(seal_key);
+        }
         let addrs = super::addrs::dialable(route.addrs);
         debug!(%account, peer = %route.peer, ?addrs, "route found");
         for addr in &addrs {

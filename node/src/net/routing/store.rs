@@ -76,6 +76,8 @@ pub(super) struct Route {
     pub(super) seq: u64,
     pub(super) expires_at: u64,
     pub(super) addrs: Vec<Multiaddr>,
+    /// The account's seal-key record it carries (verified with the route).
+    pub(super) seal_key: Option<tim_protocol::seal::SealKeyRecord>,
 }
 
 /// Verifies a route record found for `account` at `now` (ms since the epoch).
@@ -96,6 +98,7 @@ pub(super) fn check_route(record: &kad::Record, account: &AccountId, now: u64) -
         seq: route.seq,
         expires_at: route.expires_at,
         addrs,
+        seal_key: route.seal_key,
     })
 }
 

@@ -25,7 +25,7 @@ fn small() -> Limits {
 }
 
 fn record(key: &AccountKey, seq: u64, expires_at: u64) -> kad::Record {
-    let route = RouteRecord::sign(key, PeerId::random().to_bytes(), vec![], seq, expires_at).unwrap();
+    let route = RouteRecord::sign(key, PeerId::random().to_bytes(), vec![], seq, expires_at, None).unwrap();
     kad::Record::new(route_key(&key.account_id()), encode(&route).unwrap())
 }
 

@@ -114,7 +114,8 @@ fn parse_seal_keys(text: &str) -> std::result::Result<Vec<(u64, SealSecret)>, St
     Ok(out)
 }
 
-/// Writes a new file readable only by its owner, atomically (temp file, then rename).
+/// Writes a new file readable only by its owner, atomically (temp file, then rename), and makes
+/// the rename durable (the directory is synced too, so a new seal key survives a power loss).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
     let mut opts = fs::OpenOptions::new();
@@ -128,6 +129,10 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 

@@ -68,6 +68,9 @@ impl Wire for SignedHeader {
 impl Wire for crate::RouteRecord {
     const NAME: &'static str = "route record";
 }
+impl Wire for crate::seal::SealKeyRecord {
+    const NAME: &'static str = "seal key record";
+}
 
 /// What travels between nodes, over gossip and direct streams alike.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

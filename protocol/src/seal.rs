@@ -129,7 +129,9 @@ struct SendingSetup {
 #[derive(Default)]
 pub struct SealKeys {
     sending: HashMap<[u8; 32], SendingSetup>,
-    opening: HashMap<[u8; 32], [u8; 32]>,
+    /// By the reader key's public half and `enc`: one `enc` yields a different wrap key under
+    /// each of a reader's secrets.
+    opening: HashMap<([u8; 32], [u8; 32]), [u8; 32]>,
 }
 
 impl std::fmt::Debug for SealKeys {
@@ -183,15 +185,16 @@ impl SealKeys {
     }
 
     /// The wrap key of the setup `enc` made to `reader`.
-    fn opened(&self, enc: &[u8; 32]) -> Option<[u8; 32]> {
-        self.opening.get(enc).copied()
+    fn opened(&self, reader: &[u8; 32], enc: &[u8; 32]) -> Option<[u8; 32]> {
+        self.opening.get(&(*reader, *enc)).copied()
     }
 
-    fn remember(&mut self, enc: [u8; 32], wrap_key: [u8; 32]) {
-        if self.opening.len() >= MAX_CACHED_SETUPS && !self.opening.contains_key(&enc) {
+    fn remember(&mut self, reader: [u8; 32], enc: [u8; 32], wrap_key: [u8; 32]) {
+        let key = (reader, enc);
+        if self.opening.len() >= MAX_CACHED_SETUPS && !self.opening.contains_key(&key) {
             evict_one(&mut self.opening);
         }
-        self.opening.insert(enc, wrap_key);
+        self.opening.insert(key, wrap_key);
     }
 }
 
@@ -400,7 +403,7 @@ pub fn is_sealed_to(body: &[u8], reader: &Reader) -> bool {
 
 /// The wrap key of `enc`'s setup for `secret`: remembered in `keys`, or opened with HPKE.
 fn wrap_key_of(secret: &SealSecret, enc: &[u8; 32], keys: &SealKeys) -> Option<[u8; 32]> {
-    if let Some(key) = keys.opened(enc) {
+    if let Some(key) = keys.opened(&secret.public(), enc) {
         return Some(key);
     }
     let secret = PrivateKey::from_bytes(secret.private()).ok()?;
@@ -455,7 +458,7 @@ pub fn open(reader: &Keyring, from: &AccountId, to: &Recipient, body: &[u8], key
             continue;
         };
         // Remembered only once a wrap opened with it: junk setups cost a lookup, not a slot.
-        keys.remember(wrap.enc, wrap_key);
+        keys.remember(secret.public(), wrap.enc, wrap_key);
         if body_key.len() != 32 || commit_of(&body_key) != sealed.commit {
             return Err(Error::Undecryptable("the body key does not match its commitment"));
         }

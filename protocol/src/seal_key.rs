@@ -13,8 +13,9 @@ use hpke::{kem::X25519HkdfSha256, Deserializable, Kem, Serializable};
 
 use crate::{codec::raw, tag, AccountId, AccountKey, Error, Result};
 
-/// The most secrets a [`Keyring`] holds (the newest ones; the derived key always).
-pub const MAX_SEAL_SECRETS: usize = 64;
+/// The most secrets a [`Keyring`] holds (the newest ones; the derived key always): about five
+/// years of weekly keys. Opening computes one hint per secret held.
+pub const MAX_SEAL_SECRETS: usize = 256;
 
 /// A signed statement "bodies for `account` may be sealed to `key`", superseding the account's
 /// records with a lower `seq`.

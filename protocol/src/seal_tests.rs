@@ -281,14 +281,16 @@ fn a_full_cache_forgets_one_setup_at_a_time() {
     for i in 0..=MAX_CACHED_SETUPS as u32 {
         let mut enc = [0u8; 32];
         enc[..4].copy_from_slice(&i.to_le_bytes());
-        keys.remember(enc, [1; 32]);
+        keys.remember([9; 32], enc, [1; 32]);
     }
     assert_eq!(keys.opening.len(), MAX_CACHED_SETUPS);
     // Remembering a held setup again evicts nothing.
-    let held = *keys.opening.keys().next().unwrap_or_else(|| panic!("empty"));
-    keys.remember(held, [2; 32]);
+    let (reader, held) = *keys.opening.keys().next().unwrap_or_else(|| panic!("empty"));
+    keys.remember(reader, held, [2; 32]);
     assert_eq!(keys.opening.len(), MAX_CACHED_SETUPS);
-    assert_eq!(keys.opened(&held), Some([2; 32]));
+    assert_eq!(keys.opened(&reader, &held), Some([2; 32]));
+    // The same `enc` under another of the reader's keys is another setup.
+    assert_eq!(keys.opened(&[8; 32], &held), None);
 }
 
 #[test]

@@ -171,7 +171,7 @@ impl Core {
     pub(super) fn stored(&self, message: &Verified<Message>) {
         bump(&self.counters.messages_in);
         let h = message.head();
-        self.reader.learn(&h.from, &message.body);
+        self.learn_from_body(&h.from, &h.to, &message.body);
         // The body as it travelled: each subscriber's `Events` opens it on its own task, off the
         // path to the sender's acknowledgement.
         self.emit(Event::Message {

@@ -14,6 +14,8 @@
 //! - `presence`: the local account's availability for its contacts, and theirs.
 //! - `room_sync`: serving and applying room sync pages.
 //! - `rooms`: founded rooms: their memberships, operations in and out, who may post.
+//! - `sealing`: what a sent body is sealed to, and opening stored bodies.
+//! - `seal_records`: the seal-key records other accounts are sealed to, and where they come from.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
 
@@ -29,8 +31,11 @@ mod receipts;
 mod requests;
 mod room_sync;
 mod rooms;
+mod seal_records;
 mod sealing;
 mod streams;
+#[cfg(test)]
+pub(crate) mod test_core;
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -52,6 +57,7 @@ pub use presence::{ContactPresence, MyPresence, PRESENCE_INTERVAL, PRESENCE_TIME
 pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
 pub(crate) use rooms::{load_founded, FoundedRooms};
+pub(crate) use seal_records::{load_seal_keys, Change as SealKeysChange, Tier};
 pub use sealing::{Body, BodyReader};
 
 use crate::{delivery::Delivery, Conversation, Event};

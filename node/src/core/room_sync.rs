@@ -178,46 +178,14 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::Mutex;
-
-    use libp2p::PeerId;
     use tim_protocol::{encode, AccountKey, Action, Control, Recipient};
-    use tim_storage::Store;
-    use tokio::sync::broadcast;
 
     use super::*;
-    use crate::{
-        core::{Inline, Verdict},
-        Event,
-    };
+    use crate::{core::Verdict, Event};
 
     fn core(dir: &std::path::Path, key: AccountKey, room: &RoomId) -> Core {
-        let store = Store::open(dir, tim_storage::Config::default()).unwrap();
-        store.set_room(room, true).unwrap();
-        Core {
-            account: key.account_id(),
-            reader: crate::BodyReader::new(tim_protocol::seal::Keyring::derived(&key).unwrap()),
-            seal_direct: true,
-            key,
-            peer_id: PeerId::random(),
-            store: crate::core::ClosingStore::new(store, None),
-            events: broadcast::channel(64).0,
-            counters: Default::default(),
-            revoke_window: None,
-            revoke_grace: tim_protocol::policy::DEFAULT_REVOKE_GRACE,
-            started_at: 0,
-            rooms: Mutex::new([room.clone()].into_iter().collect()),
-            founded: Mutex::default(),
-            room_work: tokio::sync::mpsc::channel(1).0,
-            blocked: Mutex::default(),
-            stream_limiter: Default::default(),
-            presence: Default::default(),
-            contacts_only: Default::default(),
-            sync_window: 10_000,
-            inline: Inline::new(true),
-            deletion_receipts: true,
-            replies_out: tokio::sync::mpsc::channel(16).0,
-        }
+        let ring = tim_protocol::seal::Keyring::derived(&key).unwrap();
+        crate::core::test_core::core(dir, key, ring, std::slice::from_ref(room))
     }
 
     fn post(key: &AccountKey, room: &RoomId, i: u8) -> Message {

@@ -17,7 +17,10 @@ use tim_protocol::{
 };
 use tracing::debug;
 
-use super::Core;
+use super::{
+    seal_records::{Change, SealRecords, Tier},
+    Core,
+};
 use crate::{Conversation, Event, Result};
 
 /// A message body as the local account reads it.
@@ -39,10 +42,6 @@ pub struct BodyReader {
 /// The most messages a [`BodyReader`] remembers as not opening for its account.
 const MAX_REMEMBERED_FAILURES: usize = 4096;
 
-/// The most accounts a [`BodyReader`] remembers a seal-key record for; beyond it one is
-/// forgotten (its account is sealed to with its derived key until a body brings its record back).
-const MAX_KNOWN_RECORDS: usize = 16_384;
-
 struct Keys {
     /// The account's seal secrets and its published record.
     ring: Keyring,
@@ -52,8 +51,8 @@ struct Keys {
     /// again (the result depends only on it and the account key), and each try costs up to two
     /// X25519 exchanges, so a history of junk bodies is not paid for at every listing.
     failed: HashMap<MessageId, tim_protocol::Error>,
-    /// The newest verified seal-key record heard from each account.
-    known: HashMap<AccountId, SealKeyRecord>,
+    /// The seal-key records other accounts' bodies are sealed to.
+    known: SealRecords,
 }
 
 impl Keys {
@@ -62,7 +61,7 @@ impl Keys {
             ring,
             seal: Default::default(),
             failed: HashMap::new(),
-            known: HashMap::new(),
+            known: SealRecords::default(),
         }
     }
 
@@ -109,58 +108,34 @@ impl BodyReader {
         let Keys { ring, seal, known, .. } = &mut *keys;
         let readers: Vec<Reader> = readers
             .iter()
-            .filter_map(|account| known.get(account).map(Reader::of).or_else(|| Reader::derived(account)))
+            .filter_map(|account| {
+                known
+                    .newest(account)
+                    .map(Reader::of)
+                    .or_else(|| Reader::derived(account))
+            })
             .collect();
         Ok(seal::seal(ring, to, &readers, body, seal)?)
     }
 
-    /// Learns the seal-key record `body` (of a verified message from `from`) carries, if it is
-    /// `from`'s, newer than the one held, and valid.
-    pub(crate) fn learn(&self, from: &AccountId, body: &[u8]) {
-        let Some(record) = seal::sealer_of(body) else {
-            return;
-        };
-        if record.account != *from || !self.is_news(&record) {
-            return;
-        }
-        // Verified outside the lock: one signature check per new record.
-        if let Err(e) = record.verify() {
-            debug!(%from, error = %e, "a sealed body carries a seal-key record that does not verify");
-            return;
-        }
-        self.learn_verified(&record);
+    /// Whether `record` is newer than what is held for its account.
+    pub(crate) fn is_news(&self, record: &SealKeyRecord) -> bool {
+        self.keys().known.is_news(record)
     }
 
-    /// Whether `record` is another account's and newer than the one held for it.
-    fn is_news(&self, record: &SealKeyRecord) -> bool {
-        record.account != self.account
-            && self
-                .keys()
-                .known
-                .get(&record.account)
-                .is_none_or(|held| record.supersedes(held))
+    /// Takes a verified record (see `seal_records`).
+    pub(crate) fn take(&self, record: SealKeyRecord, tier: Tier) -> Change {
+        self.keys().known.take(record, tier)
     }
 
-    /// Learns a verified seal-key record (from a verified route record, or a body), if it is
-    /// another account's and newer than the one held.
-    pub(crate) fn learn_verified(&self, record: &SealKeyRecord) {
-        let account = record.account;
-        let mut keys = self.keys();
-        let newer = keys.known.get(&account).is_none_or(|held| record.supersedes(held));
-        if account == self.account || !newer {
-            return;
-        }
-        if keys.known.len() >= MAX_KNOWN_RECORDS && !keys.known.contains_key(&account) {
-            if let Some(old) = keys.known.keys().next().copied() {
-                keys.known.remove(&old);
-            }
-        }
-        keys.known.insert(account, record.clone());
+    /// Takes back the trusted records the store kept.
+    pub(crate) fn restore(&self, records: Vec<SealKeyRecord>) {
+        self.keys().known.restore(records);
     }
 
     /// The newest seal-key record learned for `account`.
     pub fn record_of(&self, account: &AccountId) -> Option<SealKeyRecord> {
-        self.keys().known.get(account).cloned()
+        self.keys().known.newest(account).cloned()
     }
 
     /// The local account's published seal-key record.
@@ -315,80 +290,5 @@ mod tests {
             );
         }
         assert_eq!(keys.failed.len(), MAX_REMEMBERED_FAILURES);
-    }
-}
-
-#[cfg(test)]
-mod record_tests {
-    use super::*;
-    use tim_protocol::{
-        seal::{is_sealed_to, SealSecret},
-        test_util::key,
-        AccountKey,
-    };
-
-    fn publishing(k: &AccountKey, seq: u64) -> BodyReader {
-        BodyReader::new(Keyring::new(k, &[(seq, SealSecret::generate())]).unwrap_or_else(|e| panic!("{e}")))
-    }
-
-    #[test]
-    fn a_reader_is_sealed_to_with_the_newest_record_learned_from_its_bodies() {
-        let (alice, bob) = (key(1), key(2));
-        let (alices, bobs) = (publishing(&alice, 1), publishing(&bob, 1));
-        let to_bob = Recipient::Account(bob.account_id());
-        let to_alice = Recipient::Account(alice.account_id());
-        let bob_derived = Reader::derived(&bob.account_id()).unwrap_or_else(|| panic!("no key"));
-        // Before Alice hears from Bob she seals to his derived key, which Bob also holds.
-        let first = alices
-            .seal(&to_bob, &[bob.account_id()], b"hi")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(is_sealed_to(&first, &bob_derived));
-        // Bob answers: his body carries his record, which Alice learns.
-        let answer = bobs
-            .seal(&to_alice, &[alice.account_id()], b"hello")
-            .unwrap_or_else(|e| panic!("{e}"));
-        alices.learn(&bob.account_id(), &answer);
-        let record = bobs.own_record().unwrap_or_else(|| panic!("bob publishes no key"));
-        assert_eq!(alices.record_of(&bob.account_id()).as_ref(), Some(&record));
-        let second = alices
-            .seal(&to_bob, &[bob.account_id()], b"again")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(is_sealed_to(&second, &Reader::of(&record)));
-        assert!(!is_sealed_to(&second, &bob_derived));
-        // A body Mallory sends carrying Bob's record teaches nothing; an older record of Bob's
-        // does not replace the newer one.
-        alices.learn(&key(5).account_id(), &answer);
-        assert_eq!(alices.record_of(&key(5).account_id()), None);
-        let older = publishing(&bob, 0)
-            .seal(&to_alice, &[alice.account_id()], b"old")
-            .unwrap_or_else(|e| panic!("{e}"));
-        alices.learn(&bob.account_id(), &older);
-        assert_eq!(alices.record_of(&bob.account_id()).as_ref(), Some(&record));
-    }
-
-    #[test]
-    fn a_record_that_does_not_verify_is_not_learned() {
-        let (alice, bob) = (key(1), key(2));
-        let alices = publishing(&alice, 1);
-        let mut forged = SealKeyRecord::sign(&bob, &SealSecret::generate(), 9);
-        forged.key = SealSecret::generate().public();
-        let ring = tim_protocol::seal::Keyring::derived(&bob).unwrap_or_else(|e| panic!("{e}"));
-        // A body whose sealer field is a forged record for Bob (as a patched node would send).
-        let body = forge_sealer(&ring, &forged);
-        alices.learn(&bob.account_id(), &body);
-        assert_eq!(alices.record_of(&bob.account_id()), None);
-    }
-
-    /// A body sealed with `ring` whose sealer field is `record`: the sealer field is bincode's
-    /// `Some` tag and the record, right after the magic.
-    fn forge_sealer(ring: &Keyring, record: &SealKeyRecord) -> Vec<u8> {
-        let to = Recipient::Account(ring.account());
-        let body = seal::seal(ring, &to, &[], b"x", &mut Default::default()).unwrap_or_else(|e| panic!("{e}"));
-        let config = bincode::config::standard().with_fixed_int_encoding();
-        let mut out = seal::SEALED_MAGIC.to_vec();
-        out.extend(bincode::encode_to_vec(Some(record), config).unwrap_or_else(|e| panic!("{e}")));
-        // The derived-only ring wrote `None` (one byte) there.
-        out.extend_from_slice(&body[seal::SEALED_MAGIC.len() + 1..]);
-        out
     }
 }

@@ -127,11 +127,12 @@ impl Node {
         };
         let config_inbound = config.inbound;
         let rotation = config.seal_key_rotation;
-        let (node_key, account_key, ring, store, (rooms, founded, blocked, inbound), burns, outbox) =
+        let (node_key, account_key, (ring, sealed_to), store, (rooms, founded, blocked, inbound), burns, outbox) =
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let (node_key, account_key) = keys::load_or_create(&dir)?;
                 let ring = keys::load_seal_keys(&dir, &account_key, crate::core::now_ms(), rotation)?;
                 let store = tim_storage::Store::open(dir.join("db"), store_config)?;
+                let sealed_to = crate::core::load_seal_keys(&store)?;
                 let rooms = store.rooms()?;
                 let founded = crate::core::load_founded(&store)?;
                 let blocked = store.blocks()?;
@@ -141,7 +142,7 @@ impl Node {
                 Ok((
                     node_key,
                     account_key,
-                    ring,
+                    (ring, sealed_to),
                     store,
                     (rooms, founded, blocked, inbound),
                     burns,
@@ -156,7 +157,11 @@ impl Node {
         let (room_work_tx, room_work_rx) = mpsc::channel(ROOM_WORK_CAPACITY);
         let core = Arc::new(Core {
             account: account_key.account_id(),
-            reader: crate::core::BodyReader::new(ring),
+            reader: {
+                let reader = crate::core::BodyReader::new(ring);
+                reader.restore(sealed_to);
+                reader
+            },
             seal_direct: config.seal_direct,
             key: account_key,
             peer_id: node_key.public().to_peer_id(),

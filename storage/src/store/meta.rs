@@ -1,6 +1,6 @@
 //! Node metadata in the `meta` family: the rooms this node has joined, the deadlines of
-//! burn-after-read timers and the bodies still to be shredded, kept on disk so all three survive
-//! a restart (and a crash).
+//! burn-after-read timers, the bodies still to be shredded and the seal-key records learned for
+//! other accounts, kept on disk so they survive a restart (and a crash).
 
 use rocksdb::{ColumnFamily, DB};
 use tim_protocol::{MessageId, RoomId};
@@ -15,6 +15,9 @@ const META_BURN: &[u8] = b"burn/";
 /// Meta key prefix: a destroyed body that may still sit in a file (`mid`). Written in the
 /// tombstone's batch, deleted once a shred pass has removed the body from every file.
 const META_SHRED: &[u8] = b"shred/";
+/// Meta key prefix: the seal-key record the node seals to for an account (`account`), as the
+/// node encoded it.
+const META_SEAL_KEY: &[u8] = b"sealkey/";
 
 impl Store {
     /// Every pending burn-after-read deadline (ms since the epoch) with its message id, soonest
@@ -72,6 +75,23 @@ impl Store {
             .inner
             .db
             .put_cf_opt(cf, setting_key(name), value, &self.inner.write_opts)?)
+    }
+
+    /// Keeps the seal-key record (as the node encoded it) to seal to for `account`, or forgets it.
+    pub fn set_seal_key(&self, account: &tim_protocol::AccountId, record: Option<&[u8]>) -> Result<()> {
+        let mut key = META_SEAL_KEY.to_vec();
+        key.extend_from_slice(account.as_bytes());
+        let cf = self.cf(Cf::Meta);
+        match record {
+            Some(value) => self.inner.db.put_cf_opt(cf, key, value, &self.inner.write_opts)?,
+            None => self.inner.db.delete_cf_opt(cf, key, &self.inner.write_opts)?,
+        }
+        Ok(())
+    }
+
+    /// Every seal-key record kept (see [`Store::set_seal_key`]), as the node encoded them.
+    pub fn seal_keys(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.meta_scan(META_SEAL_KEY)?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Whether the local account wrote to `account` (so its messages are not a stranger's).

@@ -94,8 +94,14 @@ impl EventLoop {
     }
 
     fn route_found(&mut self, account: AccountId, route: Route) {
-        if let Some(seal_key) = &route.seal_key {
-            self.core.reader.learn_verified(seal_key);
+        if let Some(seal_key) = route.seal_key.clone() {
+            // Verified with the route. Taken now, so a message sent once the lookup answers is
+            // sealed to it; stored off the event loop.
+            let change = self.core.learn_seal_key(seal_key, crate::core::Tier::Trusted);
+            if change != crate::core::SealKeysChange::default() {
+                let core = self.core.clone();
+                tokio::task::spawn_blocking(move || core.keep_seal_keys(&change));
+            }
         }
         let addrs = super::addrs::dialable(route.addrs);
         debug!(%account, peer = %route.peer, ?addrs, "route found");

@@ -62,7 +62,7 @@ pub struct Config {
     pub seal_direct: bool,
     /// How old the newest seal key (the X25519 key peers seal this account's bodies to,
     /// published in a record signed by the account key) may get: a node whose newest is this old
-    /// or older at start makes a new one. Old secrets are kept, so earlier bodies still open.
+    /// or older makes a new one (checked at start and at every `route_refresh`). Old secrets are kept, so earlier bodies still open.
     /// Default 7 days.
     pub seal_key_rotation: Duration,
     /// Who may put direct messages into this account's history (docs/api.md, "Who may message

@@ -58,6 +58,7 @@ pub use receipts::{Confirmation, Deletion};
 pub(crate) use requests::stored_inbound;
 pub(crate) use rooms::{load_founded, FoundedRooms};
 pub(crate) use seal_records::{load_seal_keys, Change as SealKeysChange, Tier};
+pub(crate) use sealing::SealRotation;
 pub use sealing::{Body, BodyReader};
 
 use crate::{delivery::Delivery, Conversation, Event};
@@ -83,6 +84,8 @@ pub(crate) struct Core {
     pub(crate) reader: BodyReader,
     /// See `Config::seal_direct`.
     pub(crate) seal_direct: bool,
+    /// Where the seal secrets are kept and how often a new one is made.
+    pub(crate) seal_rotation: sealing::SealRotation,
     pub(crate) account: AccountId,
     pub(crate) peer_id: PeerId,
     pub(crate) store: ClosingStore,

@@ -347,4 +347,35 @@ mod learning_tests {
         let kept = load_seal_keys(&store).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(kept, vec![contacts]);
     }
+
+    #[test]
+    fn a_running_node_rotates_when_due_and_still_opens_what_was_sealed_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let alice = key(1);
+        let week = std::time::Duration::from_secs(7 * 24 * 3600);
+        let start = now_ms();
+        let ring = crate::keys::load_seal_keys(dir.path(), &alice, start, week).unwrap_or_else(|e| panic!("{e}"));
+        let core = super::super::test_core::core(dir.path(), alice.clone(), ring, &[]);
+        let first = core.reader.own_record().unwrap_or_else(|| panic!("no record"));
+        let to = Recipient::Account(key(2).account_id());
+        let body = core.outgoing_body(&to, b"before").unwrap_or_else(|e| panic!("{e}"));
+        let message = tim_protocol::Message::sign(&alice, to.clone(), body, 1, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        assert!(!core.seal_key_due(start + 1000));
+        core.rotate_seal_key(start + 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(core.reader.own_record().as_ref(), Some(&first));
+        let later = start + week.as_millis() as u64;
+        assert!(core.seal_key_due(later));
+        core.rotate_seal_key(later).unwrap_or_else(|e| panic!("{e}"));
+        let second = core.reader.own_record().unwrap_or_else(|| panic!("no record"));
+        assert!(second.supersedes(&first));
+        let opened = core.reader.open(&message).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(opened.text, b"before");
+        // The new key is what its own copies are sealed to now, and it was kept on disk.
+        let next = core.outgoing_body(&to, b"after").unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_sealed_to(&next, &Reader::of(&second)));
+        let reloaded = crate::keys::load_seal_keys(dir.path(), &alice, later, week).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reloaded.record().map(|r| r.key), Some(second.key));
+    }
 }

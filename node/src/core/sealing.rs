@@ -39,6 +39,15 @@ pub struct BodyReader {
     keys: std::sync::Arc<std::sync::Mutex<Keys>>,
 }
 
+/// Where a node keeps its seal secrets and how old its newest may get.
+#[derive(Debug, Clone)]
+pub(crate) struct SealRotation {
+    /// The data dir (the secrets are in its `seal.keys`).
+    pub(crate) dir: std::path::PathBuf,
+    /// See `Config::seal_key_rotation`.
+    pub(crate) every: std::time::Duration,
+}
+
 /// The most messages a [`BodyReader`] remembers as not opening for its account.
 const MAX_REMEMBERED_FAILURES: usize = 4096;
 
@@ -126,6 +135,11 @@ impl BodyReader {
     /// Takes a verified record (see `seal_records`).
     pub(crate) fn take(&self, record: SealKeyRecord, tier: Tier) -> Change {
         self.keys().known.take(record, tier)
+    }
+
+    /// Seals and opens with `ring` from now on (a rotated keyring: it holds every older secret).
+    fn replace_ring(&self, ring: Keyring) {
+        self.keys().ring = ring;
     }
 
     /// Takes back the trusted records the store kept.
@@ -235,6 +249,25 @@ impl Core {
             Some(readers) => self.reader.seal(to, &readers, body),
             None => Ok(body.to_vec()),
         }
+    }
+
+    /// Whether the newest seal key is due for replacing at `now` (ms since the epoch).
+    pub(crate) fn seal_key_due(&self, now: u64) -> bool {
+        let every = u64::try_from(self.seal_rotation.every.as_millis()).unwrap_or(u64::MAX);
+        self.reader
+            .own_record()
+            .is_none_or(|r| now.saturating_sub(r.seq) >= every)
+    }
+
+    /// Makes a new seal key if the newest is due at `now` (ms since the epoch), keeps it with the
+    /// older ones in the data dir and seals with it from then on. Blocks on the file.
+    pub(crate) fn rotate_seal_key(&self, now: u64) -> Result<()> {
+        if !self.seal_key_due(now) {
+            return Ok(());
+        }
+        let ring = crate::keys::load_seal_keys(&self.seal_rotation.dir, &self.key, now, self.seal_rotation.every)?;
+        self.reader.replace_ring(ring);
+        Ok(())
     }
 
     /// A stored message's body for the local account.

@@ -163,6 +163,10 @@ impl Node {
                 reader
             },
             seal_direct: config.seal_direct,
+            seal_rotation: crate::core::SealRotation {
+                dir: config.data_dir.clone(),
+                every: config.seal_key_rotation,
+            },
             key: account_key,
             peer_id: node_key.public().to_peer_id(),
             store: ClosingStore::new(store, Some(closed_tx)),

@@ -460,7 +460,10 @@ impl EventLoop {
                     tick_armed = None;
                     for tick in ticks.take_due(Instant::now().into_std()) {
                         match tick {
-                            Tick::RouteRefresh => self.publish_route(),
+                            Tick::RouteRefresh => {
+                                self.rotate_seal_key();
+                                self.publish_route();
+                            }
                             Tick::RoomSync => self.sync_all(),
                             Tick::Reachability => self.on_reachability_tick(),
                             Tick::Presence => self.send_presence(),

@@ -59,6 +59,21 @@ impl EventLoop {
         self.lookups.insert(id, lookup);
     }
 
+    /// Makes a new seal key when the newest is due (off the loop: it writes the secrets file);
+    /// the next route record and every body sealed from then on carry it.
+    pub(super) fn rotate_seal_key(&mut self) {
+        let now = now_ms();
+        if !self.core.seal_key_due(now) {
+            return;
+        }
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = core.rotate_seal_key(now) {
+                warn!(error = %e, "could not make a new seal key");
+            }
+        });
+    }
+
     pub(super) fn publish_route(&mut self) {
         let me = self.core.peer_id;
         let addrs: Vec<Vec<u8>> = published_addrs(&self.swarm)

@@ -435,3 +435,50 @@ async fn direct_bodies_are_sealed_to_the_published_key_a_reader_sent_and_open_af
     let second_body = stored_soon(&b, "the second message stored", second.mid).await.body;
     assert!(seal::is_sealed_to(&second_body, &seal::Reader::of(&rotated)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_rooms_posts_are_sealed_to_the_keys_its_quiet_members_announced() {
+    init_tracing();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 121, vec![]).await;
+    let boot = addr(&a).await;
+    let mut members = Vec::new();
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        members.push(start_as(dir.path(), 121 + i as u8, vec![boot.clone()]).await);
+    }
+    let room = private_room(&a, &mut members).await;
+    let (b, c) = (members[0].0.clone(), members[1].0.clone());
+    wait_room_peers(&b, &room, 1).await;
+    // B and C never wrote to each other, never resolved each other's routes and have not posted:
+    // each learns the other's key from the announcements members make when someone joins.
+    for (learner, other) in [(&b, &c), (&c, &b)] {
+        let record = other.reader().own_record().expect("a published seal key");
+        let (learner, account) = (learner.clone(), other.account());
+        eventually("a member learned another's announced key", || {
+            let held = learner.reader().record_of(&account);
+            let want = record.clone();
+            async move { (held == Some(want)).then_some(()) }
+        })
+        .await;
+    }
+    // B seals to the members it knows: wait until it knows C is one.
+    let (b2, r, c_account) = (b.clone(), room.clone(), c.account());
+    eventually("B knows C is a member", || {
+        let ok = b2.room(&r).ok().is_some_and(|s| s.is_member(&c_account));
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let sent = b
+        .send(Recipient::Room(room.clone()), b"for the quiet ones".to_vec(), None)
+        .await
+        .unwrap();
+    let body = stored(&b, sent.mid).await.body;
+    let c_record = c.reader().own_record().unwrap();
+    assert!(seal::is_sealed_to(&body, &seal::Reader::of(&c_record)));
+    assert!(!seal::is_sealed_to(
+        &body,
+        &seal::Reader::derived(&c.account()).unwrap()
+    ));
+    let (text, encrypted) = received(&mut members[1].1, "B's post at C", sent.mid).await;
+    assert_eq!((text.as_slice(), encrypted), (&b"for the quiet ones"[..], true));
+}

@@ -97,6 +97,9 @@ pub enum Envelope {
         /// The `Invite` operation.
         invite: crate::RoomOp,
     },
+    /// An account's seal-key record for a private room's members (on the room's topic only), so
+    /// members that never post are sealed to their published key too.
+    SealKey(crate::seal::SealKeyAnnouncement),
 }
 
 impl Wire for Envelope {

@@ -105,6 +105,8 @@ pub mod tag {
     pub const SEAL_HINT: &[u8] = b"tim/v1/seal-hint\0";
     /// Prefix of the bytes an account signs to publish a key bodies for it may be sealed to.
     pub const SEAL_KEY: &[u8] = b"tim/v1/seal-key\0";
+    /// Prefix of the bytes an account signs to announce its seal key to a private room.
+    pub const SEAL_ANNOUNCE: &[u8] = b"tim/v1/seal-announce\0";
 }
 
 #[cfg(test)]
@@ -129,6 +131,7 @@ mod tag_tests {
             SEAL_COMMIT,
             SEAL_HINT,
             SEAL_KEY,
+            SEAL_ANNOUNCE,
         ];
         for (i, a) in tags.iter().enumerate() {
             for (j, b) in tags.iter().enumerate() {

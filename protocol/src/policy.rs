@@ -147,7 +147,8 @@ pub fn header_of(envelope: &Envelope) -> Option<&Header> {
         | Envelope::Stream(_)
         | Envelope::Presence(_)
         | Envelope::Room(_)
-        | Envelope::Invite { .. } => None,
+        | Envelope::Invite { .. }
+        | Envelope::SealKey(_) => None,
     }
 }
 

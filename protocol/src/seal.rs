@@ -40,7 +40,7 @@ use hpke::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-pub use crate::seal_key::{Keyring, Reader, SealKeyRecord, SealSecret, MAX_SEAL_SECRETS};
+pub use crate::seal_key::{Keyring, Reader, SealKeyAnnouncement, SealKeyRecord, SealSecret, MAX_SEAL_SECRETS};
 use crate::{codec::raw, tag, AccountId, Error, Recipient, Result, MAX_BODY_LEN};
 
 /// The first bytes of every sealed body. A body without them (or [`SEALED_MAGIC_V1`]'s) is a

@@ -71,6 +71,50 @@ impl SealKeyRecord {
     }
 }
 
+/// An account's seal-key record announced to a private room's members, signed by the account
+/// (so nobody else can make a new announcement out of a captured record).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SealKeyAnnouncement {
+    /// The room it is announced in.
+    pub room: crate::RoomId,
+    /// The record (of `signature`'s signer).
+    pub record: SealKeyRecord,
+    /// When it was announced (ms since the epoch).
+    pub at: u64,
+    /// ed25519 signature by `record.account` over
+    /// `tag::SEAL_ANNOUNCE || bincode((room, record, at))`.
+    pub signature: [u8; 64],
+}
+
+impl SealKeyAnnouncement {
+    /// Signs an announcement of `key`'s own `record` in `room` at `at`.
+    pub fn sign(key: &AccountKey, room: crate::RoomId, record: SealKeyRecord, at: u64) -> Result<Self> {
+        if record.account != key.account_id() {
+            return Err(Error::BadParameters(
+                "an account announces only its own seal key".into(),
+            ));
+        }
+        let signature = key.sign_tagged(tag::SEAL_ANNOUNCE, &raw(&(&room, &record, at)));
+        Ok(SealKeyAnnouncement {
+            room,
+            record,
+            at,
+            signature,
+        })
+    }
+
+    /// Verifies the announcement's signature (`4118`); the record itself is checked with
+    /// [`SealKeyRecord::verify`].
+    pub fn verify(&self) -> Result<()> {
+        self.record.account.verify_tagged(
+            "seal key announcement",
+            tag::SEAL_ANNOUNCE,
+            &raw(&(&self.room, &self.record, self.at)),
+            &self.signature,
+        )
+    }
+}
+
 /// Whether `key` is the canonical encoding of an X25519 point on the curve (not its twist) and
 /// of large order: sealing to anything else fails or yields a shared secret others know.
 pub(crate) fn is_sealable_key(key: &[u8; 32]) -> bool {

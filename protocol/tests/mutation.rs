@@ -347,9 +347,22 @@ fn envelopes() -> Vec<Envelope> {
         Envelope::Room(founded.clone()),
         Envelope::Room(room_op(&alice, tim_protocol::RoomAction::Kick(bob.account_id()), 13)),
         Envelope::Invite {
-            create: founded,
+            create: founded.clone(),
             invite: room_op(&alice, tim_protocol::RoomAction::Invite(bob.account_id()), 12),
         },
+        Envelope::SealKey(
+            tim_protocol::seal::SealKeyAnnouncement::sign(
+                &bob,
+                founded.room.clone(),
+                tim_protocol::seal::SealKeyRecord::sign(
+                    &bob,
+                    &tim_protocol::seal::SealSecret::from_bytes(&[5; 32]).expect("a fixture secret"),
+                    14,
+                ),
+                15,
+            )
+            .expect("bob's own record"),
+        ),
     ]
 }
 
@@ -599,6 +612,7 @@ fn mutated_envelopes() {
             Envelope::Presence(p) => p.verify().map(|_| ()),
             Envelope::Room(op) => op.verify().map(|_| ()),
             Envelope::Invite { create, invite } => create.verify().and(invite.verify()).map(|_| ()),
+            Envelope::SealKey(a) => a.verify().and(a.record.verify()),
         };
     });
 }

@@ -57,6 +57,7 @@ impl Core {
             Envelope::Presence(p) => p.from,
             Envelope::Room(op) => op.by,
             Envelope::Invite { invite, .. } => invite.by,
+            Envelope::SealKey(a) => a.record.account,
         };
         if self.is_blocked(&signer) {
             return Err(Error::Blocked(signer));

@@ -164,6 +164,7 @@ impl Core {
             Envelope::Presence(notice) => self.presence_in(notice, via),
             Envelope::Room(op) => self.room_op_in(op, via),
             Envelope::Invite { create, invite } => self.invite_in(create, invite, via),
+            Envelope::SealKey(announcement) => self.seal_key_in(announcement, via),
         }
     }
 

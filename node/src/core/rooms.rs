@@ -301,6 +301,9 @@ impl Core {
                 .try_send(super::RoomWork::Publish(room.clone(), id, frame));
         }
         self.settle_local(&room, &change)?;
+        if let Some(state) = &state {
+            self.announce_on_join(&room, &change, state);
+        }
         if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
             self.emit(event);
         }
@@ -346,6 +349,7 @@ impl Core {
                     rooms.remove(room);
                 }
                 let _ = self.room_work.try_send(super::RoomWork::Unsubscribe(room.clone()));
+                self.reader.forget_room(room);
             }
         }
         Ok(())
@@ -431,6 +435,8 @@ impl Core {
         // The members serve this account now: catch up at once rather than at the next interval.
         let _ = self.room_work.try_send(super::RoomWork::Sync(room.clone()));
         if member {
+            // Members learn this account's key (and announce theirs on hearing the approval).
+            self.announce_seal_key(&room);
             self.emit(Event::RoomMember {
                 room,
                 account: self.account,
@@ -533,6 +539,9 @@ impl Core {
         }
         if let Some(change) = &change {
             self.settle_local(room, change)?;
+            if let Some(state) = &state {
+                self.announce_on_join(room, change, state);
+            }
             if let Some(event) = event_of(room, change, state.as_ref(), &self.account) {
                 self.emit(event);
             }

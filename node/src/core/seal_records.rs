@@ -11,15 +11,23 @@
 
 use std::collections::HashMap;
 
-use tim_protocol::{seal, seal::SealKeyRecord, AccountId, Recipient};
+use tim_protocol::{
+    seal,
+    seal::{SealKeyAnnouncement, SealKeyRecord},
+    AccountId, Code, MembershipChange, Recipient, RoomId, RoomState, Via,
+};
 use tracing::{debug, warn};
 
-use super::{now_ms, Core};
+use super::{now_ms, Core, Verdict};
 
 /// The most records of trusted accounts kept (in the store too).
 const MAX_TRUSTED: usize = 16_384;
 /// The most records from strangers kept (in memory).
 const MAX_STRANGERS: usize = 1_024;
+/// The most announced records of accounts without standing yet held per room.
+const MAX_WAITING_PER_ROOM: usize = 32;
+/// How far an announcement's `at` may be from the local clock (ms).
+const ANNOUNCEMENT_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How far ahead of the local clock a record's `seq` may be (ms).
 pub(crate) const MAX_SEQ_AHEAD_MS: u64 = 24 * 3600 * 1000;
 
@@ -46,6 +54,10 @@ pub(crate) struct Change {
 pub(crate) struct SealRecords {
     trusted: HashMap<AccountId, SealKeyRecord>,
     strangers: HashMap<AccountId, SealKeyRecord>,
+    /// Verified records announced in a room by accounts without standing there yet (an
+    /// announcement may overtake the invite or join that gives it), by room; taken when the
+    /// account gains standing. Only rooms joined here; the oldest goes first when full.
+    waiting: HashMap<RoomId, Vec<SealKeyRecord>>,
 }
 
 impl SealRecords {
@@ -85,6 +97,37 @@ impl SealRecords {
             self.strangers.insert(account, record);
         }
         change
+    }
+
+    /// Holds a verified record announced in `room` by an account without standing there yet.
+    pub(crate) fn wait(&mut self, room: &RoomId, record: SealKeyRecord) {
+        let waiting = self.waiting.entry(room.clone()).or_default();
+        waiting.retain(|held| held.account != record.account || record.supersedes(held));
+        if waiting.iter().any(|held| held.account == record.account) {
+            return;
+        }
+        if waiting.len() >= MAX_WAITING_PER_ROOM {
+            waiting.remove(0);
+        }
+        waiting.push(record);
+    }
+
+    /// The records waiting in `room` whose accounts have standing there now.
+    pub(crate) fn release(&mut self, room: &RoomId, standing: impl Fn(&AccountId) -> bool) -> Vec<SealKeyRecord> {
+        let Some(waiting) = self.waiting.get_mut(room) else {
+            return Vec::new();
+        };
+        let (released, kept): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|r| standing(&r.account));
+        *waiting = kept;
+        if waiting.is_empty() {
+            self.waiting.remove(room);
+        }
+        released
+    }
+
+    /// Drops what waits in a room this node left.
+    pub(crate) fn forget_room(&mut self, room: &RoomId) {
+        self.waiting.remove(room);
     }
 
     /// Takes back the trusted records the store kept (they were verified when taken).
@@ -176,6 +219,112 @@ impl Core {
     }
 }
 
+impl Core {
+    /// An `Envelope::SealKey` from a room's topic: taken (and forwarded) if the room is a private
+    /// founded room joined here, the announcement is fresh and signed by the record's account,
+    /// that account has standing there (member, invitee or requester) and the record is valid;
+    /// one naming the record held is forwarded too, so a member that just joined hears every
+    /// member's key. An account without standing yet has its record held until it gains some.
+    pub(crate) fn seal_key_in(&self, announcement: SealKeyAnnouncement, via: &Via) -> crate::Result<Verdict> {
+        let SealKeyAnnouncement { room, record, at, .. } = &announcement;
+        if *via != Via::Room(room.clone()) {
+            return Err(crate::Error::BadParameters(
+                "seal keys are announced on their room's topic".into(),
+            ));
+        }
+        if !self.is_member(room) {
+            return Ok(Verdict::Ignored(Code::NotFound));
+        }
+        if at.abs_diff(now_ms()) > ANNOUNCEMENT_SKEW_MS {
+            return Ok(Verdict::Ignored(Code::Expired));
+        }
+        let standing = self
+            .founded()
+            .get(room)
+            .map(tim_protocol::Membership::state)
+            .is_some_and(|s| has_standing(s, &record.account));
+        let held = self.reader.record_of(&record.account).as_ref() == Some(record);
+        if !held && !self.reader.is_news(record) {
+            return Ok(Verdict::Duplicate);
+        }
+        announcement.verify()?;
+        if held && standing {
+            return Ok(Verdict::Stored);
+        }
+        if !held {
+            record.verify()?;
+        }
+        if record.seq > now_ms().saturating_add(MAX_SEQ_AHEAD_MS) {
+            return Ok(Verdict::Ignored(Code::BadParameters));
+        }
+        if !standing {
+            // Held until its invite or join arrives here; not forwarded (members judge it alike).
+            debug!(%room, account = %record.account, "a seal key announced ahead of its account's standing");
+            self.reader.wait(room, record.clone());
+            return Ok(Verdict::Ignored(Code::PermissionDenied));
+        }
+        debug!(%room, account = %record.account, "learned an announced seal key");
+        let change = self.learn_seal_key(record.clone(), Tier::Trusted);
+        self.keep_seal_keys(&change);
+        Ok(Verdict::Stored)
+    }
+
+    /// Seal keys after a membership `change` in `room`: an account that gained standing takes
+    /// the record it announced ahead of it; on a join (anyone's) the local account announces its
+    /// own, so the newcomer learns every member's key and the members the newcomer's (a private
+    /// room, the local account a member).
+    pub(crate) fn announce_on_join(&self, room: &RoomId, change: &MembershipChange, state: &RoomState) {
+        for record in self.reader.release(room, |account| has_standing(state, account)) {
+            let change = self.learn_seal_key(record, Tier::Trusted);
+            self.keep_seal_keys(&change);
+        }
+        // The account the change is about, if it is a member now: a join, an approval, or an
+        // invite that a join held as a request waited for.
+        let joined = match change {
+            MembershipChange::Joined(account) | MembershipChange::Invited { account, .. } => state.is_member(account),
+            _ => false,
+        };
+        if joined && state.private && state.is_member(&self.account) {
+            self.announce_seal_key(room);
+        }
+    }
+
+    /// Queues the local account's seal-key record for `room`'s topic.
+    pub(crate) fn announce_seal_key(&self, room: &RoomId) {
+        let Some(record) = self.reader.own_record() else {
+            return;
+        };
+        let announcement = SealKeyAnnouncement::sign(&self.key, room.clone(), record, now_ms());
+        match announcement.and_then(|a| tim_protocol::encode(&tim_protocol::Envelope::SealKey(a))) {
+            Ok(frame) => {
+                let _ = self.room_work.try_send(super::RoomWork::Announce(room.clone(), frame));
+            }
+            Err(e) => warn!(%room, error = %e, "could not encode a seal-key announcement"),
+        }
+    }
+
+    /// Announces the local account's seal-key record in every private founded room it is a
+    /// member of (after a rotation).
+    pub(crate) fn announce_seal_key_everywhere(&self) {
+        let rooms: Vec<RoomId> = self
+            .founded()
+            .iter()
+            .filter(|(_, m)| m.state().private && m.state().is_member(&self.account))
+            .map(|(room, _)| room.clone())
+            .collect();
+        for room in rooms {
+            self.announce_seal_key(&room);
+        }
+    }
+}
+
+/// Whether `account` may announce a seal key in a room of `state`: a private room's member,
+/// invitee or requester.
+fn has_standing(state: &RoomState, account: &AccountId) -> bool {
+    state.private
+        && (state.is_member(account) || state.invited.contains_key(account) || state.requests.contains_key(account))
+}
+
 /// The trusted records `store` kept, decoded (one that does not decode is skipped, logged).
 pub(crate) fn load_seal_keys(store: &tim_storage::Store) -> crate::Result<Vec<SealKeyRecord>> {
     Ok(store
@@ -192,190 +341,5 @@ pub(crate) fn load_seal_keys(store: &tim_storage::Store) -> crate::Result<Vec<Se
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tim_protocol::{seal::SealSecret, test_util::key, AccountKey};
-
-    fn record(k: &AccountKey, seq: u64) -> SealKeyRecord {
-        SealKeyRecord::sign(k, &SealSecret::generate(), seq)
-    }
-
-    #[test]
-    fn a_flood_of_strangers_never_displaces_a_trusted_record() {
-        let mut book = SealRecords::default();
-        let contact = key(1);
-        let kept = record(&contact, 5);
-        assert_eq!(book.take(kept.clone(), Tier::Trusted).keep, Some(kept.clone()));
-        for _ in 0..MAX_STRANGERS + 10 {
-            let change = book.take(record(&AccountKey::generate(), 1), Tier::Stranger);
-            assert_eq!(
-                change,
-                Change::default(),
-                "strangers' records are not kept in the store"
-            );
-        }
-        assert_eq!(book.strangers.len(), MAX_STRANGERS);
-        assert_eq!(book.newest(&contact.account_id()), Some(&kept));
-    }
-
-    #[test]
-    fn only_newer_records_replace_and_a_trusted_accounts_record_stays_trusted() {
-        let mut book = SealRecords::default();
-        let bob = key(2);
-        let (old, new) = (record(&bob, 1), record(&bob, 2));
-        book.take(new.clone(), Tier::Trusted);
-        assert_eq!(book.take(old, Tier::Trusted), Change::default());
-        assert_eq!(book.newest(&bob.account_id()), Some(&new));
-        // A newer record of Bob's arriving on a stranger's path is still Bob's: kept as trusted.
-        let newer = record(&bob, 3);
-        assert_eq!(book.take(newer.clone(), Tier::Stranger).keep, Some(newer.clone()));
-        assert!(book.strangers.is_empty());
-        // A stranger's record, then the same account trusted: the stranger entry goes.
-        let carol = key(3);
-        book.take(record(&carol, 1), Tier::Stranger);
-        let trusted = record(&carol, 2);
-        book.take(trusted.clone(), Tier::Trusted);
-        assert_eq!(book.newest(&carol.account_id()), Some(&trusted));
-        assert!(!book.strangers.contains_key(&carol.account_id()));
-    }
-
-    #[test]
-    fn a_full_trusted_book_forgets_one_record_and_says_which() {
-        let mut book = SealRecords::default();
-        for _ in 0..MAX_TRUSTED {
-            book.take(record(&AccountKey::generate(), 1), Tier::Trusted);
-        }
-        let change = book.take(record(&key(4), 1), Tier::Trusted);
-        let forgot = change.forget.unwrap_or_else(|| panic!("nothing forgotten"));
-        assert!(book.newest(&forgot).is_none());
-        assert_eq!(book.trusted.len(), MAX_TRUSTED);
-    }
-}
-
-#[cfg(test)]
-mod learning_tests {
-    use super::*;
-    use tim_protocol::{
-        seal::{is_sealed_to, Keyring, Reader, SealSecret},
-        test_util::key,
-        AccountKey, RoomId,
-    };
-    use tim_storage::Store;
-
-    fn publishing(k: &AccountKey, seq: u64) -> Keyring {
-        Keyring::new(k, &[(seq, SealSecret::generate())]).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// A sealed body from `ring`'s account to `to`, sealed to `readers` with derived keys.
-    fn body_from(ring: &Keyring, to: &Recipient, readers: &[AccountId]) -> Vec<u8> {
-        let readers: Vec<Reader> = readers.iter().filter_map(Reader::derived).collect();
-        seal::seal(ring, to, &readers, b"hello", &mut Default::default()).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn a_reader_is_sealed_to_with_the_newest_record_its_own_verified_bodies_carry() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (alice, bob) = (key(1), key(2));
-        let core = super::super::test_core::core(dir.path(), alice.clone(), publishing(&alice, 1), &[]);
-        let to_alice = Recipient::Account(alice.account_id());
-        let to_bob = Recipient::Account(bob.account_id());
-        let bob_derived = Reader::derived(&bob.account_id()).unwrap_or_else(|| panic!("no key"));
-        let first = core.outgoing_body(&to_bob, b"hi").unwrap_or_else(|e| panic!("{e}"));
-        assert!(is_sealed_to(&first, &bob_derived), "no record yet: the derived key");
-
-        let bobs = publishing(&bob, 1);
-        let record = bobs.record().cloned().unwrap_or_else(|| panic!("no record"));
-        let answer = body_from(&bobs, &to_alice, &[alice.account_id()]);
-        // Mallory relaying Bob's body as hers, or Bob's body in an open room: not learned.
-        core.learn_from_body(&key(5).account_id(), &to_alice, &answer);
-        let lobby = Recipient::Room(RoomId::new("lobby").unwrap_or_else(|e| panic!("{e}")));
-        core.learn_from_body(&bob.account_id(), &lobby, &answer);
-        assert_eq!(core.reader.record_of(&bob.account_id()), None);
-        core.learn_from_body(&bob.account_id(), &to_alice, &answer);
-        assert_eq!(core.reader.record_of(&bob.account_id()), Some(record.clone()));
-        let second = core.outgoing_body(&to_bob, b"again").unwrap_or_else(|e| panic!("{e}"));
-        assert!(is_sealed_to(&second, &Reader::of(&record)));
-        assert!(!is_sealed_to(&second, &bob_derived));
-
-        // An older record, one dated more than a day ahead, and a forged one replace nothing.
-        let older = body_from(&publishing(&bob, 0), &to_alice, &[alice.account_id()]);
-        let ahead = body_from(
-            &publishing(&bob, now_ms() + MAX_SEQ_AHEAD_MS + 60_000),
-            &to_alice,
-            &[alice.account_id()],
-        );
-        for body in [older, ahead, forged_sealer(&bob)] {
-            core.learn_from_body(&bob.account_id(), &to_alice, &body);
-            assert_eq!(core.reader.record_of(&bob.account_id()), Some(record.clone()));
-        }
-    }
-
-    /// A body from Bob whose sealer field is a record of his with a swapped key.
-    fn forged_sealer(bob: &AccountKey) -> Vec<u8> {
-        let mut forged = SealKeyRecord::sign(bob, &SealSecret::generate(), 9);
-        forged.key = SealSecret::generate().public();
-        let ring = Keyring::derived(bob).unwrap_or_else(|e| panic!("{e}"));
-        let to = Recipient::Account(bob.account_id());
-        let body = seal::seal(&ring, &to, &[], b"x", &mut Default::default()).unwrap_or_else(|e| panic!("{e}"));
-        let config = bincode::config::standard().with_fixed_int_encoding();
-        let mut out = seal::SEALED_MAGIC.to_vec();
-        out.extend(bincode::encode_to_vec(Some(&forged), config).unwrap_or_else(|e| panic!("{e}")));
-        // The derived-only ring wrote `None` (one byte) there.
-        out.extend_from_slice(&body[seal::SEALED_MAGIC.len() + 1..]);
-        assert!(seal::sealer_of(&out).is_some());
-        out
-    }
-
-    #[test]
-    fn trusted_records_are_kept_across_restarts_and_strangers_are_not() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let alice = key(1);
-        let (contact, stranger) = (publishing(&key(2), 1), publishing(&key(3), 1));
-        let (contacts, strangers) = (
-            contact.record().cloned().unwrap_or_else(|| panic!("no record")),
-            stranger.record().cloned().unwrap_or_else(|| panic!("no record")),
-        );
-        {
-            let core = super::super::test_core::core(dir.path(), alice.clone(), publishing(&alice, 1), &[]);
-            for (record, tier) in [(contacts.clone(), Tier::Trusted), (strangers.clone(), Tier::Stranger)] {
-                let change = core.learn_seal_key(record, tier);
-                core.keep_seal_keys(&change);
-            }
-            assert_eq!(core.reader.record_of(&strangers.account), Some(strangers.clone()));
-        }
-        let store = Store::open(dir.path(), tim_storage::Config::default()).unwrap_or_else(|e| panic!("{e}"));
-        let kept = load_seal_keys(&store).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(kept, vec![contacts]);
-    }
-
-    #[test]
-    fn a_running_node_rotates_when_due_and_still_opens_what_was_sealed_before() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let alice = key(1);
-        let week = std::time::Duration::from_secs(7 * 24 * 3600);
-        let start = now_ms();
-        let ring = crate::keys::load_seal_keys(dir.path(), &alice, start, week).unwrap_or_else(|e| panic!("{e}"));
-        let core = super::super::test_core::core(dir.path(), alice.clone(), ring, &[]);
-        let first = core.reader.own_record().unwrap_or_else(|| panic!("no record"));
-        let to = Recipient::Account(key(2).account_id());
-        let body = core.outgoing_body(&to, b"before").unwrap_or_else(|e| panic!("{e}"));
-        let message = tim_protocol::Message::sign(&alice, to.clone(), body, 1, None)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_inner();
-        assert!(!core.seal_key_due(start + 1000));
-        core.rotate_seal_key(start + 1000).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(core.reader.own_record().as_ref(), Some(&first));
-        let later = start + week.as_millis() as u64;
-        assert!(core.seal_key_due(later));
-        core.rotate_seal_key(later).unwrap_or_else(|e| panic!("{e}"));
-        let second = core.reader.own_record().unwrap_or_else(|| panic!("no record"));
-        assert!(second.supersedes(&first));
-        let opened = core.reader.open(&message).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(opened.text, b"before");
-        // The new key is what its own copies are sealed to now, and it was kept on disk.
-        let next = core.outgoing_body(&to, b"after").unwrap_or_else(|e| panic!("{e}"));
-        assert!(is_sealed_to(&next, &Reader::of(&second)));
-        let reloaded = crate::keys::load_seal_keys(dir.path(), &alice, later, week).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(reloaded.record().map(|r| r.key), Some(second.key));
-    }
-}
+#[path = "seal_records_tests.rs"]
+mod tests;

@@ -142,6 +142,26 @@ impl BodyReader {
         self.keys().ring = ring;
     }
 
+    /// Holds a record announced ahead of its account's standing in `room`.
+    pub(crate) fn wait(&self, room: &tim_protocol::RoomId, record: SealKeyRecord) {
+        self.keys().known.wait(room, record);
+    }
+
+    /// The records announced in `room` before their accounts had standing there that have it
+    /// now.
+    pub(crate) fn release(
+        &self,
+        room: &tim_protocol::RoomId,
+        standing: impl Fn(&AccountId) -> bool,
+    ) -> Vec<SealKeyRecord> {
+        self.keys().known.release(room, standing)
+    }
+
+    /// Drops what waits in a room the local account left.
+    pub(crate) fn forget_room(&self, room: &tim_protocol::RoomId) {
+        self.keys().known.forget_room(room);
+    }
+
     /// Takes back the trusted records the store kept.
     pub(crate) fn restore(&self, records: Vec<SealKeyRecord>) {
         self.keys().known.restore(records);
@@ -267,6 +287,7 @@ impl Core {
         }
         let ring = crate::keys::load_seal_keys(&self.seal_rotation.dir, &self.key, now, self.seal_rotation.every)?;
         self.reader.replace_ring(ring);
+        self.announce_seal_key_everywhere();
         Ok(())
     }
 

@@ -390,7 +390,7 @@ impl Node {
             Envelope::Stream(s) => s.id(),
             Envelope::Room(op) => op.id(),
             Envelope::Invite { invite, .. } => invite.id(),
-            Envelope::Presence(_) => MessageId::from_bytes(rand::random()),
+            Envelope::Presence(_) | Envelope::SealKey(_) => MessageId::from_bytes(rand::random()),
         };
         let command = match to {
             Recipient::Account(to) => Command::Deliver(Delivery::new(to, mid, frame, DeliveryKind::Relay, now_ms())),

@@ -152,6 +152,9 @@ pub(crate) struct EventLoop {
     pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     /// Established connections and their addresses (status, relay candidates).
     pub(super) links: Links,
+    /// Seal-key announcements no mesh peer took yet, by room: the frame and until when to retry
+    /// it (on the net tick). At most one per joined room.
+    pub(super) unannounced: HashMap<RoomId, (Vec<u8>, std::time::Instant)>,
     /// Route dials in flight, to dial again without an address that reached another node.
     pub(super) route_dials: RouteDials,
     /// The peers given as bootstrap: preferred relays.
@@ -321,6 +324,7 @@ impl EventLoop {
             reachability,
             relay_listeners: HashMap::new(),
             links: Links::default(),
+            unannounced: HashMap::new(),
             route_dials: RouteDials::default(),
             bootstrap_peers: config
                 .bootstrap
@@ -468,6 +472,7 @@ impl EventLoop {
                             Tick::Reachability => self.on_reachability_tick(),
                             Tick::Presence => self.send_presence(),
                             Tick::Net => {
+                                self.retry_announcements();
                                 self.manage_connections();
                                 self.tick_discovery();
                             }

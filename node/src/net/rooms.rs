@@ -15,6 +15,9 @@ use super::{
 };
 use crate::core::{Core, RoomWork, Verdict};
 
+/// How long a seal-key announcement that found no mesh peer is retried.
+const ANNOUNCE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The gossipsub topic of a room.
 pub(super) fn topic(room: &RoomId) -> IdentTopic {
     IdentTopic::new(format!("tim/room/{room}"))
@@ -74,9 +77,53 @@ impl EventLoop {
         match work {
             RoomWork::Sync(room) => self.sync_room(&room),
             RoomWork::Publish(room, mid, frame) => self.publish(&room, mid, frame),
+            RoomWork::Announce(room, frame) => self.announce(room, frame),
             RoomWork::Unsubscribe(room) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
                 self.discovery.leave(&room);
+            }
+        }
+    }
+
+    /// Publishes a seal-key announcement; one that finds no mesh peer (a member that just
+    /// joined has none yet) is retried on the net tick for a minute.
+    fn announce(&mut self, room: RoomId, frame: Vec<u8>) {
+        self.unannounced.remove(&room);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic(&room), frame.clone())
+        {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => debug!(%room, "seal key announced"),
+            Err(e) => {
+                debug!(%room, error = %e, "seal key not announced yet; retrying");
+                let until = std::time::Instant::now() + ANNOUNCE_RETRY_FOR;
+                self.unannounced.insert(room, (frame, until));
+            }
+        }
+    }
+
+    /// Retries the seal-key announcements no mesh peer took yet, and drops those past their
+    /// minute (members then learn the key from posts).
+    pub(super) fn retry_announcements(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<(RoomId, Vec<u8>)> = self
+            .unannounced
+            .iter()
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(room, (frame, _))| (room.clone(), frame.clone()))
+            .collect();
+        self.unannounced.retain(|_, (_, until)| *until > now);
+        for (room, frame) in due {
+            if self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic(&room), frame)
+                .is_ok()
+            {
+                self.unannounced.remove(&room);
             }
         }
     }

@@ -16,6 +16,7 @@
 //! - `rooms`: founded rooms: their memberships, operations in and out, who may post.
 //! - `sealing`: what a sent body is sealed to, and opening stored bodies.
 //! - `seal_records`: the seal-key records other accounts are sealed to, and where they come from.
+//! - `seal_announce`: seal-key announcements in private rooms.
 //! - `receipts`: deletion receipts, sent for tombstones applied here and kept for this account's
 //!   own revokes and burns.
 
@@ -31,6 +32,7 @@ mod receipts;
 mod requests;
 mod room_sync;
 mod rooms;
+mod seal_announce;
 mod seal_records;
 mod sealing;
 mod streams;

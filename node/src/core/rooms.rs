@@ -223,6 +223,8 @@ impl Core {
         let mut founded = self.founded();
         // The founder's pin of a manager that left, to publish.
         let mut pin = None;
+        // Whether the room gained a member (its members announce their seal keys then).
+        let gained;
         let change = match founded.get_mut(&room) {
             Some(membership) => {
                 let state = membership.state();
@@ -237,11 +239,15 @@ impl Core {
                 }
                 let was_member = state.is_member(&self.account);
                 let left_as_manager = op.action == RoomAction::Leave && state.managers.contains(&op.by);
+                let members_before = state.members.len();
                 let id = op.id();
                 let result = membership.apply(op.clone());
                 if membership.holds(&id) {
                     self.store.put_room_op(&op, None)?;
                 }
+                // The fold may admit someone whatever the operation (a late invite activates a
+                // held join), so a gain is read off the state.
+                gained = membership.state().members.len() > members_before;
                 let change = match result {
                     Ok(change) => change,
                     Err(tim_protocol::Error::Repeated(_)) => return Ok(Verdict::Duplicate),
@@ -249,6 +255,9 @@ impl Core {
                     // valid, and its signer has a part in the room. No blame.
                     Err(e) if membership.holds(&id) => {
                         debug!(%room, error = %e, "a room operation held inactive");
+                        let state = membership.state().clone();
+                        drop(founded);
+                        self.after_membership_change(&room, &state, gained);
                         return Ok(Verdict::Ignored(e.code()));
                     }
                     Err(e) => return Err(e.into()),
@@ -280,6 +289,7 @@ impl Core {
                 // Operations kept before the `Create` (this account's join request) fold in too.
                 match rebuild(&self.store, &room)? {
                     Some(membership) => {
+                        gained = true;
                         founded.insert(room.clone(), membership);
                     }
                     None => return Ok(Verdict::Ignored(Code::NotFound)),
@@ -302,7 +312,7 @@ impl Core {
         }
         self.settle_local(&room, &change)?;
         if let Some(state) = &state {
-            self.announce_on_join(&room, &change, state);
+            self.after_membership_change(&room, state, gained);
         }
         if let Some(event) = event_of(&room, &change, state.as_ref(), &self.account) {
             self.emit(event);
@@ -342,6 +352,11 @@ impl Core {
     /// What a change means for this node itself: removed from the room, it stops serving,
     /// posting and listening there.
     fn settle_local(&self, room: &RoomId, change: &MembershipChange) -> Result<()> {
+        if matches!(change, MembershipChange::Left(a) if *a == self.account)
+            || matches!(change, MembershipChange::Cancelled)
+        {
+            self.reader.forget_room(room);
+        }
         if let MembershipChange::Kicked { account, .. } = change {
             if *account == self.account {
                 self.store.set_room(room, false)?;
@@ -429,14 +444,14 @@ impl Core {
         if membership.holds(&approve.id()) {
             self.store.put_room_op(&approve, None)?;
         }
-        let member = membership.state().is_member(&self.account);
+        let state = membership.state().clone();
+        let member = state.is_member(&self.account);
         founded.insert(room.clone(), membership);
         drop(founded);
+        self.after_membership_change(&room, &state, member);
         // The members serve this account now: catch up at once rather than at the next interval.
         let _ = self.room_work.try_send(super::RoomWork::Sync(room.clone()));
         if member {
-            // Members learn this account's key (and announce theirs on hearing the approval).
-            self.announce_seal_key(&room);
             self.emit(Event::RoomMember {
                 room,
                 account: self.account,
@@ -539,8 +554,8 @@ impl Core {
         }
         if let Some(change) = &change {
             self.settle_local(room, change)?;
-            if let Some(state) = &state {
-                self.announce_on_join(room, change, state);
+            if let (Some(state), MembershipChange::Joined(_)) = (&state, change) {
+                self.after_membership_change(room, state, true);
             }
             if let Some(event) = event_of(room, change, state.as_ref(), &self.account) {
                 self.emit(event);

@@ -48,6 +48,18 @@ fn only_newer_records_replace_and_a_trusted_accounts_record_stays_trusted() {
 }
 
 #[test]
+fn a_strangers_record_is_promoted_when_a_trusted_path_brings_it_again() {
+    let mut book = SealRecords::default();
+    let dave = record(&key(6), 1);
+    assert_eq!(book.take(dave.clone(), Tier::Stranger), Change::default());
+    assert!(!book.would_change(&dave, Tier::Stranger));
+    assert!(book.would_change(&dave, Tier::Trusted));
+    assert_eq!(book.take(dave.clone(), Tier::Trusted).keep, Some(dave.clone()));
+    assert_eq!(book.trusted(&dave.account), Some(&dave));
+    assert!(!book.would_change(&dave, Tier::Trusted));
+}
+
+#[test]
 fn a_full_trusted_book_forgets_one_record_and_says_which() {
     let mut book = SealRecords::default();
     for _ in 0..MAX_TRUSTED {
@@ -183,100 +195,5 @@ mod learning {
         assert!(is_sealed_to(&next, &Reader::of(&second)));
         let reloaded = crate::keys::load_seal_keys(dir.path(), &alice, later, week).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reloaded.record().map(|r| r.key), Some(second.key));
-    }
-
-    /// A core for `key` that founded a private room and invited `invitees` (at `now`).
-    fn founder_core(dir: &std::path::Path, founder: &AccountKey, invitees: &[&AccountKey]) -> (Core, RoomId) {
-        let now = now_ms();
-        let create =
-            tim_protocol::RoomOp::found(founder, "team".into(), true, now - 10_000).unwrap_or_else(|e| panic!("{e}"));
-        let room = create.room.clone();
-        let mut membership = tim_protocol::Membership::new(create).unwrap_or_else(|e| panic!("{e}"));
-        for (i, invitee) in invitees.iter().enumerate() {
-            let action = tim_protocol::RoomAction::Invite(invitee.account_id());
-            let invite = tim_protocol::RoomOp::sign_linked(
-                founder,
-                room.clone(),
-                action.clone(),
-                now - 9_000 + i as u64,
-                membership.links_for(&founder.account_id(), &action),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            membership.apply(invite).unwrap_or_else(|e| panic!("{e}"));
-        }
-        let core = crate::core::test_core::core(
-            dir,
-            founder.clone(),
-            publishing(founder, 1),
-            std::slice::from_ref(&room),
-        );
-        core.founded().insert(room.clone(), membership);
-        (core, room)
-    }
-
-    fn announcement(k: &AccountKey, room: &RoomId, ring: &Keyring, at: u64) -> SealKeyAnnouncement {
-        let record = ring.record().cloned().unwrap_or_else(|| panic!("no record"));
-        SealKeyAnnouncement::sign(k, room.clone(), record, at).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn announcements_are_taken_from_accounts_with_standing_signed_by_them_and_fresh() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (founder, bob, stranger) = (key(1), key(2), key(3));
-        let (core, room) = founder_core(dir.path(), &founder, &[&bob]);
-        let via = Via::Room(room.clone());
-        let (bobs, strangers) = (publishing(&bob, 1), publishing(&stranger, 1));
-        let now = now_ms();
-        let verdict = |a: SealKeyAnnouncement| core.seal_key_in(a, &via).map_err(|e| e.code());
-
-        // Off the clock, on another path, or signed by someone else: not taken.
-        assert_eq!(
-            verdict(announcement(&bob, &room, &bobs, now - ANNOUNCEMENT_SKEW_MS - 1000)),
-            Ok(Verdict::Ignored(Code::Expired))
-        );
-        let direct = core
-            .seal_key_in(announcement(&bob, &room, &bobs, now), &Via::Direct)
-            .map_err(|e| e.code());
-        assert_eq!(direct.err(), Some(Code::BadParameters));
-        let mut forged = announcement(&bob, &room, &bobs, now);
-        forged.at += 1;
-        assert_eq!(verdict(forged), Err(Code::InvalidSignature));
-        assert_eq!(core.reader.record_of(&bob.account_id()), None);
-
-        // Bob, invited, is taken and forwarded; again (a newcomer may need it): forwarded.
-        assert_eq!(verdict(announcement(&bob, &room, &bobs, now)), Ok(Verdict::Stored));
-        assert_eq!(core.reader.record_of(&bob.account_id()).as_ref(), bobs.record());
-        assert_eq!(verdict(announcement(&bob, &room, &bobs, now + 1)), Ok(Verdict::Stored));
-
-        // A stranger's is held, not forwarded, and taken once the stranger gains standing.
-        assert_eq!(
-            verdict(announcement(&stranger, &room, &strangers, now)),
-            Ok(Verdict::Ignored(Code::PermissionDenied))
-        );
-        assert_eq!(core.reader.record_of(&stranger.account_id()), None);
-        let state = {
-            let mut founded = core.founded();
-            let membership = founded.get_mut(&room).unwrap_or_else(|| panic!("no room"));
-            let action = tim_protocol::RoomAction::Invite(stranger.account_id());
-            let invite = tim_protocol::RoomOp::sign_linked(
-                &founder,
-                room.clone(),
-                action.clone(),
-                now - 5_000,
-                membership.links_for(&founder.account_id(), &action),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            membership.apply(invite).unwrap_or_else(|e| panic!("{e}"));
-            membership.state().clone()
-        };
-        let invited = MembershipChange::Invited {
-            account: stranger.account_id(),
-            by: founder.account_id(),
-        };
-        core.announce_on_join(&room, &invited, &state);
-        assert_eq!(
-            core.reader.record_of(&stranger.account_id()).as_ref(),
-            strangers.record()
-        );
     }
 }

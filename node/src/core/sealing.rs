@@ -18,6 +18,7 @@ use tim_protocol::{
 use tracing::debug;
 
 use super::{
+    seal_announce::Announcements,
     seal_records::{Change, SealRecords, Tier},
     Core,
 };
@@ -37,6 +38,8 @@ pub struct Body {
 pub struct BodyReader {
     account: AccountId,
     keys: std::sync::Arc<std::sync::Mutex<Keys>>,
+    /// Held while the store's copy of the trusted book is written.
+    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// Where a node keeps its seal secrets and how old its newest may get.
@@ -62,6 +65,8 @@ struct Keys {
     failed: HashMap<MessageId, tim_protocol::Error>,
     /// The seal-key records other accounts' bodies are sealed to.
     known: SealRecords,
+    /// The seal-key announcements heard in private rooms.
+    heard: Announcements,
 }
 
 impl Keys {
@@ -71,6 +76,7 @@ impl Keys {
             seal: Default::default(),
             failed: HashMap::new(),
             known: SealRecords::default(),
+            heard: Announcements::default(),
         }
     }
 
@@ -103,6 +109,7 @@ impl BodyReader {
         BodyReader {
             account: ring.account(),
             keys: std::sync::Arc::new(std::sync::Mutex::new(Keys::new(ring))),
+            writing: Default::default(),
         }
     }
 
@@ -127,9 +134,9 @@ impl BodyReader {
         Ok(seal::seal(ring, to, &readers, body, seal)?)
     }
 
-    /// Whether `record` is newer than what is held for its account.
-    pub(crate) fn is_news(&self, record: &SealKeyRecord) -> bool {
-        self.keys().known.is_news(record)
+    /// Whether taking `record` into `tier`'s book would change anything (see `seal_records`).
+    pub(crate) fn would_change(&self, record: &SealKeyRecord, tier: Tier) -> bool {
+        self.keys().known.would_change(record, tier)
     }
 
     /// Takes a verified record (see `seal_records`).
@@ -137,29 +144,48 @@ impl BodyReader {
         self.keys().known.take(record, tier)
     }
 
+    /// The record the trusted book holds for `account` (what the store should keep).
+    pub(crate) fn trusted_record(&self, account: &AccountId) -> Option<SealKeyRecord> {
+        self.keys().known.trusted(account).cloned()
+    }
+
+    /// The lock the store's copy of the trusted book is written under.
+    pub(crate) fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Seals and opens with `ring` from now on (a rotated keyring: it holds every older secret).
     fn replace_ring(&self, ring: Keyring) {
         self.keys().ring = ring;
     }
 
-    /// Holds a record announced ahead of its account's standing in `room`.
+    /// Holds a record announced in `room` by an account not a member there yet.
     pub(crate) fn wait(&self, room: &tim_protocol::RoomId, record: SealKeyRecord) {
-        self.keys().known.wait(room, record);
+        self.keys().heard.wait(room, record);
     }
 
-    /// The records announced in `room` before their accounts had standing there that have it
-    /// now.
+    /// The records announced in `room` ahead of their accounts' membership that are members now.
     pub(crate) fn release(
         &self,
         room: &tim_protocol::RoomId,
-        standing: impl Fn(&AccountId) -> bool,
+        member: impl Fn(&AccountId) -> bool,
     ) -> Vec<SealKeyRecord> {
-        self.keys().known.release(room, standing)
+        self.keys().heard.release(room, member)
     }
 
-    /// Drops what waits in a room the local account left.
+    /// Whether an announcement by `account` in `room` made at `at` may be taken.
+    pub(crate) fn announcement_due(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) -> bool {
+        self.keys().heard.due(room, account, at)
+    }
+
+    /// Records that an announcement by `account` in `room` made at `at` was taken.
+    pub(crate) fn announcement_taken(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) {
+        self.keys().heard.took(room, account, at);
+    }
+
+    /// Drops what is held about announcements in a room the local account left.
     pub(crate) fn forget_room(&self, room: &tim_protocol::RoomId) {
-        self.keys().known.forget_room(room);
+        self.keys().heard.forget_room(room);
     }
 
     /// Takes back the trusted records the store kept.

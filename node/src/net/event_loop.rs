@@ -355,6 +355,8 @@ impl EventLoop {
             this.deliveries.resume(Delivery::from_outbox(mid, out), now);
         }
         this.publish_route();
+        // Its private rooms' members learn this run's seal key (retried until a mesh forms).
+        this.core.announce_seal_key_everywhere();
         Ok(this)
     }
 

@@ -111,8 +111,14 @@ impl EventLoop {
     fn route_found(&mut self, account: AccountId, route: Route) {
         if let Some(seal_key) = route.seal_key.clone() {
             // Verified with the route. Taken now, so a message sent once the lookup answers is
-            // sealed to it; stored off the event loop.
-            let change = self.core.learn_seal_key(seal_key, crate::core::Tier::Trusted);
+            // sealed to it; stored off the event loop. Lookups also serve strangers (a deletion
+            // receipt for an open room's poster): only an account written to is trusted.
+            let tier = if self.core.store.is_known(&account) {
+                crate::core::Tier::Trusted
+            } else {
+                crate::core::Tier::Stranger
+            };
+            let change = self.core.learn_seal_key(seal_key, tier);
             if change != crate::core::SealKeysChange::default() {
                 let core = self.core.clone();
                 tokio::task::spawn_blocking(move || core.keep_seal_keys(&change));

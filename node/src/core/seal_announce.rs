@@ -1,0 +1,202 @@
+//! Seal-key announcements in private founded rooms (docs/protocol.md, "Sealed bodies"): each
+//! member announces its record on the room's topic whenever the room gains a member (and at start
+//! and after a rotation), so members that never post are sealed to their published keys too.
+//!
+//! What a member takes: an announcement signed by the record's account, dated within 5 minutes,
+//! later than the last one taken from that account in the room, at most 6 a minute per account
+//! and room (so nobody makes members forward at will), from a member. One from an account that
+//! is not a member yet (an announcement may overtake the join that admits it) is held, 32 per
+//! room, and taken once it is one.
+
+use std::collections::HashMap;
+
+use tim_protocol::{
+    seal::{SealKeyAnnouncement, SealKeyRecord},
+    AccountId, Code, RoomId, RoomState, Via,
+};
+use tracing::{debug, warn};
+
+use super::{now_ms, seal_records::MAX_SEQ_AHEAD_MS, Core, Tier, Verdict};
+
+/// The most records of non-members held per room.
+const MAX_WAITING_PER_ROOM: usize = 32;
+/// How far an announcement's `at` may be from the local clock (ms).
+const ANNOUNCEMENT_SKEW_MS: u64 = 5 * 60 * 1000;
+/// The most announcements taken from one account in one room per minute.
+const MAX_PER_MINUTE: u32 = 6;
+
+/// What a node holds about the announcements it heard.
+#[derive(Default)]
+pub(crate) struct Announcements {
+    /// Verified records announced by accounts not members yet, by room (rooms joined here; the
+    /// oldest goes first when full).
+    waiting: HashMap<RoomId, Vec<SealKeyRecord>>,
+    /// The announcements taken, by room and member.
+    taken: HashMap<(RoomId, AccountId), Taken>,
+}
+
+/// The announcements taken from one member in one room.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    /// The `at` of the last one.
+    last_at: u64,
+    /// When the current minute began (an `at`) and how many were taken in it.
+    minute: u64,
+    count: u32,
+}
+
+impl Announcements {
+    /// Holds a verified record announced in `room` by an account not a member there yet.
+    pub(crate) fn wait(&mut self, room: &RoomId, record: SealKeyRecord) {
+        let waiting = self.waiting.entry(room.clone()).or_default();
+        waiting.retain(|held| held.account != record.account || record.supersedes(held));
+        if waiting.iter().any(|held| held.account == record.account) {
+            return;
+        }
+        if waiting.len() >= MAX_WAITING_PER_ROOM {
+            waiting.remove(0);
+        }
+        waiting.push(record);
+    }
+
+    /// The records waiting in `room` whose accounts are members now.
+    pub(crate) fn release(&mut self, room: &RoomId, member: impl Fn(&AccountId) -> bool) -> Vec<SealKeyRecord> {
+        let Some(waiting) = self.waiting.get_mut(room) else {
+            return Vec::new();
+        };
+        let (released, kept): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|r| member(&r.account));
+        *waiting = kept;
+        if waiting.is_empty() {
+            self.waiting.remove(room);
+        }
+        released
+    }
+
+    /// Whether an announcement by `account` in `room` made at `at` may be taken (see the
+    /// module docs).
+    pub(crate) fn due(&self, room: &RoomId, account: &AccountId, at: u64) -> bool {
+        match self.taken.get(&(room.clone(), *account)) {
+            None => true,
+            Some(t) => at > t.last_at && (at >= t.minute.saturating_add(60_000) || t.count < MAX_PER_MINUTE),
+        }
+    }
+
+    /// Records that an announcement by `account` in `room` made at `at` was taken.
+    pub(crate) fn took(&mut self, room: &RoomId, account: &AccountId, at: u64) {
+        let entry = self.taken.entry((room.clone(), *account)).or_insert(Taken {
+            last_at: at,
+            minute: at,
+            count: 0,
+        });
+        if at >= entry.minute.saturating_add(60_000) {
+            entry.minute = at;
+            entry.count = 0;
+        }
+        entry.last_at = at;
+        entry.count += 1;
+    }
+
+    /// Drops what is held about a room this node left.
+    pub(crate) fn forget_room(&mut self, room: &RoomId) {
+        self.waiting.remove(room);
+        self.taken.retain(|(r, _), _| r != room);
+    }
+}
+
+impl Core {
+    /// An `Envelope::SealKey` (see the module docs): `Stored` (gossip forwards it) when taken,
+    /// or when it names the record already held (a member that just joined may need it).
+    pub(crate) fn seal_key_in(&self, announcement: SealKeyAnnouncement, via: &Via) -> crate::Result<Verdict> {
+        let SealKeyAnnouncement { room, record, at, .. } = &announcement;
+        let account = record.account;
+        if *via != Via::Room(room.clone()) {
+            return Err(crate::Error::BadParameters(
+                "seal keys are announced on their room's topic".into(),
+            ));
+        }
+        if !self.is_member(room) {
+            return Ok(Verdict::Ignored(Code::NotFound));
+        }
+        let now = now_ms();
+        if at.abs_diff(now) > ANNOUNCEMENT_SKEW_MS {
+            return Ok(Verdict::Ignored(Code::Expired));
+        }
+        if record.seq > now.saturating_add(MAX_SEQ_AHEAD_MS) {
+            return Ok(Verdict::Ignored(Code::BadParameters));
+        }
+        let member = match self.founded().get(room).map(tim_protocol::Membership::state) {
+            Some(state) if state.private => state.is_member(&account),
+            // Announcements are for private founded rooms only.
+            _ => return Ok(Verdict::Ignored(Code::NotFound)),
+        };
+        if member && !self.reader.announcement_due(room, &account, *at) {
+            return Ok(Verdict::Duplicate);
+        }
+        let held = self.reader.record_of(&account).as_ref() == Some(record);
+        if !held && !self.reader.would_change(record, Tier::Trusted) {
+            return Ok(Verdict::Duplicate);
+        }
+        announcement.verify()?;
+        if !held {
+            record.verify()?;
+        }
+        if !member {
+            debug!(%room, %account, "a seal key announced ahead of its account's membership");
+            self.reader.wait(room, record.clone());
+            return Ok(Verdict::Ignored(Code::PermissionDenied));
+        }
+        self.reader.announcement_taken(room, &account, *at);
+        let change = self.learn_seal_key(record.clone(), Tier::Trusted);
+        self.keep_seal_keys(&change);
+        Ok(Verdict::Stored)
+    }
+
+    /// Seal keys after a membership change in `room` (its state now `state`): the records of
+    /// accounts that are members now and announced ahead are taken; and when the room gained a
+    /// member (`gained`), the local account announces its own, so a newcomer hears every
+    /// member's key and the members the newcomer's.
+    pub(crate) fn after_membership_change(&self, room: &RoomId, state: &RoomState, gained: bool) {
+        if !state.private {
+            return;
+        }
+        for record in self.reader.release(room, |account| state.is_member(account)) {
+            let change = self.learn_seal_key(record, Tier::Trusted);
+            self.keep_seal_keys(&change);
+        }
+        if gained && state.is_member(&self.account) {
+            self.announce_seal_key(room);
+        }
+    }
+
+    /// Queues the local account's seal-key record for `room`'s topic.
+    pub(crate) fn announce_seal_key(&self, room: &RoomId) {
+        let Some(record) = self.reader.own_record() else {
+            return;
+        };
+        let announcement = SealKeyAnnouncement::sign(&self.key, room.clone(), record, now_ms());
+        match announcement.and_then(|a| tim_protocol::encode(&tim_protocol::Envelope::SealKey(a))) {
+            Ok(frame) => {
+                let _ = self.room_work.try_send(super::RoomWork::Announce(room.clone(), frame));
+            }
+            Err(e) => warn!(%room, error = %e, "could not encode a seal-key announcement"),
+        }
+    }
+
+    /// Announces the local account's seal-key record in every private founded room it is a
+    /// member of (at start, and after a rotation).
+    pub(crate) fn announce_seal_key_everywhere(&self) {
+        let rooms: Vec<RoomId> = self
+            .founded()
+            .iter()
+            .filter(|(_, m)| m.state().private && m.state().is_member(&self.account))
+            .map(|(room, _)| room.clone())
+            .collect();
+        for room in rooms {
+            self.announce_seal_key(&room);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "seal_announce_tests.rs"]
+mod tests;

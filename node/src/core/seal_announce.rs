@@ -3,8 +3,10 @@
 //! and after a rotation), so members that never post are sealed to their published keys too.
 //!
 //! What a member takes: an announcement signed by the record's account, dated within 5 minutes,
-//! later than the last one taken from that account in the room, at most 6 a minute per account
-//! and room (so nobody makes members forward at will), from a member. One from an account that
+//! later than the last one taken from that account in the room, at most 30 a minute per account
+//! and room (so nobody makes members forward at will), from a member. The first one taken from a
+//! member is answered with the local account's own, so two members that missed each other's
+//! announcements on a join (a newcomer outside the gossip mesh yet) still meet. One from an account that
 //! is not a member yet (an announcement may overtake the join that admits it) is held, 32 per
 //! room, and taken once it is one.
 
@@ -22,8 +24,9 @@ use super::{now_ms, seal_records::MAX_SEQ_AHEAD_MS, Core, Tier, Verdict};
 const MAX_WAITING_PER_ROOM: usize = 32;
 /// How far an announcement's `at` may be from the local clock (ms).
 const ANNOUNCEMENT_SKEW_MS: u64 = 5 * 60 * 1000;
-/// The most announcements taken from one account in one room per minute.
-const MAX_PER_MINUTE: u32 = 6;
+/// The most announcements taken from one account in one room per minute (a member announces on
+/// every join, twice when it answers a newcomer).
+const MAX_PER_MINUTE: u32 = 30;
 
 /// What a node holds about the announcements it heard.
 #[derive(Default)]
@@ -81,8 +84,10 @@ impl Announcements {
         }
     }
 
-    /// Records that an announcement by `account` in `room` made at `at` was taken.
-    pub(crate) fn took(&mut self, room: &RoomId, account: &AccountId, at: u64) {
+    /// Records that an announcement by `account` in `room` made at `at` was taken; whether it
+    /// was the first from `account` there.
+    pub(crate) fn took(&mut self, room: &RoomId, account: &AccountId, at: u64) -> bool {
+        let first = !self.taken.contains_key(&(room.clone(), *account));
         let entry = self.taken.entry((room.clone(), *account)).or_insert(Taken {
             last_at: at,
             minute: at,
@@ -94,6 +99,7 @@ impl Announcements {
         }
         entry.last_at = at;
         entry.count += 1;
+        first
     }
 
     /// Drops what is held about a room this node left.
@@ -145,9 +151,12 @@ impl Core {
             self.reader.wait(room, record.clone());
             return Ok(Verdict::Ignored(Code::PermissionDenied));
         }
-        self.reader.announcement_taken(room, &account, *at);
+        let first = self.reader.announcement_taken(room, &account, *at);
         let change = self.learn_seal_key(record.clone(), Tier::Trusted);
         self.keep_seal_keys(&change);
+        if first && account != self.account {
+            self.announce_seal_key(room);
+        }
         Ok(Verdict::Stored)
     }
 

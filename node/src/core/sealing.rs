@@ -178,9 +178,10 @@ impl BodyReader {
         self.keys().heard.due(room, account, at)
     }
 
-    /// Records that an announcement by `account` in `room` made at `at` was taken.
-    pub(crate) fn announcement_taken(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) {
-        self.keys().heard.took(room, account, at);
+    /// Records that an announcement by `account` in `room` made at `at` was taken; whether it
+    /// was the first from `account` there.
+    pub(crate) fn announcement_taken(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) -> bool {
+        self.keys().heard.took(room, account, at)
     }
 
     /// Drops what is held about announcements in a room the local account left.

@@ -62,6 +62,21 @@ async fn stored(node: &Node, mid: MessageId) -> Message {
     }
 }
 
+/// The message `mid` once `node` stores it.
+async fn stored_soon(node: &Node, what: &str, mid: MessageId) -> Message {
+    let n = node.clone();
+    eventually(what, || {
+        let n = n.clone();
+        async move {
+            match n.entry(mid).await.ok().flatten() {
+                Some(Entry::Message(s)) => Some(s.message),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
 #[derive(libp2p::swarm::NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
 struct Bare {
@@ -261,17 +276,7 @@ async fn a_kicked_member_cannot_open_later_posts_and_a_member_back_from_offline_
     // D returns, catches up on the room and opens what it missed.
     let (d, _d_ev) = restart(|| config(dirs[3].path(), vec![boot.clone()])).await;
     assert_eq!(d.account(), d_account);
-    let d2 = d.clone();
-    let m = eventually("D caught up on the later post", || {
-        let d = d2.clone();
-        async move {
-            match d.entry(after.mid).await.ok().flatten() {
-                Some(Entry::Message(s)) => Some(s.message),
-                _ => None,
-            }
-        }
-    })
-    .await;
+    let m = stored_soon(&d, "D caught up on the later post", after.mid).await;
     let opened = d.reader().open(&m).unwrap();
     assert_eq!(
         (opened.text.as_slice(), opened.encrypted),
@@ -361,21 +366,6 @@ async fn after_a_revoke_or_a_burn_no_file_holds_the_plaintext_or_its_hash() {
     }
     // The scan finds a body stored as it travelled in clear.
     assert!(holds(b_dir, bodies[3]), "the scan did not find the plain body at B");
-}
-
-/// The message `mid` once `node` stores it.
-async fn stored_soon(node: &Node, what: &str, mid: MessageId) -> Message {
-    let n = node.clone();
-    eventually(what, || {
-        let n = n.clone();
-        async move {
-            match n.entry(mid).await.ok().flatten() {
-                Some(Entry::Message(s)) => Some(s.message),
-                _ => None,
-            }
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

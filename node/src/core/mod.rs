@@ -134,8 +134,6 @@ pub(crate) enum RoomWork {
     Unsubscribe(RoomId),
     /// Publish this operation (id, frame) on its topic (a leave that came to the founder).
     Publish(RoomId, tim_protocol::MessageId, Vec<u8>),
-    /// Publish this `Envelope::SealKey` frame on the room's topic.
-    Announce(RoomId, Vec<u8>),
 }
 
 impl Core {

@@ -72,6 +72,11 @@ fn rebuild(store: &tim_storage::Store, room: &RoomId) -> Result<Option<Membershi
 /// When the local account's next operation in a room is dated: now, and after every operation
 /// known here (but those dated ahead of this clock, which would push it out of the skew
 /// receivers allow), so it is judged against all of them.
+/// Whether `now` has a member that `before` did not.
+fn gained_member(before: &[AccountId], now: &RoomState) -> bool {
+    now.members.keys().any(|account| !before.contains(account))
+}
+
 fn signing_time(membership: Option<&Membership>) -> u64 {
     let now = now_ms();
     let after = membership
@@ -239,15 +244,16 @@ impl Core {
                 }
                 let was_member = state.is_member(&self.account);
                 let left_as_manager = op.action == RoomAction::Leave && state.managers.contains(&op.by);
-                let members_before = state.members.len();
+                let members_before: Vec<AccountId> = state.members.keys().copied().collect();
                 let id = op.id();
                 let result = membership.apply(op.clone());
                 if membership.holds(&id) {
                     self.store.put_room_op(&op, None)?;
                 }
                 // The fold may admit someone whatever the operation (a late invite activates a
-                // held join), so a gain is read off the state.
-                gained = membership.state().members.len() > members_before;
+                // held join, a pin readmits whom a voided kick removed), so a gain is read off
+                // the state.
+                gained = gained_member(&members_before, membership.state());
                 let change = match result {
                     Ok(change) => change,
                     Err(tim_protocol::Error::Repeated(_)) => return Ok(Verdict::Duplicate),
@@ -512,11 +518,15 @@ impl Core {
             .map(|m| m.links_for(&self.account, &action))
             .unwrap_or_default();
         let op = RoomOp::sign_linked(&self.key, room.clone(), action, at, links)?;
+        // Whether the room gained a member (its members announce their seal keys then).
+        let mut gained = false;
         let (change, invitation, state) = match membership {
             Some(membership) => {
                 // Tried on a copy: a refused operation of its own is neither kept nor sent.
                 let mut trial = membership.clone();
                 let change = trial.apply(op.clone())?;
+                let members_before: Vec<AccountId> = membership.state().members.keys().copied().collect();
+                gained = gained_member(&members_before, trial.state());
                 *membership = trial;
                 // An invitee learns of its invitation, an approved requester of its approval.
                 let invitation = match &op.action {
@@ -554,8 +564,8 @@ impl Core {
         }
         if let Some(change) = &change {
             self.settle_local(room, change)?;
-            if let (Some(state), MembershipChange::Joined(_)) = (&state, change) {
-                self.after_membership_change(room, state, true);
+            if let Some(state) = &state {
+                self.after_membership_change(room, state, gained);
             }
             if let Some(event) = event_of(room, change, state.as_ref(), &self.account) {
                 self.emit(event);

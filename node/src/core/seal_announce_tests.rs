@@ -83,7 +83,7 @@ fn announcements_are_taken_from_members_signed_by_them_fresh_and_a_few_a_minute(
     assert_eq!(core.reader.record_of(&bob.account_id()), None);
 
     // A member's: taken and forwarded; the same bytes again (a replay): not forwarded; a new
-    // one naming the record held: forwarded, up to 6 a minute.
+    // one naming the record held: forwarded, up to 30 a minute.
     let first = announcement(&bob, &room, &bobs, now);
     assert_eq!(verdict(first.clone()), Ok(Verdict::Stored));
     assert_eq!(core.reader.record_of(&bob.account_id()).as_ref(), bobs.record());
@@ -99,10 +99,15 @@ fn announcements_are_taken_from_members_signed_by_them_fresh_and_a_few_a_minute(
         verdict(announcement(&bob, &room, &bobs, now + 100)),
         Ok(Verdict::Duplicate)
     );
+    // The minute is this node's, not the announcer's: dating ahead buys no more.
     assert_eq!(
-        verdict(announcement(&bob, &room, &bobs, now + 60_000)),
-        Ok(Verdict::Stored)
+        verdict(announcement(&bob, &room, &bobs, now + 120_000)),
+        Ok(Verdict::Duplicate)
     );
+    // The first taken from Bob was answered: this account's own announcement is asked for, once.
+    let later = now_ms() + ANSWER_AFTER_MS;
+    assert_eq!(core.reader.due_announcements(later), vec![room.clone()]);
+    assert!(core.reader.due_announcements(later).is_empty());
 
     // Carol's, before she is a member: held, not forwarded, and taken once she is one.
     assert_eq!(

@@ -173,15 +173,31 @@ impl BodyReader {
         self.keys().heard.release(room, member)
     }
 
-    /// Whether an announcement by `account` in `room` made at `at` may be taken.
-    pub(crate) fn announcement_due(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) -> bool {
-        self.keys().heard.due(room, account, at)
+    /// Whether an announcement by `account` in `room` made at `at` may be taken at `now`.
+    pub(crate) fn announcement_due(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64, now: u64) -> bool {
+        self.keys().heard.due(room, account, at, now)
     }
 
-    /// Records that an announcement by `account` in `room` made at `at` was taken; whether it
-    /// was the first from `account` there.
-    pub(crate) fn announcement_taken(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64) -> bool {
-        self.keys().heard.took(room, account, at)
+    /// Takes an announcement if it may be taken (checked and recorded at once); whether it was
+    /// the first from `account` in `room`.
+    pub(crate) fn take_announcement(
+        &self,
+        room: &tim_protocol::RoomId,
+        account: &AccountId,
+        at: u64,
+        now: u64,
+    ) -> Option<bool> {
+        self.keys().heard.take(room, account, at, now)
+    }
+
+    /// Asks for the local account's announcement in `room` from `from` (local ms) on.
+    pub(crate) fn ask_announcement(&self, room: &tim_protocol::RoomId, from: u64) {
+        self.keys().heard.ask(room, from);
+    }
+
+    /// The rooms whose announcement of the local account's record is due at `now`.
+    pub(crate) fn due_announcements(&self, now: u64) -> Vec<tim_protocol::RoomId> {
+        self.keys().heard.due_own(now)
     }
 
     /// Drops what is held about announcements in a room the local account left.

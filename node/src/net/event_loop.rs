@@ -355,7 +355,8 @@ impl EventLoop {
             this.deliveries.resume(Delivery::from_outbox(mid, out), now);
         }
         this.publish_route();
-        // Its private rooms' members learn this run's seal key (retried until a mesh forms).
+        // Its private rooms' members learn this run's seal key (on the first net tick, retried
+        // until a mesh forms).
         this.core.announce_seal_key_everywhere();
         Ok(this)
     }
@@ -474,7 +475,7 @@ impl EventLoop {
                             Tick::Reachability => self.on_reachability_tick(),
                             Tick::Presence => self.send_presence(),
                             Tick::Net => {
-                                self.retry_announcements();
+                                self.announce_seal_keys();
                                 self.manage_connections();
                                 self.tick_discovery();
                             }

@@ -77,7 +77,6 @@ impl EventLoop {
         match work {
             RoomWork::Sync(room) => self.sync_room(&room),
             RoomWork::Publish(room, mid, frame) => self.publish(&room, mid, frame),
-            RoomWork::Announce(room, frame) => self.announce(room, frame),
             RoomWork::Unsubscribe(room) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic(&room));
                 self.discovery.leave(&room);
@@ -104,9 +103,12 @@ impl EventLoop {
         }
     }
 
-    /// Retries the seal-key announcements no mesh peer took yet, and drops those past their
-    /// minute (members then learn the key from posts).
-    pub(super) fn retry_announcements(&mut self) {
+    /// Publishes the seal-key announcements the core asks for, then retries those no mesh peer
+    /// took yet, and drops those past their minute (members then learn the key from posts).
+    pub(super) fn announce_seal_keys(&mut self) {
+        for (room, frame) in self.core.due_announcements() {
+            self.announce(room, frame);
+        }
         let now = std::time::Instant::now();
         let due: Vec<(RoomId, Vec<u8>)> = self
             .unannounced

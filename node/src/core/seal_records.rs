@@ -2,8 +2,8 @@
 //! and which it keeps across restarts.
 //!
 //! Two books. Records of accounts this node has reason to trust (ones the local account wrote
-//! to, members of a private room it is in) are kept in the
-//! store, up to 16,384. Records from strangers' direct messages live in memory only, up to 1,024,
+//! to, members of a private room it is in) are kept in the store, up to 16,384. Records from
+//! strangers (their direct messages, routes resolved for them) live in memory only, up to 1,024,
 //! so a flood of free identities displaces other strangers' records and never a contact's. A
 //! record is taken only if it is newer than the one held for its account, its `seq` is not more
 //! than a day ahead of the local clock (a record dated far ahead would pin its account's key),
@@ -26,9 +26,9 @@ pub(crate) const MAX_SEQ_AHEAD_MS: u64 = 24 * 3600 * 1000;
 /// Which book a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tier {
-    /// A contact, a private room's member, an account whose route this node resolved.
+    /// An account the local account wrote to, or a member of a private room it is in.
     Trusted,
-    /// The sender of a direct message the local account never wrote to.
+    /// Any other account (a direct message's sender, a route resolved for a receipt).
     Stranger,
 }
 

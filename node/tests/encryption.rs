@@ -472,3 +472,34 @@ async fn a_private_rooms_posts_are_sealed_to_the_keys_its_quiet_members_announce
     let (text, encrypted) = received(&mut members[1].1, "B's post at C", sent.mid).await;
     assert_eq!((text.as_slice(), encrypted), (&b"for the quiet ones"[..], true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_makes_a_new_seal_key_when_due_and_its_route_record_carries_it() {
+    init_tracing();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, _a_ev, _) = start_as(dirs[0].path(), 131, vec![]).await;
+    let boot = addr(&a).await;
+    with_account(dirs[1].path(), 132);
+    let mut b_config = config(dirs[1].path(), vec![boot]);
+    b_config.seal_key_rotation = Duration::from_secs(3);
+    b_config.route_refresh = Duration::from_secs(1);
+    let (b, _b_ev) = Node::start(b_config).await.unwrap();
+    let first = b.reader().own_record().expect("B publishes a seal key");
+    let b2 = b.clone();
+    eventually("B made a new seal key while running", || {
+        let newer = b2.reader().own_record().is_some_and(|r| r.supersedes(&first));
+        async move { newer.then_some(()) }
+    })
+    .await;
+    // A resolves B's route and finds B's current key in it.
+    let account = b.account();
+    eventually("A resolved B's route with its current seal key", || {
+        let (a, b, first) = (a.clone(), b.clone(), first.clone());
+        async move {
+            a.lookup(account).await.ok()?;
+            let current = b.reader().own_record()?;
+            (a.reader().record_of(&account) == Some(current.clone()) && current.supersedes(&first)).then_some(())
+        }
+    })
+    .await;
+}

@@ -96,6 +96,7 @@ impl EventLoop {
                 self.syncing.remove(&(room, peer));
             }
             TaskReport::SyncApplied { room, peer, next } => self.on_sync_applied(room, peer, next),
+            TaskReport::SealKeyRotated => self.publish_route(),
         }
     }
 

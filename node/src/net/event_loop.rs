@@ -87,6 +87,8 @@ pub(super) enum TaskReport {
     },
     /// A batch of delivery outcomes was written.
     OutcomesWritten,
+    /// A new seal key was made: republish the route record, which carries it.
+    SealKeyRotated,
 }
 
 pub(crate) struct EventLoop {

@@ -60,16 +60,20 @@ impl EventLoop {
     }
 
     /// Makes a new seal key when the newest is due (off the loop: it writes the secrets file);
-    /// the next route record and every body sealed from then on carry it.
+    /// every body sealed from then on carries it, and the route record is republished with it.
     pub(super) fn rotate_seal_key(&mut self) {
         let now = now_ms();
         if !self.core.seal_key_due(now) {
             return;
         }
-        let core = self.core.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = core.rotate_seal_key(now) {
-                warn!(error = %e, "could not make a new seal key");
+        let (core, reports) = (self.core.clone(), self.reports_tx.clone());
+        tokio::spawn(async move {
+            match tokio::task::spawn_blocking(move || core.rotate_seal_key(now)).await {
+                Ok(Ok(())) => {
+                    let _ = reports.send(super::event_loop::TaskReport::SealKeyRotated).await;
+                }
+                Ok(Err(e)) => warn!(error = %e, "could not make a new seal key"),
+                Err(e) => warn!(error = %e, "making a new seal key stopped"),
             }
         });
     }

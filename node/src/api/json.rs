@@ -291,7 +291,7 @@ mod tests {
     fn entry_of(e: &Entry, local: &AccountKey) -> Value {
         entry(
             e,
-            &BodyReader::new(tim_protocol::seal::Keyring::derived(local).unwrap()),
+            &BodyReader::new(tim_protocol::seal::Keyring::derived(local).unwrap_or_else(|e| panic!("{e}"))),
             None,
         )
     }

@@ -13,6 +13,7 @@
 //! - `requests`: who may message the local account; messages held as requests.
 //! - `presence`: the local account's availability for its contacts, and theirs.
 //! - `room_sync`: serving and applying room sync pages.
+//! - `room_invites`: invitations to founded rooms, and the approval of a join request.
 //! - `rooms`: founded rooms: their memberships, operations in and out, who may post.
 //! - `sealing`: what a sent body is sealed to, and opening stored bodies.
 //! - `seal_records`: the seal-key records other accounts are sealed to, and where they come from.
@@ -30,6 +31,7 @@ mod metrics;
 mod presence;
 mod receipts;
 mod requests;
+mod room_invites;
 mod room_sync;
 mod rooms;
 mod seal_announce;

@@ -184,7 +184,7 @@ mod tests {
     use crate::{core::Verdict, Event};
 
     fn core(dir: &std::path::Path, key: AccountKey, room: &RoomId) -> Core {
-        let ring = tim_protocol::seal::Keyring::derived(&key).unwrap();
+        let ring = tim_protocol::seal::Keyring::derived(&key).unwrap_or_else(|e| panic!("{e}"));
         crate::core::test_core::core(dir, key, ring, std::slice::from_ref(room))
     }
 

@@ -90,6 +90,8 @@ pub(crate) struct Core {
     pub(crate) seal_direct: bool,
     /// Where the seal secrets are kept and how often a new one is made.
     pub(crate) seal_rotation: sealing::SealRotation,
+    /// Seal-key announcements heard in private rooms, and this account's own still to send.
+    pub(crate) announcements: Mutex<seal_announce::Announcements>,
     pub(crate) account: AccountId,
     pub(crate) peer_id: PeerId,
     pub(crate) store: ClosingStore,

@@ -361,7 +361,7 @@ impl Core {
         if matches!(change, MembershipChange::Left(a) if *a == self.account)
             || matches!(change, MembershipChange::Cancelled)
         {
-            self.reader.forget_room(room);
+            self.forget_room_announcements(room);
         }
         if let MembershipChange::Kicked { account, .. } = change {
             if *account == self.account {
@@ -370,7 +370,7 @@ impl Core {
                     rooms.remove(room);
                 }
                 let _ = self.room_work.try_send(super::RoomWork::Unsubscribe(room.clone()));
-                self.reader.forget_room(room);
+                self.forget_room_announcements(room);
             }
         }
         Ok(())

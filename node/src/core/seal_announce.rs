@@ -148,6 +148,17 @@ impl Announcements {
 }
 
 impl Core {
+    fn announcements(&self) -> std::sync::MutexGuard<'_, Announcements> {
+        self.announcements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops what is held about announcements in a room the local account left.
+    pub(crate) fn forget_room_announcements(&self, room: &RoomId) {
+        self.announcements().forget_room(room);
+    }
+
     /// An `Envelope::SealKey` (see the module docs): `Stored` (gossip forwards it) when taken,
     /// or when it names the record already held (a member that just joined may need it).
     pub(crate) fn seal_key_in(&self, announcement: SealKeyAnnouncement, via: &Via) -> crate::Result<Verdict> {
@@ -173,7 +184,7 @@ impl Core {
             // Announcements are for private founded rooms only.
             _ => return Ok(Verdict::Ignored(Code::NotFound)),
         };
-        if member && !self.reader.announcement_due(room, &account, *at, now) {
+        if member && !self.announcements().due(room, &account, *at, now) {
             return Ok(Verdict::Duplicate);
         }
         let held = self.reader.record_of(&account).as_ref() == Some(record);
@@ -186,17 +197,17 @@ impl Core {
         }
         if !member {
             debug!(%room, %account, "a seal key announced ahead of its account's membership");
-            self.reader.wait(room, record.clone());
+            self.announcements().wait(room, record.clone());
             return Ok(Verdict::Ignored(Code::PermissionDenied));
         }
-        let Some(first) = self.reader.take_announcement(room, &account, *at, now) else {
+        let Some(first) = self.announcements().take(room, &account, *at, now) else {
             return Ok(Verdict::Duplicate);
         };
         let change = self.learn_seal_key(record.clone(), Tier::Trusted);
         self.keep_seal_keys(&change);
         if first && local_member && account != self.account {
             // Answered once per room for all the newcomers heard in a moment.
-            self.reader.ask_announcement(room, now.saturating_add(ANSWER_AFTER_MS));
+            self.announcements().ask(room, now.saturating_add(ANSWER_AFTER_MS));
         }
         Ok(Verdict::Stored)
     }
@@ -209,7 +220,8 @@ impl Core {
         if !state.private {
             return;
         }
-        for record in self.reader.release(room, |account| state.is_member(account)) {
+        let released = self.announcements().release(room, |account| state.is_member(account));
+        for record in released {
             let change = self.learn_seal_key(record, Tier::Trusted);
             self.keep_seal_keys(&change);
         }
@@ -221,7 +233,7 @@ impl Core {
     /// Asks for the local account's announcement in `room` now (the event loop sends it on its
     /// next net tick, once however often it was asked).
     pub(crate) fn announce_seal_key(&self, room: &RoomId) {
-        self.reader.ask_announcement(room, now_ms());
+        self.announcements().ask(room, now_ms());
     }
 
     /// The announcements of the local account's record that are due now: their rooms and
@@ -232,7 +244,8 @@ impl Core {
         };
         let now = now_ms();
         let mut out = Vec::new();
-        for room in self.reader.due_announcements(now) {
+        let due = self.announcements().due_own(now);
+        for room in due {
             let announcement = SealKeyAnnouncement::sign(&self.key, room.clone(), record.clone(), now);
             match announcement.and_then(|a| tim_protocol::encode(&tim_protocol::Envelope::SealKey(a))) {
                 Ok(frame) => out.push((room, frame)),

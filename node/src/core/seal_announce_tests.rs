@@ -106,8 +106,8 @@ fn announcements_are_taken_from_members_signed_by_them_fresh_and_a_few_a_minute(
     );
     // The first taken from Bob was answered: this account's own announcement is asked for, once.
     let later = now_ms() + ANSWER_AFTER_MS;
-    assert_eq!(core.reader.due_announcements(later), vec![room.clone()]);
-    assert!(core.reader.due_announcements(later).is_empty());
+    assert_eq!(core.announcements().due_own(later), vec![room.clone()]);
+    assert!(core.announcements().due_own(later).is_empty());
 
     // Carol's, before she is a member: held, not forwarded, and taken once she is one.
     assert_eq!(

@@ -18,7 +18,6 @@ use tim_protocol::{
 use tracing::debug;
 
 use super::{
-    seal_announce::Announcements,
     seal_records::{Change, SealRecords, Tier},
     Core,
 };
@@ -65,8 +64,6 @@ struct Keys {
     failed: HashMap<MessageId, tim_protocol::Error>,
     /// The seal-key records other accounts' bodies are sealed to.
     known: SealRecords,
-    /// The seal-key announcements heard in private rooms.
-    heard: Announcements,
 }
 
 impl Keys {
@@ -76,7 +73,6 @@ impl Keys {
             seal: Default::default(),
             failed: HashMap::new(),
             known: SealRecords::default(),
-            heard: Announcements::default(),
         }
     }
 
@@ -157,52 +153,6 @@ impl BodyReader {
     /// Seals and opens with `ring` from now on (a rotated keyring: it holds every older secret).
     fn replace_ring(&self, ring: Keyring) {
         self.keys().ring = ring;
-    }
-
-    /// Holds a record announced in `room` by an account not a member there yet.
-    pub(crate) fn wait(&self, room: &tim_protocol::RoomId, record: SealKeyRecord) {
-        self.keys().heard.wait(room, record);
-    }
-
-    /// The records announced in `room` ahead of their accounts' membership that are members now.
-    pub(crate) fn release(
-        &self,
-        room: &tim_protocol::RoomId,
-        member: impl Fn(&AccountId) -> bool,
-    ) -> Vec<SealKeyRecord> {
-        self.keys().heard.release(room, member)
-    }
-
-    /// Whether an announcement by `account` in `room` made at `at` may be taken at `now`.
-    pub(crate) fn announcement_due(&self, room: &tim_protocol::RoomId, account: &AccountId, at: u64, now: u64) -> bool {
-        self.keys().heard.due(room, account, at, now)
-    }
-
-    /// Takes an announcement if it may be taken (checked and recorded at once); whether it was
-    /// the first from `account` in `room`.
-    pub(crate) fn take_announcement(
-        &self,
-        room: &tim_protocol::RoomId,
-        account: &AccountId,
-        at: u64,
-        now: u64,
-    ) -> Option<bool> {
-        self.keys().heard.take(room, account, at, now)
-    }
-
-    /// Asks for the local account's announcement in `room` from `from` (local ms) on.
-    pub(crate) fn ask_announcement(&self, room: &tim_protocol::RoomId, from: u64) {
-        self.keys().heard.ask(room, from);
-    }
-
-    /// The rooms whose announcement of the local account's record is due at `now`.
-    pub(crate) fn due_announcements(&self, now: u64) -> Vec<tim_protocol::RoomId> {
-        self.keys().heard.due_own(now)
-    }
-
-    /// Drops what is held about announcements in a room the local account left.
-    pub(crate) fn forget_room(&self, room: &tim_protocol::RoomId) {
-        self.keys().heard.forget_room(room);
     }
 
     /// Takes back the trusted records the store kept.

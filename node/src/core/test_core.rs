@@ -19,6 +19,7 @@ pub(crate) fn core(dir: &std::path::Path, key: AccountKey, ring: Keyring, rooms:
         account: key.account_id(),
         reader: super::BodyReader::new(ring),
         seal_direct: true,
+        announcements: Default::default(),
         seal_rotation: super::sealing::SealRotation {
             dir: dir.to_path_buf(),
             every: std::time::Duration::from_secs(7 * 24 * 3600),

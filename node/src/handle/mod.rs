@@ -163,6 +163,7 @@ impl Node {
                 reader
             },
             seal_direct: config.seal_direct,
+            announcements: Default::default(),
             seal_rotation: crate::core::SealRotation {
                 dir: config.data_dir.clone(),
                 every: config.seal_key_rotation,

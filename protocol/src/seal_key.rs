@@ -175,6 +175,10 @@ impl SealSecret {
     pub fn public(&self) -> [u8; 32] {
         self.public
     }
+
+    pub(crate) fn private(&self) -> &[u8; 32] {
+        &self.private
+    }
 }
 
 /// One reader a body is sealed to: its account and the seal key used for it.
@@ -264,12 +268,6 @@ impl Keyring {
     /// The secrets, newest first, the derived one last.
     pub(crate) fn secrets(&self) -> &[SealSecret] {
         &self.secrets
-    }
-}
-
-impl SealSecret {
-    pub(crate) fn private(&self) -> &[u8; 32] {
-        &self.private
     }
 }
 

@@ -14,7 +14,8 @@
 //! lookup finds, the node dials those it is not connected to, until the room would have `want`
 //! connected members, at most `want` per lookup; when the room has them already, it still dials
 //! one new member per lookup, so that groups of members that found only each other get joined by
-//! a bridge (the connection manager prunes bridges gossipsub does not need). A peer it dialled in
+//! a bridge (the connection manager prunes bridges gossipsub does not need). A lookup ends as soon
+//! as those dials are made: the rest of the DHT walk would only dial peers near the room's key. A peer it dialled in
 //! the last `retry_max` is not dialled again (a provider that is gone, or that never subscribes
 //! to the room, costs one dial per `retry_max`).
 
@@ -234,6 +235,17 @@ impl Discovery {
             }
             self.outputs.push_back(Output::Dial(peer));
         }
+    }
+
+    /// Whether the lookup for `room` found what it can use: the dials it may make are queued, and
+    /// with them the room has `want` connected members (a full room's bridge included). The event
+    /// loop ends the Kademlia query there: walking on towards the key's closest peers would only
+    /// dial peers that carry nothing for the room, which the connection manager closes again.
+    pub(crate) fn lookup_has_enough(&self, room: &RoomId, seen: RoomPeers) -> bool {
+        let want = self.settings.want;
+        self.rooms
+            .get(room)
+            .is_some_and(|s| s.looking && s.dials > 0 && (s.dials >= want || seen.members + s.dials >= want))
     }
 
     /// A lookup for `room` ended. A short room whose lookup found someone new is looked up again

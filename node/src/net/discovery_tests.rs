@@ -234,3 +234,32 @@ fn a_room_with_its_wanted_members_still_dials_one_bridge_per_lookup() {
     d.found(&r, others.iter().copied(), |_| false, peers(3, 3), t0);
     assert!(drain(&mut d).is_empty());
 }
+
+#[test]
+fn a_lookup_has_enough_once_its_dials_fill_the_room_or_bridge_it() {
+    let (mut d, t0, r) = (discovery(), Instant::now(), room("r"));
+    d.join(r.clone(), t0);
+    drain(&mut d);
+    // Nothing found yet: the walk goes on.
+    assert!(!d.lookup_has_enough(&r, peers(0, 0)));
+    // One new member for a room of one (want 3): still short, the walk goes on.
+    let first = PeerId::random();
+    d.found(&r, [first], |_| false, peers(1, 1), t0);
+    assert!(!d.lookup_has_enough(&r, peers(1, 1)));
+    // Two more: with the one connected, the room has its three.
+    let more: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
+    d.found(&r, more.iter().copied(), |_| false, peers(1, 1), t0);
+    assert!(d.lookup_has_enough(&r, peers(1, 1)));
+    assert_eq!(drain(&mut d), vec![Output::Dial(first), Output::Dial(more[0])]);
+    // A full room whose lookup found only connected members has no bridge yet: it goes on.
+    d.lookup_done(&r, peers(3, 3), t0);
+    d.tick(t0 + MIN, |_| peers(3, 3));
+    drain(&mut d);
+    d.found(&r, more.iter().copied(), |_| true, peers(3, 3), t0 + MIN);
+    assert!(!d.lookup_has_enough(&r, peers(3, 3)));
+    // Its bridge, once found, ends it; and a lookup that ended has nothing to end.
+    d.found(&r, [PeerId::random()], |_| false, peers(3, 3), t0 + MIN);
+    assert!(d.lookup_has_enough(&r, peers(3, 3)));
+    d.lookup_done(&r, peers(3, 3), t0 + MIN);
+    assert!(!d.lookup_has_enough(&r, peers(3, 3)));
+}

@@ -155,15 +155,17 @@ impl EventLoop {
             return;
         };
         let now = tokio::time::Instant::now().into_std();
+        let mut enough = false;
         if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = &result {
             let seen = self.room_peers_seen(&room);
             let swarm = &self.swarm;
             let found: Vec<PeerId> = providers.iter().copied().collect();
             debug!(%room, found = found.len(), "room members found");
             self.discovery.found(&room, found, |p| swarm.is_connected(p), seen, now);
+            enough = self.discovery.lookup_has_enough(&room, seen);
             self.carry_out_discovery();
         }
-        let done = last || !matches!(result, Ok(kad::GetProvidersOk::FoundProviders { .. }));
+        let done = enough || last || !matches!(result, Ok(kad::GetProvidersOk::FoundProviders { .. }));
         if done {
             self.discovery_queries.remove(&id);
             if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {

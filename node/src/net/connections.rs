@@ -6,13 +6,17 @@
 //! The policy: while more than `high` peers are connected, close the least valuable down to
 //! `low`. Never closed: a peer with a protection (it is in a joined room's gossipsub mesh, has an
 //! open outbound pipe, a sync in flight, or a reason another subsystem gave, such as a relay this
-//! node holds a reservation on), and a peer connected less than `grace` ago: its Kademlia query,
-//! identify exchange or room handshake may be under way, and closing it would fail them. A peer
-//! active (a Kademlia exchange, a room message) less than `grace` ago is spared while closing
-//! idle peers down to `low`, but not beyond that when the node is still over `high`: in a busy
-//! network most peers have asked something of late, and sparing them all would leave the bound
-//! to the traffic. Among the rest, strangers go first, then peers this node chose to talk to and
-//! members of its rooms; within a class, the one idle the longest goes first.
+//! node holds a reservation on), and a peer connected less than `grace` ago that has not yet
+//! exchanged anything: the Kademlia query, identify exchange or room handshake it was dialled
+//! for may be under way, and closing it would fail them. A peer active (a Kademlia exchange, a
+//! room message) less than `grace` ago is spared while closing idle peers down to `low`, but not
+//! beyond that when the node is still over `high`: in a busy network most peers have asked
+//! something of late, and sparing them all would leave the bound to the traffic. Last of all, and
+//! also only as far as `high`, go peers connected within `grace` that have exchanged something
+//! already (the answer a query dialled them for came): a node's Kademlia bootstrap meets dozens
+//! of peers within seconds, and sparing each for its whole grace would hold the node far over
+//! its bound while it starts. Among the rest, strangers go first, then peers this node chose to
+//! talk to and members of its rooms; within a class, the one idle the longest goes first.
 
 use std::{
     collections::HashMap,
@@ -46,6 +50,17 @@ pub(crate) enum Value {
     Useful,
 }
 
+/// Where an unprotected peer stands in the pruning order, first pruned first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Standing {
+    /// Past its grace and idle for at least `grace`: pruned down to `low`.
+    Idle,
+    /// Past its grace, active within it: pruned only down to `high`.
+    Active,
+    /// Connected within `grace` and has exchanged something: pruned only down to `high`, last.
+    Fresh,
+}
+
 /// The watermarks and the grace period.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -70,6 +85,8 @@ struct Peer {
     since: Instant,
     /// The last time it did something here (connected, a Kademlia exchange, a room message).
     active: Instant,
+    /// Whether it exchanged anything since it connected (a Kademlia message, a room message).
+    exchanged: bool,
 }
 
 /// The connection manager (see the module doc).
@@ -109,6 +126,7 @@ impl Connections {
             connections: 0,
             since: now,
             active: now,
+            exchanged: false,
         });
         entry.connections += 1;
         entry.active = now;
@@ -127,6 +145,7 @@ impl Connections {
     pub(crate) fn active(&mut self, peer: &PeerId, now: Instant) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.active = now;
+            p.exchanged = true;
         }
     }
 
@@ -172,28 +191,40 @@ impl Connections {
 
     /// The peers to close now: when more than `high` are connected, the least valuable
     /// unprotected peers connected and idle for at least `grace`, as many as it takes to get down
-    /// to `low`; then, if that leaves more than `high`, unprotected peers active within `grace`
-    /// (strangers first, then the longest idle) down to `high` (fewer when not enough may be
-    /// closed). They are forgotten at once, so a later call does not name them
-    /// again while their connections close.
+    /// to `low`; then, if that leaves more than `high`, unprotected peers active within `grace`,
+    /// and after them fresh peers that exchanged something already (strangers first, then the
+    /// longest idle), down to `high` (fewer when not enough may be closed). They are forgotten at
+    /// once, so a later call does not name them again while their connections close.
     pub(crate) fn prune(&mut self, now: Instant, value: impl Fn(&PeerId) -> Value) -> Vec<PeerId> {
         if !self.over() {
             return Vec::new();
         }
         let grace = self.settings.grace;
-        let mut candidates: Vec<(bool, Value, Instant, PeerId)> = self
+        let mut candidates: Vec<(Standing, Value, Instant, PeerId)> = self
             .peers
             .iter()
-            .filter(|(peer, p)| !self.protected.contains_key(*peer) && now.saturating_duration_since(p.since) >= grace)
-            .map(|(peer, p)| {
-                let idle = now.saturating_duration_since(p.active) >= grace;
-                (!idle, value(peer), p.active, *peer)
+            .filter(|(peer, _)| !self.protected.contains_key(*peer))
+            .filter_map(|(peer, p)| {
+                let standing = if now.saturating_duration_since(p.since) < grace {
+                    if !p.exchanged {
+                        return None;
+                    }
+                    Standing::Fresh
+                } else if now.saturating_duration_since(p.active) < grace {
+                    Standing::Active
+                } else {
+                    Standing::Idle
+                };
+                Some((standing, value(peer), p.active, *peer))
             })
             .collect();
         // Idle peers first (down to `low`); then, only as far as it takes to get back to `high`,
-        // peers active within their grace.
+        // peers active within their grace, then fresh ones.
         candidates.sort();
-        let idle = candidates.iter().filter(|(active, ..)| !active).count();
+        let idle = candidates
+            .iter()
+            .filter(|(standing, ..)| *standing == Standing::Idle)
+            .count();
         let excess_low = self.peers.len() - self.settings.low;
         let excess_high = self.peers.len() - self.settings.high;
         let take = excess_low.min(idle).max(excess_high);

@@ -76,6 +76,48 @@ fn protected_peers_and_peers_in_their_grace_are_never_pruned() {
 }
 
 #[test]
+fn fresh_peers_that_exchanged_something_give_way_last_and_only_down_to_the_high_watermark() {
+    let t0 = Instant::now();
+    let mut c = manager(3, 1);
+    // A bootstrap meets six peers within a second; four of them have answered.
+    let peers = connect(&mut c, t0, 6);
+    let now = t0 + Duration::from_secs(6);
+    for peer in &peers[..4] {
+        c.active(peer, now);
+    }
+    // Down to the high watermark, not the low one: three of the four that answered go, and
+    // never the two still waiting for their first exchange.
+    let pruned = c.prune(now, strangers);
+    assert_eq!(pruned.len(), 3);
+    assert!(pruned.iter().all(|p| peers[..4].contains(p)));
+    assert_eq!(c.len(), 3);
+    assert!(c.prune(now, strangers).is_empty());
+}
+
+#[test]
+fn fresh_peers_that_exchanged_something_go_after_older_active_ones_and_strangers_first() {
+    let t0 = Instant::now();
+    let mut c = manager(2, 1);
+    let old = connect(&mut c, t0, 1)[0];
+    let now = t0 + Duration::from_secs(30);
+    c.active(&old, now - Duration::from_secs(1));
+    let fresh: Vec<PeerId> = connect(&mut c, now - Duration::from_secs(2), 2);
+    for peer in &fresh {
+        c.active(peer, now);
+    }
+    let useful = fresh[0];
+    let value = move |p: &PeerId| if *p == useful { Value::Useful } else { Value::Stranger };
+    // Three connected, high 2: the older active peer goes first.
+    assert_eq!(c.prune(now, value), vec![old]);
+    // One more comes and answers a second later: of the fresh strangers, the one idle longer
+    // goes, and the useful one stays although it is idle as long.
+    let later = now + Duration::from_secs(1);
+    let more = connect(&mut c, later, 1)[0];
+    c.active(&more, later);
+    assert_eq!(c.prune(later, value), vec![fresh[1]]);
+}
+
+#[test]
 fn a_peer_active_within_its_grace_is_not_pruned() {
     let t0 = Instant::now();
     let mut c = manager(1, 1);

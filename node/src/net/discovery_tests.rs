@@ -246,7 +246,7 @@ fn a_lookup_has_enough_once_its_dials_fill_the_room_or_bridge_it() {
     let first = PeerId::random();
     d.found(&r, [first], |_| false, peers(1, 1), t0);
     assert!(!d.lookup_has_enough(&r, peers(1, 1)));
-    // Two more: with the one connected, the room has its three.
+    // Two more, of which one is dialled: with the one connected, the room has its three.
     let more: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
     d.found(&r, more.iter().copied(), |_| false, peers(1, 1), t0);
     assert!(d.lookup_has_enough(&r, peers(1, 1)));

@@ -28,7 +28,7 @@ type Inner = kad::Behaviour<RouteStore>;
 
 /// `kad::Behaviour` over a [`RouteStore`], telling the store the source of each peer's request,
 /// and noting which peers Kademlia talked with (their connections are in use: see `connections`).
-pub(crate) struct Kad(Inner, Addresses, HashSet<PeerId>);
+pub(crate) struct Kad(Inner, Addresses, HashSet<PeerId>, HashSet<ConnectionId>);
 
 /// Most peers noted as active between two looks of the event loop.
 const MAX_ACTIVE: usize = 4096;
@@ -47,10 +47,13 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 
 impl Kad {
     pub(crate) fn new(inner: Inner) -> Self {
-        Kad(inner, HashMap::new(), HashSet::new())
+        Kad(inner, HashMap::new(), HashSet::new(), HashSet::new())
     }
 
-    /// The peers Kademlia exchanged messages with since the last call.
+    /// The peers Kademlia exchanged messages with since the last call. A connection's first
+    /// handler event is not counted: Kademlia's handler reports first whether the peer speaks the
+    /// protocol (as soon as identify says so, before any message), and a connection that has only
+    /// been identified has exchanged nothing yet.
     pub(crate) fn take_active(&mut self) -> Vec<PeerId> {
         self.2.drain().collect()
     }
@@ -126,6 +129,7 @@ impl NetworkBehaviour for Kad {
             }
             FromSwarm::ConnectionClosed(e) => {
                 self.1.remove(&e.connection_id);
+                self.3.remove(&e.connection_id);
             }
             _ => {}
         }
@@ -138,7 +142,9 @@ impl NetworkBehaviour for Kad {
         connection_id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        if self.2.len() < MAX_ACTIVE {
+        // Bounded by the established connections: closed ones are removed above.
+        let first = self.3.insert(connection_id);
+        if !first && self.2.len() < MAX_ACTIVE {
             self.2.insert(peer_id);
         }
         let ip = self.1.get(&connection_id).copied();

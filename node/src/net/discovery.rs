@@ -15,9 +15,9 @@
 //! connected members, at most `want` per lookup; when the room has them already, it still dials
 //! one new member per lookup, so that groups of members that found only each other get joined by
 //! a bridge (the connection manager prunes bridges gossipsub does not need). A lookup ends as soon
-//! as those dials are made: the rest of the DHT walk would only dial peers near the room's key. A peer it dialled in
-//! the last `retry_max` is not dialled again (a provider that is gone, or that never subscribes
-//! to the room, costs one dial per `retry_max`).
+//! as those dials are made: the rest of the DHT walk would only dial peers near the room's key. A
+//! peer it dialled in the last `retry_max` is not dialled again (a provider that is gone, or that
+//! never subscribes to the room, costs one dial per `retry_max`).
 
 use std::{
     collections::{HashMap, VecDeque},

@@ -28,13 +28,26 @@ type Inner = kad::Behaviour<RouteStore>;
 
 /// `kad::Behaviour` over a [`RouteStore`], telling the store the source of each peer's request,
 /// and noting which peers Kademlia talked with (their connections are in use: see `connections`).
-pub(crate) struct Kad(Inner, Addresses, HashSet<PeerId>, HashSet<ConnectionId>);
+pub(crate) struct Kad {
+    inner: Inner,
+    /// Each established connection (bounded by the connections: removed when it closes).
+    links: HashMap<ConnectionId, Link>,
+    /// Peers Kademlia exchanged messages with since the event loop last looked.
+    active: HashSet<PeerId>,
+}
+
+/// What the wrapper knows about one established connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Link {
+    /// Its remote IP address, if it has one.
+    ip: Option<IpAddr>,
+    /// Whether its handler has sent its first event (its report of whether the peer speaks
+    /// Kademlia, which comes as soon as identify does, before any message).
+    reported: bool,
+}
 
 /// Most peers noted as active between two looks of the event loop.
 const MAX_ACTIVE: usize = 4096;
-
-/// The IP address of each established connection that has one (bounded by the connections).
-type Addresses = HashMap<ConnectionId, IpAddr>;
 
 /// The first IP address in `addr` (a relayed connection's is its relay's).
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
@@ -47,7 +60,11 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 
 impl Kad {
     pub(crate) fn new(inner: Inner) -> Self {
-        Kad(inner, HashMap::new(), HashSet::new(), HashSet::new())
+        Kad {
+            inner,
+            links: HashMap::new(),
+            active: HashSet::new(),
+        }
     }
 
     /// The peers Kademlia exchanged messages with since the last call. A connection's first
@@ -55,20 +72,20 @@ impl Kad {
     /// protocol (as soon as identify says so, before any message), and a connection that has only
     /// been identified has exchanged nothing yet.
     pub(crate) fn take_active(&mut self) -> Vec<PeerId> {
-        self.2.drain().collect()
+        self.active.drain().collect()
     }
 }
 
 impl Deref for Kad {
     type Target = Inner;
     fn deref(&self) -> &Inner {
-        &self.0
+        &self.inner
     }
 }
 
 impl DerefMut for Kad {
     fn deref_mut(&mut self) -> &mut Inner {
-        &mut self.0
+        &mut self.inner
     }
 }
 
@@ -82,7 +99,7 @@ impl NetworkBehaviour for Kad {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        self.0
+        self.inner
             .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
     }
 
@@ -93,7 +110,7 @@ impl NetworkBehaviour for Kad {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
     }
 
@@ -104,7 +121,7 @@ impl NetworkBehaviour for Kad {
         addresses: &[Multiaddr],
         effective_role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_pending_outbound_connection(connection_id, maybe_peer, addresses, effective_role)
     }
 
@@ -116,24 +133,22 @@ impl NetworkBehaviour for Kad {
         role_override: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_established_outbound_connection(connection_id, peer, addr, role_override, port_use)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         match &event {
             FromSwarm::ConnectionEstablished(e) => {
-                if let Some(ip) = ip_of(e.endpoint.get_remote_address()) {
-                    self.1.insert(e.connection_id, ip);
-                }
+                let ip = ip_of(e.endpoint.get_remote_address());
+                self.links.insert(e.connection_id, Link { ip, reported: false });
             }
             FromSwarm::ConnectionClosed(e) => {
-                self.1.remove(&e.connection_id);
-                self.3.remove(&e.connection_id);
+                self.links.remove(&e.connection_id);
             }
             _ => {}
         }
-        self.0.on_swarm_event(event)
+        self.inner.on_swarm_event(event)
     }
 
     fn on_connection_handler_event(
@@ -142,18 +157,20 @@ impl NetworkBehaviour for Kad {
         connection_id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        // Bounded by the established connections: closed ones are removed above.
-        let first = self.3.insert(connection_id);
-        if !first && self.2.len() < MAX_ACTIVE {
-            self.2.insert(peer_id);
+        let mut ip = None;
+        if let Some(link) = self.links.get_mut(&connection_id) {
+            ip = link.ip;
+            if link.reported && self.active.len() < MAX_ACTIVE {
+                self.active.insert(peer_id);
+            }
+            link.reported = true;
         }
-        let ip = self.1.get(&connection_id).copied();
-        self.0.store_mut().set_source(Some(peer_id), ip);
-        self.0.on_connection_handler_event(peer_id, connection_id, event);
-        self.0.store_mut().set_source(None, None);
+        self.inner.store_mut().set_source(Some(peer_id), ip);
+        self.inner.on_connection_handler_event(peer_id, connection_id, event);
+        self.inner.store_mut().set_source(None, None);
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.0.poll(cx)
+        self.inner.poll(cx)
     }
 }
